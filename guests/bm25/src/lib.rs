@@ -1,0 +1,260 @@
+//! Okapi BM25 ranking over an in-memory inverted index.
+//!
+//! Text is tokenized into lower-case alphanumeric words, English stop words
+//! are dropped and the rest are reduced to their Snowball (Porter 2) stems, so
+//! "Running" matches "runs". Scores use the non-negative IDF
+//! `ln(1 + (N - df + 0.5) / (df + 0.5))` with the usual `k1` and `b`. Ties are
+//! broken by document id, then by insertion order, so a ranking is the same
+//! on every run and every machine.
+
+use rust_stemmers::{Algorithm, Stemmer};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// BM25 term-frequency saturation.
+pub const DEFAULT_K1: f64 = 1.2;
+/// BM25 length normalisation.
+pub const DEFAULT_B: f64 = 0.75;
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "he",
+    "her", "his", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on",
+    "or", "our", "she", "so", "such", "than", "that", "the", "their", "them", "then", "there",
+    "these", "they", "this", "to", "was", "we", "were", "what", "when", "which", "who", "will",
+    "with", "you", "your",
+];
+
+/// Splits text into normalised terms (lower-case, stop words dropped, stemmed).
+pub struct Tokenizer {
+    stemmer: Stemmer,
+}
+
+impl Default for Tokenizer {
+    fn default() -> Self {
+        Self { stemmer: Stemmer::create(Algorithm::English) }
+    }
+}
+
+impl Tokenizer {
+    /// Calls `f` with each term of `text`, in order.
+    pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
+        let mut word = String::new();
+        let mut flush = |word: &mut String| {
+            if !word.is_empty() && !STOP_WORDS.contains(&word.as_str()) {
+                f(&self.stemmer.stem(word));
+            }
+            word.clear();
+        };
+        for ch in text.chars() {
+            if ch.is_alphanumeric() {
+                word.extend(ch.to_lowercase());
+            } else {
+                flush(&mut word);
+            }
+        }
+        flush(&mut word);
+    }
+
+    /// The terms of `text`, in order.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.for_each_term(text, |t| out.push(t.to_string()));
+        out
+    }
+}
+
+/// One ranked document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Position of the document in insertion order.
+    pub index: usize,
+    /// BM25 score (higher is more relevant; always > 0 for a hit).
+    pub score: f64,
+}
+
+/// An inverted index over documents added with [`Index::add`].
+pub struct Index {
+    tokenizer: Tokenizer,
+    k1: f64,
+    b: f64,
+    terms: HashMap<String, u32>,
+    /// Postings per term id: (document index, term frequency).
+    postings: Vec<Vec<(u32, u32)>>,
+    doc_lengths: Vec<u32>,
+    doc_ids: Vec<String>,
+    total_length: u64,
+}
+
+impl Default for Index {
+    fn default() -> Self {
+        Self::new(DEFAULT_K1, DEFAULT_B)
+    }
+}
+
+impl Index {
+    /// An empty index with the given BM25 parameters.
+    pub fn new(k1: f64, b: f64) -> Self {
+        Self {
+            tokenizer: Tokenizer::default(),
+            k1,
+            b,
+            terms: HashMap::new(),
+            postings: Vec::new(),
+            doc_lengths: Vec::new(),
+            doc_ids: Vec::new(),
+            total_length: 0,
+        }
+    }
+
+    /// Number of documents indexed.
+    pub fn len(&self) -> usize {
+        self.doc_ids.len()
+    }
+
+    /// Whether no document was added.
+    pub fn is_empty(&self) -> bool {
+        self.doc_ids.is_empty()
+    }
+
+    /// Adds a document; `id` is used only to break score ties.
+    pub fn add(&mut self, id: &str, text: &str) {
+        let doc = self.doc_ids.len() as u32;
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        let mut length = 0u32;
+        let (terms, postings) = (&mut self.terms, &mut self.postings);
+        self.tokenizer.for_each_term(text, |term| {
+            let next = terms.len() as u32;
+            let id = *terms.entry(term.to_string()).or_insert_with(|| {
+                postings.push(Vec::new());
+                next
+            });
+            *counts.entry(id).or_insert(0) += 1;
+            length += 1;
+        });
+        let mut counts: Vec<(u32, u32)> = counts.into_iter().collect();
+        counts.sort_unstable();
+        for (term, tf) in counts {
+            self.postings[term as usize].push((doc, tf));
+        }
+        self.doc_lengths.push(length);
+        self.doc_ids.push(id.to_string());
+        self.total_length += u64::from(length);
+    }
+
+    /// The distinct query terms that occur in the index.
+    pub fn query_terms(&self, query: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        self.tokenizer.for_each_term(query, |t| {
+            if !seen.iter().any(|s: &String| s == t) {
+                seen.push(t.to_string());
+            }
+        });
+        seen
+    }
+
+    /// Ranks the documents that `keep` accepts against `query` and returns
+    /// at most `top_k` hits, best first. Documents without any query term are
+    /// never returned.
+    pub fn search(&self, query: &str, top_k: usize, keep: impl Fn(usize) -> bool) -> Vec<Hit> {
+        if self.is_empty() || top_k == 0 {
+            return Vec::new();
+        }
+        let n = self.len() as f64;
+        let avg_len = (self.total_length as f64 / n).max(1.0);
+        let mut scores: HashMap<u32, f64> = HashMap::new();
+        for term in self.query_terms(query) {
+            let Some(&id) = self.terms.get(&term) else { continue };
+            let postings = &self.postings[id as usize];
+            let df = postings.len() as f64;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            for &(doc, tf) in postings {
+                if !keep(doc as usize) {
+                    continue;
+                }
+                let tf = f64::from(tf);
+                let norm = 1.0 - self.b + self.b * f64::from(self.doc_lengths[doc as usize]) / avg_len;
+                *scores.entry(doc).or_insert(0.0) += idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
+            }
+        }
+        let mut hits: Vec<Hit> = scores
+            .into_iter()
+            .filter(|(_, s)| *s > 0.0)
+            .map(|(doc, score)| Hit { index: doc as usize, score })
+            .collect();
+        let order = |a: &Hit, b: &Hit| {
+            b.score
+                .partial_cmp(&a.score)
+                .unwrap_or(Ordering::Equal)
+                .then_with(|| self.doc_ids[a.index].cmp(&self.doc_ids[b.index]))
+                .then_with(|| a.index.cmp(&b.index))
+        };
+        if hits.len() > top_k {
+            hits.select_nth_unstable_by(top_k - 1, order);
+            hits.truncate(top_k);
+        }
+        hits.sort_by(order);
+        hits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus() -> Index {
+        let mut index = Index::default();
+        index.add("cats", "Cats are small domesticated carnivorous mammals that purr.");
+        index.add("rust", "Rust is a systems programming language focused on memory safety and speed.");
+        index.add("wasm", "WebAssembly runs sandboxed code; Rust compiles to WebAssembly components.");
+        index.add("cooking", "Slow cooking keeps stews tender; season the stew at the end.");
+        index.add("dogs", "Dogs are loyal mammals; a dog barks and runs fast.");
+        index
+    }
+
+    #[test]
+    fn tokenizer_lowercases_stems_and_drops_stop_words() {
+        let t = Tokenizer::default();
+        assert_eq!(t.terms("The Running dogs ran, and RUNS!"), ["run", "dog", "ran", "run"]);
+        assert!(t.terms("the of and").is_empty());
+    }
+
+    #[test]
+    fn ranks_the_relevant_document_first() {
+        let index = corpus();
+        let hits = index.search("memory-safe systems programming language", 3, |_| true);
+        assert_eq!(hits[0].index, 1, "{hits:?}");
+        let hits = index.search("stew seasoning", 3, |_| true);
+        assert_eq!(hits[0].index, 3);
+        assert_eq!(hits.len(), 1, "documents without a query term are not returned");
+        let hits = index.search("running dog", 5, |_| true);
+        assert_eq!(hits[0].index, 4);
+    }
+
+    #[test]
+    fn rare_terms_weigh_more_than_common_ones() {
+        let index = corpus();
+        let hits = index.search("mammals purr", 5, |_| true);
+        assert_eq!(hits[0].index, 0, "purr is rarer than mammals: {hits:?}");
+        assert!(hits[0].score > hits[1].score);
+    }
+
+    #[test]
+    fn ties_break_by_id_then_order_and_filters_apply() {
+        let mut index = Index::default();
+        for id in ["b", "a", "c"] {
+            index.add(id, "same words here");
+        }
+        let hits = index.search("words", 3, |_| true);
+        let ids: Vec<usize> = hits.iter().map(|h| h.index).collect();
+        assert_eq!(ids, [1, 0, 2]);
+        let filtered = index.search("words", 3, |i| i != 1);
+        assert_eq!(filtered.iter().map(|h| h.index).collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(index.search("words", 1, |_| true).len(), 1);
+    }
+
+    #[test]
+    fn empty_index_and_zero_top_k_return_nothing() {
+        assert!(Index::default().search("x", 5, |_| true).is_empty());
+        assert!(corpus().search("rust", 0, |_| true).is_empty());
+    }
+}

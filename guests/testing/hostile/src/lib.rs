@@ -1,0 +1,148 @@
+//! A task guest for the sandbox tests. Its input `{"action": ...}` picks a
+//! misbehaviour: escaping its mounts, writing a read-only mount, opening
+//! sockets, spinning forever, allocating or printing without bound, recursing
+//! without end. Attempts the sandbox refuses are reported as `denied` with
+//! what the guest saw; an attempt that succeeds is reported as success with
+//! `ESCAPED`, which the tests treat as a sandbox failure.
+
+use serde_json::{Value, json};
+use std::io::Write;
+
+wit_bindgen::generate!({ path: "../../../wit/task", world: "task" });
+
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn run(input: String) -> Result<String, TaskError> {
+        let input: Value = serde_json::from_str(&input).map_err(|e| TaskError::InvalidInput(e.to_string()))?;
+        let action = input["action"].as_str().unwrap_or("echo");
+        let n = |key: &str, default: u64| input[key].as_u64().unwrap_or(default);
+        match action {
+            "echo" => Ok(input.to_string()),
+            "env" => Ok(json!({
+                "env": std::env::vars().collect::<Vec<_>>(),
+                "args": std::env::args().collect::<Vec<_>>(),
+                "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
+            })
+            .to_string()),
+            "loop" => loop {
+                std::hint::black_box(0u64);
+            },
+            "spin" => {
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(n("ms", 1000));
+                let mut x = 0u64;
+                while std::time::Instant::now() < until {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+                Ok(json!({"spun": x > 0}).to_string())
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(n("ms", 60_000)));
+                Ok("{}".into())
+            }
+            "alloc" => {
+                let mut blocks = Vec::new();
+                for _ in 0..n("mb", 1024) {
+                    blocks.push(vec![1u8; 1 << 20]);
+                }
+                Ok(json!({"allocated_mb": blocks.len()}).to_string())
+            }
+            "stdout" => {
+                let chunk = vec![b'x'; 1 << 20];
+                let mut out = std::io::stdout();
+                for _ in 0..n("mb", 100) {
+                    out.write_all(&chunk).map_err(|e| TaskError::Failed(format!("stdout: {e}")))?;
+                }
+                Ok("{}".into())
+            }
+            "print" => {
+                println!("{}", input["stdout"].as_str().unwrap_or(""));
+                eprintln!("{}", input["stderr"].as_str().unwrap_or(""));
+                Ok(json!({"printed": true}).to_string())
+            }
+            "recurse" => Ok(json!({"depth": recurse(n("depth", u64::MAX))}).to_string()),
+            "trap" => panic!("guest panicked on purpose"),
+            "fail" => Err(TaskError::Failed(input["message"].as_str().unwrap_or("failed").into())),
+            "read" => {
+                let path = input["path"].as_str().unwrap_or("");
+                std::fs::read_to_string(path)
+                    .map(|text| json!({"text": text}).to_string())
+                    .map_err(|e| TaskError::Denied(format!("{path}: {e}")))
+            }
+            "escape" => escape(input["paths"].as_array().cloned().unwrap_or_default()),
+            "write" => {
+                let path = input["path"].as_str().unwrap_or("");
+                match std::fs::write(path, "written") {
+                    Ok(()) => Ok(format!("\"ESCAPED: wrote {path}\"")),
+                    Err(e) => Err(TaskError::Denied(format!("{path}: {e}"))),
+                }
+            }
+            "tcp" => tcp(input["addr"].as_str().unwrap_or("1.1.1.1:80")),
+            "dns" => dns(input["name"].as_str().unwrap_or("example.com")),
+            other => Err(TaskError::InvalidInput(format!("unknown action {other}"))),
+        }
+    }
+}
+
+export!(Hostile);
+
+/// Recursion that keeps everything in wasm locals, so it exhausts the
+/// engine's native stack rather than the guest's shadow stack in memory.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == 0 {
+        return 0;
+    }
+    1 + recurse(std::hint::black_box(depth - 1))
+}
+
+/// Tries to read every path; any success is an escape.
+fn escape(paths: Vec<Value>) -> Result<String, TaskError> {
+    let mut refusals = Vec::new();
+    for path in paths.iter().filter_map(Value::as_str) {
+        match std::fs::read(path) {
+            Ok(bytes) => return Ok(format!("\"ESCAPED: read {} bytes from {path}\"", bytes.len())),
+            Err(e) => refusals.push(format!("{path}: {e}")),
+        }
+    }
+    Err(TaskError::Denied(refusals.join("; ")))
+}
+
+fn tcp(addr: &str) -> Result<String, TaskError> {
+    use wasip2::sockets::{instance_network, network, tcp_create_socket};
+    let addr: std::net::SocketAddrV4 = addr.parse().map_err(|_| TaskError::InvalidInput(format!("bad addr {addr}")))?;
+    let socket = tcp_create_socket::create_tcp_socket(network::IpAddressFamily::Ipv4)
+        .map_err(|e| TaskError::Denied(format!("tcp socket: {e:?}")))?;
+    let o = addr.ip().octets();
+    let remote = network::IpSocketAddress::Ipv4(network::Ipv4SocketAddress {
+        port: addr.port(),
+        address: (o[0], o[1], o[2], o[3]),
+    });
+    let net = instance_network::instance_network();
+    socket
+        .start_connect(&net, remote)
+        .map_err(|e| TaskError::Denied(format!("tcp connect {addr}: {e:?}")))?;
+    socket.subscribe().block();
+    match socket.finish_connect() {
+        Ok(_) => Ok(format!("\"ESCAPED: connected to {addr}\"")),
+        Err(e) => Err(TaskError::Denied(format!("tcp connect {addr}: {e:?}"))),
+    }
+}
+
+fn dns(name: &str) -> Result<String, TaskError> {
+    use wasip2::sockets::{instance_network, ip_name_lookup};
+    let net = instance_network::instance_network();
+    let stream = ip_name_lookup::resolve_addresses(&net, name)
+        .map_err(|e| TaskError::Denied(format!("dns {name}: {e:?}")))?;
+    loop {
+        match stream.resolve_next_address() {
+            Ok(Some(addr)) => return Ok(format!("\"ESCAPED: {name} resolved to {addr:?}\"")),
+            Ok(None) => return Err(TaskError::Denied(format!("dns {name}: no addresses"))),
+            Err(network::ErrorCode::WouldBlock) => stream.subscribe().block(),
+            Err(e) => return Err(TaskError::Denied(format!("dns {name}: {e:?}"))),
+        }
+    }
+}
+
+use wasip2::sockets::network;

@@ -1,0 +1,106 @@
+//! Builds the guest components in `../guests` for wasm32-wasip2 and generates
+//! `builtins.rs`, which embeds the built-in guests in the binary (and, with
+//! the `test-guests` feature, names the test guests' files).
+//!
+//! The guests get their own target directory (`target/wasm-guests`), so the
+//! nested cargo never waits on the lock of the build that runs this script.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Built-in guests: (name used as `builtin:NAME`, cargo package, wasm file stem).
+const BUILTINS: &[(&str, &str, &str)] = &[
+    ("aggregation", "aggregation", "aggregation"),
+    ("retrieval", "retrieval", "retrieval"),
+    ("file_read", "tool-file-read", "tool_file_read"),
+    ("file_write", "tool-file-write", "tool_file_write"),
+    ("file_edit", "tool-file-edit", "tool_file_edit"),
+    ("grep", "tool-grep", "tool_grep"),
+    ("find", "tool-find", "tool_find"),
+    ("list", "tool-list", "tool_list"),
+];
+
+/// Test-only guests: (constant name, cargo package, wasm file stem).
+const TEST_GUESTS: &[(&str, &str, &str)] = &[
+    ("HOSTILE", "hostile", "hostile"),
+    ("COMMAND", "command", "command"),
+    ("WRONG_WORLD", "wrong-world", "wrong_world"),
+];
+
+/// Environment a nested cargo must not inherit from the outer build.
+const SCRUBBED_ENV: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_LLVM_COV",
+    "LLVM_PROFILE_FILE",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("workspace root");
+    let guests = root.join("guests");
+    let target_dir = root.join("target").join("wasm-guests");
+    let with_tests = env::var_os("CARGO_FEATURE_TEST_GUESTS").is_some();
+
+    for watched in ["Cargo.toml", "Cargo.lock", "kit", "bm25", "aggregation", "retrieval", "fs-tools", "tools", "testing"] {
+        println!("cargo:rerun-if-changed={}", guests.join(watched).display());
+    }
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.arg("build")
+        .arg("--release")
+        .args(["--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(guests.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    let packages = BUILTINS
+        .iter()
+        .map(|(_, package, _)| *package)
+        .chain(TEST_GUESTS.iter().filter(|_| with_tests).map(|(_, package, _)| *package));
+    for package in packages {
+        cmd.args(["-p", package]);
+    }
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("failed to start cargo for the guest components");
+    if !status.success() {
+        panic!(
+            "building the guest components failed ({status}). They need the wasm32-wasip2 \
+             target: run `make wasm-target` (or `rustup target add wasm32-wasip2`)."
+        );
+    }
+
+    let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("builtins.rs");
+    std::fs::write(&out, generate(&wasm_dir, with_tests)).expect("write builtins.rs");
+}
+
+fn generate(wasm_dir: &Path, with_tests: bool) -> String {
+    let mut code = String::from("/// Built-in guests: (name, component bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    for (name, _, stem) in BUILTINS {
+        let path = wasm_dir.join(format!("{stem}.wasm"));
+        assert!(path.exists(), "missing built guest {}", path.display());
+        writeln!(code, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+    }
+    code.push_str("];\n");
+    if with_tests {
+        code.push_str("\n/// Paths of the test-only guest components.\npub mod test_guests {\n");
+        for (constant, _, stem) in TEST_GUESTS {
+            let path = wasm_dir.join(format!("{stem}.wasm"));
+            writeln!(code, "    /// `{stem}.wasm`.\n    pub const {constant}: &str = {:?};", path.display().to_string()).unwrap();
+        }
+        code.push_str("}\n");
+    }
+    code
+}

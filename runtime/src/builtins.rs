@@ -1,0 +1,35 @@
+//! The guest components embedded in the binary (`builtin:NAME`), so a single
+//! file is all an edge box needs. `build.rs` compiles them from `guests/`.
+
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// The bytes of the built-in guest `name` (without the `builtin:` prefix).
+pub fn builtin(name: &str) -> Option<&'static [u8]> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+}
+
+/// Names of every built-in guest.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(n, _)| *n)
+}
+
+/// Names of the built-in guests that are tools (`wasmnode:tool` world).
+pub const TOOLS: &[&str] = &["file_read", "file_write", "file_edit", "grep", "find", "list"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_is_a_component() {
+        for (name, bytes) in BUILTINS {
+            assert_eq!(&bytes[..4], b"\0asm", "{name}");
+            assert_eq!(&bytes[6..8], &[1, 0], "{name} must be a component, not a core module");
+        }
+        assert!(builtin("retrieval").is_some());
+        assert!(builtin("nope").is_none());
+        for tool in TOOLS {
+            assert!(builtin(tool).is_some(), "{tool}");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The one executor interface every backend implements, and the context a
+//! task runs in.
+
+use crate::artifacts::ArtifactStore;
+use crate::failure::TaskFailure;
+use crate::limits::Limits;
+use crate::task::{TaskOutcome, TaskSpec};
+use async_trait::async_trait;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Whether an executor can run a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Support {
+    /// It can.
+    Yes,
+    /// It cannot, and why.
+    No(String),
+}
+
+/// Something that runs tasks: the WASI sandbox, Docker, an LLM server.
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// Short name (`wasm`, `docker`, `llm`), shown in outcomes and metrics.
+    fn name(&self) -> &'static str;
+    /// Whether this executor can run `task` on this node.
+    fn can_run(&self, task: &TaskSpec) -> Support;
+    /// Runs `task` to completion, failure, timeout or cancellation.
+    async fn run(&self, task: TaskSpec, ctx: TaskContext) -> Result<TaskOutcome, TaskFailure>;
+}
+
+/// Something a running task reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    /// A chunk of standard output.
+    Stdout(Vec<u8>),
+    /// A chunk of standard error.
+    Stderr(Vec<u8>),
+    /// Generated text (LLM tokens) as it arrives.
+    Token(String),
+    /// Progress of a long step (downloads): done and total units.
+    Progress {
+        /// What is progressing.
+        what: String,
+        /// Units done.
+        done: u64,
+        /// Units in all, if known.
+        total: Option<u64>,
+    },
+}
+
+/// Where a task's events go.
+pub type EventSink = Arc<dyn Fn(TaskEvent) + Send + Sync>;
+
+/// Everything a task runs with besides its spec.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// Cancelled when the task must stop.
+    pub cancel: CancellationToken,
+    /// When the task must have finished (start + limits.timeout).
+    pub deadline: Instant,
+    /// The effective limits.
+    pub limits: Limits,
+    /// The task's scratch directory, if it has one.
+    pub workspace: Option<PathBuf>,
+    /// The node's artifact store.
+    pub artifacts: ArtifactStore,
+    /// Receives stdout/stderr chunks, tokens and progress.
+    pub events: Option<EventSink>,
+}
+
+impl TaskContext {
+    /// A context starting now with `limits`, no workspace and no event sink.
+    pub fn new(limits: Limits, artifacts: ArtifactStore) -> Self {
+        Self {
+            cancel: CancellationToken::new(),
+            deadline: Instant::now() + limits.timeout,
+            limits,
+            workspace: None,
+            artifacts,
+            events: None,
+        }
+    }
+
+    /// Sends `event` to the sink, if there is one.
+    pub fn emit(&self, event: TaskEvent) {
+        if let Some(sink) = &self.events {
+            sink(event);
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `TaskFailure`: the closed set of ways a task can fail, each with a message.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a task failed. Callers act on the kind; the message is for humans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureKind {
+    /// The task's input, component or arguments are wrong; retrying will not help.
+    InvalidInput,
+    /// The task ran past its wall-clock or CPU deadline.
+    Timeout,
+    /// The task tried to use more memory than its limit.
+    MemoryExceeded,
+    /// The task wrote more stdout/stderr/output than its cap.
+    OutputExceeded,
+    /// The task was cancelled (by a user, a drain or a shutdown).
+    Cancelled,
+    /// Node policy forbids what the task asked for (image, mount, network, path).
+    PolicyDenied,
+    /// The backend that would run the task is missing or not answering.
+    BackendUnavailable,
+    /// The guest trapped (panic, unreachable, stack overflow, bad output).
+    GuestTrap,
+    /// The program exited with a non-zero code or reported failure.
+    NonZeroExit,
+    /// A bug or an unexpected host error.
+    Internal,
+}
+
+impl FailureKind {
+    /// Every kind, for metrics and docs.
+    pub const ALL: [FailureKind; 10] = [
+        Self::InvalidInput,
+        Self::Timeout,
+        Self::MemoryExceeded,
+        Self::OutputExceeded,
+        Self::Cancelled,
+        Self::PolicyDenied,
+        Self::BackendUnavailable,
+        Self::GuestTrap,
+        Self::NonZeroExit,
+        Self::Internal,
+    ];
+
+    /// The error code used in APIs, e.g. `MEMORY_EXCEEDED`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::Timeout => "TIMEOUT",
+            Self::MemoryExceeded => "MEMORY_EXCEEDED",
+            Self::OutputExceeded => "OUTPUT_EXCEEDED",
+            Self::Cancelled => "CANCELLED",
+            Self::PolicyDenied => "POLICY_DENIED",
+            Self::BackendUnavailable => "BACKEND_UNAVAILABLE",
+            Self::GuestTrap => "GUEST_TRAP",
+            Self::NonZeroExit => "NON_ZERO_EXIT",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// What a failed task had written before it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedOutput {
+    /// Standard output so far (capped).
+    pub stdout: String,
+    /// Standard error so far (capped).
+    pub stderr: String,
+    /// Exit code, where the program exited.
+    pub exit_code: Option<i32>,
+}
+
+/// A failed task: a kind callers can act on, a human message, and whatever
+/// output was captured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct TaskFailure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// Human-readable explanation.
+    pub message: String,
+    /// Output captured before the failure.
+    pub captured: Option<Box<CapturedOutput>>,
+}
+
+impl TaskFailure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), captured: None }
+    }
+
+    /// Attaches captured output.
+    pub fn with_output(mut self, captured: CapturedOutput) -> Self {
+        self.captured = Some(Box::new(captured));
+        self
+    }
+
+    /// `InvalidInput` with `message`.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::InvalidInput, message)
+    }
+
+    /// `PolicyDenied` with `message`.
+    pub fn policy_denied(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::PolicyDenied, message)
+    }
+
+    /// `BackendUnavailable` with `message`.
+    pub fn backend_unavailable(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::BackendUnavailable, message)
+    }
+
+    /// `Internal` with `message`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Internal, message)
+    }
+
+    /// `Cancelled` with the standard message.
+    pub fn cancelled() -> Self {
+        Self::new(FailureKind::Cancelled, "the task was cancelled")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_and_serde_matches() {
+        for kind in FailureKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.code()));
+        }
+        let f = TaskFailure::new(FailureKind::Timeout, "ran 5s");
+        assert_eq!(f.to_string(), "TIMEOUT: ran 5s");
+    }
+}

@@ -1,0 +1,18 @@
+//! wasmnode's execution runtime: the one `Executor` interface, the task and
+//! failure types every backend shares, limits and policy, the artifact store,
+//! the `Router` that picks a backend, and the backends themselves.
+
+pub mod artifacts;
+pub mod builtins;
+pub mod executor;
+pub mod failure;
+pub mod limits;
+pub mod task;
+pub mod wasm;
+
+pub use artifacts::ArtifactStore;
+pub use executor::{EventSink, Executor, Support, TaskContext, TaskEvent};
+pub use failure::{CapturedOutput, FailureKind, TaskFailure};
+pub use limits::{LimitPolicy, LimitRequest, Limits};
+pub use task::{ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec, WasmRuntime};
+pub use wasm::WasmExecutor;

@@ -1,0 +1,244 @@
+//! What a task is (`TaskSpec`) and what running it produced (`TaskOutcome`).
+
+use crate::limits::LimitRequest;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One unit of work, independent of the protocol that delivered it.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    /// Job the task belongs to (names its artifact directory).
+    pub job_id: String,
+    /// Task id within the job (equal to `job_id` for single-task jobs).
+    pub task_id: String,
+    /// Task type: a SPLAI type (`aggregation`, `retrieval`, `tool_execution`,
+    /// `embedding`, `llm_inference`, `model_download`) or any name when the
+    /// runtime is explicit.
+    pub task_type: String,
+    /// The task's inputs (SPLAI sends an object of strings).
+    pub payload: Value,
+    /// How to run it.
+    pub runtime: Runtime,
+    /// Directories made visible to the task.
+    pub mounts: Vec<Mount>,
+    /// Limits the submitter asked for (capped by the operator's ceilings).
+    pub limits: LimitRequest,
+}
+
+impl TaskSpec {
+    /// A task of `task_type` with `payload`, routed automatically.
+    pub fn new(job_id: impl Into<String>, task_type: impl Into<String>, payload: Value) -> Self {
+        let job_id = job_id.into();
+        Self {
+            task_id: job_id.clone(),
+            job_id,
+            task_type: task_type.into(),
+            payload,
+            runtime: Runtime::Auto,
+            mounts: Vec::new(),
+            limits: LimitRequest::default(),
+        }
+    }
+
+    /// The payload as an object, if it is one.
+    pub fn input(&self, key: &str) -> Option<&str> {
+        self.payload.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+}
+
+/// Which backend runs a task.
+#[derive(Debug, Clone, Default)]
+pub enum Runtime {
+    /// The router picks from the task type.
+    #[default]
+    Auto,
+    /// A WASI component (or core wasip1 module).
+    Wasm(WasmRuntime),
+    /// A container image (Docker fallback).
+    Image(ImageRuntime),
+}
+
+impl Runtime {
+    /// The Job Protocol name of the mode.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Runtime::Auto => "auto",
+            Runtime::Wasm(_) => "wasm",
+            Runtime::Image(_) => "image",
+        }
+    }
+}
+
+/// Where a component's bytes come from.
+#[derive(Clone)]
+pub enum ComponentSource {
+    /// A guest embedded in the binary, by name (`builtin:NAME`).
+    Builtin(String),
+    /// A `.wasm` file on the node's disk.
+    File(PathBuf),
+    /// Bytes already in memory.
+    Bytes(Arc<[u8]>),
+}
+
+impl std::fmt::Debug for ComponentSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Builtin(name) => write!(f, "builtin:{name}"),
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Bytes(bytes) => write!(f, "<{} bytes>", bytes.len()),
+        }
+    }
+}
+
+impl ComponentSource {
+    /// Parses `builtin:NAME` or a file path.
+    pub fn parse(reference: &str) -> Self {
+        match reference.strip_prefix("builtin:") {
+            Some(name) => Self::Builtin(name.to_string()),
+            None => Self::File(PathBuf::from(reference)),
+        }
+    }
+}
+
+/// A WASI task's runtime settings.
+#[derive(Debug, Clone)]
+pub struct WasmRuntime {
+    /// The component to run.
+    pub component: ComponentSource,
+    /// Arguments after argv[0] (commands only).
+    pub args: Vec<String>,
+    /// Environment variables (nothing is inherited from the node).
+    pub env: BTreeMap<String, String>,
+    /// Bytes on stdin; commands get the payload as JSON when this is `None`.
+    pub stdin: Option<Vec<u8>>,
+}
+
+impl WasmRuntime {
+    /// Runs `component` with no arguments or environment.
+    pub fn new(component: ComponentSource) -> Self {
+        Self { component, args: Vec::new(), env: BTreeMap::new(), stdin: None }
+    }
+}
+
+/// A container task's runtime settings.
+#[derive(Debug, Clone, Default)]
+pub struct ImageRuntime {
+    /// Image reference, e.g. `runner:1.0.0`.
+    pub image: String,
+    /// Command (empty: the image's default).
+    pub cmd: Vec<String>,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Bytes on stdin; `None` sends the payload as JSON.
+    pub stdin: Option<Vec<u8>>,
+    /// Number of GPUs requested (`--gpus`), subject to policy.
+    pub gpus: Option<u32>,
+}
+
+/// Where a mount's host directory comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// A directory on the node's disk.
+    Host(PathBuf),
+    /// The node's artifact root.
+    Artifacts,
+    /// The task's scratch workspace.
+    Workspace,
+}
+
+/// A directory visible to the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Host side.
+    pub source: MountSource,
+    /// Absolute path inside the sandbox.
+    pub guest_path: String,
+    /// Whether the task may write (read-only unless asked).
+    pub writable: bool,
+}
+
+impl Mount {
+    /// Parses the CLI form `HOST:GUEST[:ro|rw]` (read-only by default).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, guest, mode) = match parts.as_slice() {
+            [host, guest] => (*host, *guest, "ro"),
+            [host, guest, mode] => (*host, *guest, *mode),
+            _ => return Err(format!("mount `{spec}` must look like HOST:GUEST[:ro|rw]")),
+        };
+        let writable = match mode {
+            "ro" => false,
+            "rw" => true,
+            other => return Err(format!("mount `{spec}`: mode must be ro or rw, not `{other}`")),
+        };
+        if host.is_empty() {
+            return Err(format!("mount `{spec}`: host path is empty"));
+        }
+        Ok(Self { source: MountSource::Host(PathBuf::from(host)), guest_path: guest.to_string(), writable })
+    }
+}
+
+/// Resource usage of one run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskMetrics {
+    /// Wall-clock time from start to end, in milliseconds.
+    pub wall_time_ms: f64,
+    /// Fuel consumed (WASI tasks with fuel metering).
+    pub fuel_consumed: Option<u64>,
+    /// CPU time used, in milliseconds, where the backend reports it.
+    pub cpu_time_ms: Option<f64>,
+    /// Highest memory use in bytes (linear memory for WASI, cgroup for Docker).
+    pub peak_memory_bytes: Option<u64>,
+    /// Whether compiled code came from the cache (WASI only).
+    pub code_cache: Option<String>,
+}
+
+/// What a successful task produced.
+#[derive(Debug, Clone, Default)]
+pub struct TaskOutcome {
+    /// The task's JSON output.
+    pub output: Value,
+    /// Captured standard output (capped, lossy UTF-8).
+    pub stdout: String,
+    /// Captured standard error (capped, lossy UTF-8).
+    pub stderr: String,
+    /// Process exit code, for commands and containers.
+    pub exit_code: Option<i32>,
+    /// Resource usage.
+    pub metrics: TaskMetrics,
+    /// Artifacts the task wrote (artifact:// URIs).
+    pub artifacts: Vec<String>,
+    /// Name of the executor that ran it.
+    pub executor: &'static str,
+}
+
+/// Duration to fractional milliseconds.
+pub fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mounts_read_only_by_default() {
+        let m = Mount::parse("./data:/data").unwrap();
+        assert_eq!(m.source, MountSource::Host("./data".into()));
+        assert!(!m.writable);
+        assert!(Mount::parse("/a:/b:rw").unwrap().writable);
+        assert!(Mount::parse("/a:/b:rx").unwrap_err().contains("ro or rw"));
+        assert!(Mount::parse("/a").is_err());
+        assert!(Mount::parse(":/b").is_err());
+    }
+
+    #[test]
+    fn parses_component_references() {
+        assert!(matches!(ComponentSource::parse("builtin:grep"), ComponentSource::Builtin(n) if n == "grep"));
+        assert!(matches!(ComponentSource::parse("./t.wasm"), ComponentSource::File(p) if p == PathBuf::from("./t.wasm")));
+    }
+}

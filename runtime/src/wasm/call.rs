@@ -1,0 +1,154 @@
+//! Calling a prepared binary in a fresh store, and turning what happened
+//! (a result, an exit code, a trap, an interrupt) into an outcome or a
+//! `TaskFailure` of the right kind.
+
+use super::bindings::{task, tool};
+use super::output::Stream;
+use super::prepare::{Pre, Prepared};
+use super::sandbox::{State, Stdio};
+use crate::failure::{CapturedOutput, FailureKind, TaskFailure};
+use crate::limits::Limits;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::I32Exit;
+
+/// Why the epoch callback stopped a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Interrupt {
+    /// The wall-clock deadline passed.
+    #[error("deadline reached")]
+    Timeout,
+    /// The task's cancellation token fired.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// What the guest itself returned.
+pub enum GuestReturn {
+    /// A JSON document (task or tool success).
+    Json(String),
+    /// The program exited with this code (commands and core modules).
+    Exit(i32),
+    /// The task guest reported an error.
+    TaskError(task::wasmnode::task::types::TaskError),
+    /// The tool guest reported an error.
+    ToolError(tool::wasmnode::tool::types::ToolError),
+}
+
+/// Arms the store so that every epoch tick checks for cancellation and the
+/// deadline, yielding to the async runtime otherwise.
+pub fn arm(store: &mut Store<State>, cancel: CancellationToken, deadline: Instant) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if cancel.is_cancelled() {
+            Err(Interrupt::Cancelled.into())
+        } else if Instant::now() >= deadline {
+            Err(Interrupt::Timeout.into())
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Instantiates `prepared` in `store` and calls its entry point with `input`.
+pub async fn call(prepared: &Prepared, store: &mut Store<State>, input: &str) -> wasmtime::Result<GuestReturn> {
+    match &prepared.pre {
+        Pre::Task(pre) => {
+            let guest = pre.instantiate_async(&mut *store).await?;
+            Ok(match guest.call_run(&mut *store, input).await? {
+                Ok(json) => GuestReturn::Json(json),
+                Err(e) => GuestReturn::TaskError(e),
+            })
+        }
+        Pre::Tool(pre) => {
+            let guest = pre.instantiate_async(&mut *store).await?;
+            Ok(match guest.call_invoke(&mut *store, input).await? {
+                Ok(json) => GuestReturn::Json(json),
+                Err(e) => GuestReturn::ToolError(e),
+            })
+        }
+        Pre::Command(pre) => {
+            let guest = pre.instantiate_async(&mut *store).await?;
+            exit_code(guest.wasi_cli_run().call_run(&mut *store).await.map(|r| i32::from(r.is_err())))
+        }
+        Pre::Module(pre) => {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+            exit_code(start.call_async(&mut *store, ()).await.map(|()| 0))
+        }
+    }
+}
+
+/// A WASI `exit` surfaces as an `I32Exit` error; it is an exit code, not a failure.
+fn exit_code(result: wasmtime::Result<i32>) -> wasmtime::Result<GuestReturn> {
+    match result {
+        Ok(code) => Ok(GuestReturn::Exit(code)),
+        Err(e) => match e.downcast_ref::<I32Exit>() {
+            Some(I32Exit(code)) => Ok(GuestReturn::Exit(*code)),
+            None => Err(e),
+        },
+    }
+}
+
+/// What was captured so far, for attaching to a failure.
+pub fn captured(stdio: &Stdio, exit_code: Option<i32>) -> CapturedOutput {
+    CapturedOutput { stdout: stdio.stdout.text(), stderr: stdio.stderr.text(), exit_code }
+}
+
+/// Classifies an error raised while calling a guest.
+pub fn classify(err: &wasmtime::Error, state: &State, stdio: &Stdio, limits: &Limits) -> TaskFailure {
+    let failure = |kind, message: String| TaskFailure::new(kind, message).with_output(captured(stdio, None));
+    if let Some(interrupt) = err.downcast_ref::<Interrupt>() {
+        return match interrupt {
+            Interrupt::Cancelled => TaskFailure::cancelled().with_output(captured(stdio, None)),
+            Interrupt::Timeout => failure(FailureKind::Timeout, timeout_message(limits)),
+        };
+    }
+    if let Some(stream) = stdio.overflowed() {
+        let name = if stream == Stream::Stdout { "stdout" } else { "stderr" };
+        return failure(
+            FailureKind::OutputExceeded,
+            format!("the guest wrote more than {} bytes to {name}", limits.max_output_bytes),
+        );
+    }
+    if state.limiter.exceeded() {
+        return failure(
+            FailureKind::MemoryExceeded,
+            format!("the guest needed more than its memory limit of {} MiB", limits.memory_bytes >> 20),
+        );
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => failure(
+            FailureKind::GuestTrap,
+            "stack overflow: the guest recursed deeper than its stack allows".into(),
+        ),
+        Some(Trap::OutOfFuel) => failure(
+            FailureKind::Timeout,
+            format!("the guest used up its fuel budget of {}", limits.fuel.unwrap_or_default()),
+        ),
+        Some(Trap::Interrupt) => failure(FailureKind::Timeout, timeout_message(limits)),
+        Some(trap) => failure(FailureKind::GuestTrap, trap_message(&trap.to_string(), stdio)),
+        None => failure(FailureKind::GuestTrap, trap_message(&format!("{err:#}"), stdio)),
+    }
+}
+
+/// The timeout message for `limits`.
+pub fn timeout_message(limits: &Limits) -> String {
+    format!("the task ran past its wall-clock limit of {:.3}s", limits.timeout.as_secs_f64())
+}
+
+/// A trap's message, with the guest's panic message (or last stderr line) if any.
+fn trap_message(trap: &str, stdio: &Stdio) -> String {
+    let stderr = stdio.stderr.text();
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let panic = lines
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .and_then(|i| lines.get(i + 1))
+        .filter(|l| !l.starts_with("note: "));
+    match panic.or_else(|| lines.iter().rev().find(|l| !l.starts_with("note: run with"))) {
+        Some(said) => format!("the guest trapped ({trap}): {said}"),
+        None => format!("the guest trapped: {trap}"),
+    }
+}

@@ -1,0 +1,145 @@
+//! The process-wide wasmtime `Engine`: its configuration, the probe that
+//! picks the pooling allocator where the address space allows it, and the
+//! epoch ticker that drives deadlines and cancellation.
+
+use std::thread;
+use std::time::Duration;
+use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Which instance allocator to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AllocatorChoice {
+    /// Pooling if the engine can reserve the pool, else on-demand.
+    #[default]
+    Auto,
+    /// Pooling, or fail.
+    Pooling,
+    /// Plain on-demand allocation (mmap per instance).
+    OnDemand,
+}
+
+/// Settings that shape the engine (and therefore the compiled code).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Instance allocator.
+    pub allocator: AllocatorChoice,
+    /// Largest linear memory any task may get, in bytes (pool slot size).
+    pub max_memory_bytes: u64,
+    /// Component instances the pool holds at once.
+    pub pool_instances: u32,
+    /// Whether fuel metering is compiled in (needed for per-task fuel budgets).
+    pub fuel_metering: bool,
+    /// Largest wasm stack, in bytes (deeper recursion traps).
+    pub max_stack_bytes: usize,
+    /// Epoch tick: the granularity of deadlines and cancellation.
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            allocator: AllocatorChoice::Auto,
+            max_memory_bytes: 4 << 30,
+            pool_instances: 256,
+            fuel_metering: true,
+            max_stack_bytes: 1 << 20,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Which allocator the engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    Pooling,
+    OnDemand,
+}
+
+impl Allocator {
+    /// Name for logs and `/info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allocator::Pooling => "pooling",
+            Allocator::OnDemand => "on-demand",
+        }
+    }
+}
+
+/// Builds the engine, probing the pooling allocator first when asked to.
+pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)> {
+    match settings.allocator {
+        AllocatorChoice::OnDemand => Ok((Engine::new(&base_config(settings))?, Allocator::OnDemand)),
+        AllocatorChoice::Pooling => Ok((Engine::new(&pooling_config(settings))?, Allocator::Pooling)),
+        AllocatorChoice::Auto => match Engine::new(&pooling_config(settings)) {
+            Ok(engine) => Ok((engine, Allocator::Pooling)),
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable (small address space?); using on-demand allocation");
+                Ok((Engine::new(&base_config(settings))?, Allocator::OnDemand))
+            }
+        },
+    }
+}
+
+fn base_config(settings: &EngineSettings) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .consume_fuel(settings.fuel_metering)
+        .max_wasm_stack(settings.max_stack_bytes)
+        .async_stack_size(settings.max_stack_bytes + (1 << 20));
+    config
+}
+
+fn pooling_config(settings: &EngineSettings) -> Config {
+    let instances = settings.pool_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .max_core_instances_per_component(32)
+        .total_memories(instances * 2)
+        .max_memories_per_component(4)
+        .max_memories_per_module(1)
+        .total_tables(instances * 4)
+        .max_tables_per_component(16)
+        .total_stacks(instances)
+        .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX))
+        // Keeping the first pages of each slot resident avoids a page-fault
+        // storm and kernel contention when instances are recycled quickly.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut config = base_config(settings);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// Advances the engine's epoch every tick until the engine is dropped.
+pub fn start_ticker(engine: &Engine, tick: Duration) {
+    let weak: EngineWeak = engine.weak();
+    thread::Builder::new()
+        .name("wasmnode-epoch".into())
+        .spawn(move || {
+            loop {
+                thread::sleep(tick);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })
+        .expect("spawn epoch ticker thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_demand_always_builds_and_auto_reports_its_choice() {
+        let settings = EngineSettings { allocator: AllocatorChoice::OnDemand, ..Default::default() };
+        assert_eq!(build(&settings).unwrap().1, Allocator::OnDemand);
+        let settings = EngineSettings { pool_instances: 4, ..Default::default() };
+        let (_, allocator) = build(&settings).unwrap();
+        assert_eq!(allocator, Allocator::Pooling, "x86_64 Linux has room for a small pool");
+    }
+}

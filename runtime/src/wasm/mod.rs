@@ -1,0 +1,403 @@
+//! `WasmExecutor`: runs WASI components (the `wasmnode:task` and
+//! `wasmnode:tool` worlds, plain `wasi:cli/command` programs) and core
+//! preview 1 modules under wasmtime.
+//!
+//! One `Engine` per process; a fresh `Store` per task; `InstancePre` cached
+//! per binary; compiled code cached on disk and verified before it is loaded.
+//! Each task sees only its mounts (read-only unless a mount says otherwise),
+//! no network and nothing of the node's environment, and is held to its
+//! memory, deadline, fuel and output limits.
+
+mod bindings;
+mod cache;
+mod call;
+mod engine;
+mod output;
+mod prepare;
+mod sandbox;
+
+pub use engine::{Allocator, AllocatorChoice, EngineSettings};
+pub use prepare::{CacheStats, CodeOrigin, World};
+pub use sandbox::MOUNTS_ENV;
+
+use crate::builtins;
+use crate::executor::{Executor, Support, TaskContext};
+use crate::failure::{FailureKind, TaskFailure};
+use crate::limits::Limits;
+use crate::task::{ComponentSource, Mount, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
+use async_trait::async_trait;
+use call::{GuestReturn, captured};
+use prepare::{Pre, Prepared, Preparer};
+use sandbox::{Flavor, SandboxSpec};
+use serde::Serialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::Store;
+
+/// Grace period past the deadline before a guest blocked in a host call is abandoned.
+const BLOCKED_GRACE: Duration = Duration::from_millis(50);
+/// Prepared binaries kept in memory.
+const PREPARED_CAPACITY: usize = 128;
+
+/// How the WASI executor is set up.
+#[derive(Debug, Clone, Default)]
+pub struct WasmConfig {
+    /// Engine settings (allocator, fuel metering, stack, epoch tick).
+    pub engine: EngineSettings,
+    /// Directory of the compiled-code cache; `None` disables it.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Errors setting up the executor.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmSetupError {
+    /// wasmtime refused the configuration.
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The compiled-code cache directory is unusable.
+    #[error("cannot open the compiled-code cache at {path}: {source}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A tool's self-description (from its `describe` export).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolDescription {
+    /// Machine name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// One-line description.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub args_schema: Value,
+    /// Directories it needs: (guest path, needs write).
+    pub mounts: Vec<(String, bool)>,
+    /// Whether it writes at all (if not, every mount is read-only).
+    pub writes: bool,
+}
+
+/// What `inspect` reports about a binary.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentInfo {
+    /// The contract it implements.
+    pub world: World,
+    /// blake3 of its bytes (hex).
+    pub blake3: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// Its imports.
+    pub imports: Vec<String>,
+    /// Its exports.
+    pub exports: Vec<String>,
+    /// For tools, the self-description.
+    pub tool: Option<ToolDescription>,
+}
+
+/// Runs WASI tasks.
+pub struct WasmExecutor {
+    engine: wasmtime::Engine,
+    allocator: Allocator,
+    fuel_metering: bool,
+    preparer: Arc<Preparer>,
+}
+
+impl WasmExecutor {
+    /// Builds the engine (probing the pooling allocator), the linkers and
+    /// the caches, and starts the epoch ticker.
+    pub fn new(config: WasmConfig) -> Result<Self, WasmSetupError> {
+        let setup = |e: wasmtime::Error| WasmSetupError::Engine(format!("{e:#}"));
+        let (engine, allocator) = engine::build(&config.engine).map_err(setup)?;
+        let mut linker = wasmtime::component::Linker::<sandbox::State>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
+        let mut module_linker = wasmtime::Linker::<sandbox::State>::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut sandbox::State| {
+            s.p1.as_mut().expect("core-module stores carry a WASI p1 context")
+        })
+        .map_err(setup)?;
+        let disk = match &config.cache_dir {
+            Some(dir) => Some(
+                cache::DiskCache::open(dir, &engine)
+                    .map_err(|source| WasmSetupError::Cache { path: dir.clone(), source })?,
+            ),
+            None => None,
+        };
+        engine::start_ticker(&engine, config.engine.epoch_tick);
+        tracing::debug!(allocator = allocator.as_str(), "WebAssembly engine ready");
+        Ok(Self {
+            preparer: Arc::new(Preparer::new(engine.clone(), linker, module_linker, disk, PREPARED_CAPACITY)),
+            engine,
+            allocator,
+            fuel_metering: config.engine.fuel_metering,
+        })
+    }
+
+    /// The instance allocator in use.
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
+    }
+
+    /// Compiled-code cache counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.preparer.stats()
+    }
+
+    /// Whether per-task fuel budgets are available.
+    pub fn fuel_metering(&self) -> bool {
+        self.fuel_metering
+    }
+
+    /// Reads a component's bytes.
+    pub fn load(&self, source: &ComponentSource) -> Result<Arc<[u8]>, TaskFailure> {
+        match source {
+            ComponentSource::Builtin(name) => builtins::builtin(name).map(Arc::from).ok_or_else(|| {
+                TaskFailure::invalid_input(format!(
+                    "no built-in component `builtin:{name}` (built-ins: {})",
+                    builtins::names().collect::<Vec<_>>().join(", ")
+                ))
+            }),
+            ComponentSource::File(path) => std::fs::read(path)
+                .map(Arc::from)
+                .map_err(|e| TaskFailure::invalid_input(format!("cannot read component {}: {e}", path.display()))),
+            ComponentSource::Bytes(bytes) => Ok(bytes.clone()),
+        }
+    }
+
+    async fn prepared(&self, source: &ComponentSource) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
+        self.preparer.prepare(self.load(source)?).await
+    }
+
+    /// Describes a binary: its world, imports, exports and (for tools) its
+    /// self-description.
+    pub async fn inspect(&self, source: &ComponentSource) -> Result<ComponentInfo, TaskFailure> {
+        let bytes = self.load(source)?;
+        let size = bytes.len();
+        let (prepared, _) = self.preparer.prepare(bytes).await?;
+        let tool = match prepared.world {
+            World::Tool => Some(self.describe_tool(&prepared).await?),
+            _ => None,
+        };
+        Ok(ComponentInfo {
+            world: prepared.world,
+            blake3: prepared.hash.to_hex().to_string(),
+            size,
+            imports: prepared.imports.clone(),
+            exports: prepared.exports.clone(),
+            tool,
+        })
+    }
+
+    /// The self-description of a tool component (`None` for other worlds).
+    pub async fn tool_description(&self, source: &ComponentSource) -> Result<Option<ToolDescription>, TaskFailure> {
+        let (prepared, _) = self.prepared(source).await?;
+        match prepared.world {
+            World::Tool => Ok(Some(self.describe_tool(&prepared).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn describe_tool(&self, prepared: &Prepared) -> Result<ToolDescription, TaskFailure> {
+        prepared
+            .tool_info
+            .get_or_try_init(|| async {
+                let Pre::Tool(pre) = &prepared.pre else {
+                    return Err(TaskFailure::invalid_input("not a tool component"));
+                };
+                let limits = Limits { memory_bytes: 64 << 20, timeout: Duration::from_secs(5), ..Limits::default() };
+                let ctx = TaskContext::new(limits.clone(), crate::artifacts::ArtifactStore::open(std::env::temp_dir()).map_err(|e| TaskFailure::internal(e.to_string()))?);
+                let runtime = crate::task::WasmRuntime::new(ComponentSource::Builtin(String::new()));
+                let spec = SandboxSpec { runtime: &runtime, program: "describe", mounts: &[], stdin: None, read_only: true };
+                let (state, stdio) = sandbox::build(spec, &ctx, Flavor::Component)?;
+                let mut store = self.store(state, &ctx)?;
+                let info = async {
+                    let guest = pre.instantiate_async(&mut store).await?;
+                    guest.call_describe(&mut store).await
+                }
+                .await
+                .map_err(|e| call::classify(&e, store.data(), &stdio, &limits))?;
+                let args_schema = serde_json::from_str(&info.args_schema).map_err(|e| {
+                    TaskFailure::invalid_input(format!("tool `{}` declares an args schema that is not JSON: {e}", info.name))
+                })?;
+                Ok(ToolDescription {
+                    name: info.name,
+                    version: info.version,
+                    description: info.description,
+                    args_schema,
+                    mounts: info.capabilities.mounts.into_iter().map(|m| (m.guest_path, m.write)).collect(),
+                    writes: info.capabilities.writes,
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    fn store(&self, state: sandbox::State, ctx: &TaskContext) -> Result<Store<sandbox::State>, TaskFailure> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        if self.fuel_metering {
+            store
+                .set_fuel(ctx.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| TaskFailure::internal(format!("setting fuel: {e}")))?;
+        }
+        call::arm(&mut store, ctx.cancel.clone(), ctx.deadline);
+        Ok(store)
+    }
+
+    /// Mounts for a tool: checks the directories it says it needs, and makes
+    /// every mount read-only unless it declares that it writes.
+    fn check_tool_mounts(tool: &ToolDescription, mounts: &[Mount]) -> Result<bool, TaskFailure> {
+        for (guest, write) in &tool.mounts {
+            let found = mounts.iter().find(|m| m.guest_path.trim_end_matches('/') == guest.trim_end_matches('/'));
+            match found {
+                None => {
+                    return Err(TaskFailure::invalid_input(format!(
+                        "tool `{}` needs {guest} mounted{}",
+                        tool.name,
+                        if *write { " read-write" } else { "" }
+                    )));
+                }
+                Some(m) if *write && !m.writable => {
+                    return Err(TaskFailure::invalid_input(format!("tool `{}` needs {guest} mounted read-write", tool.name)));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(!tool.writes)
+    }
+}
+
+#[async_trait]
+impl Executor for WasmExecutor {
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn can_run(&self, task: &TaskSpec) -> Support {
+        match &task.runtime {
+            Runtime::Wasm(_) if task.limits.fuel.is_some() && !self.fuel_metering => {
+                Support::No("fuel metering is disabled on this node".into())
+            }
+            Runtime::Wasm(_) => Support::Yes,
+            other => Support::No(format!("the wasm executor does not run `{}` tasks", other.mode())),
+        }
+    }
+
+    async fn run(&self, task: TaskSpec, ctx: TaskContext) -> Result<TaskOutcome, TaskFailure> {
+        let started = Instant::now();
+        let Runtime::Wasm(runtime) = &task.runtime else {
+            return Err(TaskFailure::internal("the wasm executor was given a non-wasm task"));
+        };
+        if ctx.limits.fuel.is_some() && !self.fuel_metering {
+            return Err(TaskFailure::policy_denied("fuel metering is disabled on this node"));
+        }
+        let (prepared, origin) = self.prepared(&runtime.component).await?;
+        let read_only = match prepared.world {
+            World::Tool => Self::check_tool_mounts(&self.describe_tool(&prepared).await?, &task.mounts)?,
+            _ => false,
+        };
+        let is_program = matches!(prepared.world, World::Command | World::CoreModule);
+        let stdin = match (&runtime.stdin, is_program) {
+            (Some(bytes), true) => Some(bytes.clone()),
+            (None, true) if !task.payload.is_null() => Some(task.payload.to_string().into_bytes()),
+            _ => None,
+        };
+        let program = format!("{:?}", runtime.component);
+        let spec = SandboxSpec { runtime, program: &program, mounts: &task.mounts, stdin, read_only };
+        let flavor = if prepared.world == World::CoreModule { Flavor::CoreModule } else { Flavor::Component };
+        let (state, stdio) = sandbox::build(spec, &ctx, flavor)?;
+        let mut store = self.store(state, &ctx)?;
+        let input = task.payload.to_string();
+
+        if ctx.cancel.is_cancelled() {
+            return Err(TaskFailure::cancelled());
+        }
+        let hard_stop = tokio::time::Instant::from_std(ctx.deadline + BLOCKED_GRACE);
+        let result = tokio::select! {
+            r = call::call(&prepared, &mut store, &input) => Some(r),
+            _ = ctx.cancel.cancelled() => None,
+            _ = tokio::time::sleep_until(hard_stop) => None,
+        };
+        let returned = match result {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(call::classify(&e, store.data(), &stdio, &ctx.limits)),
+            None if ctx.cancel.is_cancelled() => return Err(TaskFailure::cancelled().with_output(captured(&stdio, None))),
+            None => {
+                return Err(TaskFailure::new(FailureKind::Timeout, call::timeout_message(&ctx.limits))
+                    .with_output(captured(&stdio, None)));
+            }
+        };
+        if let Some(stream) = stdio.overflowed() {
+            return Err(TaskFailure::new(
+                FailureKind::OutputExceeded,
+                format!("the guest wrote more than {} bytes to {stream:?}", ctx.limits.max_output_bytes),
+            )
+            .with_output(captured(&stdio, None)));
+        }
+        let metrics = TaskMetrics {
+            wall_time_ms: millis(started.elapsed()),
+            fuel_consumed: self
+                .fuel_metering
+                .then(|| store.get_fuel().ok().map(|left| ctx.limits.fuel.unwrap_or(u64::MAX) - left))
+                .flatten(),
+            cpu_time_ms: None,
+            peak_memory_bytes: Some(store.data().limiter.peak()),
+            code_cache: Some(origin.as_str().into()),
+        };
+        let (output, exit_code) = match returned {
+            GuestReturn::Json(json) => {
+                if json.len() as u64 > ctx.limits.max_output_bytes {
+                    return Err(TaskFailure::new(
+                        FailureKind::OutputExceeded,
+                        format!("the result is {} bytes, over the cap of {}", json.len(), ctx.limits.max_output_bytes),
+                    )
+                    .with_output(captured(&stdio, None)));
+                }
+                let value = serde_json::from_str(&json).map_err(|e| {
+                    TaskFailure::new(FailureKind::GuestTrap, format!("the guest returned a result that is not JSON: {e}"))
+                        .with_output(captured(&stdio, None))
+                })?;
+                (value, None)
+            }
+            GuestReturn::Exit(0) => (serde_json::from_str(stdio.stdout.text().trim()).unwrap_or(Value::Null), Some(0)),
+            GuestReturn::Exit(code) => {
+                return Err(TaskFailure::new(FailureKind::NonZeroExit, format!("the program exited with code {code}"))
+                    .with_output(captured(&stdio, Some(code))));
+            }
+            GuestReturn::TaskError(e) => return Err(task_error(e).with_output(captured(&stdio, None))),
+            GuestReturn::ToolError(e) => return Err(tool_error(e).with_output(captured(&stdio, None))),
+        };
+        Ok(TaskOutcome {
+            output,
+            stdout: stdio.stdout.text(),
+            stderr: stdio.stderr.text(),
+            exit_code,
+            metrics,
+            artifacts: Vec::new(),
+            executor: "wasm",
+        })
+    }
+}
+
+fn task_error(e: bindings::task::wasmnode::task::types::TaskError) -> TaskFailure {
+    use bindings::task::wasmnode::task::types::TaskError as E;
+    match e {
+        E::InvalidInput(m) => TaskFailure::invalid_input(m),
+        E::Denied(m) => TaskFailure::policy_denied(m),
+        E::Failed(m) => TaskFailure::new(FailureKind::NonZeroExit, m),
+    }
+}
+
+fn tool_error(e: bindings::tool::wasmnode::tool::types::ToolError) -> TaskFailure {
+    use bindings::tool::wasmnode::tool::types::ToolError as E;
+    match e {
+        E::InvalidArgs(m) | E::NotFound(m) => TaskFailure::invalid_input(m),
+        E::Denied(m) => TaskFailure::policy_denied(m),
+        E::Failed(m) => TaskFailure::new(FailureKind::NonZeroExit, m),
+    }
+}

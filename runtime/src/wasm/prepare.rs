@@ -1,0 +1,374 @@
+//! Turning wasm bytes into something ready to instantiate: format and world
+//! detection, compilation (or a verified load from the disk cache), and the
+//! `InstancePre` for the detected world, cached in memory per blake3 hash.
+
+use super::bindings::{task::TaskPre, tool::ToolPre};
+use super::cache::{DiskCache, Lookup};
+use super::sandbox::State;
+use crate::failure::TaskFailure;
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Module};
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+/// Which contract a binary implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum World {
+    /// `wasmnode:task/task`: `run(input) -> result<string, task-error>`.
+    Task,
+    /// `wasmnode:tool/tool`: `describe()` and `invoke(args)`.
+    Tool,
+    /// `wasi:cli/command`: stdin, args, env, stdout, exit code.
+    Command,
+    /// A core WebAssembly module using WASI preview 1 (`_start`).
+    CoreModule,
+}
+
+impl World {
+    /// Name for messages and `tool inspect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Task => "wasmnode:task/task",
+            World::Tool => "wasmnode:tool/tool",
+            World::Command => "wasi:cli/command",
+            World::CoreModule => "wasi preview1 core module",
+        }
+    }
+}
+
+/// Where compiled code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeOrigin {
+    /// Already prepared in this process.
+    Memory,
+    /// Loaded from the disk cache after verification.
+    Disk,
+    /// Compiled now.
+    Compiled,
+}
+
+impl CodeOrigin {
+    /// Name for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeOrigin::Memory => "memory",
+            CodeOrigin::Disk => "disk",
+            CodeOrigin::Compiled => "compiled",
+        }
+    }
+}
+
+/// Instance pre-handles, one per world.
+pub enum Pre {
+    Task(TaskPre<State>),
+    Tool(ToolPre<State>),
+    Command(CommandPre<State>),
+    Module(wasmtime::InstancePre<State>),
+}
+
+/// A binary ready to instantiate.
+pub struct Prepared {
+    /// The contract it implements.
+    pub world: World,
+    /// blake3 of its bytes.
+    pub hash: blake3::Hash,
+    /// Where its code came from when it was first prepared.
+    pub origin: CodeOrigin,
+    /// Its pre-instantiation handle.
+    pub pre: Pre,
+    /// Names of its imports (`wasi:filesystem/types@0.2.6`, `wasi_snapshot_preview1::fd_write`).
+    pub imports: Vec<String>,
+    /// Names of its exports.
+    pub exports: Vec<String>,
+    /// The tool's self-description, filled on first use.
+    pub tool_info: OnceCell<super::ToolDescription>,
+}
+
+/// Counters of the compiled-code cache.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Prepared binaries found in memory.
+    pub memory_hits: u64,
+    /// Verified loads from disk.
+    pub disk_hits: u64,
+    /// Compilations.
+    pub compiled: u64,
+    /// Disk entries that failed verification (and were rebuilt).
+    pub rejected: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    memory_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    compiled: AtomicU64,
+    rejected: AtomicU64,
+}
+
+type Slot = Arc<OnceCell<Arc<Prepared>>>;
+
+/// Prepares binaries, remembering the last `capacity` of them.
+pub struct Preparer {
+    engine: Engine,
+    linker: Linker<State>,
+    module_linker: wasmtime::Linker<State>,
+    disk: Option<DiskCache>,
+    slots: Mutex<(HashMap<blake3::Hash, Slot>, VecDeque<blake3::Hash>)>,
+    capacity: usize,
+    counters: Counters,
+}
+
+impl Preparer {
+    /// A preparer for `engine` with the given linkers and optional disk cache.
+    pub fn new(
+        engine: Engine,
+        linker: Linker<State>,
+        module_linker: wasmtime::Linker<State>,
+        disk: Option<DiskCache>,
+        capacity: usize,
+    ) -> Self {
+        Self {
+            engine,
+            linker,
+            module_linker,
+            disk,
+            slots: Mutex::new((HashMap::new(), VecDeque::new())),
+            capacity: capacity.max(1),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Cache counters so far.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            memory_hits: c.memory_hits.load(Ordering::Relaxed),
+            disk_hits: c.disk_hits.load(Ordering::Relaxed),
+            compiled: c.compiled.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The prepared form of `bytes`, and where its code came from this time.
+    pub async fn prepare(self: &Arc<Self>, bytes: Arc<[u8]>) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
+        let hash = blake3::hash(&bytes);
+        let slot = self.slot(hash);
+        if let Some(prepared) = slot.get() {
+            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok((prepared.clone(), CodeOrigin::Memory));
+        }
+        let this = self.clone();
+        let prepared = slot
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || this.prepare_now(&bytes, hash))
+                    .await
+                    .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
+                    .map(Arc::new)
+            })
+            .await?;
+        Ok((prepared.clone(), prepared.origin))
+    }
+
+    fn slot(&self, hash: blake3::Hash) -> Slot {
+        let mut guard = self.slots.lock().expect("preparer lock");
+        let (map, order) = &mut *guard;
+        if let Some(slot) = map.get(&hash) {
+            return slot.clone();
+        }
+        if map.len() >= self.capacity {
+            if let Some(oldest) = order.pop_front() {
+                map.remove(&oldest);
+            }
+        }
+        let slot: Slot = Arc::new(OnceCell::new());
+        map.insert(hash, slot.clone());
+        order.push_back(hash);
+        slot
+    }
+
+    fn prepare_now(&self, bytes: &[u8], hash: blake3::Hash) -> Result<Prepared, TaskFailure> {
+        let binary = to_binary(bytes)?;
+        match binary_kind(&binary)? {
+            BinaryKind::Component => {
+                let (component, origin) = self.component(&binary, hash)?;
+                let (world, pre) = self.component_pre(&component)?;
+                let ty = component.component_type();
+                let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+                let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+                Ok(Prepared { world, hash, origin, pre, imports, exports, tool_info: OnceCell::new() })
+            }
+            BinaryKind::Module => {
+                let (module, origin) = self.module(&binary, hash)?;
+                if module.get_export("_start").is_none() {
+                    return Err(TaskFailure::invalid_input(
+                        "this core module exports no `_start` function; only WASI preview 1 commands can run",
+                    ));
+                }
+                let pre = self.module_linker.instantiate_pre(&module).map_err(link_error)?;
+                let imports = module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
+                let exports = module.exports().map(|e| e.name().to_string()).collect();
+                Ok(Prepared {
+                    world: World::CoreModule,
+                    hash,
+                    origin,
+                    pre: Pre::Module(pre),
+                    imports,
+                    exports,
+                    tool_info: OnceCell::new(),
+                })
+            }
+        }
+    }
+
+    fn component(&self, binary: &[u8], hash: blake3::Hash) -> Result<(Component, CodeOrigin), TaskFailure> {
+        if let Some(code) = self.cached(&hash) {
+            // SAFETY: the bytes carry this node's MAC (the node wrote them
+            // itself) and the key includes the engine compatibility hash.
+            match unsafe { Component::deserialize(&self.engine, &code) } {
+                Ok(component) => {
+                    self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((component, CodeOrigin::Disk));
+                }
+                Err(e) => self.reject(&hash, &e.to_string()),
+            }
+        }
+        let component = Component::from_binary(&self.engine, binary)
+            .map_err(|e| TaskFailure::invalid_input(format!("not a valid component: {e:#}")))?;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Ok(code) = component.serialize() {
+            self.store(&hash, &code);
+        }
+        Ok((component, CodeOrigin::Compiled))
+    }
+
+    fn module(&self, binary: &[u8], hash: blake3::Hash) -> Result<(Module, CodeOrigin), TaskFailure> {
+        if let Some(code) = self.cached(&hash) {
+            // SAFETY: as for components above.
+            match unsafe { Module::deserialize(&self.engine, &code) } {
+                Ok(module) => {
+                    self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((module, CodeOrigin::Disk));
+                }
+                Err(e) => self.reject(&hash, &e.to_string()),
+            }
+        }
+        let module = Module::from_binary(&self.engine, binary)
+            .map_err(|e| TaskFailure::invalid_input(format!("not a valid module: {e:#}")))?;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Ok(code) = module.serialize() {
+            self.store(&hash, &code);
+        }
+        Ok((module, CodeOrigin::Compiled))
+    }
+
+    fn cached(&self, hash: &blake3::Hash) -> Option<Vec<u8>> {
+        match self.disk.as_ref()?.load(hash) {
+            Lookup::Hit(code) => Some(code),
+            Lookup::Miss => None,
+            Lookup::Rejected(why) => {
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%why, "compiled-code cache entry rejected; recompiling");
+                None
+            }
+        }
+    }
+
+    fn reject(&self, hash: &blake3::Hash, why: &str) {
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%why, "cached code did not load; recompiling");
+        if let Some(disk) = &self.disk {
+            disk.remove(hash);
+        }
+    }
+
+    fn store(&self, hash: &blake3::Hash, code: &[u8]) {
+        if let Some(disk) = &self.disk {
+            if let Err(e) = disk.store(hash, code) {
+                tracing::warn!(error = %e, dir = %disk.dir().display(), "could not write the compiled-code cache");
+            }
+        }
+    }
+
+    fn component_pre(&self, component: &Component) -> Result<(World, Pre), TaskFailure> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        let pre = || self.linker.instantiate_pre(component).map_err(link_error);
+        if has("run") {
+            let pre = TaskPre::new(pre()?).map_err(|e| wrong_signature(World::Task, &e))?;
+            Ok((World::Task, Pre::Task(pre)))
+        } else if has("describe") && has("invoke") {
+            let pre = ToolPre::new(pre()?).map_err(|e| wrong_signature(World::Tool, &e))?;
+            Ok((World::Tool, Pre::Tool(pre)))
+        } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
+            let pre = CommandPre::new(pre()?).map_err(|e| wrong_signature(World::Command, &e))?;
+            Ok((World::Command, Pre::Command(pre)))
+        } else {
+            Err(TaskFailure::invalid_input(format!(
+                "the component exports neither the wasmnode:task world (`run`), the wasmnode:tool world \
+                 (`describe` + `invoke`) nor wasi:cli/run; it exports: {}",
+                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+            )))
+        }
+    }
+}
+
+/// Kind of WebAssembly binary.
+#[derive(Debug, PartialEq, Eq)]
+enum BinaryKind {
+    Component,
+    Module,
+}
+
+/// WAT text is accepted for convenience and turned into a binary.
+fn to_binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, TaskFailure> {
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes.into());
+    }
+    wat::parse_bytes(bytes).map_err(|e| {
+        TaskFailure::invalid_input(format!(
+            "not a WebAssembly binary (no \\0asm header) and not valid WAT text: {}",
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })
+}
+
+fn binary_kind(bytes: &[u8]) -> Result<BinaryKind, TaskFailure> {
+    match bytes.get(4..8) {
+        Some([1, 0, 0, 0]) => Ok(BinaryKind::Module),
+        Some([_, _, 1, 0]) => Ok(BinaryKind::Component),
+        _ => Err(TaskFailure::invalid_input("unsupported WebAssembly binary version")),
+    }
+}
+
+fn link_error(e: wasmtime::Error) -> TaskFailure {
+    TaskFailure::policy_denied(format!(
+        "the binary needs imports this node does not provide (wasmnode offers WASI 0.2 and preview 1 \
+         without network): {e:#}"
+    ))
+}
+
+fn wrong_signature(world: World, e: &wasmtime::Error) -> TaskFailure {
+    TaskFailure::invalid_input(format!("the component looks like {} but its exports do not match: {e:#}", world.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::FailureKind;
+
+    #[test]
+    fn detects_binary_kinds_and_rejects_garbage() {
+        assert_eq!(binary_kind(b"\0asm\x01\0\0\0").unwrap(), BinaryKind::Module);
+        assert_eq!(binary_kind(b"\0asm\x0d\0\x01\0").unwrap(), BinaryKind::Component);
+        assert_eq!(binary_kind(b"\0asm").unwrap_err().kind, FailureKind::InvalidInput);
+        let err = to_binary(b"\x7fELF not wasm").unwrap_err();
+        assert!(err.message.contains("not a WebAssembly binary"), "{}", err.message);
+        assert!(to_binary(b"(module)").unwrap().starts_with(b"\0asm"));
+    }
+}

@@ -1,0 +1,230 @@
+//! Per-task sandbox state: the WASI context (only the task's mounts, env and
+//! stdio; no network, nothing inherited from the node) and the memory limiter.
+
+use super::output::{CappedPipe, Stream};
+use crate::executor::TaskContext;
+use crate::failure::TaskFailure;
+use crate::task::{Mount, MountSource, WasmRuntime};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// Environment variable that tells guests their mount table.
+pub const MOUNTS_ENV: &str = "WASMNODE_MOUNTS";
+
+/// Store data of one task.
+pub struct State {
+    table: ResourceTable,
+    wasi: Option<WasiCtx>,
+    /// The WASI preview 1 context, for core modules.
+    pub p1: Option<WasiP1Ctx>,
+    /// Memory accounting and limit.
+    pub limiter: Limiter,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: self.wasi.as_mut().expect("component stores carry a WASI p2 context"),
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Whether the state is for a component or a core (preview 1) module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Component,
+    CoreModule,
+}
+
+/// The captured stdio of one task.
+pub struct Stdio {
+    pub stdout: CappedPipe,
+    pub stderr: CappedPipe,
+}
+
+impl Stdio {
+    /// Whether either stream went past its cap.
+    pub fn overflowed(&self) -> Option<Stream> {
+        if self.stdout.overflowed() {
+            Some(Stream::Stdout)
+        } else if self.stderr.overflowed() {
+            Some(Stream::Stderr)
+        } else {
+            None
+        }
+    }
+}
+
+/// What the sandbox is built from.
+pub struct SandboxSpec<'a> {
+    /// Component settings (args, env, stdin).
+    pub runtime: &'a WasmRuntime,
+    /// Program name (argv[0]).
+    pub program: &'a str,
+    /// Mounts, already checked against policy.
+    pub mounts: &'a [Mount],
+    /// Stdin bytes (commands).
+    pub stdin: Option<Vec<u8>>,
+    /// Forces every mount read-only (tools that declare no writes).
+    pub read_only: bool,
+}
+
+/// Builds the store data and stdio captures for one task.
+pub fn build(spec: SandboxSpec<'_>, ctx: &TaskContext, flavor: Flavor) -> Result<(State, Stdio), TaskFailure> {
+    let cap = usize::try_from(ctx.limits.max_output_bytes).unwrap_or(usize::MAX);
+    let stdio = Stdio {
+        stdout: CappedPipe::new(Stream::Stdout, cap, ctx.events.clone()),
+        stderr: CappedPipe::new(Stream::Stderr, cap, ctx.events.clone()),
+    };
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(stdio.stdout.clone())
+        .stderr(stdio.stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .arg(spec.program)
+        .args(&spec.runtime.args);
+    if let Some(stdin) = spec.stdin {
+        builder.stdin(MemoryInputPipe::new(stdin));
+    }
+    for (key, value) in &spec.runtime.env {
+        if key.is_empty() || key.contains('=') || key == MOUNTS_ENV {
+            return Err(TaskFailure::invalid_input(format!("environment variable name `{key}` is not allowed")));
+        }
+        builder.env(key, value);
+    }
+    let mut table = Vec::new();
+    let mut seen = BTreeSet::new();
+    for mount in spec.mounts {
+        let guest = guest_path(&mount.guest_path)?;
+        if !seen.insert(guest.clone()) {
+            return Err(TaskFailure::invalid_input(format!("guest path {guest} is mounted twice")));
+        }
+        let host = host_dir(mount, ctx)?;
+        let writable = mount.writable && !spec.read_only;
+        let perms = if writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder.preopened_dir(&host, &guest, perms).map_err(|e| {
+            TaskFailure::invalid_input(format!("cannot mount {} at {guest}: {e}", host.display()))
+        })?;
+        table.push(format!("{guest}:{}", if writable { "rw" } else { "ro" }));
+    }
+    builder.env(MOUNTS_ENV, table.join(","));
+    if let Some(first) = spec.mounts.first() {
+        builder.initial_cwd(&first.guest_path);
+    }
+    let limiter = Limiter::new(ctx.limits.memory_bytes);
+    let state = match flavor {
+        Flavor::Component => State { table: ResourceTable::new(), wasi: Some(builder.build()), p1: None, limiter },
+        Flavor::CoreModule => State { table: ResourceTable::new(), wasi: None, p1: Some(builder.build_p1()), limiter },
+    };
+    Ok((state, stdio))
+}
+
+/// Checks a guest path: absolute, normalised, and free of the characters the
+/// mount table uses as separators.
+fn guest_path(path: &str) -> Result<String, TaskFailure> {
+    let p = Path::new(path);
+    let plain = p.is_absolute() && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if !plain || path.contains([',', ':']) || path == "/" {
+        return Err(TaskFailure::invalid_input(format!(
+            "guest path `{path}` must be an absolute path below / without `..`, `,` or `:`"
+        )));
+    }
+    Ok(path.trim_end_matches('/').to_string())
+}
+
+fn host_dir(mount: &Mount, ctx: &TaskContext) -> Result<PathBuf, TaskFailure> {
+    let dir = match &mount.source {
+        MountSource::Host(path) => path.clone(),
+        MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
+        MountSource::Workspace => ctx
+            .workspace
+            .clone()
+            .ok_or_else(|| TaskFailure::internal("the task asked for a workspace but none was created"))?,
+    };
+    if !dir.is_dir() {
+        return Err(TaskFailure::invalid_input(format!(
+            "mount source {} does not exist or is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(dir)
+}
+
+/// Counts linear memory across all of a task's memories and refuses growth
+/// past the limit, remembering that it did (so the failure can be told apart
+/// from other traps).
+pub struct Limiter {
+    limit: u64,
+    total: u64,
+    peak: u64,
+    exceeded: bool,
+}
+
+/// Most table elements a task may have.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl Limiter {
+    /// A limiter allowing `limit` bytes of linear memory in total.
+    pub fn new(limit: u64) -> Self {
+        Self { limit, total: 0, peak: 0, exceeded: false }
+    }
+
+    /// Whether a growth was refused.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+
+    /// Highest total linear memory seen, in bytes.
+    pub fn peak(&self) -> u64 {
+        self.peak
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let grow = desired.saturating_sub(current) as u64;
+        if self.total.saturating_add(grow) > self.limit {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.total += grow;
+        self.peak = self.peak.max(self.total);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn guest_paths_must_be_plain_absolute_paths() {
+        assert_eq!(guest_path("/data/").unwrap(), "/data");
+        for bad in ["data", "/a/../b", "/a,b", "/a:b", "/", "/./a"] {
+            assert!(guest_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limiter_counts_all_memories_and_remembers_refusals() {
+        let mut l = Limiter::new(100);
+        assert!(l.memory_growing(0, 60, None).unwrap());
+        assert!(l.memory_growing(0, 30, None).unwrap());
+        assert!(!l.exceeded());
+        assert!(!l.memory_growing(30, 50, None).unwrap());
+        assert!(l.exceeded());
+        assert_eq!(l.peak(), 90);
+    }
+}
