@@ -50,7 +50,17 @@ fn main() {
     let target_dir = root.join("target").join("wasm-guests");
     let with_tests = env::var_os("CARGO_FEATURE_TEST_GUESTS").is_some();
 
-    for watched in ["Cargo.toml", "Cargo.lock", "kit", "bm25", "aggregation", "retrieval", "fs-tools", "tools", "testing"] {
+    for watched in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "kit",
+        "bm25",
+        "aggregation",
+        "retrieval",
+        "fs-tools",
+        "tools",
+        "testing",
+    ] {
         println!("cargo:rerun-if-changed={}", guests.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
@@ -63,17 +73,21 @@ fn main() {
         .arg(guests.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
-    let packages = BUILTINS
-        .iter()
-        .map(|(_, package, _)| *package)
-        .chain(TEST_GUESTS.iter().filter(|_| with_tests).map(|(_, package, _)| *package));
+    let packages = BUILTINS.iter().map(|(_, package, _)| *package).chain(
+        TEST_GUESTS
+            .iter()
+            .filter(|_| with_tests)
+            .map(|(_, package, _)| *package),
+    );
     for package in packages {
         cmd.args(["-p", package]);
     }
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("failed to start cargo for the guest components");
+    let status = cmd
+        .status()
+        .expect("failed to start cargo for the guest components");
     if !status.success() {
         panic!(
             "building the guest components failed ({status}). They need the wasm32-wasip2 \
@@ -87,18 +101,30 @@ fn main() {
 }
 
 fn generate(wasm_dir: &Path, with_tests: bool) -> String {
-    let mut code = String::from("/// Built-in guests: (name, component bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Built-in guests: (name, component bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+    );
     for (name, _, stem) in BUILTINS {
         let path = wasm_dir.join(format!("{stem}.wasm"));
         assert!(path.exists(), "missing built guest {}", path.display());
-        writeln!(code, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     if with_tests {
         code.push_str("\n/// Paths of the test-only guest components.\npub mod test_guests {\n");
         for (constant, _, stem) in TEST_GUESTS {
             let path = wasm_dir.join(format!("{stem}.wasm"));
-            writeln!(code, "    /// `{stem}.wasm`.\n    pub const {constant}: &str = {:?};", path.display().to_string()).unwrap();
+            writeln!(
+                code,
+                "    /// `{stem}.wasm`.\n    pub const {constant}: &str = {:?};",
+                path.display().to_string()
+            )
+            .unwrap();
         }
         code.push_str("}\n");
     }

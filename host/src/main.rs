@@ -1,1 +1,56 @@
-fn main() {}
+//! The `wasmnode` binary: parses the command line, sets up logging and
+//! dispatches to the command. Errors end here as one line on stderr.
+
+mod cli;
+mod commands;
+mod config;
+mod job;
+mod node;
+mod telemetry;
+
+use clap::Parser;
+use cli::{Cli, Command, ToolCommand};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init(cli.log_format, &cli.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(status) => ExitCode::from(status),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let config_file = cli.config.as_deref();
+    let printed = match cli.command {
+        Command::Run(args) => commands::run::execute(config_file, args).await?,
+        Command::Tool(ToolCommand::Run(args)) => commands::tool::run(config_file, args).await?,
+        Command::Tool(ToolCommand::Inspect(args)) => {
+            commands::tool::inspect(config_file, args).await?
+        }
+        Command::Tool(ToolCommand::List(args)) => commands::tool::list(config_file, args).await?,
+        Command::Config(args) => {
+            let config = commands::load_config(config_file, &args)?;
+            commands::out(&config.to_masked_toml());
+            commands::Printed { status: 0 }
+        }
+    };
+    Ok(printed.status)
+}

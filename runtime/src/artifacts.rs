@@ -4,7 +4,7 @@
 use crate::failure::TaskFailure;
 use serde_json::Value;
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// URI scheme of artifacts.
@@ -21,7 +21,9 @@ impl ArtifactStore {
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        Ok(Self { root: Arc::new(root.canonicalize()?) })
+        Ok(Self {
+            root: Arc::new(root.canonicalize()?),
+        })
     }
 
     /// The root directory.
@@ -37,19 +39,28 @@ impl ArtifactStore {
     /// The host path behind `uri`, refusing anything that is not a plain
     /// relative path under the root.
     pub fn path_of(&self, uri: &str) -> Result<PathBuf, TaskFailure> {
-        let rest = uri
-            .strip_prefix(SCHEME)
-            .ok_or_else(|| TaskFailure::invalid_input(format!("`{uri}` is not an artifact:// URI")))?;
-        let rel = Path::new(rest);
-        if rest.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(TaskFailure::policy_denied(format!("`{uri}` does not name a file under the artifact root")));
+        let rest = uri.strip_prefix(SCHEME).ok_or_else(|| {
+            TaskFailure::invalid_input(format!("`{uri}` is not an artifact:// URI"))
+        })?;
+        let plain = rest
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+        if rest.is_empty() || !plain {
+            return Err(TaskFailure::policy_denied(format!(
+                "`{uri}` does not name a file under the artifact root"
+            )));
         }
-        Ok(self.root.join(rel))
+        Ok(self.root.join(rest))
     }
 
     /// Writes `value` as `{job}/{task}/output.json` atomically (temp file,
     /// fsync, rename) and returns its URI.
-    pub fn write_output(&self, job: &str, task: &str, value: &Value) -> Result<String, TaskFailure> {
+    pub fn write_output(
+        &self,
+        job: &str,
+        task: &str,
+        value: &Value,
+    ) -> Result<String, TaskFailure> {
         let uri = Self::uri(job, task, "output.json");
         let path = self.path_of(&uri)?;
         let io = |e: std::io::Error| TaskFailure::internal(format!("writing {uri}: {e}"));
@@ -68,7 +79,8 @@ impl ArtifactStore {
         let path = self.path_of(uri)?;
         let bytes = std::fs::read(&path)
             .map_err(|e| TaskFailure::invalid_input(format!("reading {uri}: {e}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| TaskFailure::invalid_input(format!("{uri} is not JSON: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| TaskFailure::invalid_input(format!("{uri} is not JSON: {e}")))
     }
 }
 
@@ -81,7 +93,9 @@ mod tests {
     fn writes_and_reads_outputs_by_uri() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path()).unwrap();
-        let uri = store.write_output("j1", "t1", &serde_json::json!({"ok": true})).unwrap();
+        let uri = store
+            .write_output("j1", "t1", &serde_json::json!({"ok": true}))
+            .unwrap();
         assert_eq!(uri, "artifact://j1/t1/output.json");
         assert!(store.root().join("j1/t1/output.json").exists());
         assert_eq!(store.read_json(&uri).unwrap()["ok"], true);
@@ -91,9 +105,21 @@ mod tests {
     fn refuses_uris_that_escape_the_root() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore::open(dir.path()).unwrap();
-        for uri in ["artifact://../x", "artifact:///etc/passwd", "artifact://a/./b", "artifact://"] {
-            assert_eq!(store.path_of(uri).unwrap_err().kind, FailureKind::PolicyDenied, "{uri}");
+        for uri in [
+            "artifact://../x",
+            "artifact:///etc/passwd",
+            "artifact://a/./b",
+            "artifact://",
+        ] {
+            assert_eq!(
+                store.path_of(uri).unwrap_err().kind,
+                FailureKind::PolicyDenied,
+                "{uri}"
+            );
         }
-        assert_eq!(store.path_of("file:///x").unwrap_err().kind, FailureKind::InvalidInput);
+        assert_eq!(
+            store.path_of("file:///x").unwrap_err().kind,
+            FailureKind::InvalidInput
+        );
     }
 }

@@ -5,7 +5,10 @@ include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 /// The bytes of the built-in guest `name` (without the `builtin:` prefix).
 pub fn builtin(name: &str) -> Option<&'static [u8]> {
-    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
+    BUILTINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, bytes)| *bytes)
 }
 
 /// Names of every built-in guest.
@@ -14,7 +17,14 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 }
 
 /// Names of the built-in guests that are tools (`wasmnode:tool` world).
-pub const TOOLS: &[&str] = &["file_read", "file_write", "file_edit", "grep", "find", "list"];
+pub const TOOLS: &[&str] = &[
+    "file_read",
+    "file_write",
+    "file_edit",
+    "grep",
+    "find",
+    "list",
+];
 
 #[cfg(test)]
 mod tests {
@@ -24,7 +34,11 @@ mod tests {
     fn every_builtin_is_a_component() {
         for (name, bytes) in BUILTINS {
             assert_eq!(&bytes[..4], b"\0asm", "{name}");
-            assert_eq!(&bytes[6..8], &[1, 0], "{name} must be a component, not a core module");
+            assert_eq!(
+                &bytes[6..8],
+                &[1, 0],
+                "{name} must be a component, not a core module"
+            );
         }
         assert!(builtin("retrieval").is_some());
         assert!(builtin("nope").is_none());

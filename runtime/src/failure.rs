@@ -94,7 +94,11 @@ pub struct TaskFailure {
 impl TaskFailure {
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), captured: None }
+        Self {
+            kind,
+            message: message.into(),
+            captured: None,
+        }
     }
 
     /// Attaches captured output.

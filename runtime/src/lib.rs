@@ -7,12 +7,21 @@ pub mod builtins;
 pub mod executor;
 pub mod failure;
 pub mod limits;
+pub mod policy;
+pub mod router;
 pub mod task;
+pub mod tools;
 pub mod wasm;
 
 pub use artifacts::ArtifactStore;
 pub use executor::{EventSink, Executor, Support, TaskContext, TaskEvent};
 pub use failure::{CapturedOutput, FailureKind, TaskFailure};
 pub use limits::{LimitPolicy, LimitRequest, Limits};
-pub use task::{ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec, WasmRuntime};
+pub use policy::Policy;
+pub use router::{Backends, Plan, Router, RunOptions};
+pub use task::{
+    ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec,
+    WasmRuntime,
+};
+pub use tools::{ToolBackend, ToolRegistry};
 pub use wasm::WasmExecutor;

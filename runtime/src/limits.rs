@@ -81,7 +81,10 @@ pub struct LimitPolicy {
 
 impl Default for LimitPolicy {
     fn default() -> Self {
-        Self { defaults: Limits::default(), maxima: Limits::default_maxima() }
+        Self {
+            defaults: Limits::default(),
+            maxima: Limits::default_maxima(),
+        }
     }
 }
 
@@ -96,7 +99,9 @@ impl LimitPolicy {
         };
         let timeout = match request.max_runtime_seconds {
             None => d.timeout,
-            Some(s) => Duration::from_secs_f64(check("max_runtime_seconds", s, m.timeout.as_secs_f64())?),
+            Some(s) => {
+                Duration::from_secs_f64(check("max_runtime_seconds", s, m.timeout.as_secs_f64())?)
+            }
         };
         let fuel = match request.fuel {
             None => d.fuel,
@@ -114,13 +119,22 @@ impl LimitPolicy {
             None => d.pids,
             Some(p) => check("pids", f64::from(p), f64::from(m.pids))? as u32,
         };
-        Ok(Limits { memory_bytes, timeout, fuel, max_output_bytes, cpus, pids })
+        Ok(Limits {
+            memory_bytes,
+            timeout,
+            fuel,
+            max_output_bytes,
+            cpus,
+            pids,
+        })
     }
 }
 
 fn check(name: &str, asked: f64, max: f64) -> Result<f64, TaskFailure> {
     if !asked.is_finite() || asked <= 0.0 {
-        return Err(TaskFailure::invalid_input(format!("limit {name} must be a positive number")));
+        return Err(TaskFailure::invalid_input(format!(
+            "limit {name} must be a positive number"
+        )));
     }
     if asked > max {
         return Err(TaskFailure::policy_denied(format!(
@@ -141,7 +155,12 @@ mod tests {
         let limits = policy.resolve(&LimitRequest::default()).unwrap();
         assert_eq!(limits, Limits::default());
         let limits = policy
-            .resolve(&LimitRequest { memory_mb: Some(512), max_runtime_seconds: Some(2.5), fuel: Some(10), ..Default::default() })
+            .resolve(&LimitRequest {
+                memory_mb: Some(512),
+                max_runtime_seconds: Some(2.5),
+                fuel: Some(10),
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(limits.memory_bytes, 512 * MIB);
         assert_eq!(limits.timeout, Duration::from_millis(2500));
@@ -151,12 +170,27 @@ mod tests {
     #[test]
     fn above_maximum_is_denied_and_zero_is_invalid() {
         let policy = LimitPolicy::default();
-        let err = policy.resolve(&LimitRequest { memory_mb: Some(1 << 20), ..Default::default() }).unwrap_err();
+        let err = policy
+            .resolve(&LimitRequest {
+                memory_mb: Some(1 << 20),
+                ..Default::default()
+            })
+            .unwrap_err();
         assert_eq!(err.kind, FailureKind::PolicyDenied);
         assert!(err.message.contains("memory_mb"), "{}", err.message);
-        let err = policy.resolve(&LimitRequest { max_runtime_seconds: Some(0.0), ..Default::default() }).unwrap_err();
+        let err = policy
+            .resolve(&LimitRequest {
+                max_runtime_seconds: Some(0.0),
+                ..Default::default()
+            })
+            .unwrap_err();
         assert_eq!(err.kind, FailureKind::InvalidInput);
-        let err = policy.resolve(&LimitRequest { max_runtime_seconds: Some(f64::NAN), ..Default::default() }).unwrap_err();
+        let err = policy
+            .resolve(&LimitRequest {
+                max_runtime_seconds: Some(f64::NAN),
+                ..Default::default()
+            })
+            .unwrap_err();
         assert_eq!(err.kind, FailureKind::InvalidInput);
     }
 }

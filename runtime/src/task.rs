@@ -46,7 +46,10 @@ impl TaskSpec {
 
     /// The payload as an object, if it is one.
     pub fn input(&self, key: &str) -> Option<&str> {
-        self.payload.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.payload
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -120,7 +123,12 @@ pub struct WasmRuntime {
 impl WasmRuntime {
     /// Runs `component` with no arguments or environment.
     pub fn new(component: ComponentSource) -> Self {
-        Self { component, args: Vec::new(), env: BTreeMap::new(), stdin: None }
+        Self {
+            component,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            stdin: None,
+        }
     }
 }
 
@@ -173,12 +181,20 @@ impl Mount {
         let writable = match mode {
             "ro" => false,
             "rw" => true,
-            other => return Err(format!("mount `{spec}`: mode must be ro or rw, not `{other}`")),
+            other => {
+                return Err(format!(
+                    "mount `{spec}`: mode must be ro or rw, not `{other}`"
+                ));
+            }
         };
         if host.is_empty() {
             return Err(format!("mount `{spec}`: host path is empty"));
         }
-        Ok(Self { source: MountSource::Host(PathBuf::from(host)), guest_path: guest.to_string(), writable })
+        Ok(Self {
+            source: MountSource::Host(PathBuf::from(host)),
+            guest_path: guest.to_string(),
+            writable,
+        })
     }
 }
 
@@ -238,7 +254,11 @@ mod tests {
 
     #[test]
     fn parses_component_references() {
-        assert!(matches!(ComponentSource::parse("builtin:grep"), ComponentSource::Builtin(n) if n == "grep"));
-        assert!(matches!(ComponentSource::parse("./t.wasm"), ComponentSource::File(p) if p == PathBuf::from("./t.wasm")));
+        assert!(
+            matches!(ComponentSource::parse("builtin:grep"), ComponentSource::Builtin(n) if n == "grep")
+        );
+        assert!(
+            matches!(ComponentSource::parse("./t.wasm"), ComponentSource::File(p) if p == std::path::Path::new("./t.wasm"))
+        );
     }
 }

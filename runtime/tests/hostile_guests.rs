@@ -10,12 +10,20 @@ use wasmnode_runtime::{FailureKind, LimitRequest};
 
 /// After any failure the same executor must still run a healthy task.
 async fn still_serving() {
-    let out = run(hostile(json!({"action": "echo", "n": 1}))).await.expect("healthy task after a hostile one");
+    let out = run(hostile(json!({"action": "echo", "n": 1})))
+        .await
+        .expect("healthy task after a hostile one");
     assert_eq!(out.output["n"], 1);
 }
 
-async fn expect_failure(spec: wasmnode_runtime::TaskSpec, kind: FailureKind) -> wasmnode_runtime::TaskFailure {
-    let err = tokio::time::timeout(STEP, run(spec)).await.expect("finished in time").expect_err("must fail");
+async fn expect_failure(
+    spec: wasmnode_runtime::TaskSpec,
+    kind: FailureKind,
+) -> wasmnode_runtime::TaskFailure {
+    let err = tokio::time::timeout(STEP, run(spec))
+        .await
+        .expect("finished in time")
+        .expect_err("must fail");
     assert_eq!(err.kind, kind, "{err}");
     still_serving().await;
     err
@@ -34,7 +42,10 @@ async fn infinite_loop_times_out() {
 #[tokio::test]
 async fn fuel_budget_stops_a_loop_deterministically() {
     let mut spec = hostile(json!({"action": "loop"}));
-    spec.limits = LimitRequest { fuel: Some(5_000_000), ..Default::default() };
+    spec.limits = LimitRequest {
+        fuel: Some(5_000_000),
+        ..Default::default()
+    };
     let err = expect_failure(spec, FailureKind::Timeout).await;
     assert!(err.message.contains("fuel"), "{err}");
 }
@@ -42,7 +53,10 @@ async fn fuel_budget_stops_a_loop_deterministically() {
 #[tokio::test]
 async fn one_gib_allocation_exceeds_memory() {
     let mut spec = hostile(json!({"action": "alloc", "mb": 1024}));
-    spec.limits = LimitRequest { memory_mb: Some(64), ..Default::default() };
+    spec.limits = LimitRequest {
+        memory_mb: Some(64),
+        ..Default::default()
+    };
     let err = expect_failure(spec, FailureKind::MemoryExceeded).await;
     assert!(err.message.contains("64 MiB"), "{err}");
 }
@@ -50,15 +64,26 @@ async fn one_gib_allocation_exceeds_memory() {
 #[tokio::test]
 async fn hundred_mb_of_stdout_exceeds_output() {
     let mut spec = hostile(json!({"action": "stdout", "mb": 100}));
-    spec.limits = LimitRequest { max_output_bytes: Some(1 << 20), ..Default::default() };
+    spec.limits = LimitRequest {
+        max_output_bytes: Some(1 << 20),
+        ..Default::default()
+    };
     let err = expect_failure(spec, FailureKind::OutputExceeded).await;
     let captured = err.captured.expect("captured output");
-    assert_eq!(captured.stdout.len(), 1 << 20, "stdout is kept up to the cap");
+    assert_eq!(
+        captured.stdout.len(),
+        1 << 20,
+        "stdout is kept up to the cap"
+    );
 }
 
 #[tokio::test]
 async fn deep_recursion_is_a_stack_overflow_trap() {
-    let err = expect_failure(hostile(json!({"action": "recurse"})), FailureKind::GuestTrap).await;
+    let err = expect_failure(
+        hostile(json!({"action": "recurse"})),
+        FailureKind::GuestTrap,
+    )
+    .await;
     assert!(err.message.contains("stack overflow"), "{err}");
 }
 
@@ -74,7 +99,11 @@ async fn path_traversal_absolute_paths_and_outward_symlinks_are_refused() {
     std::fs::write(outside.path().join("secret.txt"), "secret").unwrap();
     let inside = tempfile::tempdir().unwrap();
     std::fs::write(inside.path().join("ok.txt"), "fine").unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), inside.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        inside.path().join("link"),
+    )
+    .unwrap();
     let secret = outside.path().join("secret.txt").display().to_string();
 
     let mut spec = hostile(json!({"action": "escape", "paths": [
@@ -90,7 +119,11 @@ async fn path_traversal_absolute_paths_and_outward_symlinks_are_refused() {
 
     let mut spec = hostile(json!({"action": "read", "path": "/data/ok.txt"}));
     spec.mounts = vec![mount(inside.path(), "/data", false)];
-    assert_eq!(run(spec).await.unwrap().output["text"], "fine", "the mount itself is readable");
+    assert_eq!(
+        run(spec).await.unwrap().output["text"],
+        "fine",
+        "the mount itself is readable"
+    );
 }
 
 #[tokio::test]
@@ -104,15 +137,25 @@ async fn writes_into_a_read_only_mount_are_refused() {
     let mut spec = hostile(json!({"action": "write", "path": "/data/new.txt"}));
     spec.mounts = vec![mount(dir.path(), "/data", true)];
     let out = run(spec).await.expect("read-write mount accepts the write");
-    assert!(out.output.as_str().unwrap().starts_with("ESCAPED"), "the hostile guest reports any write it got through");
-    assert_eq!(std::fs::read_to_string(dir.path().join("new.txt")).unwrap(), "written");
+    assert!(
+        out.output.as_str().unwrap().starts_with("ESCAPED"),
+        "the hostile guest reports any write it got through"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("new.txt")).unwrap(),
+        "written"
+    );
 }
 
 #[tokio::test]
 async fn tcp_connect_is_denied() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let err = expect_failure(hostile(json!({"action": "tcp", "addr": addr})), FailureKind::PolicyDenied).await;
+    let err = expect_failure(
+        hostile(json!({"action": "tcp", "addr": addr})),
+        FailureKind::PolicyDenied,
+    )
+    .await;
     assert!(err.message.contains("tcp"), "{err}");
     listener.set_nonblocking(true).unwrap();
     assert!(listener.accept().is_err(), "nothing reached the listener");
@@ -120,7 +163,11 @@ async fn tcp_connect_is_denied() {
 
 #[tokio::test]
 async fn dns_lookup_is_denied() {
-    let err = expect_failure(hostile(json!({"action": "dns", "name": "localhost"})), FailureKind::PolicyDenied).await;
+    let err = expect_failure(
+        hostile(json!({"action": "dns", "name": "localhost"})),
+        FailureKind::PolicyDenied,
+    )
+    .await;
     assert!(err.message.contains("dns"), "{err}");
 }
 
@@ -131,7 +178,10 @@ async fn no_environment_arguments_or_cwd_are_inherited() {
     unsafe { std::env::set_var("WASMNODE_TEST_SECRET", "leak") };
     let out = run(hostile(json!({"action": "env"}))).await.unwrap();
     let env = out.output["env"].as_array().unwrap();
-    assert!(env.iter().all(|kv| kv[0] != "WASMNODE_TEST_SECRET"), "{env:?}");
+    assert!(
+        env.iter().all(|kv| kv[0] != "WASMNODE_TEST_SECRET"),
+        "{env:?}"
+    );
     assert_eq!(env.len(), 1, "only the mount table: {env:?}");
     assert_eq!(env[0][0], "WASMNODE_MOUNTS");
 }

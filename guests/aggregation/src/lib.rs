@@ -17,7 +17,6 @@ use std::path::Path;
 
 wit_bindgen::generate!({ path: "../../wit/task", world: "task" });
 
-
 /// Guest path where the host mounts the artifact root (read-only).
 pub const ARTIFACTS_MOUNT: &str = "/artifacts";
 /// Keys of the SPLAI output envelope, kept out of the merged report.
@@ -72,9 +71,15 @@ pub fn run(inputs: &Inputs, mounts: &Mounts, artifacts: &Path) -> Result<Value, 
     let mut missing = Vec::new();
     for (task, uri) in dependencies(inputs) {
         match read_artifact(mounts, artifacts, &uri) {
-            Ok(data) => sources.push(Source { name: format!("dep:{task}"), uri: Some(uri), data }),
+            Ok(data) => sources.push(Source {
+                name: format!("dep:{task}"),
+                uri: Some(uri),
+                data,
+            }),
             Err(e) if strict => {
-                return Err(GuestError::InvalidInput(format!("dependency `{task}`: {e}")));
+                return Err(GuestError::InvalidInput(format!(
+                    "dependency `{task}`: {e}"
+                )));
             }
             Err(e) => missing.push(json!({"task_id": task, "uri": uri, "error": e.message()})),
         }
@@ -117,7 +122,11 @@ fn item_sources(inputs: &Inputs) -> Result<Vec<Source>, GuestError> {
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
-            Value::Object(data) => Ok(Source { name: format!("items_json[{i}]"), uri: None, data }),
+            Value::Object(data) => Ok(Source {
+                name: format!("items_json[{i}]"),
+                uri: None,
+                data,
+            }),
             other => Err(GuestError::InvalidInput(format!(
                 "items_json[{i}] must be an object, got {}",
                 kind_of(&other)
@@ -140,17 +149,27 @@ fn dependencies(inputs: &Inputs) -> Vec<(String, String)> {
 }
 
 /// Reads the JSON object behind an `artifact://job/task/file` URI.
-fn read_artifact(mounts: &Mounts, artifacts: &Path, uri: &str) -> Result<Map<String, Value>, GuestError> {
-    let rest = uri.strip_prefix("artifact://").ok_or_else(|| {
-        GuestError::InvalidInput(format!("`{uri}` is not an artifact:// URI"))
-    })?;
+fn read_artifact(
+    mounts: &Mounts,
+    artifacts: &Path,
+    uri: &str,
+) -> Result<Map<String, Value>, GuestError> {
+    let rest = uri
+        .strip_prefix("artifact://")
+        .ok_or_else(|| GuestError::InvalidInput(format!("`{uri}` is not an artifact:// URI")))?;
     if rest.is_empty() || rest.starts_with('/') || rest.split('/').any(|p| p == "..") {
-        return Err(GuestError::Denied(format!("`{uri}` does not name a file under the artifact root")));
+        return Err(GuestError::Denied(format!(
+            "`{uri}` does not name a file under the artifact root"
+        )));
     }
     let wanted = artifacts.join(rest);
     let path = match mounts.resolve(&wanted.display().to_string()) {
         Ok((path, _)) if path.starts_with(artifacts) => path,
-        _ => return Err(GuestError::Denied(format!("`{uri}`: the artifact root is not mounted"))),
+        _ => {
+            return Err(GuestError::Denied(format!(
+                "`{uri}`: the artifact root is not mounted"
+            )));
+        }
     };
     let bytes = std::fs::read(&path).map_err(|e| GuestError::io(uri, &e))?;
     match serde_json::from_slice::<Value>(&bytes) {
@@ -160,8 +179,12 @@ fn read_artifact(mounts: &Mounts, artifacts: &Path, uri: &str) -> Result<Map<Str
             }
             Ok(data)
         }
-        Ok(_) => Err(GuestError::InvalidInput(format!("`{uri}` does not hold a JSON object"))),
-        Err(e) => Err(GuestError::InvalidInput(format!("`{uri}` is not valid JSON: {e}"))),
+        Ok(_) => Err(GuestError::InvalidInput(format!(
+            "`{uri}` does not hold a JSON object"
+        ))),
+        Err(e) => Err(GuestError::InvalidInput(format!(
+            "`{uri}` is not valid JSON: {e}"
+        ))),
     }
 }
 
@@ -184,7 +207,10 @@ fn merge(sources: &[Source]) -> Merged {
                     let entry = conflicts.iter_mut().find(|c| c["field"] == *key);
                     let discarded = json!({"source": source.name, "value": value});
                     match entry {
-                        Some(c) => c["discarded"].as_array_mut().expect("array").push(discarded),
+                        Some(c) => c["discarded"]
+                            .as_array_mut()
+                            .expect("array")
+                            .push(discarded),
                         None => conflicts.push(json!({
                             "field": key,
                             "kept": {"source": provenance[key], "value": kept},
@@ -241,10 +267,16 @@ mod tests {
 
     #[test]
     fn merges_items_and_dependencies_with_provenance() {
-        let root = Root::new("merge", &[
-            ("t1", r#"{"job_id":"j1","task_id":"t1","type":"retrieval","created_at":"x","summary":"from t1","score":3}"#),
-            ("t2", r#"{"owner":"ops","score":4}"#),
-        ]);
+        let root = Root::new(
+            "merge",
+            &[
+                (
+                    "t1",
+                    r#"{"job_id":"j1","task_id":"t1","type":"retrieval","created_at":"x","summary":"from t1","score":3}"#,
+                ),
+                ("t2", r#"{"owner":"ops","score":4}"#),
+            ],
+        );
 
         let out = native(json!({
             "items_json": "[{\"title\":\"Q3\",\"score\":3},{\"title\":\"Q3\",\"region\":\"eu\"}]",
@@ -252,14 +284,23 @@ mod tests {
             "dep:t1:output_uri": "artifact://j1/t1/output.json",
             "required_fields": "title, summary",
         }), &root).unwrap();
-        assert_eq!(out["report"], json!({"title":"Q3","score":3,"region":"eu","summary":"from t1","owner":"ops"}));
+        assert_eq!(
+            out["report"],
+            json!({"title":"Q3","score":3,"region":"eu","summary":"from t1","owner":"ops"})
+        );
         assert_eq!(out["provenance"]["title"], "items_json[0]");
         assert_eq!(out["provenance"]["region"], "items_json[1]");
         assert_eq!(out["provenance"]["summary"], "dep:t1");
         assert_eq!(out["provenance"]["owner"], "dep:t2");
-        assert_eq!(out["conflicts"], json!([{"field":"score","kept":{"source":"items_json[0]","value":3},"discarded":[{"source":"dep:t2","value":4}]}]));
+        assert_eq!(
+            out["conflicts"],
+            json!([{"field":"score","kept":{"source":"items_json[0]","value":3},"discarded":[{"source":"dep:t2","value":4}]}])
+        );
         assert_eq!(out["item_count"], 4);
-        assert!(out["report"].get("task_id").is_none(), "envelope keys are not merged");
+        assert!(
+            out["report"].get("task_id").is_none(),
+            "envelope keys are not merged"
+        );
     }
 
     #[test]
@@ -267,7 +308,10 @@ mod tests {
         let root = Root::new("missing", &[]);
         let base = json!({"items_json": "[{\"a\":1}]", "dep:gone:output_uri": "artifact://j1/gone/output.json"});
         let err = native(base.clone(), &root).unwrap_err();
-        assert!(matches!(&err, GuestError::InvalidInput(m) if m.contains("dependency `gone`") && m.contains("no such file")), "{err:?}");
+        assert!(
+            matches!(&err, GuestError::InvalidInput(m) if m.contains("dependency `gone`") && m.contains("no such file")),
+            "{err:?}"
+        );
         let mut lenient = base;
         lenient["strict_dependencies"] = json!("false");
         let out = native(lenient, &root).unwrap();
@@ -287,18 +331,31 @@ mod tests {
             json!({"items_json": "[]", "dep:x:output_uri": "file:///etc/passwd"}),
         ];
         for case in cases {
-            assert!(matches!(native(case.clone(), &root), Err(GuestError::InvalidInput(_))), "{case}");
+            assert!(
+                matches!(
+                    native(case.clone(), &root),
+                    Err(GuestError::InvalidInput(_))
+                ),
+                "{case}"
+            );
         }
         for uri in ["artifact://../../etc/passwd", "artifact:///etc/passwd"] {
             let case = json!({"items_json": "[]", "dep:x:output_uri": uri});
-            assert!(matches!(native(case, &root), Err(GuestError::InvalidInput(m)) if m.contains("does not name")), "{uri}");
+            assert!(
+                matches!(native(case, &root), Err(GuestError::InvalidInput(m)) if m.contains("does not name")),
+                "{uri}"
+            );
         }
     }
 
     #[test]
     fn concat_mode_lists_items_without_merging() {
         let root = Root::new("concat", &[]);
-        let out = native(json!({"items_json": "[{\"a\":1},{\"a\":2}]", "aggregation_mode": "concat"}), &root).unwrap();
+        let out = native(
+            json!({"items_json": "[{\"a\":1},{\"a\":2}]", "aggregation_mode": "concat"}),
+            &root,
+        )
+        .unwrap();
         assert_eq!(out["items"][1]["data"]["a"], 2);
         assert!(out.get("report").is_none());
     }

@@ -31,7 +31,9 @@ pub struct Tokenizer {
 
 impl Default for Tokenizer {
     fn default() -> Self {
-        Self { stemmer: Stemmer::create(Algorithm::English) }
+        Self {
+            stemmer: Stemmer::create(Algorithm::English),
+        }
     }
 }
 
@@ -163,7 +165,9 @@ impl Index {
         let avg_len = (self.total_length as f64 / n).max(1.0);
         let mut scores: HashMap<u32, f64> = HashMap::new();
         for term in self.query_terms(query) {
-            let Some(&id) = self.terms.get(&term) else { continue };
+            let Some(&id) = self.terms.get(&term) else {
+                continue;
+            };
             let postings = &self.postings[id as usize];
             let df = postings.len() as f64;
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
@@ -172,14 +176,19 @@ impl Index {
                     continue;
                 }
                 let tf = f64::from(tf);
-                let norm = 1.0 - self.b + self.b * f64::from(self.doc_lengths[doc as usize]) / avg_len;
-                *scores.entry(doc).or_insert(0.0) += idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
+                let norm =
+                    1.0 - self.b + self.b * f64::from(self.doc_lengths[doc as usize]) / avg_len;
+                *scores.entry(doc).or_insert(0.0) +=
+                    idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
             }
         }
         let mut hits: Vec<Hit> = scores
             .into_iter()
             .filter(|(_, s)| *s > 0.0)
-            .map(|(doc, score)| Hit { index: doc as usize, score })
+            .map(|(doc, score)| Hit {
+                index: doc as usize,
+                score,
+            })
             .collect();
         let order = |a: &Hit, b: &Hit| {
             b.score
@@ -203,10 +212,22 @@ mod tests {
 
     fn corpus() -> Index {
         let mut index = Index::default();
-        index.add("cats", "Cats are small domesticated carnivorous mammals that purr.");
-        index.add("rust", "Rust is a systems programming language focused on memory safety and speed.");
-        index.add("wasm", "WebAssembly runs sandboxed code; Rust compiles to WebAssembly components.");
-        index.add("cooking", "Slow cooking keeps stews tender; season the stew at the end.");
+        index.add(
+            "cats",
+            "Cats are small domesticated carnivorous mammals that purr.",
+        );
+        index.add(
+            "rust",
+            "Rust is a systems programming language focused on memory safety and speed.",
+        );
+        index.add(
+            "wasm",
+            "WebAssembly runs sandboxed code; Rust compiles to WebAssembly components.",
+        );
+        index.add(
+            "cooking",
+            "Slow cooking keeps stews tender; season the stew at the end.",
+        );
         index.add("dogs", "Dogs are loyal mammals; a dog barks and runs fast.");
         index
     }
@@ -214,7 +235,10 @@ mod tests {
     #[test]
     fn tokenizer_lowercases_stems_and_drops_stop_words() {
         let t = Tokenizer::default();
-        assert_eq!(t.terms("The Running dogs ran, and RUNS!"), ["run", "dog", "ran", "run"]);
+        assert_eq!(
+            t.terms("The Running dogs ran, and RUNS!"),
+            ["run", "dog", "ran", "run"]
+        );
         assert!(t.terms("the of and").is_empty());
     }
 
@@ -225,7 +249,11 @@ mod tests {
         assert_eq!(hits[0].index, 1, "{hits:?}");
         let hits = index.search("stew seasoning", 3, |_| true);
         assert_eq!(hits[0].index, 3);
-        assert_eq!(hits.len(), 1, "documents without a query term are not returned");
+        assert_eq!(
+            hits.len(),
+            1,
+            "documents without a query term are not returned"
+        );
         let hits = index.search("running dog", 5, |_| true);
         assert_eq!(hits[0].index, 4);
     }

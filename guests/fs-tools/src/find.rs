@@ -20,24 +20,37 @@ pub const TOOL: Tool = Tool {
 
 fn run(args: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     let glob = args.require_text(&["glob", "pattern"])?;
-    let pattern = Pattern::new(&glob).map_err(|e| GuestError::InvalidInput(format!("invalid glob `{glob}`: {e}")))?;
+    let pattern = Pattern::new(&glob)
+        .map_err(|e| GuestError::InvalidInput(format!("invalid glob `{glob}`: {e}")))?;
     let path = args.text(&["path"]).unwrap_or_else(|| ".".into());
     let max = args.count(&["max_results"], DEFAULT_MAX_RESULTS)?;
     let (root, _) = mounts.resolve(&path)?;
-    let options = MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
+    let options = MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
     let mut paths = Vec::new();
     let truncated = walk(&root, true, |e| {
-        let Ok(rel) = e.path.strip_prefix(&root) else { return Flow::Continue };
+        let Ok(rel) = e.path.strip_prefix(&root) else {
+            return Flow::Continue;
+        };
         if pattern.matches_path_with(rel, options) {
             if paths.len() == max {
                 return Flow::Stop;
             }
-            let kind = if e.kind == Kind::Dir { "dir" } else { e.kind.as_str() };
+            let kind = if e.kind == Kind::Dir {
+                "dir"
+            } else {
+                e.kind.as_str()
+            };
             paths.push(json!({"path": e.path.display().to_string(), "type": kind}));
         }
         Flow::Continue
     })?;
-    Ok(json!({"root": root.display().to_string(), "glob": glob, "matches": paths, "truncated": truncated}))
+    Ok(
+        json!({"root": root.display().to_string(), "glob": glob, "matches": paths, "truncated": truncated}),
+    )
 }
 
 #[cfg(test)]
@@ -46,7 +59,12 @@ mod tests {
     use crate::testdir::{TestDir, args};
 
     fn found(out: &Value) -> Vec<String> {
-        out["matches"].as_array().unwrap().iter().map(|m| m["path"].as_str().unwrap().to_string()).collect()
+        out["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["path"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[test]
@@ -57,7 +75,10 @@ mod tests {
         dir.write("README.md", "");
         let m = dir.mounts("ro");
         let out = run(&args(json!({"glob": "**/*.rs"})), &m).unwrap();
-        assert_eq!(found(&out), [dir.path("src/main.rs"), dir.path("src/util/mod.rs")]);
+        assert_eq!(
+            found(&out),
+            [dir.path("src/main.rs"), dir.path("src/util/mod.rs")]
+        );
         let out = run(&args(json!({"glob": "*.rs", "path": "src"})), &m).unwrap();
         assert_eq!(found(&out), [dir.path("src/main.rs")], "* does not cross /");
         let out = run(&args(json!({"glob": "*.md"})), &m).unwrap();
@@ -68,7 +89,13 @@ mod tests {
     fn rejects_bad_globs_and_escapes() {
         let dir = TestDir::new("find-fail");
         let m = dir.mounts("ro");
-        assert!(matches!(run(&args(json!({"glob": "[a"})), &m), Err(GuestError::InvalidInput(_))));
-        assert!(matches!(run(&args(json!({"glob": "*", "path": "/etc"})), &m), Err(GuestError::Denied(_))));
+        assert!(matches!(
+            run(&args(json!({"glob": "[a"})), &m),
+            Err(GuestError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            run(&args(json!({"glob": "*", "path": "/etc"})), &m),
+            Err(GuestError::Denied(_))
+        ));
     }
 }

@@ -28,7 +28,10 @@ fn run(args: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
         .build()
         .map_err(|e| GuestError::InvalidInput(format!("invalid pattern: {e}")))?;
     let name_glob = match args.text(&["glob"]) {
-        Some(g) => Some(glob::Pattern::new(&g).map_err(|e| GuestError::InvalidInput(format!("invalid glob `{g}`: {e}")))?),
+        Some(g) => Some(
+            glob::Pattern::new(&g)
+                .map_err(|e| GuestError::InvalidInput(format!("invalid glob `{g}`: {e}")))?,
+        ),
         None => None,
     };
     let path = args.text(&["path"]).unwrap_or_else(|| ".".into());
@@ -38,17 +41,24 @@ fn run(args: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     let mut matches = Vec::new();
     let mut files = 0usize;
     let mut search = |file: &Path| -> Flow {
-        if name_glob.as_ref().is_some_and(|g| !file.file_name().is_some_and(|n| g.matches(&n.to_string_lossy()))) {
+        if name_glob.as_ref().is_some_and(|g| {
+            !file
+                .file_name()
+                .is_some_and(|n| g.matches(&n.to_string_lossy()))
+        }) {
             return Flow::Continue;
         }
-        let Some(text) = read_text(file) else { return Flow::Continue };
+        let Some(text) = read_text(file) else {
+            return Flow::Continue;
+        };
         files += 1;
         for (i, line) in text.lines().enumerate() {
             if regex.is_match(line) {
                 if matches.len() == max {
                     return Flow::Stop;
                 }
-                matches.push(json!({"path": file.display().to_string(), "line": i + 1, "text": line}));
+                matches
+                    .push(json!({"path": file.display().to_string(), "line": i + 1, "text": line}));
             }
         }
         Flow::Continue
@@ -58,9 +68,17 @@ fn run(args: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     let truncated = if meta.is_file() {
         matches!(search(&root), Flow::Stop)
     } else {
-        walk(&root, recursive, |e| if e.kind == Kind::File && e.size <= MAX_FILE_BYTES { search(&e.path) } else { Flow::Continue })?
+        walk(&root, recursive, |e| {
+            if e.kind == Kind::File && e.size <= MAX_FILE_BYTES {
+                search(&e.path)
+            } else {
+                Flow::Continue
+            }
+        })?
     };
-    Ok(json!({"pattern": pattern, "path": shown, "matches": matches, "files_searched": files, "truncated": truncated}))
+    Ok(
+        json!({"pattern": pattern, "path": shown, "matches": matches, "files_searched": files, "truncated": truncated}),
+    )
 }
 
 /// The file's text, or `None` for unreadable or binary (NUL-containing, non-UTF-8) files.
@@ -85,14 +103,35 @@ mod tests {
         std::fs::write(dir.root().join("bin"), b"alpha\0").unwrap();
         let m = dir.mounts("ro");
         let out = run(&args(json!({"pattern": "^alpha"})), &m).unwrap();
-        let hits: Vec<(String, u64)> = out["matches"].as_array().unwrap().iter()
-            .map(|h| (h["path"].as_str().unwrap().to_string(), h["line"].as_u64().unwrap())).collect();
+        let hits: Vec<(String, u64)> = out["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["path"].as_str().unwrap().to_string(),
+                    h["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
         assert_eq!(hits, [(dir.path("a.txt"), 1), (dir.path("sub/b.log"), 2)]);
-        let out = run(&args(json!({"pattern": "alpha", "ignore_case": true, "recursive": false})), &m).unwrap();
-        assert_eq!(out["matches"].as_array().unwrap().len(), 2, "binary file and subdir skipped");
+        let out = run(
+            &args(json!({"pattern": "alpha", "ignore_case": true, "recursive": false})),
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            out["matches"].as_array().unwrap().len(),
+            2,
+            "binary file and subdir skipped"
+        );
         let out = run(&args(json!({"pattern": "a", "glob": "*.log"})), &m).unwrap();
         assert_eq!(out["files_searched"], 1);
-        let out = run(&args(json!({"pattern": "beta", "path": "a.txt", "max_matches": 1})), &m).unwrap();
+        let out = run(
+            &args(json!({"pattern": "beta", "path": "a.txt", "max_matches": 1})),
+            &m,
+        )
+        .unwrap();
         assert_eq!(out["truncated"], true);
     }
 
@@ -100,7 +139,12 @@ mod tests {
     fn bad_patterns_and_escapes_fail() {
         let dir = TestDir::new("grep-fail");
         let m = dir.mounts("ro");
-        assert!(matches!(run(&args(json!({"pattern": "("})), &m), Err(GuestError::InvalidInput(msg)) if msg.contains("invalid pattern")));
-        assert!(matches!(run(&args(json!({"pattern": "x", "path": "/"})), &m), Err(GuestError::Denied(_))));
+        assert!(
+            matches!(run(&args(json!({"pattern": "("})), &m), Err(GuestError::InvalidInput(msg)) if msg.contains("invalid pattern"))
+        );
+        assert!(matches!(
+            run(&args(json!({"pattern": "x", "path": "/"})), &m),
+            Err(GuestError::Denied(_))
+        ));
     }
 }

@@ -54,7 +54,10 @@ pub fn describe(tool: &Tool) -> ToolInfo {
         version: VERSION.into(),
         description: tool.description.into(),
         args_schema: tool.schema.into(),
-        capabilities: Capabilities { mounts: Vec::new(), writes: tool.writes },
+        capabilities: Capabilities {
+            mounts: Vec::new(),
+            writes: tool.writes,
+        },
     }
 }
 

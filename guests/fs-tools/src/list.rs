@@ -50,12 +50,22 @@ mod tests {
         dir.write("a/c.txt", "x");
         let m = dir.mounts("ro");
         let out = run(&args(json!({})), &m).unwrap();
-        let names: Vec<&str> = out["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = out["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b.txt"]);
         assert_eq!(out["entries"][1]["size"], 2);
         assert_eq!(out["entries"][0]["type"], "dir");
         let out = run(&args(json!({"recursive": true})), &m).unwrap();
-        let names: Vec<&str> = out["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = out["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b.txt", "c.txt"]);
         let out = run(&args(json!({"recursive": true, "max_entries": 2})), &m).unwrap();
         assert_eq!(out["truncated"], true);
@@ -66,8 +76,16 @@ mod tests {
         let dir = TestDir::new("list-fail");
         dir.write("f", "");
         let m = dir.mounts("ro");
-        assert!(matches!(run(&args(json!({"path": "f"})), &m), Err(GuestError::InvalidInput(msg)) if msg.contains("not a directory")));
-        assert!(matches!(run(&args(json!({"path": "missing"})), &m), Err(GuestError::NotFound(_))));
-        assert!(matches!(run(&args(json!({"path": "/"})), &m), Err(GuestError::Denied(_))));
+        assert!(
+            matches!(run(&args(json!({"path": "f"})), &m), Err(GuestError::InvalidInput(msg)) if msg.contains("not a directory"))
+        );
+        assert!(matches!(
+            run(&args(json!({"path": "missing"})), &m),
+            Err(GuestError::NotFound(_))
+        ));
+        assert!(matches!(
+            run(&args(json!({"path": "/"})), &m),
+            Err(GuestError::Denied(_))
+        ));
     }
 }

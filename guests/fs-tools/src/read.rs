@@ -27,10 +27,13 @@ fn run(args: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     let mut file = std::fs::File::open(&resolved).map_err(|e| GuestError::io(&shown, &e))?;
     let meta = file.metadata().map_err(|e| GuestError::io(&shown, &e))?;
     if meta.is_dir() {
-        return Err(GuestError::InvalidInput(format!("{shown} is a directory (use `list`)")));
+        return Err(GuestError::InvalidInput(format!(
+            "{shown} is a directory (use `list`)"
+        )));
     }
     let size = meta.len();
-    file.seek(SeekFrom::Start(offset as u64)).map_err(|e| GuestError::io(&shown, &e))?;
+    file.seek(SeekFrom::Start(offset as u64))
+        .map_err(|e| GuestError::io(&shown, &e))?;
     let mut bytes = Vec::new();
     file.take(max_bytes as u64)
         .read_to_end(&mut bytes)
@@ -39,7 +42,10 @@ fn run(args: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     let returned = bytes.len();
     let (content, encoding) = match String::from_utf8(bytes) {
         Ok(text) => (text, "utf-8"),
-        Err(e) => (base64::engine::general_purpose::STANDARD.encode(e.into_bytes()), "base64"),
+        Err(e) => (
+            base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+            "base64",
+        ),
     };
     Ok(json!({
         "path": shown,
@@ -66,7 +72,11 @@ mod tests {
         let out = run(&args(json!({"path": "notes/a.txt"})), &m).unwrap();
         assert_eq!(out["content"], "hello world");
         assert_eq!(out["truncated"], false);
-        let out = run(&args(json!({"path": dir.path("notes/a.txt"), "offset": 6, "max_bytes": 3})), &m).unwrap();
+        let out = run(
+            &args(json!({"path": dir.path("notes/a.txt"), "offset": 6, "max_bytes": 3})),
+            &m,
+        )
+        .unwrap();
         assert_eq!(out["content"], "wor");
         assert_eq!(out["truncated"], true);
         let out = run(&args(json!({"path": "b.bin"})), &m).unwrap();
@@ -79,9 +89,20 @@ mod tests {
         let dir = TestDir::new("read-fail");
         dir.write("d/x", "");
         let m = dir.mounts("ro");
-        assert!(matches!(run(&args(json!({"path": "nope.txt"})), &m), Err(GuestError::NotFound(_))));
-        assert!(matches!(run(&args(json!({"path": "d"})), &m), Err(GuestError::InvalidInput(msg)) if msg.contains("directory")));
-        assert!(matches!(run(&args(json!({"path": "../../etc/passwd"})), &m), Err(GuestError::Denied(_))));
-        assert!(matches!(run(&args(json!({})), &m), Err(GuestError::InvalidInput(_))));
+        assert!(matches!(
+            run(&args(json!({"path": "nope.txt"})), &m),
+            Err(GuestError::NotFound(_))
+        ));
+        assert!(
+            matches!(run(&args(json!({"path": "d"})), &m), Err(GuestError::InvalidInput(msg)) if msg.contains("directory"))
+        );
+        assert!(matches!(
+            run(&args(json!({"path": "../../etc/passwd"})), &m),
+            Err(GuestError::Denied(_))
+        ));
+        assert!(matches!(
+            run(&args(json!({})), &m),
+            Err(GuestError::InvalidInput(_))
+        ));
     }
 }

@@ -42,11 +42,17 @@ pub enum Flow {
 /// Visits the entries under `root` in name order (children right after their
 /// directory), descending only when `recursive`. Returns `true` if `visit`
 /// stopped the walk early.
-pub fn walk(root: &Path, recursive: bool, mut visit: impl FnMut(Entry) -> Flow) -> Result<bool, GuestError> {
+pub fn walk(
+    root: &Path,
+    recursive: bool,
+    mut visit: impl FnMut(Entry) -> Flow,
+) -> Result<bool, GuestError> {
     let shown = root.display().to_string();
     let meta = std::fs::metadata(root).map_err(|e| GuestError::io(&shown, &e))?;
     if !meta.is_dir() {
-        return Err(GuestError::InvalidInput(format!("{shown} is not a directory")));
+        return Err(GuestError::InvalidInput(format!(
+            "{shown} is not a directory"
+        )));
     }
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -58,7 +64,9 @@ pub fn walk(root: &Path, recursive: bool, mut visit: impl FnMut(Entry) -> Flow) 
         entries.sort_by_key(|e| e.file_name());
         let mut subdirs = Vec::new();
         for entry in entries {
-            let Ok(file_type) = entry.file_type() else { continue };
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
             let kind = if file_type.is_symlink() {
                 Kind::Symlink
             } else if file_type.is_dir() {
@@ -68,7 +76,11 @@ pub fn walk(root: &Path, recursive: bool, mut visit: impl FnMut(Entry) -> Flow) 
             } else {
                 Kind::Other
             };
-            let size = if kind == Kind::File { entry.metadata().map(|m| m.len()).unwrap_or(0) } else { 0 };
+            let size = if kind == Kind::File {
+                entry.metadata().map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            };
             let path = entry.path();
             if kind == Kind::Dir && recursive {
                 subdirs.push(path.clone());

@@ -54,10 +54,14 @@ mod tests {
     #[test]
     fn io_errors_are_classified_by_kind() {
         let nf = io::Error::from(io::ErrorKind::NotFound);
-        assert!(matches!(GuestError::io("/a", &nf), GuestError::NotFound(m) if m.starts_with("/a")));
+        assert!(
+            matches!(GuestError::io("/a", &nf), GuestError::NotFound(m) if m.starts_with("/a"))
+        );
         let pd = io::Error::from(io::ErrorKind::PermissionDenied);
         assert!(matches!(GuestError::io("/a", &pd), GuestError::Denied(_)));
         let other = io::Error::other("boom");
-        assert!(matches!(GuestError::io("/a", &other), GuestError::Failed(m) if m.contains("boom")));
+        assert!(
+            matches!(GuestError::io("/a", &other), GuestError::Failed(m) if m.contains("boom"))
+        );
     }
 }

@@ -19,7 +19,9 @@ impl Inputs {
                 "input must be a JSON object, got {}",
                 kind_of(&other)
             ))),
-            Err(e) => Err(GuestError::InvalidInput(format!("input is not valid JSON: {e}"))),
+            Err(e) => Err(GuestError::InvalidInput(format!(
+                "input is not valid JSON: {e}"
+            ))),
         }
     }
 
@@ -127,13 +129,17 @@ impl Inputs {
                 None => continue,
                 Some(Value::String(s)) if s.trim_start().starts_with('[') => {
                     serde_json::from_str::<Vec<String>>(s).map_err(|e| {
-                        GuestError::InvalidInput(format!("input `{key}` is not a list of names: {e}"))
+                        GuestError::InvalidInput(format!(
+                            "input `{key}` is not a list of names: {e}"
+                        ))
                     })?
                 }
                 Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_string()).collect(),
                 Some(v @ Value::Array(_)) => serde_json::from_value::<Vec<String>>(v.clone())
                     .map_err(|e| {
-                        GuestError::InvalidInput(format!("input `{key}` is not a list of names: {e}"))
+                        GuestError::InvalidInput(format!(
+                            "input `{key}` is not a list of names: {e}"
+                        ))
                     })?,
                 Some(other) => {
                     return Err(GuestError::InvalidInput(format!(
@@ -166,7 +172,8 @@ mod tests {
 
     #[test]
     fn reads_splai_strings_and_plain_json_alike() {
-        let splai = Inputs::parse(r#"{"items_json":"[{\"a\":1}]","top_k":"3","strict":"false"}"#).unwrap();
+        let splai =
+            Inputs::parse(r#"{"items_json":"[{\"a\":1}]","top_k":"3","strict":"false"}"#).unwrap();
         let plain = Inputs::parse(r#"{"items_json":[{"a":1}],"top_k":3,"strict":false}"#).unwrap();
         for inputs in [splai, plain] {
             let items: Vec<Value> = inputs.json(&["items_json"]).unwrap().unwrap();
@@ -178,13 +185,20 @@ mod tests {
 
     #[test]
     fn rejects_non_objects_and_bad_values() {
-        assert!(matches!(Inputs::parse("[1]"), Err(GuestError::InvalidInput(m)) if m.contains("an array")));
-        assert!(matches!(Inputs::parse("{"), Err(GuestError::InvalidInput(_))));
+        assert!(
+            matches!(Inputs::parse("[1]"), Err(GuestError::InvalidInput(m)) if m.contains("an array"))
+        );
+        assert!(matches!(
+            Inputs::parse("{"),
+            Err(GuestError::InvalidInput(_))
+        ));
         let inputs = Inputs::parse(r#"{"top_k":"-1","flag":"maybe","j":"{"}"#).unwrap();
         assert!(inputs.count(&["top_k"], 5).is_err());
         assert!(inputs.flag(&["flag"], true).is_err());
         assert!(inputs.json::<Value>(&["j"]).is_err());
-        assert!(matches!(inputs.require_text(&["query", "text"]), Err(GuestError::InvalidInput(m)) if m.contains("`query` or `text`")));
+        assert!(
+            matches!(inputs.require_text(&["query", "text"]), Err(GuestError::InvalidInput(m)) if m.contains("`query` or `text`"))
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl Mounts {
                 if !path.starts_with('/') {
                     return None;
                 }
-                Some(Mount { guest_path: normalize(Path::new(path))?, writable })
+                Some(Mount {
+                    guest_path: normalize(Path::new(path))?,
+                    writable,
+                })
             })
             .collect();
         Self { mounts }
@@ -150,17 +153,28 @@ mod tests {
     #[test]
     fn resolves_inside_and_denies_escapes() {
         let m = mounts();
-        assert_eq!(m.resolve("a/b.txt").unwrap().0, PathBuf::from("/data/a/b.txt"));
-        assert_eq!(m.resolve("/out/./x/../y").unwrap().0, PathBuf::from("/out/y"));
+        assert_eq!(
+            m.resolve("a/b.txt").unwrap().0,
+            PathBuf::from("/data/a/b.txt")
+        );
+        assert_eq!(
+            m.resolve("/out/./x/../y").unwrap().0,
+            PathBuf::from("/out/y")
+        );
         for escape in ["../etc/passwd", "/etc/passwd", "/data/../etc", "/../../.."] {
-            assert!(matches!(m.resolve(escape), Err(GuestError::Denied(_))), "{escape}");
+            assert!(
+                matches!(m.resolve(escape), Err(GuestError::Denied(_))),
+                "{escape}"
+            );
         }
     }
 
     #[test]
     fn writes_need_a_writable_mount_and_the_deepest_mount_wins() {
         let m = mounts();
-        assert!(matches!(m.resolve_writable("/data/a"), Err(GuestError::Denied(msg)) if msg.contains("read-only")));
+        assert!(
+            matches!(m.resolve_writable("/data/a"), Err(GuestError::Denied(msg)) if msg.contains("read-only"))
+        );
         assert!(m.resolve_writable("/out/a").is_ok());
         assert!(m.resolve_writable("/data/cache/a").is_ok());
     }
@@ -168,6 +182,8 @@ mod tests {
     #[test]
     fn no_mounts_means_everything_is_denied() {
         let m = Mounts::parse("");
-        assert!(matches!(m.resolve("a"), Err(GuestError::Denied(msg)) if msg.contains("no directory")));
+        assert!(
+            matches!(m.resolve("a"), Err(GuestError::Denied(msg)) if msg.contains("no directory"))
+        );
     }
 }

@@ -81,9 +81,10 @@ impl Corpus {
             let max_bytes = inputs.count(&["max_file_bytes"], DEFAULT_MAX_FILE_BYTES)?;
             let max_files = inputs.count(&["max_files"], DEFAULT_MAX_FILES)?;
             read_directory(mounts, &dir, max_bytes, max_files)?
-        } else if let Some(Value::String(lines)) = inputs.raw("documents").filter(|v| {
-            v.as_str().is_some_and(|s| !s.trim_start().starts_with('['))
-        }) {
+        } else if let Some(Value::String(lines)) = inputs
+            .raw("documents")
+            .filter(|v| v.as_str().is_some_and(|s| !s.trim_start().starts_with('[')))
+        {
             lines
                 .lines()
                 .filter(|l| !l.trim().is_empty())
@@ -119,16 +120,20 @@ impl Corpus {
 
 fn to_doc(i: usize, input: DocInput) -> Result<Doc, GuestError> {
     Ok(match input {
-        DocInput::Text(text) => Doc { id: format!("doc-{i}"), text, metadata: Map::new(), from_file: false },
+        DocInput::Text(text) => Doc {
+            id: format!("doc-{i}"),
+            text,
+            metadata: Map::new(),
+            from_file: false,
+        },
         DocInput::Object { id, text, metadata } => Doc {
             id: match id {
                 None | Some(Value::Null) => format!("doc-{i}"),
                 Some(Value::String(s)) => s,
                 Some(other) => other.to_string(),
             },
-            text: text.ok_or_else(|| {
-                GuestError::InvalidInput(format!("document {i} has no `text`"))
-            })?,
+            text: text
+                .ok_or_else(|| GuestError::InvalidInput(format!("document {i} has no `text`")))?,
             metadata,
             from_file: false,
         },
@@ -153,13 +158,16 @@ fn read_directory(
         entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
         for entry in entries {
             let path = entry.path();
-            let Ok(meta) = entry.file_type() else { continue };
+            let Ok(meta) = entry.file_type() else {
+                continue;
+            };
             if meta.is_dir() {
                 stack.push(path);
-            } else if meta.is_file() && docs.len() < max_files {
-                if let Some(doc) = read_file(&root, &path, max_bytes) {
-                    docs.push(doc);
-                }
+            } else if meta.is_file()
+                && docs.len() < max_files
+                && let Some(doc) = read_file(&root, &path, max_bytes)
+            {
+                docs.push(doc);
             }
         }
     }
@@ -173,11 +181,20 @@ fn read_file(root: &Path, path: &Path, max_bytes: usize) -> Option<Doc> {
         return None;
     }
     let text = String::from_utf8(std::fs::read(path).ok()?).ok()?;
-    let id = path.strip_prefix(root).unwrap_or(path).display().to_string();
+    let id = path
+        .strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string();
     let mut metadata = Map::new();
     metadata.insert("path".into(), Value::String(path.display().to_string()));
     metadata.insert("bytes".into(), Value::from(size));
-    Some(Doc { id, text, metadata, from_file: true })
+    Some(Doc {
+        id,
+        text,
+        metadata,
+        from_file: true,
+    })
 }
 
 /// The first line mentioning a query term (else the start of the text), shortened.
@@ -203,7 +220,9 @@ pub struct Filters {
 impl Filters {
     /// Reads `filters_json` plus the `tenant` / `data_classification` shortcuts.
     pub fn from_inputs(inputs: &Inputs) -> Result<Self, GuestError> {
-        let mut wanted: Map<String, Value> = inputs.json(&["filters_json", "filters"])?.unwrap_or_default();
+        let mut wanted: Map<String, Value> = inputs
+            .json(&["filters_json", "filters"])?
+            .unwrap_or_default();
         for key in ["tenant", "data_classification"] {
             if let Some(v) = inputs.text(&[key]) {
                 wanted.insert(key.into(), Value::String(v));
@@ -215,7 +234,9 @@ impl Filters {
     /// Whether a document with `metadata` passes every filter.
     pub fn accepts(&self, metadata: &Map<String, Value>) -> bool {
         self.wanted.iter().all(|(key, want)| {
-            let Some(have) = metadata.get(key) else { return false };
+            let Some(have) = metadata.get(key) else {
+                return false;
+            };
             match want {
                 Value::Array(options) => options.iter().any(|o| same(o, have)),
                 single => same(single, have),
@@ -233,8 +254,11 @@ impl Filters {
 /// rendering are equal (SPLAI inputs are all strings).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::String(s), other) | (other, Value::String(s)) if !other.is_string() => {
-            *s == other.to_string()
+        (Value::String(s), Value::Number(n)) | (Value::Number(n), Value::String(s)) => {
+            s.trim().parse::<f64>().ok() == n.as_f64()
+        }
+        (Value::String(s), Value::Bool(v)) | (Value::Bool(v), Value::String(s)) => {
+            s.trim().parse::<bool>().ok() == Some(*v)
         }
         _ => a == b,
     }

@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 wit_bindgen::generate!({ path: "../../wit/task", world: "task" });
 
-
 /// Default number of results.
 pub const DEFAULT_TOP_K: usize = 5;
 
@@ -56,7 +55,11 @@ pub fn run(inputs: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     let filters = Filters::from_inputs(inputs)?;
     let corpus = Corpus::from_inputs(inputs, mounts)?;
     let index = corpus.index();
-    let keep: Vec<bool> = corpus.docs.iter().map(|d| filters.accepts(&d.metadata)).collect();
+    let keep: Vec<bool> = corpus
+        .docs
+        .iter()
+        .map(|d| filters.accepts(&d.metadata))
+        .collect();
     let considered = keep.iter().filter(|k| **k).count();
     let hits = index.search(&query, top_k, |i| keep[i]);
     let terms = index.query_terms(&query);
@@ -114,7 +117,10 @@ mod tests {
         .unwrap();
         assert_eq!(ids(&out), ["kb-1", "kb-3"]);
         assert_eq!(out["total_documents"], 4);
-        assert!(out["documents"][0]["score"].as_f64().unwrap() > out["documents"][1]["score"].as_f64().unwrap());
+        assert!(
+            out["documents"][0]["score"].as_f64().unwrap()
+                > out["documents"][1]["score"].as_f64().unwrap()
+        );
         assert_eq!(out["documents"][0]["rank"], 1);
     }
 
@@ -152,14 +158,25 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("retrieval-test-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         std::fs::write(dir.join("a.txt"), "notes about gardening and tomatoes").unwrap();
-        std::fs::write(dir.join("sub/b.md"), "intro\nKubernetes pods restart when probes fail").unwrap();
+        std::fs::write(
+            dir.join("sub/b.md"),
+            "intro\nKubernetes pods restart when probes fail",
+        )
+        .unwrap();
         std::fs::write(dir.join("bin.dat"), [0xff, 0xfe, 0x00]).unwrap();
         let mounts = Mounts::parse(&format!("{}:ro", dir.display()));
-        let out = run(&inputs(json!({"query": "pod restarts", "directory": "."})), &mounts).unwrap();
+        let out = run(
+            &inputs(json!({"query": "pod restarts", "directory": "."})),
+            &mounts,
+        )
+        .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(ids(&out), ["sub/b.md"]);
         assert_eq!(out["total_documents"], 2, "the non-UTF-8 file is skipped");
-        assert_eq!(out["documents"][0]["snippet"], "Kubernetes pods restart when probes fail");
+        assert_eq!(
+            out["documents"][0]["snippet"],
+            "Kubernetes pods restart when probes fail"
+        );
     }
 
     #[test]
@@ -175,7 +192,13 @@ mod tests {
             json!({"query": "x", "documents_json": "[]", "top_k": "many"}),
         ];
         for case in cases {
-            assert!(matches!(run(&inputs(case.clone()), &m), Err(GuestError::InvalidInput(_))), "{case}");
+            assert!(
+                matches!(
+                    run(&inputs(case.clone()), &m),
+                    Err(GuestError::InvalidInput(_))
+                ),
+                "{case}"
+            );
         }
         assert!(matches!(
             run(&inputs(json!({"query": "x", "directory": "/etc"})), &m),

@@ -39,7 +39,11 @@ impl DiskCache {
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
         let mut hasher = Blake3Hasher(blake3::Hasher::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        Ok(Self { dir: dir.to_path_buf(), key, engine_hash: *hasher.0.finalize().as_bytes() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+            engine_hash: *hasher.0.finalize().as_bytes(),
+        })
     }
 
     /// The directory holding the cache.
@@ -73,7 +77,11 @@ impl DiskCache {
             Err(e) => return Lookup::Rejected(format!("unreadable: {e}")),
         };
         let valid = bytes.len() >= MAGIC.len() + 32 && &bytes[..MAGIC.len()] == MAGIC && {
-            let mac = blake3::Hash::from_bytes(bytes[MAGIC.len()..MAGIC.len() + 32].try_into().expect("32 bytes"));
+            let mac = blake3::Hash::from_bytes(
+                bytes[MAGIC.len()..MAGIC.len() + 32]
+                    .try_into()
+                    .expect("32 bytes"),
+            );
             mac == self.seal(&entry, &bytes[MAGIC.len() + 32..])
         };
         if valid {
@@ -111,10 +119,10 @@ impl DiskCache {
 }
 
 fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
-    if let Ok(bytes) = std::fs::read(path) {
-        if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(key);
-        }
+    if let Ok(bytes) = std::fs::read(path)
+        && let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice())
+    {
+        return Ok(key);
     }
     let mut key = [0u8; 32];
     getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -123,7 +131,8 @@ fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     tmp.write_all(&key)?;
     tmp.as_file().sync_all()?;
@@ -178,6 +187,9 @@ mod tests {
         std::fs::copy(node_a.entry_path(&h), node_b.entry_path(&h)).unwrap();
         assert!(matches!(node_b.load(&h), Lookup::Rejected(_)));
         let reopened = DiskCache::open(a.path(), &engine).unwrap();
-        assert!(matches!(reopened.load(&h), Lookup::Hit(_)), "the key survives a restart");
+        assert!(
+            matches!(reopened.load(&h), Lookup::Hit(_)),
+            "the key survives a restart"
+        );
     }
 }

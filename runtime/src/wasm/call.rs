@@ -52,7 +52,11 @@ pub fn arm(store: &mut Store<State>, cancel: CancellationToken, deadline: Instan
 }
 
 /// Instantiates `prepared` in `store` and calls its entry point with `input`.
-pub async fn call(prepared: &Prepared, store: &mut Store<State>, input: &str) -> wasmtime::Result<GuestReturn> {
+pub async fn call(
+    prepared: &Prepared,
+    store: &mut Store<State>,
+    input: &str,
+) -> wasmtime::Result<GuestReturn> {
     match &prepared.pre {
         Pre::Task(pre) => {
             let guest = pre.instantiate_async(&mut *store).await?;
@@ -70,7 +74,13 @@ pub async fn call(prepared: &Prepared, store: &mut Store<State>, input: &str) ->
         }
         Pre::Command(pre) => {
             let guest = pre.instantiate_async(&mut *store).await?;
-            exit_code(guest.wasi_cli_run().call_run(&mut *store).await.map(|r| i32::from(r.is_err())))
+            exit_code(
+                guest
+                    .wasi_cli_run()
+                    .call_run(&mut *store)
+                    .await
+                    .map(|r| i32::from(r.is_err())),
+            )
         }
         Pre::Module(pre) => {
             let instance = pre.instantiate_async(&mut *store).await?;
@@ -93,12 +103,22 @@ fn exit_code(result: wasmtime::Result<i32>) -> wasmtime::Result<GuestReturn> {
 
 /// What was captured so far, for attaching to a failure.
 pub fn captured(stdio: &Stdio, exit_code: Option<i32>) -> CapturedOutput {
-    CapturedOutput { stdout: stdio.stdout.text(), stderr: stdio.stderr.text(), exit_code }
+    CapturedOutput {
+        stdout: stdio.stdout.text(),
+        stderr: stdio.stderr.text(),
+        exit_code,
+    }
 }
 
 /// Classifies an error raised while calling a guest.
-pub fn classify(err: &wasmtime::Error, state: &State, stdio: &Stdio, limits: &Limits) -> TaskFailure {
-    let failure = |kind, message: String| TaskFailure::new(kind, message).with_output(captured(stdio, None));
+pub fn classify(
+    err: &wasmtime::Error,
+    state: &State,
+    stdio: &Stdio,
+    limits: &Limits,
+) -> TaskFailure {
+    let failure =
+        |kind, message: String| TaskFailure::new(kind, message).with_output(captured(stdio, None));
     if let Some(interrupt) = err.downcast_ref::<Interrupt>() {
         return match interrupt {
             Interrupt::Cancelled => TaskFailure::cancelled().with_output(captured(stdio, None)),
@@ -106,16 +126,26 @@ pub fn classify(err: &wasmtime::Error, state: &State, stdio: &Stdio, limits: &Li
         };
     }
     if let Some(stream) = stdio.overflowed() {
-        let name = if stream == Stream::Stdout { "stdout" } else { "stderr" };
+        let name = if stream == Stream::Stdout {
+            "stdout"
+        } else {
+            "stderr"
+        };
         return failure(
             FailureKind::OutputExceeded,
-            format!("the guest wrote more than {} bytes to {name}", limits.max_output_bytes),
+            format!(
+                "the guest wrote more than {} bytes to {name}",
+                limits.max_output_bytes
+            ),
         );
     }
     if state.limiter.exceeded() {
         return failure(
             FailureKind::MemoryExceeded,
-            format!("the guest needed more than its memory limit of {} MiB", limits.memory_bytes >> 20),
+            format!(
+                "the guest needed more than its memory limit of {} MiB",
+                limits.memory_bytes >> 20
+            ),
         );
     }
     match err.downcast_ref::<Trap>() {
@@ -125,29 +155,50 @@ pub fn classify(err: &wasmtime::Error, state: &State, stdio: &Stdio, limits: &Li
         ),
         Some(Trap::OutOfFuel) => failure(
             FailureKind::Timeout,
-            format!("the guest used up its fuel budget of {}", limits.fuel.unwrap_or_default()),
+            format!(
+                "the guest used up its fuel budget of {}",
+                limits.fuel.unwrap_or_default()
+            ),
         ),
         Some(Trap::Interrupt) => failure(FailureKind::Timeout, timeout_message(limits)),
-        Some(trap) => failure(FailureKind::GuestTrap, trap_message(&trap.to_string(), stdio)),
-        None => failure(FailureKind::GuestTrap, trap_message(&format!("{err:#}"), stdio)),
+        Some(trap) => failure(
+            FailureKind::GuestTrap,
+            trap_message(&trap.to_string(), stdio),
+        ),
+        None => failure(
+            FailureKind::GuestTrap,
+            trap_message(&format!("{err:#}"), stdio),
+        ),
     }
 }
 
 /// The timeout message for `limits`.
 pub fn timeout_message(limits: &Limits) -> String {
-    format!("the task ran past its wall-clock limit of {:.3}s", limits.timeout.as_secs_f64())
+    format!(
+        "the task ran past its wall-clock limit of {:.3}s",
+        limits.timeout.as_secs_f64()
+    )
 }
 
 /// A trap's message, with the guest's panic message (or last stderr line) if any.
 fn trap_message(trap: &str, stdio: &Stdio) -> String {
     let stderr = stdio.stderr.text();
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let panic = lines
         .iter()
         .position(|l| l.contains("panicked at"))
         .and_then(|i| lines.get(i + 1))
         .filter(|l| !l.starts_with("note: "));
-    match panic.or_else(|| lines.iter().rev().find(|l| !l.starts_with("note: run with"))) {
+    match panic.or_else(|| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| !l.starts_with("note: run with"))
+    }) {
         Some(said) => format!("the guest trapped ({trap}): {said}"),
         None => format!("the guest trapped: {trap}"),
     }

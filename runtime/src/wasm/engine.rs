@@ -68,8 +68,12 @@ impl Allocator {
 /// Builds the engine, probing the pooling allocator first when asked to.
 pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)> {
     match settings.allocator {
-        AllocatorChoice::OnDemand => Ok((Engine::new(&base_config(settings))?, Allocator::OnDemand)),
-        AllocatorChoice::Pooling => Ok((Engine::new(&pooling_config(settings))?, Allocator::Pooling)),
+        AllocatorChoice::OnDemand => {
+            Ok((Engine::new(&base_config(settings))?, Allocator::OnDemand))
+        }
+        AllocatorChoice::Pooling => {
+            Ok((Engine::new(&pooling_config(settings))?, Allocator::Pooling))
+        }
         AllocatorChoice::Auto => match Engine::new(&pooling_config(settings)) {
             Ok(engine) => Ok((engine, Allocator::Pooling)),
             Err(e) => {
@@ -136,10 +140,20 @@ mod tests {
 
     #[test]
     fn on_demand_always_builds_and_auto_reports_its_choice() {
-        let settings = EngineSettings { allocator: AllocatorChoice::OnDemand, ..Default::default() };
+        let settings = EngineSettings {
+            allocator: AllocatorChoice::OnDemand,
+            ..Default::default()
+        };
         assert_eq!(build(&settings).unwrap().1, Allocator::OnDemand);
-        let settings = EngineSettings { pool_instances: 4, ..Default::default() };
+        let settings = EngineSettings {
+            pool_instances: 4,
+            ..Default::default()
+        };
         let (_, allocator) = build(&settings).unwrap();
-        assert_eq!(allocator, Allocator::Pooling, "x86_64 Linux has room for a small pool");
+        assert_eq!(
+            allocator,
+            Allocator::Pooling,
+            "x86_64 Linux has room for a small pool"
+        );
     }
 }

@@ -118,20 +118,29 @@ impl WasmExecutor {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
         let mut module_linker = wasmtime::Linker::<sandbox::State>::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut sandbox::State| {
-            s.p1.as_mut().expect("core-module stores carry a WASI p1 context")
+            s.p1.as_mut()
+                .expect("core-module stores carry a WASI p1 context")
         })
         .map_err(setup)?;
         let disk = match &config.cache_dir {
-            Some(dir) => Some(
-                cache::DiskCache::open(dir, &engine)
-                    .map_err(|source| WasmSetupError::Cache { path: dir.clone(), source })?,
-            ),
+            Some(dir) => Some(cache::DiskCache::open(dir, &engine).map_err(|source| {
+                WasmSetupError::Cache {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
             None => None,
         };
         engine::start_ticker(&engine, config.engine.epoch_tick);
         tracing::debug!(allocator = allocator.as_str(), "WebAssembly engine ready");
         Ok(Self {
-            preparer: Arc::new(Preparer::new(engine.clone(), linker, module_linker, disk, PREPARED_CAPACITY)),
+            preparer: Arc::new(Preparer::new(
+                engine.clone(),
+                linker,
+                module_linker,
+                disk,
+                PREPARED_CAPACITY,
+            )),
             engine,
             allocator,
             fuel_metering: config.engine.fuel_metering,
@@ -156,20 +165,25 @@ impl WasmExecutor {
     /// Reads a component's bytes.
     pub fn load(&self, source: &ComponentSource) -> Result<Arc<[u8]>, TaskFailure> {
         match source {
-            ComponentSource::Builtin(name) => builtins::builtin(name).map(Arc::from).ok_or_else(|| {
-                TaskFailure::invalid_input(format!(
-                    "no built-in component `builtin:{name}` (built-ins: {})",
-                    builtins::names().collect::<Vec<_>>().join(", ")
-                ))
+            ComponentSource::Builtin(name) => {
+                builtins::builtin(name).map(Arc::from).ok_or_else(|| {
+                    TaskFailure::invalid_input(format!(
+                        "no built-in component `builtin:{name}` (built-ins: {})",
+                        builtins::names().collect::<Vec<_>>().join(", ")
+                    ))
+                })
+            }
+            ComponentSource::File(path) => std::fs::read(path).map(Arc::from).map_err(|e| {
+                TaskFailure::invalid_input(format!("cannot read component {}: {e}", path.display()))
             }),
-            ComponentSource::File(path) => std::fs::read(path)
-                .map(Arc::from)
-                .map_err(|e| TaskFailure::invalid_input(format!("cannot read component {}: {e}", path.display()))),
             ComponentSource::Bytes(bytes) => Ok(bytes.clone()),
         }
     }
 
-    async fn prepared(&self, source: &ComponentSource) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
+    async fn prepared(
+        &self,
+        source: &ComponentSource,
+    ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
         self.preparer.prepare(self.load(source)?).await
     }
 
@@ -194,7 +208,10 @@ impl WasmExecutor {
     }
 
     /// The self-description of a tool component (`None` for other worlds).
-    pub async fn tool_description(&self, source: &ComponentSource) -> Result<Option<ToolDescription>, TaskFailure> {
+    pub async fn tool_description(
+        &self,
+        source: &ComponentSource,
+    ) -> Result<Option<ToolDescription>, TaskFailure> {
         let (prepared, _) = self.prepared(source).await?;
         match prepared.world {
             World::Tool => Ok(Some(self.describe_tool(&prepared).await?)),
@@ -209,10 +226,25 @@ impl WasmExecutor {
                 let Pre::Tool(pre) = &prepared.pre else {
                     return Err(TaskFailure::invalid_input("not a tool component"));
                 };
-                let limits = Limits { memory_bytes: 64 << 20, timeout: Duration::from_secs(5), ..Limits::default() };
-                let ctx = TaskContext::new(limits.clone(), crate::artifacts::ArtifactStore::open(std::env::temp_dir()).map_err(|e| TaskFailure::internal(e.to_string()))?);
-                let runtime = crate::task::WasmRuntime::new(ComponentSource::Builtin(String::new()));
-                let spec = SandboxSpec { runtime: &runtime, program: "describe", mounts: &[], stdin: None, read_only: true };
+                let limits = Limits {
+                    memory_bytes: 64 << 20,
+                    timeout: Duration::from_secs(5),
+                    ..Limits::default()
+                };
+                let ctx = TaskContext::new(
+                    limits.clone(),
+                    crate::artifacts::ArtifactStore::open(std::env::temp_dir())
+                        .map_err(|e| TaskFailure::internal(e.to_string()))?,
+                );
+                let runtime =
+                    crate::task::WasmRuntime::new(ComponentSource::Builtin(String::new()));
+                let spec = SandboxSpec {
+                    runtime: &runtime,
+                    program: "describe",
+                    mounts: &[],
+                    stdin: None,
+                    read_only: true,
+                };
                 let (state, stdio) = sandbox::build(spec, &ctx, Flavor::Component)?;
                 let mut store = self.store(state, &ctx)?;
                 let info = async {
@@ -222,14 +254,22 @@ impl WasmExecutor {
                 .await
                 .map_err(|e| call::classify(&e, store.data(), &stdio, &limits))?;
                 let args_schema = serde_json::from_str(&info.args_schema).map_err(|e| {
-                    TaskFailure::invalid_input(format!("tool `{}` declares an args schema that is not JSON: {e}", info.name))
+                    TaskFailure::invalid_input(format!(
+                        "tool `{}` declares an args schema that is not JSON: {e}",
+                        info.name
+                    ))
                 })?;
                 Ok(ToolDescription {
                     name: info.name,
                     version: info.version,
                     description: info.description,
                     args_schema,
-                    mounts: info.capabilities.mounts.into_iter().map(|m| (m.guest_path, m.write)).collect(),
+                    mounts: info
+                        .capabilities
+                        .mounts
+                        .into_iter()
+                        .map(|m| (m.guest_path, m.write))
+                        .collect(),
                     writes: info.capabilities.writes,
                 })
             })
@@ -237,7 +277,11 @@ impl WasmExecutor {
             .cloned()
     }
 
-    fn store(&self, state: sandbox::State, ctx: &TaskContext) -> Result<Store<sandbox::State>, TaskFailure> {
+    fn store(
+        &self,
+        state: sandbox::State,
+        ctx: &TaskContext,
+    ) -> Result<Store<sandbox::State>, TaskFailure> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         if self.fuel_metering {
@@ -253,7 +297,9 @@ impl WasmExecutor {
     /// every mount read-only unless it declares that it writes.
     fn check_tool_mounts(tool: &ToolDescription, mounts: &[Mount]) -> Result<bool, TaskFailure> {
         for (guest, write) in &tool.mounts {
-            let found = mounts.iter().find(|m| m.guest_path.trim_end_matches('/') == guest.trim_end_matches('/'));
+            let found = mounts
+                .iter()
+                .find(|m| m.guest_path.trim_end_matches('/') == guest.trim_end_matches('/'));
             match found {
                 None => {
                     return Err(TaskFailure::invalid_input(format!(
@@ -263,7 +309,10 @@ impl WasmExecutor {
                     )));
                 }
                 Some(m) if *write && !m.writable => {
-                    return Err(TaskFailure::invalid_input(format!("tool `{}` needs {guest} mounted read-write", tool.name)));
+                    return Err(TaskFailure::invalid_input(format!(
+                        "tool `{}` needs {guest} mounted read-write",
+                        tool.name
+                    )));
                 }
                 Some(_) => {}
             }
@@ -284,21 +333,30 @@ impl Executor for WasmExecutor {
                 Support::No("fuel metering is disabled on this node".into())
             }
             Runtime::Wasm(_) => Support::Yes,
-            other => Support::No(format!("the wasm executor does not run `{}` tasks", other.mode())),
+            other => Support::No(format!(
+                "the wasm executor does not run `{}` tasks",
+                other.mode()
+            )),
         }
     }
 
     async fn run(&self, task: TaskSpec, ctx: TaskContext) -> Result<TaskOutcome, TaskFailure> {
         let started = Instant::now();
         let Runtime::Wasm(runtime) = &task.runtime else {
-            return Err(TaskFailure::internal("the wasm executor was given a non-wasm task"));
+            return Err(TaskFailure::internal(
+                "the wasm executor was given a non-wasm task",
+            ));
         };
         if ctx.limits.fuel.is_some() && !self.fuel_metering {
-            return Err(TaskFailure::policy_denied("fuel metering is disabled on this node"));
+            return Err(TaskFailure::policy_denied(
+                "fuel metering is disabled on this node",
+            ));
         }
         let (prepared, origin) = self.prepared(&runtime.component).await?;
         let read_only = match prepared.world {
-            World::Tool => Self::check_tool_mounts(&self.describe_tool(&prepared).await?, &task.mounts)?,
+            World::Tool => {
+                Self::check_tool_mounts(&self.describe_tool(&prepared).await?, &task.mounts)?
+            }
             _ => false,
         };
         let is_program = matches!(prepared.world, World::Command | World::CoreModule);
@@ -308,8 +366,18 @@ impl Executor for WasmExecutor {
             _ => None,
         };
         let program = format!("{:?}", runtime.component);
-        let spec = SandboxSpec { runtime, program: &program, mounts: &task.mounts, stdin, read_only };
-        let flavor = if prepared.world == World::CoreModule { Flavor::CoreModule } else { Flavor::Component };
+        let spec = SandboxSpec {
+            runtime,
+            program: &program,
+            mounts: &task.mounts,
+            stdin,
+            read_only,
+        };
+        let flavor = if prepared.world == World::CoreModule {
+            Flavor::CoreModule
+        } else {
+            Flavor::Component
+        };
         let (state, stdio) = sandbox::build(spec, &ctx, flavor)?;
         let mut store = self.store(state, &ctx)?;
         let input = task.payload.to_string();
@@ -326,16 +394,24 @@ impl Executor for WasmExecutor {
         let returned = match result {
             Some(Ok(r)) => r,
             Some(Err(e)) => return Err(call::classify(&e, store.data(), &stdio, &ctx.limits)),
-            None if ctx.cancel.is_cancelled() => return Err(TaskFailure::cancelled().with_output(captured(&stdio, None))),
+            None if ctx.cancel.is_cancelled() => {
+                return Err(TaskFailure::cancelled().with_output(captured(&stdio, None)));
+            }
             None => {
-                return Err(TaskFailure::new(FailureKind::Timeout, call::timeout_message(&ctx.limits))
-                    .with_output(captured(&stdio, None)));
+                return Err(TaskFailure::new(
+                    FailureKind::Timeout,
+                    call::timeout_message(&ctx.limits),
+                )
+                .with_output(captured(&stdio, None)));
             }
         };
         if let Some(stream) = stdio.overflowed() {
             return Err(TaskFailure::new(
                 FailureKind::OutputExceeded,
-                format!("the guest wrote more than {} bytes to {stream:?}", ctx.limits.max_output_bytes),
+                format!(
+                    "the guest wrote more than {} bytes to {stream:?}",
+                    ctx.limits.max_output_bytes
+                ),
             )
             .with_output(captured(&stdio, None)));
         }
@@ -343,7 +419,12 @@ impl Executor for WasmExecutor {
             wall_time_ms: millis(started.elapsed()),
             fuel_consumed: self
                 .fuel_metering
-                .then(|| store.get_fuel().ok().map(|left| ctx.limits.fuel.unwrap_or(u64::MAX) - left))
+                .then(|| {
+                    store
+                        .get_fuel()
+                        .ok()
+                        .map(|left| ctx.limits.fuel.unwrap_or(u64::MAX) - left)
+                })
                 .flatten(),
             cpu_time_ms: None,
             peak_memory_bytes: Some(store.data().limiter.peak()),
@@ -354,23 +435,40 @@ impl Executor for WasmExecutor {
                 if json.len() as u64 > ctx.limits.max_output_bytes {
                     return Err(TaskFailure::new(
                         FailureKind::OutputExceeded,
-                        format!("the result is {} bytes, over the cap of {}", json.len(), ctx.limits.max_output_bytes),
+                        format!(
+                            "the result is {} bytes, over the cap of {}",
+                            json.len(),
+                            ctx.limits.max_output_bytes
+                        ),
                     )
                     .with_output(captured(&stdio, None)));
                 }
                 let value = serde_json::from_str(&json).map_err(|e| {
-                    TaskFailure::new(FailureKind::GuestTrap, format!("the guest returned a result that is not JSON: {e}"))
-                        .with_output(captured(&stdio, None))
+                    TaskFailure::new(
+                        FailureKind::GuestTrap,
+                        format!("the guest returned a result that is not JSON: {e}"),
+                    )
+                    .with_output(captured(&stdio, None))
                 })?;
                 (value, None)
             }
-            GuestReturn::Exit(0) => (serde_json::from_str(stdio.stdout.text().trim()).unwrap_or(Value::Null), Some(0)),
+            GuestReturn::Exit(0) => (
+                serde_json::from_str(stdio.stdout.text().trim()).unwrap_or(Value::Null),
+                Some(0),
+            ),
             GuestReturn::Exit(code) => {
-                return Err(TaskFailure::new(FailureKind::NonZeroExit, format!("the program exited with code {code}"))
-                    .with_output(captured(&stdio, Some(code))));
+                return Err(TaskFailure::new(
+                    FailureKind::NonZeroExit,
+                    format!("the program exited with code {code}"),
+                )
+                .with_output(captured(&stdio, Some(code))));
             }
-            GuestReturn::TaskError(e) => return Err(task_error(e).with_output(captured(&stdio, None))),
-            GuestReturn::ToolError(e) => return Err(tool_error(e).with_output(captured(&stdio, None))),
+            GuestReturn::TaskError(e) => {
+                return Err(task_error(e).with_output(captured(&stdio, None)));
+            }
+            GuestReturn::ToolError(e) => {
+                return Err(tool_error(e).with_output(captured(&stdio, None)));
+            }
         };
         Ok(TaskOutcome {
             output,
@@ -399,5 +497,53 @@ fn tool_error(e: bindings::tool::wasmnode::tool::types::ToolError) -> TaskFailur
         E::InvalidArgs(m) | E::NotFound(m) => TaskFailure::invalid_input(m),
         E::Denied(m) => TaskFailure::policy_denied(m),
         E::Failed(m) => TaskFailure::new(FailureKind::NonZeroExit, m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::MountSource;
+
+    fn tool(writes: bool, mounts: Vec<(String, bool)>) -> ToolDescription {
+        ToolDescription {
+            name: "t".into(),
+            version: "1".into(),
+            description: String::new(),
+            args_schema: Value::Null,
+            mounts,
+            writes,
+        }
+    }
+
+    fn mount(guest: &str, writable: bool) -> Mount {
+        Mount {
+            source: MountSource::Workspace,
+            guest_path: guest.into(),
+            writable,
+        }
+    }
+
+    #[test]
+    fn tools_that_do_not_write_get_read_only_mounts() {
+        assert!(
+            WasmExecutor::check_tool_mounts(&tool(false, vec![]), &[mount("/w", true)]).unwrap()
+        );
+        assert!(
+            !WasmExecutor::check_tool_mounts(&tool(true, vec![]), &[mount("/w", true)]).unwrap()
+        );
+    }
+
+    #[test]
+    fn declared_mount_needs_are_checked() {
+        let needs = tool(true, vec![("/out".into(), true)]);
+        let err = WasmExecutor::check_tool_mounts(&needs, &[mount("/in", true)]).unwrap_err();
+        assert!(
+            err.message.contains("needs /out mounted read-write"),
+            "{err}"
+        );
+        let err = WasmExecutor::check_tool_mounts(&needs, &[mount("/out", false)]).unwrap_err();
+        assert!(err.message.contains("read-write"), "{err}");
+        assert!(WasmExecutor::check_tool_mounts(&needs, &[mount("/out/", true)]).is_ok());
     }
 }

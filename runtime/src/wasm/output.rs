@@ -47,7 +47,10 @@ impl CappedPipe {
         Self {
             stream,
             cap,
-            shared: Arc::new(Shared { buffer: Mutex::new(BytesMut::new()), overflowed: AtomicBool::new(false) }),
+            shared: Arc::new(Shared {
+                buffer: Mutex::new(BytesMut::new()),
+                overflowed: AtomicBool::new(false),
+            }),
             sink,
         }
     }
@@ -70,14 +73,14 @@ impl CappedPipe {
         let kept = bytes.len().min(room);
         buffer.extend_from_slice(&bytes[..kept]);
         drop(buffer);
-        if kept > 0 {
-            if let Some(sink) = &self.sink {
-                let chunk = bytes[..kept].to_vec();
-                sink(match self.stream {
-                    Stream::Stdout => TaskEvent::Stdout(chunk),
-                    Stream::Stderr => TaskEvent::Stderr(chunk),
-                });
-            }
+        if kept > 0
+            && let Some(sink) = &self.sink
+        {
+            let chunk = bytes[..kept].to_vec();
+            sink(match self.stream {
+                Stream::Stdout => TaskEvent::Stdout(chunk),
+                Stream::Stderr => TaskEvent::Stderr(chunk),
+            });
         }
         let cut = kept < bytes.len();
         if cut {
@@ -108,7 +111,9 @@ impl OutputStream for CappedPipe {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
         match self.append(&bytes) {
             (_, false) => Ok(()),
-            (_, true) => Err(StreamError::Trap(OutputCapExceeded(self.stream, self.cap).into())),
+            (_, true) => Err(StreamError::Trap(
+                OutputCapExceeded(self.stream, self.cap).into(),
+            )),
         }
     }
 
@@ -118,7 +123,9 @@ impl OutputStream for CappedPipe {
 
     fn check_write(&mut self) -> StreamResult<usize> {
         if self.overflowed() {
-            return Err(StreamError::Trap(OutputCapExceeded(self.stream, self.cap).into()));
+            return Err(StreamError::Trap(
+                OutputCapExceeded(self.stream, self.cap).into(),
+            ));
         }
         // Accept a little more than the room left so that a write past the
         // cap is seen (and reported) rather than blocked forever.
@@ -133,10 +140,17 @@ impl Pollable for CappedPipe {
 }
 
 impl AsyncWrite for CappedPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.append(buf) {
             (_, false) => Poll::Ready(Ok(buf.len())),
-            (_, true) => Poll::Ready(Err(io::Error::other(OutputCapExceeded(self.stream, self.cap)))),
+            (_, true) => Poll::Ready(Err(io::Error::other(OutputCapExceeded(
+                self.stream,
+                self.cap,
+            )))),
         }
     }
 
@@ -161,10 +175,19 @@ mod tests {
         let mut pipe = CappedPipe::new(Stream::Stdout, 5, Some(sink));
         pipe.write(Bytes::from_static(b"abc")).unwrap();
         assert!(!pipe.overflowed());
-        assert!(matches!(pipe.write(Bytes::from_static(b"defg")), Err(StreamError::Trap(_))));
+        assert!(matches!(
+            pipe.write(Bytes::from_static(b"defg")),
+            Err(StreamError::Trap(_))
+        ));
         assert!(pipe.overflowed());
         assert_eq!(pipe.text(), "abcde");
-        assert_eq!(*seen.lock().unwrap(), vec![TaskEvent::Stdout(b"abc".to_vec()), TaskEvent::Stdout(b"de".to_vec())]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                TaskEvent::Stdout(b"abc".to_vec()),
+                TaskEvent::Stdout(b"de".to_vec())
+            ]
+        );
         assert!(pipe.check_write().is_err());
     }
 }

@@ -155,7 +155,10 @@ impl Preparer {
     }
 
     /// The prepared form of `bytes`, and where its code came from this time.
-    pub async fn prepare(self: &Arc<Self>, bytes: Arc<[u8]>) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
+    pub async fn prepare(
+        self: &Arc<Self>,
+        bytes: Arc<[u8]>,
+    ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
         let hash = blake3::hash(&bytes);
         let slot = self.slot(hash);
         if let Some(prepared) = slot.get() {
@@ -180,10 +183,10 @@ impl Preparer {
         if let Some(slot) = map.get(&hash) {
             return slot.clone();
         }
-        if map.len() >= self.capacity {
-            if let Some(oldest) = order.pop_front() {
-                map.remove(&oldest);
-            }
+        if map.len() >= self.capacity
+            && let Some(oldest) = order.pop_front()
+        {
+            map.remove(&oldest);
         }
         let slot: Slot = Arc::new(OnceCell::new());
         map.insert(hash, slot.clone());
@@ -198,9 +201,23 @@ impl Preparer {
                 let (component, origin) = self.component(&binary, hash)?;
                 let (world, pre) = self.component_pre(&component)?;
                 let ty = component.component_type();
-                let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
-                let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-                Ok(Prepared { world, hash, origin, pre, imports, exports, tool_info: OnceCell::new() })
+                let imports = ty
+                    .imports(&self.engine)
+                    .map(|(n, _)| n.to_string())
+                    .collect();
+                let exports = ty
+                    .exports(&self.engine)
+                    .map(|(n, _)| n.to_string())
+                    .collect();
+                Ok(Prepared {
+                    world,
+                    hash,
+                    origin,
+                    pre,
+                    imports,
+                    exports,
+                    tool_info: OnceCell::new(),
+                })
             }
             BinaryKind::Module => {
                 let (module, origin) = self.module(&binary, hash)?;
@@ -209,8 +226,14 @@ impl Preparer {
                         "this core module exports no `_start` function; only WASI preview 1 commands can run",
                     ));
                 }
-                let pre = self.module_linker.instantiate_pre(&module).map_err(link_error)?;
-                let imports = module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
+                let pre = self
+                    .module_linker
+                    .instantiate_pre(&module)
+                    .map_err(link_error)?;
+                let imports = module
+                    .imports()
+                    .map(|i| format!("{}::{}", i.module(), i.name()))
+                    .collect();
                 let exports = module.exports().map(|e| e.name().to_string()).collect();
                 Ok(Prepared {
                     world: World::CoreModule,
@@ -225,7 +248,11 @@ impl Preparer {
         }
     }
 
-    fn component(&self, binary: &[u8], hash: blake3::Hash) -> Result<(Component, CodeOrigin), TaskFailure> {
+    fn component(
+        &self,
+        binary: &[u8],
+        hash: blake3::Hash,
+    ) -> Result<(Component, CodeOrigin), TaskFailure> {
         if let Some(code) = self.cached(&hash) {
             // SAFETY: the bytes carry this node's MAC (the node wrote them
             // itself) and the key includes the engine compatibility hash.
@@ -246,7 +273,11 @@ impl Preparer {
         Ok((component, CodeOrigin::Compiled))
     }
 
-    fn module(&self, binary: &[u8], hash: blake3::Hash) -> Result<(Module, CodeOrigin), TaskFailure> {
+    fn module(
+        &self,
+        binary: &[u8],
+        hash: blake3::Hash,
+    ) -> Result<(Module, CodeOrigin), TaskFailure> {
         if let Some(code) = self.cached(&hash) {
             // SAFETY: as for components above.
             match unsafe { Module::deserialize(&self.engine, &code) } {
@@ -287,16 +318,19 @@ impl Preparer {
     }
 
     fn store(&self, hash: &blake3::Hash, code: &[u8]) {
-        if let Some(disk) = &self.disk {
-            if let Err(e) = disk.store(hash, code) {
-                tracing::warn!(error = %e, dir = %disk.dir().display(), "could not write the compiled-code cache");
-            }
+        if let Some(disk) = &self.disk
+            && let Err(e) = disk.store(hash, code)
+        {
+            tracing::warn!(error = %e, dir = %disk.dir().display(), "could not write the compiled-code cache");
         }
     }
 
     fn component_pre(&self, component: &Component) -> Result<(World, Pre), TaskFailure> {
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
         let has = |name: &str| exports.iter().any(|e| e == name);
         let pre = || self.linker.instantiate_pre(component).map_err(link_error);
         if has("run") {
@@ -312,7 +346,11 @@ impl Preparer {
             Err(TaskFailure::invalid_input(format!(
                 "the component exports neither the wasmnode:task world (`run`), the wasmnode:tool world \
                  (`describe` + `invoke`) nor wasi:cli/run; it exports: {}",
-                if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
             )))
         }
     }
@@ -342,7 +380,9 @@ fn binary_kind(bytes: &[u8]) -> Result<BinaryKind, TaskFailure> {
     match bytes.get(4..8) {
         Some([1, 0, 0, 0]) => Ok(BinaryKind::Module),
         Some([_, _, 1, 0]) => Ok(BinaryKind::Component),
-        _ => Err(TaskFailure::invalid_input("unsupported WebAssembly binary version")),
+        _ => Err(TaskFailure::invalid_input(
+            "unsupported WebAssembly binary version",
+        )),
     }
 }
 
@@ -354,7 +394,10 @@ fn link_error(e: wasmtime::Error) -> TaskFailure {
 }
 
 fn wrong_signature(world: World, e: &wasmtime::Error) -> TaskFailure {
-    TaskFailure::invalid_input(format!("the component looks like {} but its exports do not match: {e:#}", world.as_str()))
+    TaskFailure::invalid_input(format!(
+        "the component looks like {} but its exports do not match: {e:#}",
+        world.as_str()
+    ))
 }
 
 #[cfg(test)]
@@ -365,10 +408,20 @@ mod tests {
     #[test]
     fn detects_binary_kinds_and_rejects_garbage() {
         assert_eq!(binary_kind(b"\0asm\x01\0\0\0").unwrap(), BinaryKind::Module);
-        assert_eq!(binary_kind(b"\0asm\x0d\0\x01\0").unwrap(), BinaryKind::Component);
-        assert_eq!(binary_kind(b"\0asm").unwrap_err().kind, FailureKind::InvalidInput);
+        assert_eq!(
+            binary_kind(b"\0asm\x0d\0\x01\0").unwrap(),
+            BinaryKind::Component
+        );
+        assert_eq!(
+            binary_kind(b"\0asm").unwrap_err().kind,
+            FailureKind::InvalidInput
+        );
         let err = to_binary(b"\x7fELF not wasm").unwrap_err();
-        assert!(err.message.contains("not a WebAssembly binary"), "{}", err.message);
+        assert!(
+            err.message.contains("not a WebAssembly binary"),
+            "{}",
+            err.message
+        );
         assert!(to_binary(b"(module)").unwrap().starts_with(b"\0asm"));
     }
 }

@@ -6,7 +6,7 @@ use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource, WasmRuntime};
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -28,7 +28,10 @@ pub struct State {
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: self.wasi.as_mut().expect("component stores carry a WASI p2 context"),
+            ctx: self
+                .wasi
+                .as_mut()
+                .expect("component stores carry a WASI p2 context"),
             table: &mut self.table,
         }
     }
@@ -75,7 +78,11 @@ pub struct SandboxSpec<'a> {
 }
 
 /// Builds the store data and stdio captures for one task.
-pub fn build(spec: SandboxSpec<'_>, ctx: &TaskContext, flavor: Flavor) -> Result<(State, Stdio), TaskFailure> {
+pub fn build(
+    spec: SandboxSpec<'_>,
+    ctx: &TaskContext,
+    flavor: Flavor,
+) -> Result<(State, Stdio), TaskFailure> {
     let cap = usize::try_from(ctx.limits.max_output_bytes).unwrap_or(usize::MAX);
     let stdio = Stdio {
         stdout: CappedPipe::new(Stream::Stdout, cap, ctx.events.clone()),
@@ -95,7 +102,9 @@ pub fn build(spec: SandboxSpec<'_>, ctx: &TaskContext, flavor: Flavor) -> Result
     }
     for (key, value) in &spec.runtime.env {
         if key.is_empty() || key.contains('=') || key == MOUNTS_ENV {
-            return Err(TaskFailure::invalid_input(format!("environment variable name `{key}` is not allowed")));
+            return Err(TaskFailure::invalid_input(format!(
+                "environment variable name `{key}` is not allowed"
+            )));
         }
         builder.env(key, value);
     }
@@ -104,11 +113,17 @@ pub fn build(spec: SandboxSpec<'_>, ctx: &TaskContext, flavor: Flavor) -> Result
     for mount in spec.mounts {
         let guest = guest_path(&mount.guest_path)?;
         if !seen.insert(guest.clone()) {
-            return Err(TaskFailure::invalid_input(format!("guest path {guest} is mounted twice")));
+            return Err(TaskFailure::invalid_input(format!(
+                "guest path {guest} is mounted twice"
+            )));
         }
         let host = host_dir(mount, ctx)?;
         let writable = mount.writable && !spec.read_only;
-        let perms = if writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let perms = if writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
         builder.preopened_dir(&host, &guest, perms).map_err(|e| {
             TaskFailure::invalid_input(format!("cannot mount {} at {guest}: {e}", host.display()))
         })?;
@@ -120,8 +135,18 @@ pub fn build(spec: SandboxSpec<'_>, ctx: &TaskContext, flavor: Flavor) -> Result
     }
     let limiter = Limiter::new(ctx.limits.memory_bytes);
     let state = match flavor {
-        Flavor::Component => State { table: ResourceTable::new(), wasi: Some(builder.build()), p1: None, limiter },
-        Flavor::CoreModule => State { table: ResourceTable::new(), wasi: None, p1: Some(builder.build_p1()), limiter },
+        Flavor::Component => State {
+            table: ResourceTable::new(),
+            wasi: Some(builder.build()),
+            p1: None,
+            limiter,
+        },
+        Flavor::CoreModule => State {
+            table: ResourceTable::new(),
+            wasi: None,
+            p1: Some(builder.build_p1()),
+            limiter,
+        },
     };
     Ok((state, stdio))
 }
@@ -129,24 +154,26 @@ pub fn build(spec: SandboxSpec<'_>, ctx: &TaskContext, flavor: Flavor) -> Result
 /// Checks a guest path: absolute, normalised, and free of the characters the
 /// mount table uses as separators.
 fn guest_path(path: &str) -> Result<String, TaskFailure> {
-    let p = Path::new(path);
-    let plain = p.is_absolute() && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !plain || path.contains([',', ':']) || path == "/" {
+    let trimmed = path.trim_end_matches('/');
+    let plain = trimmed.strip_prefix('/').is_some_and(|rest| {
+        rest.split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+    });
+    if !plain || path.contains([',', ':']) {
         return Err(TaskFailure::invalid_input(format!(
             "guest path `{path}` must be an absolute path below / without `..`, `,` or `:`"
         )));
     }
-    Ok(path.trim_end_matches('/').to_string())
+    Ok(trimmed.to_string())
 }
 
 fn host_dir(mount: &Mount, ctx: &TaskContext) -> Result<PathBuf, TaskFailure> {
     let dir = match &mount.source {
         MountSource::Host(path) => path.clone(),
         MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
-        MountSource::Workspace => ctx
-            .workspace
-            .clone()
-            .ok_or_else(|| TaskFailure::internal("the task asked for a workspace but none was created"))?,
+        MountSource::Workspace => ctx.workspace.clone().ok_or_else(|| {
+            TaskFailure::internal("the task asked for a workspace but none was created")
+        })?,
     };
     if !dir.is_dir() {
         return Err(TaskFailure::invalid_input(format!(
@@ -173,7 +200,12 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl Limiter {
     /// A limiter allowing `limit` bytes of linear memory in total.
     pub fn new(limit: u64) -> Self {
-        Self { limit, total: 0, peak: 0, exceeded: false }
+        Self {
+            limit,
+            total: 0,
+            peak: 0,
+            exceeded: false,
+        }
     }
 
     /// Whether a growth was refused.
@@ -188,7 +220,12 @@ impl Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let grow = desired.saturating_sub(current) as u64;
         if self.total.saturating_add(grow) > self.limit {
             self.exceeded = true;
@@ -199,7 +236,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

@@ -10,12 +10,12 @@ use std::io::Write;
 
 wit_bindgen::generate!({ path: "../../../wit/task", world: "task" });
 
-
 struct Hostile;
 
 impl Guest for Hostile {
     fn run(input: String) -> Result<String, TaskError> {
-        let input: Value = serde_json::from_str(&input).map_err(|e| TaskError::InvalidInput(e.to_string()))?;
+        let input: Value =
+            serde_json::from_str(&input).map_err(|e| TaskError::InvalidInput(e.to_string()))?;
         let action = input["action"].as_str().unwrap_or("echo");
         let n = |key: &str, default: u64| input[key].as_u64().unwrap_or(default);
         match action {
@@ -30,7 +30,8 @@ impl Guest for Hostile {
                 std::hint::black_box(0u64);
             },
             "spin" => {
-                let until = std::time::Instant::now() + std::time::Duration::from_millis(n("ms", 1000));
+                let until =
+                    std::time::Instant::now() + std::time::Duration::from_millis(n("ms", 1000));
                 let mut x = 0u64;
                 while std::time::Instant::now() < until {
                     x = std::hint::black_box(x.wrapping_add(1));
@@ -52,7 +53,8 @@ impl Guest for Hostile {
                 let chunk = vec![b'x'; 1 << 20];
                 let mut out = std::io::stdout();
                 for _ in 0..n("mb", 100) {
-                    out.write_all(&chunk).map_err(|e| TaskError::Failed(format!("stdout: {e}")))?;
+                    out.write_all(&chunk)
+                        .map_err(|e| TaskError::Failed(format!("stdout: {e}")))?;
                 }
                 Ok("{}".into())
             }
@@ -63,7 +65,9 @@ impl Guest for Hostile {
             }
             "recurse" => Ok(json!({"depth": recurse(n("depth", u64::MAX))}).to_string()),
             "trap" => panic!("guest panicked on purpose"),
-            "fail" => Err(TaskError::Failed(input["message"].as_str().unwrap_or("failed").into())),
+            "fail" => Err(TaskError::Failed(
+                input["message"].as_str().unwrap_or("failed").into(),
+            )),
             "read" => {
                 let path = input["path"].as_str().unwrap_or("");
                 std::fs::read_to_string(path)
@@ -102,7 +106,12 @@ fn escape(paths: Vec<Value>) -> Result<String, TaskError> {
     let mut refusals = Vec::new();
     for path in paths.iter().filter_map(Value::as_str) {
         match std::fs::read(path) {
-            Ok(bytes) => return Ok(format!("\"ESCAPED: read {} bytes from {path}\"", bytes.len())),
+            Ok(bytes) => {
+                return Ok(format!(
+                    "\"ESCAPED: read {} bytes from {path}\"",
+                    bytes.len()
+                ));
+            }
             Err(e) => refusals.push(format!("{path}: {e}")),
         }
     }
@@ -111,7 +120,9 @@ fn escape(paths: Vec<Value>) -> Result<String, TaskError> {
 
 fn tcp(addr: &str) -> Result<String, TaskError> {
     use wasip2::sockets::{instance_network, network, tcp_create_socket};
-    let addr: std::net::SocketAddrV4 = addr.parse().map_err(|_| TaskError::InvalidInput(format!("bad addr {addr}")))?;
+    let addr: std::net::SocketAddrV4 = addr
+        .parse()
+        .map_err(|_| TaskError::InvalidInput(format!("bad addr {addr}")))?;
     let socket = tcp_create_socket::create_tcp_socket(network::IpAddressFamily::Ipv4)
         .map_err(|e| TaskError::Denied(format!("tcp socket: {e:?}")))?;
     let o = addr.ip().octets();

@@ -8,8 +8,9 @@ use std::time::Duration;
 use wasmnode_runtime::builtins::test_guests;
 use wasmnode_runtime::wasm::WasmConfig;
 use wasmnode_runtime::{
-    ArtifactStore, ComponentSource, Executor, LimitPolicy, LimitRequest, Limits, Mount, MountSource, Runtime,
-    TaskContext, TaskFailure, TaskOutcome, TaskSpec, WasmExecutor, WasmRuntime,
+    ArtifactStore, ComponentSource, Executor, LimitPolicy, LimitRequest, Limits, Mount,
+    MountSource, Runtime, TaskContext, TaskFailure, TaskOutcome, TaskSpec, WasmExecutor,
+    WasmRuntime,
 };
 
 /// One executor shared by the tests (as in the node: one engine per process).
@@ -39,7 +40,11 @@ pub fn hostile(payload: Value) -> TaskSpec {
 
 /// A host directory mount.
 pub fn mount(host: &std::path::Path, guest: &str, writable: bool) -> Mount {
-    Mount { source: MountSource::Host(host.to_path_buf()), guest_path: guest.into(), writable }
+    Mount {
+        source: MountSource::Host(host.to_path_buf()),
+        guest_path: guest.into(),
+        writable,
+    }
 }
 
 /// Effective limits for `request` under the default policy.
@@ -66,11 +71,17 @@ pub async fn run_with(spec: TaskSpec, ctx: TaskContext) -> Result<TaskOutcome, T
 
 /// Short limits for misbehaving guests.
 pub fn short(seconds: f64) -> LimitRequest {
-    LimitRequest { max_runtime_seconds: Some(seconds), ..Default::default() }
+    LimitRequest {
+        max_runtime_seconds: Some(seconds),
+        ..Default::default()
+    }
 }
 
 /// An event sink collecting events.
-pub fn collector() -> (wasmnode_runtime::EventSink, Arc<std::sync::Mutex<Vec<wasmnode_runtime::TaskEvent>>>) {
+pub fn collector() -> (
+    wasmnode_runtime::EventSink,
+    Arc<std::sync::Mutex<Vec<wasmnode_runtime::TaskEvent>>>,
+) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink_seen = seen.clone();
     (Arc::new(move |e| sink_seen.lock().unwrap().push(e)), seen)

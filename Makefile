@@ -1,0 +1,44 @@
+# wasmnode — the two set-up commands are `make run` and `make test`.
+
+CARGO ?= cargo
+GUESTS := --manifest-path guests/Cargo.toml
+PHASE := scripts/phase.sh
+export PHASE_LOG ?= $(CURDIR)/target/phases.log
+
+.PHONY: run test wasm-target build fmt-check clippy guest-tests unit-tests help
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+run: wasm-target ## Build and start the node standalone on its defaults (API on 127.0.0.1:9000)
+	$(CARGO) run -p wasmnode -- run retrieval --input query=demo --input documents='a demo document\nanother one'
+
+test: ## Install what is needed, check formatting and lints, run every test (timed per phase)
+	@mkdir -p target && rm -f $(PHASE_LOG)
+	@$(PHASE) wasm-target $(MAKE) --no-print-directory wasm-target
+	@$(PHASE) fmt-check $(MAKE) --no-print-directory fmt-check
+	@$(PHASE) build $(MAKE) --no-print-directory build
+	@$(PHASE) clippy $(MAKE) --no-print-directory clippy
+	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
+	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
+	@scripts/phase-summary.sh $(PHASE_LOG)
+
+wasm-target: ## Install the wasm32-wasip2 Rust target (rustup, or the bundled rust-std)
+	@scripts/install-wasm-target.sh
+
+build: ## Build the node, its tests and the guests (dev profile, dependencies optimised)
+	$(CARGO) build --workspace --all-targets
+
+fmt-check: ## cargo fmt --check on the node and the guests
+	$(CARGO) fmt --all --check
+	$(CARGO) fmt $(GUESTS) --all --check
+
+clippy: ## cargo clippy -D warnings on the node and the guests
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(GUESTS) --workspace --target wasm32-wasip2 -- -D warnings
+
+guest-tests: ## The guests' own unit tests, natively
+	$(CARGO) test $(GUESTS) --workspace
+
+unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
+	$(CARGO) test --workspace

@@ -1,0 +1,178 @@
+//! Command-line interface (clap). Every command has `--help`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// wasmnode: run other people's code in WebAssembly sandboxes, with a Docker
+/// fallback, standalone or attached to a control plane.
+#[derive(Debug, Parser)]
+#[command(name = "wasmnode", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "WASMNODE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, env = "WASMNODE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `wasmnode=debug,warn`.
+    #[arg(
+        long,
+        global = true,
+        env = "WASMNODE_LOG",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one task locally and print its JSON result.
+    Run(RunArgs),
+    /// Run or inspect a tool component (for plugin authors).
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Print the effective configuration (secrets masked).
+    Config(NodeArgs),
+}
+
+/// Settings shared by commands that start a node or use its state.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NodeArgs {
+    /// State directory (job store, compiled-code cache, workspaces).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `wasmnode run`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  wasmnode run retrieval --input query='reset password' --input documents_json=@docs.json
+  wasmnode run aggregation --input items_json='[{\"a\":1},{\"b\":2}]'
+  wasmnode run --component ./hello.wasm --arg world
+  wasmnode run --job job.json
+
+Exit status: 0 on success, 1 when the task failed (the error is printed on one line), 2 for usage errors.")]
+pub struct RunArgs {
+    /// Task type (aggregation, retrieval, tool_execution, ...); `wasm` with --component.
+    #[arg(value_name = "TASK_TYPE", required_unless_present_any = ["job", "component"])]
+    pub task_type: Option<String>,
+    /// A Job Protocol v1 document to run instead.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["task_type", "component", "input"])]
+    pub job: Option<PathBuf>,
+    /// Task input KEY=VALUE; KEY=@FILE reads the value from a file.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+    pub input: Vec<String>,
+    /// Run this component (`builtin:NAME` or a .wasm file) instead of routing by type.
+    #[arg(long, value_name = "REF")]
+    pub component: Option<String>,
+    /// Argument for a command component (repeatable).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Environment variable K=V for the component (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Mount a host directory: HOST:GUEST[:ro|rw] (read-only by default).
+    #[arg(long = "mount", short = 'm', value_name = "HOST:GUEST[:MODE]")]
+    pub mounts: Vec<String>,
+    /// Wall-clock limit in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Memory limit in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub memory_mb: Option<u64>,
+    /// Deterministic fuel budget.
+    #[arg(long, value_name = "UNITS")]
+    pub fuel: Option<u64>,
+    /// Print the whole outcome (output, stdout, stderr, exit code, metrics).
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// `wasmnode tool`.
+#[derive(Debug, Subcommand)]
+pub enum ToolCommand {
+    /// Invoke a tool component once and print its JSON result.
+    #[command(after_help = "Example:
+  wasmnode tool run builtin:grep --mount ./src:/src:ro --args '{\"pattern\": \"TODO\", \"path\": \"/src\"}'")]
+    Run(ToolRunArgs),
+    /// Show a component's world, imports, exports and (for tools) its schema.
+    Inspect(ToolInspectArgs),
+    /// List the tools this node can run (built-in and plugins).
+    List(NodeArgs),
+}
+
+/// `wasmnode tool run`.
+#[derive(Debug, Args)]
+pub struct ToolRunArgs {
+    /// The tool: `builtin:NAME`, a .wasm file, or a plugin's name.
+    #[arg(value_name = "TOOL")]
+    pub tool: String,
+    /// Arguments as a JSON object.
+    #[arg(
+        long,
+        value_name = "JSON",
+        default_value = "{}",
+        conflicts_with = "args_file"
+    )]
+    pub args: String,
+    /// Read the JSON arguments from a file.
+    #[arg(long, value_name = "FILE")]
+    pub args_file: Option<PathBuf>,
+    /// Mount a host directory: HOST:GUEST[:ro|rw] (read-only by default).
+    #[arg(long = "mount", short = 'm', value_name = "HOST:GUEST[:MODE]")]
+    pub mounts: Vec<String>,
+    /// Wall-clock limit in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// `wasmnode tool inspect`.
+#[derive(Debug, Args)]
+pub struct ToolInspectArgs {
+    /// The component: `builtin:NAME` or a .wasm file.
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_needs_a_type_a_job_or_a_component() {
+        assert!(Cli::try_parse_from(["wasmnode", "run"]).is_err());
+        assert!(Cli::try_parse_from(["wasmnode", "run", "retrieval", "-i", "query=x"]).is_ok());
+        assert!(Cli::try_parse_from(["wasmnode", "run", "--job", "j.json"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["wasmnode", "run", "--component", "x.wasm", "--arg", "-v"])
+                .is_ok()
+        );
+        assert!(Cli::try_parse_from(["wasmnode", "run", "retrieval", "--job", "j.json"]).is_err());
+    }
+}

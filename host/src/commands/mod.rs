@@ -1,0 +1,113 @@
+//! One module per CLI command.
+
+pub mod run;
+pub mod tool;
+
+use crate::cli::NodeArgs;
+use crate::config::Config;
+use std::path::Path;
+use wasmnode_runtime::{FailureKind, Mount, TaskFailure, TaskOutcome};
+
+/// Loads the configuration: defaults < file < environment < flags.
+pub fn load_config(file: Option<&Path>, node: &NodeArgs) -> anyhow::Result<Config> {
+    let mut config = match file {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    config.apply_env(|name| std::env::var(name).ok())?;
+    if let Some(dir) = &node.data_dir {
+        config.node.data_dir = dir.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Parses `HOST:GUEST[:ro|rw]` mount flags.
+pub fn parse_mounts(specs: &[String]) -> anyhow::Result<Vec<Mount>> {
+    specs
+        .iter()
+        .map(|s| Mount::parse(s).map_err(anyhow::Error::msg))
+        .collect()
+}
+
+/// What a one-shot command prints and how it exits.
+pub struct Printed {
+    /// Process exit status.
+    pub status: u8,
+}
+
+/// Prints a one-shot result: the output JSON (or, with `full`, the whole
+/// outcome); a program's raw stdout/stderr when it printed no JSON; a failure
+/// as one line on stderr.
+pub fn print_result(result: Result<TaskOutcome, TaskFailure>, full: bool) -> Printed {
+    match result {
+        Ok(outcome) if full => {
+            out(&format!("{}\n", pretty(&outcome_json(&outcome))));
+            Printed { status: 0 }
+        }
+        Ok(outcome) if outcome.exit_code.is_some() && outcome.output.is_null() => {
+            out(&outcome.stdout);
+            err(&outcome.stderr);
+            Printed { status: 0 }
+        }
+        Ok(outcome) => {
+            out(&format!("{}\n", pretty(&outcome.output)));
+            Printed { status: 0 }
+        }
+        Err(failure) => {
+            if let Some(captured) = &failure.captured {
+                if full {
+                    out(&format!(
+                        "{}\n",
+                        pretty(&serde_json::json!({
+                            "error": {"code": failure.kind.code(), "message": failure.message},
+                            "stdout": captured.stdout,
+                            "stderr": captured.stderr,
+                            "exit_code": captured.exit_code,
+                        }))
+                    ));
+                } else if failure.kind == FailureKind::NonZeroExit {
+                    out(&captured.stdout);
+                    err(&captured.stderr);
+                }
+            }
+            err(&format!(
+                "error: {}: {}\n",
+                failure.kind.code(),
+                failure.message.replace('\n', " ")
+            ));
+            Printed { status: 1 }
+        }
+    }
+}
+
+/// The JSON record of a successful outcome.
+pub fn outcome_json(outcome: &TaskOutcome) -> serde_json::Value {
+    serde_json::json!({
+        "output": outcome.output,
+        "stdout": outcome.stdout,
+        "stderr": outcome.stderr,
+        "exit_code": outcome.exit_code,
+        "executor": outcome.executor,
+        "metrics": outcome.metrics,
+    })
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).expect("JSON values serialize")
+}
+
+/// Writes to stdout; a closed pipe (`wasmnode run ... | head`) is not an error.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// Writes to stderr, ignoring a closed pipe.
+pub fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}

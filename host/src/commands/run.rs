@@ -1,0 +1,185 @@
+//! `wasmnode run`: one task, locally, with the result on stdout.
+
+use super::{Printed, load_config, parse_mounts, print_result};
+use crate::cli::RunArgs;
+use crate::job::JobRequest;
+use anyhow::{Context, bail};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use wasmnode_runtime::{
+    ComponentSource, LimitRequest, Policy, RunOptions, Runtime, TaskSpec, WasmRuntime,
+};
+
+/// Runs the task described by `args`.
+pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Result<Printed> {
+    let config = load_config(config_file, &args.node)?;
+    let task = task_from_args(&args)?;
+    let mut policy = Policy::local();
+    policy.limits = config.limits.policy();
+    let router = crate::node::router(&config, policy).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let result = router
+        .run(
+            task,
+            RunOptions {
+                cancel,
+                events: None,
+            },
+        )
+        .await;
+    Ok(print_result(result, args.full))
+}
+
+fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
+    if let Some(path) = &args.job {
+        let body = std::fs::read(path)
+            .with_context(|| format!("cannot read job file {}", path.display()))?;
+        let job =
+            JobRequest::parse(&body).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(job.to_task());
+    }
+    let mut payload = Map::new();
+    for input in &args.input {
+        let (key, value) = input
+            .split_once('=')
+            .with_context(|| format!("--input `{input}` must look like KEY=VALUE or KEY=@FILE"))?;
+        let value = match value.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("--input {key}: cannot read {file}"))?,
+            None => value.to_string(),
+        };
+        payload.insert(key.to_string(), Value::String(value));
+    }
+    let task_type = args.task_type.clone().unwrap_or_else(|| "wasm".into());
+    let mut task = TaskSpec::new("local", task_type, Value::Object(payload));
+    task.mounts = parse_mounts(&args.mounts)?;
+    task.limits = LimitRequest {
+        memory_mb: args.memory_mb,
+        max_runtime_seconds: args.timeout,
+        fuel: args.fuel,
+        ..LimitRequest::default()
+    };
+    if let Some(component) = &args.component {
+        let mut env = BTreeMap::new();
+        for pair in &args.env {
+            let (k, v) = pair
+                .split_once('=')
+                .with_context(|| format!("--env `{pair}` must look like K=V"))?;
+            env.insert(k.to_string(), v.to_string());
+        }
+        task.runtime = Runtime::Wasm(WasmRuntime {
+            component: ComponentSource::parse(component),
+            args: args.args.clone(),
+            env,
+            stdin: if task.payload.as_object().is_some_and(Map::is_empty) {
+                Some(Vec::new())
+            } else {
+                None
+            },
+        });
+    } else if !args.args.is_empty() || !args.env.is_empty() {
+        bail!("--arg and --env apply to --component runs only");
+    }
+    Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        match Cli::parse_from(argv).command {
+            Command::Run(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn inputs_become_a_string_payload_and_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = dir.path().join("docs.json");
+        std::fs::write(&docs, "[1]").unwrap();
+        let arg = format!("documents_json=@{}", docs.display());
+        let task = task_from_args(&run_args(&[
+            "wasmnode",
+            "run",
+            "retrieval",
+            "-i",
+            "query=a=b",
+            "-i",
+            &arg,
+        ]))
+        .unwrap();
+        assert_eq!(
+            task.payload,
+            serde_json::json!({"query": "a=b", "documents_json": "[1]"})
+        );
+        assert!(matches!(task.runtime, Runtime::Auto));
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert!(
+            task_from_args(&run_args(&[
+                "wasmnode",
+                "run",
+                "retrieval",
+                "-i",
+                "novalue"
+            ]))
+            .is_err()
+        );
+        assert!(
+            task_from_args(&run_args(&[
+                "wasmnode",
+                "run",
+                "retrieval",
+                "-m",
+                "/a:/b:zz"
+            ]))
+            .is_err()
+        );
+        assert!(
+            task_from_args(&run_args(&["wasmnode", "run", "retrieval", "--arg", "x"])).is_err()
+        );
+        assert!(
+            task_from_args(&run_args(&[
+                "wasmnode",
+                "run",
+                "retrieval",
+                "-i",
+                "k=@/no/such/file"
+            ]))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn components_run_explicitly_with_args_and_env() {
+        let task = task_from_args(&run_args(&[
+            "wasmnode",
+            "run",
+            "--component",
+            "x.wasm",
+            "--arg",
+            "-v",
+            "-e",
+            "A=1",
+        ]))
+        .unwrap();
+        let Runtime::Wasm(w) = task.runtime else {
+            panic!("wasm runtime")
+        };
+        assert_eq!(w.args, ["-v"]);
+        assert_eq!(w.env["A"], "1");
+    }
+}

@@ -1,0 +1,89 @@
+//! `wasmnode tool run|inspect|list`: for plugin authors.
+
+use super::{Printed, load_config, parse_mounts, print_result};
+use crate::cli::{NodeArgs, ToolInspectArgs, ToolRunArgs};
+use anyhow::Context;
+use std::path::Path;
+use wasmnode_runtime::{
+    ComponentSource, LimitRequest, Policy, RunOptions, Runtime, TaskSpec, ToolBackend,
+    ToolRegistry, WasmRuntime,
+};
+
+/// Invokes a tool once.
+pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Result<Printed> {
+    let config = load_config(config_file, &args.node)?;
+    let mut policy = Policy::local();
+    policy.limits = config.limits.policy();
+    let router = crate::node::router(&config, policy).await?;
+    let raw = match &args.args_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?,
+        None => args.args.clone(),
+    };
+    let tool_args: serde_json::Value =
+        serde_json::from_str(&raw).context("--args must be a JSON object")?;
+    anyhow::ensure!(
+        tool_args.is_object(),
+        "--args must be a JSON object, not {raw}"
+    );
+    let component = resolve(router.tools(), &args.tool)?;
+    let mut task = TaskSpec::new("local", "tool_execution", tool_args);
+    task.runtime = Runtime::Wasm(WasmRuntime::new(component));
+    task.mounts = parse_mounts(&args.mounts)?;
+    task.limits = LimitRequest {
+        max_runtime_seconds: args.timeout,
+        ..LimitRequest::default()
+    };
+    Ok(print_result(
+        router.run(task, RunOptions::default()).await,
+        false,
+    ))
+}
+
+/// Prints what a component is.
+pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyhow::Result<Printed> {
+    let config = load_config(config_file, &args.node)?;
+    let router = crate::node::router(&config, Policy::local()).await?;
+    let component = resolve(router.tools(), &args.component)?;
+    match router.backends().wasm.inspect(&component).await {
+        Ok(info) => {
+            super::out(&format!("{}\n", serde_json::to_string_pretty(&info)?));
+            Ok(Printed { status: 0 })
+        }
+        Err(failure) => Ok(print_result(Err(failure), false)),
+    }
+}
+
+/// Lists the tools available by name.
+pub async fn list(config_file: Option<&Path>, args: NodeArgs) -> anyhow::Result<Printed> {
+    let config = load_config(config_file, &args)?;
+    let router = crate::node::router(&config, Policy::local()).await?;
+    for name in router.tools().names() {
+        let kind = match router.tools().get(&name) {
+            Some(ToolBackend::Component(ComponentSource::Builtin(_))) => "builtin",
+            Some(ToolBackend::Component(_)) => "plugin",
+            Some(ToolBackend::Image(_)) => "image",
+            None => continue,
+        };
+        super::out(&format!("{name}\t{kind}\n"));
+    }
+    Ok(Printed { status: 0 })
+}
+
+/// `builtin:NAME` and paths as given; a bare name is looked up in the registry.
+fn resolve(tools: &ToolRegistry, reference: &str) -> anyhow::Result<ComponentSource> {
+    if reference.starts_with("builtin:") || reference.ends_with(".wasm") || reference.contains('/')
+    {
+        return Ok(ComponentSource::parse(reference));
+    }
+    match tools.get(reference) {
+        Some(ToolBackend::Component(source)) => Ok(source.clone()),
+        Some(ToolBackend::Image(image)) => {
+            anyhow::bail!("tool `{reference}` runs in the image {image}, not as a component")
+        }
+        None => anyhow::bail!(
+            "no tool named `{reference}` (known: {})",
+            tools.names().join(", ")
+        ),
+    }
+}

@@ -1,0 +1,592 @@
+//! The node's configuration. Precedence: command-line flags > environment
+//! (`WASMNODE_*`, with SPLAI_* and other worker conventions as aliases) >
+//! TOML file > built-in defaults. `wasmnode config` prints the result with
+//! secrets masked.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmnode_runtime::Policy;
+use wasmnode_runtime::limits::{LimitPolicy, Limits};
+use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
+
+/// Shown instead of a secret.
+pub const MASK: &str = "********";
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable holds a bad value.
+    #[error("environment variable {name}={value:?}: {message}")]
+    Env {
+        /// Variable name.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything configurable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Identity and directories.
+    pub node: NodeConfig,
+    /// The local HTTP API.
+    pub api: ApiConfig,
+    /// Queueing and concurrency.
+    pub scheduler: SchedulerConfig,
+    /// Default and maximum task limits.
+    pub limits: LimitsConfig,
+    /// What tasks may use.
+    pub policy: PolicyConfig,
+    /// The WebAssembly engine.
+    pub wasm: WasmSection,
+}
+
+/// Identity and directories.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id (default: the host name).
+    pub worker_id: String,
+    /// Where state lives: job store, compiled-code cache, workspaces.
+    pub data_dir: PathBuf,
+    /// Where task outputs live (default: `<data_dir>/artifacts`).
+    pub artifact_root: Option<PathBuf>,
+    /// Directory of plugin tool components (`*.wasm`), if any.
+    pub plugin_dir: Option<PathBuf>,
+    /// Labels advertised in `/info` and registration.
+    pub labels: Vec<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            data_dir: default_data_dir(),
+            artifact_root: None,
+            plugin_dir: None,
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The artifact root in effect.
+    pub fn artifact_root(&self) -> PathBuf {
+        self.artifact_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("artifacts"))
+    }
+}
+
+/// The local HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// API key required in `X-API-Key` or `Authorization: Bearer`; empty disables auth.
+    pub api_key: String,
+    /// Serve on a non-loopback address without an API key (not recommended).
+    pub allow_unauthenticated_remote: bool,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS (`*` for any); empty disables CORS.
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9000".parse().expect("valid default address"),
+            api_key: String::new(),
+            allow_unauthenticated_remote: false,
+            max_body_bytes: 8 << 20,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Queueing and concurrency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Jobs running at once (default: number of CPU cores).
+    pub max_concurrent_jobs: usize,
+    /// Jobs waiting at most; more are refused with 429.
+    pub queue_capacity: usize,
+    /// On the first SIGTERM/SIGINT, how long running jobs may finish.
+    pub drain_timeout_seconds: u64,
+    /// Finished jobs kept at most (oldest removed first).
+    pub retention_max_jobs: usize,
+    /// Finished jobs older than this are removed.
+    pub retention_max_age_hours: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            queue_capacity: 10_000,
+            drain_timeout_seconds: 30,
+            retention_max_jobs: 100_000,
+            retention_max_age_hours: 24 * 7,
+        }
+    }
+}
+
+/// Default and maximum task limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Default memory per task, MiB.
+    pub default_memory_mb: u64,
+    /// Largest memory a task may ask for, MiB.
+    pub max_memory_mb: u64,
+    /// Default wall-clock limit, seconds.
+    pub default_runtime_seconds: f64,
+    /// Largest wall-clock limit a task may ask for, seconds.
+    pub max_runtime_seconds: f64,
+    /// Default cap on stdout, stderr and output, each, bytes.
+    pub default_output_bytes: u64,
+    /// Largest output cap a task may ask for, bytes.
+    pub max_output_bytes: u64,
+    /// Default CPU quota (containers), cores.
+    pub default_cpus: f64,
+    /// Largest CPU quota, cores.
+    pub max_cpus: f64,
+    /// Default process limit (containers).
+    pub default_pids: u32,
+    /// Largest process limit.
+    pub max_pids: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let (d, m) = (Limits::default(), Limits::default_maxima());
+        Self {
+            default_memory_mb: d.memory_bytes >> 20,
+            max_memory_mb: m.memory_bytes >> 20,
+            default_runtime_seconds: d.timeout.as_secs_f64(),
+            max_runtime_seconds: m.timeout.as_secs_f64(),
+            default_output_bytes: d.max_output_bytes,
+            max_output_bytes: m.max_output_bytes,
+            default_cpus: d.cpus,
+            max_cpus: m.cpus,
+            default_pids: d.pids,
+            max_pids: m.pids,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The limit policy these settings describe.
+    pub fn policy(&self) -> LimitPolicy {
+        LimitPolicy {
+            defaults: Limits {
+                memory_bytes: self.default_memory_mb << 20,
+                timeout: Duration::from_secs_f64(self.default_runtime_seconds),
+                fuel: None,
+                max_output_bytes: self.default_output_bytes,
+                cpus: self.default_cpus,
+                pids: self.default_pids,
+            },
+            maxima: Limits {
+                memory_bytes: self.max_memory_mb << 20,
+                timeout: Duration::from_secs_f64(self.max_runtime_seconds),
+                fuel: Some(u64::MAX),
+                max_output_bytes: self.max_output_bytes,
+                cpus: self.max_cpus,
+                pids: self.max_pids,
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let pairs = [
+            (
+                "memory_mb",
+                self.default_memory_mb as f64,
+                self.max_memory_mb as f64,
+            ),
+            (
+                "runtime_seconds",
+                self.default_runtime_seconds,
+                self.max_runtime_seconds,
+            ),
+            (
+                "output_bytes",
+                self.default_output_bytes as f64,
+                self.max_output_bytes as f64,
+            ),
+            ("cpus", self.default_cpus, self.max_cpus),
+            (
+                "pids",
+                f64::from(self.default_pids),
+                f64::from(self.max_pids),
+            ),
+        ];
+        for (name, default, max) in pairs {
+            if !(default.is_finite() && default > 0.0 && default <= max) {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.default_{name} ({default}) must be positive and at most limits.max_{name} ({max})"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What tasks may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Runtime modes submitters may ask for.
+    pub allowed_modes: Vec<String>,
+    /// Host directories jobs may mount (and everything below them).
+    pub mount_roots: Vec<PathBuf>,
+    /// Directories component files may be loaded from (the plugin
+    /// directory is always allowed).
+    pub component_roots: Vec<PathBuf>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            allowed_modes: vec!["wasm".into(), "image".into()],
+            mount_roots: Vec::new(),
+            component_roots: Vec::new(),
+        }
+    }
+}
+
+/// The WebAssembly engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmSection {
+    /// `auto` (pooling where the address space allows it), `pooling` or `on-demand`.
+    pub allocator: String,
+    /// Compile in fuel metering so tasks can ask for a deterministic budget.
+    pub fuel_metering: bool,
+    /// Epoch tick in milliseconds (granularity of deadlines and cancellation).
+    pub epoch_tick_ms: u64,
+    /// Instances the pooling allocator holds at once.
+    pub pool_instances: u32,
+    /// Cache compiled code on disk under `<data_dir>/code-cache`.
+    pub code_cache: bool,
+}
+
+impl Default for WasmSection {
+    fn default() -> Self {
+        let e = EngineSettings::default();
+        Self {
+            allocator: "auto".into(),
+            fuel_metering: e.fuel_metering,
+            epoch_tick_ms: e.epoch_tick.as_millis() as u64,
+            pool_instances: e.pool_instances,
+            code_cache: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (TOML) over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Applies environment overrides read through `get` (usually `std::env::var`).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| get(n).map(|v| (n.to_string(), v)))
+        };
+        if let Some((_, v)) = first(&["WASMNODE_WORKER_ID", "SPLAI_WORKER_ID", "WORKER_ID"]) {
+            self.node.worker_id = v;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_DATA_DIR"]) {
+            self.node.data_dir = v.into();
+        }
+        if let Some((_, v)) = first(&["WASMNODE_ARTIFACT_ROOT", "SPLAI_ARTIFACT_ROOT"]) {
+            self.node.artifact_root = Some(v.into());
+        }
+        if let Some((_, v)) = first(&["WASMNODE_PLUGIN_DIR"]) {
+            self.node.plugin_dir = Some(v.into());
+        }
+        if let Some((_, v)) = first(&["WASMNODE_LABELS"]) {
+            self.node.labels = split_list(&v);
+        }
+        if let Some((n, v)) = first(&["WASMNODE_LISTEN"]) {
+            self.api.listen = parse(&n, &v)?;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_API_KEY"]) {
+            self.api.api_key = v;
+        }
+        if let Some((n, v)) = first(&["WASMNODE_MAX_CONCURRENT_JOBS", "MAX_CONCURRENT_TASKS"]) {
+            self.scheduler.max_concurrent_jobs = parse(&n, &v)?;
+        }
+        if let Some((n, v)) = first(&["WASMNODE_QUEUE_CAPACITY"]) {
+            self.scheduler.queue_capacity = parse(&n, &v)?;
+        }
+        if let Some((n, v)) = first(&["WASMNODE_DEFAULT_RUNTIME_SECONDS", "TASK_TIMEOUT_SECONDS"]) {
+            self.limits.default_runtime_seconds = parse(&n, &v)?;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_MOUNT_ROOTS"]) {
+            self.policy.mount_roots = split_list(&v).into_iter().map(PathBuf::from).collect();
+        }
+        if let Some((_, v)) = first(&["WASMNODE_ALLOWED_MODES"]) {
+            self.policy.allowed_modes = split_list(&v);
+        }
+        Ok(())
+    }
+
+    /// Checks ranges and combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node.worker_id.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "node.worker_id must not be empty".into(),
+            ));
+        }
+        if self.scheduler.max_concurrent_jobs == 0 {
+            return Err(ConfigError::Invalid(
+                "scheduler.max_concurrent_jobs must be at least 1".into(),
+            ));
+        }
+        if self.scheduler.queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "scheduler.queue_capacity must be at least 1".into(),
+            ));
+        }
+        if !["auto", "pooling", "on-demand"].contains(&self.wasm.allocator.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "wasm.allocator `{}` must be auto, pooling or on-demand",
+                self.wasm.allocator
+            )));
+        }
+        if self.wasm.epoch_tick_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "wasm.epoch_tick_ms must be at least 1".into(),
+            ));
+        }
+        for mode in &self.policy.allowed_modes {
+            if mode != "wasm" && mode != "image" {
+                return Err(ConfigError::Invalid(format!(
+                    "policy.allowed_modes: unknown mode `{mode}`"
+                )));
+            }
+        }
+        self.limits.validate()
+    }
+
+    /// The WASI executor's settings.
+    pub fn wasm_config(&self) -> WasmConfig {
+        WasmConfig {
+            engine: EngineSettings {
+                allocator: match self.wasm.allocator.as_str() {
+                    "pooling" => AllocatorChoice::Pooling,
+                    "on-demand" => AllocatorChoice::OnDemand,
+                    _ => AllocatorChoice::Auto,
+                },
+                max_memory_bytes: self.limits.max_memory_mb << 20,
+                pool_instances: self.wasm.pool_instances,
+                fuel_metering: self.wasm.fuel_metering,
+                epoch_tick: Duration::from_millis(self.wasm.epoch_tick_ms),
+                ..EngineSettings::default()
+            },
+            cache_dir: self
+                .wasm
+                .code_cache
+                .then(|| self.node.data_dir.join("code-cache")),
+        }
+    }
+
+    /// The task policy for jobs submitted to this node.
+    pub fn policy(&self) -> Policy {
+        let mut component_roots = self.policy.component_roots.clone();
+        component_roots.extend(self.node.plugin_dir.clone());
+        Policy {
+            limits: self.limits.policy(),
+            allowed_modes: self.policy.allowed_modes.clone(),
+            mount_roots: Some(self.policy.mount_roots.clone()),
+            component_roots: Some(component_roots),
+            ..Policy::default()
+        }
+    }
+
+    /// The configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.api.api_key.is_empty() {
+            shown.api.api_key = MASK.into();
+        }
+        toml::to_string_pretty(&shown).expect("config serializes to TOML")
+    }
+}
+
+fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.trim().parse().map_err(|e: T::Err| ConfigError::Env {
+        name: name.into(),
+        value: value.into(),
+        message: e.to_string(),
+    })
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn default_worker_id() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "wasmnode".into())
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("wasmnode");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/share/wasmnode"),
+        None => PathBuf::from("wasmnode-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "[api]\nlisten = \"127.0.0.1:9100\"\n[scheduler]\nmax_concurrent_jobs = 3\n",
+        )
+        .unwrap();
+        let mut config = Config::from_file(&path).unwrap();
+        assert_eq!(config.api.listen.port(), 9100);
+        assert_eq!(config.scheduler.max_concurrent_jobs, 3);
+        assert_eq!(
+            config.scheduler.queue_capacity,
+            SchedulerConfig::default().queue_capacity
+        );
+        config
+            .apply_env(env(&[
+                ("WASMNODE_LISTEN", "0.0.0.0:9200"),
+                ("SPLAI_WORKER_ID", "w7"),
+                ("MAX_CONCURRENT_TASKS", "5"),
+            ]))
+            .unwrap();
+        assert_eq!(config.api.listen.port(), 9200);
+        assert_eq!(config.node.worker_id, "w7");
+        assert_eq!(config.scheduler.max_concurrent_jobs, 5);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn wasmnode_names_win_over_aliases() {
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[
+                ("WASMNODE_WORKER_ID", "a"),
+                ("SPLAI_WORKER_ID", "b"),
+            ]))
+            .unwrap();
+        assert_eq!(config.node.worker_id, "a");
+    }
+
+    #[test]
+    fn bad_values_are_clear_errors() {
+        let mut config = Config::default();
+        let err = config
+            .apply_env(env(&[("WASMNODE_LISTEN", "nine thousand")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("WASMNODE_LISTEN"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[api]\nlisen = 1\n").unwrap();
+        assert!(
+            Config::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("lisen")
+        );
+        let mut config = Config::default();
+        config.limits.default_memory_mb = config.limits.max_memory_mb + 1;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("default_memory_mb")
+        );
+        config = Config::default();
+        config.wasm.allocator = "magic".into();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn printed_config_masks_secrets_and_parses_back() {
+        let mut config = Config::default();
+        config.api.api_key = "s3cret".into();
+        let text = config.to_masked_toml();
+        assert!(!text.contains("s3cret"));
+        assert!(text.contains(MASK));
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.api.listen, config.api.listen);
+    }
+}

@@ -1,0 +1,340 @@
+//! Job Protocol v1 requests (`POST /jobs`, `wasmnode run --job`): parsing,
+//! validation with protocol error codes, and conversion to a `TaskSpec`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use wasmnode_runtime::{
+    ComponentSource, ImageRuntime, LimitRequest, Mount, MountSource, Runtime, TaskSpec, WasmRuntime,
+};
+
+/// The only protocol version this node speaks.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Why a job was rejected: a protocol error code and a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct JobError {
+    /// Machine-readable code, e.g. `BAD_RUNTIME_MODE`.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl JobError {
+    /// A rejection with `code` and `message`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A job as submitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Must be 1.
+    pub protocol_version: u64,
+    /// Unique per worker, chosen by the submitter.
+    pub job_id: String,
+    /// What to do.
+    pub task: JobTask,
+    /// How to run it.
+    pub runtime: JobRuntime,
+    /// Re-run after a node crash instead of failing with `INTERRUPTED`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+    /// Scheduling priority: `low`, `normal` (default) or `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+}
+
+/// The `task` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobTask {
+    /// Task type (a SPLAI type, or any name with an explicit runtime).
+    #[serde(rename = "type")]
+    pub task_type: String,
+    /// The task's inputs.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The `runtime` object.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRuntime {
+    /// `wasm`, `image` or `auto` (route by task type).
+    pub mode: String,
+    /// Image reference (image mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Command (image mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cmd: Vec<String>,
+    /// Component: `builtin:NAME` or a file path (wasm mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Arguments after argv[0] (wasm commands).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Text on stdin (instead of the payload as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// GPUs requested (image mode), subject to policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<u32>,
+    /// Directories to mount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<JobMount>,
+    /// Requested limits.
+    #[serde(default)]
+    pub limits: LimitRequest,
+}
+
+/// One mount: `source` is a host path, `artifacts` or `workspace`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobMount {
+    /// Host directory, or `artifacts` / `workspace`.
+    pub source: String,
+    /// Absolute path inside the sandbox.
+    pub target: String,
+    /// `ro` (default) or `rw`.
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+fn default_mode() -> String {
+    "ro".into()
+}
+
+impl JobRequest {
+    /// Parses and validates a request body.
+    pub fn parse(body: &[u8]) -> Result<Self, JobError> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            JobError::new("INVALID_JSON", format!("the body is not valid JSON: {e}"))
+        })?;
+        let Value::Object(object) = &value else {
+            return Err(JobError::new(
+                "INVALID_JOB",
+                "the body must be a JSON object",
+            ));
+        };
+        match object.get("protocol_version") {
+            None => {
+                return Err(JobError::new(
+                    "MISSING_FIELD",
+                    "protocol_version is required",
+                ));
+            }
+            Some(v) if v.as_u64() != Some(PROTOCOL_VERSION) => {
+                return Err(JobError::new(
+                    "BAD_PROTOCOL_VERSION",
+                    format!("protocol_version {v} is not supported (this node speaks 1)"),
+                ));
+            }
+            Some(_) => {}
+        }
+        for field in ["job_id", "task", "runtime"] {
+            if !object.contains_key(field) {
+                return Err(JobError::new(
+                    "MISSING_FIELD",
+                    format!("{field} is required"),
+                ));
+            }
+        }
+        let job: JobRequest = serde_json::from_value(value)
+            .map_err(|e| JobError::new("INVALID_JOB", format!("invalid job: {e}")))?;
+        job.validate()?;
+        Ok(job)
+    }
+
+    fn validate(&self) -> Result<(), JobError> {
+        validate_job_id(&self.job_id)?;
+        if self.task.task_type.trim().is_empty() {
+            return Err(JobError::new("INVALID_JOB", "task.type must not be empty"));
+        }
+        match self.runtime.mode.as_str() {
+            "wasm" | "auto" => {}
+            "image"
+                if self
+                    .runtime
+                    .image
+                    .as_deref()
+                    .is_some_and(|i| !i.trim().is_empty()) => {}
+            "image" => {
+                return Err(JobError::new(
+                    "INVALID_RUNTIME",
+                    "runtime.image is required in image mode",
+                ));
+            }
+            other => {
+                return Err(JobError::new(
+                    "BAD_RUNTIME_MODE",
+                    format!("runtime.mode `{other}` is not supported (use wasm, image or auto)"),
+                ));
+            }
+        }
+        if let Some(p) = &self.priority
+            && !["low", "normal", "high"].contains(&p.as_str())
+        {
+            return Err(JobError::new(
+                "INVALID_JOB",
+                format!("priority `{p}` must be low, normal or high"),
+            ));
+        }
+        for m in &self.runtime.mounts {
+            if m.mode != "ro" && m.mode != "rw" {
+                return Err(JobError::new(
+                    "INVALID_RUNTIME",
+                    format!("mount mode `{}` must be ro or rw", m.mode),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The task this job runs.
+    pub fn to_task(&self) -> TaskSpec {
+        let rt = &self.runtime;
+        let runtime = match rt.mode.as_str() {
+            "image" => Runtime::Image(ImageRuntime {
+                image: rt.image.clone().unwrap_or_default(),
+                cmd: rt.cmd.clone(),
+                env: rt.env.clone(),
+                stdin: rt.stdin.clone().map(String::into_bytes),
+                gpus: rt.gpus,
+            }),
+            "wasm" if rt.component.is_some() => Runtime::Wasm(WasmRuntime {
+                component: ComponentSource::parse(rt.component.as_deref().unwrap_or_default()),
+                args: rt.args.clone(),
+                env: rt.env.clone(),
+                stdin: rt.stdin.clone().map(String::into_bytes),
+            }),
+            _ => Runtime::Auto,
+        };
+        let mounts = rt
+            .mounts
+            .iter()
+            .map(|m| Mount {
+                source: match m.source.as_str() {
+                    "artifacts" => MountSource::Artifacts,
+                    "workspace" => MountSource::Workspace,
+                    path => MountSource::Host(PathBuf::from(path)),
+                },
+                guest_path: m.target.clone(),
+                writable: m.mode == "rw",
+            })
+            .collect();
+        TaskSpec {
+            job_id: self.job_id.clone(),
+            task_id: self.job_id.clone(),
+            task_type: self.task.task_type.clone(),
+            payload: self.task.payload.clone(),
+            runtime,
+            mounts,
+            limits: rt.limits.clone(),
+        }
+    }
+}
+
+/// Job ids name files and URLs: 1-128 of `A-Z a-z 0-9 . _ : -`, not `.`/`..`.
+pub fn validate_job_id(id: &str) -> Result<(), JobError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(JobError::new(
+            "INVALID_JOB_ID",
+            format!(
+                "job_id `{}` must be 1-128 characters of A-Z a-z 0-9 . _ : -",
+                id.chars().take(140).collect::<String>()
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<JobRequest, JobError> {
+        JobRequest::parse(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn accepts_the_protocol_example_unchanged() {
+        let job = parse(json!({"protocol_version":1,"job_id":"job-123",
+            "task":{"type":"compile_and_run_cpp","payload":{"source_code":"..."}},
+            "runtime":{"mode":"image","image":"runner:1.0.0","cmd":[],
+                "env":{"TIMEOUT_SECONDS":"3"},"limits":{"memory_mb":512,"max_runtime_seconds":5}}}))
+        .unwrap();
+        let task = job.to_task();
+        assert!(
+            matches!(&task.runtime, Runtime::Image(i) if i.image == "runner:1.0.0" && i.env["TIMEOUT_SECONDS"] == "3")
+        );
+        assert_eq!(task.limits.memory_mb, Some(512));
+    }
+
+    #[test]
+    fn wasm_jobs_with_mounts_and_splai_types_convert() {
+        let job = parse(json!({"protocol_version":1,"job_id":"j",
+            "task":{"type":"x","payload":{}},
+            "runtime":{"mode":"wasm","component":"builtin:grep","mounts":[
+                {"source":"/srv/data","target":"/data"},{"source":"workspace","target":"/w","mode":"rw"}]}}))
+        .unwrap();
+        let task = job.to_task();
+        assert!(
+            matches!(&task.runtime, Runtime::Wasm(w) if matches!(&w.component, ComponentSource::Builtin(n) if n == "grep"))
+        );
+        assert_eq!(task.mounts[0].source, MountSource::Host("/srv/data".into()));
+        assert!(!task.mounts[0].writable);
+        assert_eq!(task.mounts[1].source, MountSource::Workspace);
+        let splai = parse(json!({"protocol_version":1,"job_id":"j","task":{"type":"retrieval","payload":{"query":"q"}},"runtime":{"mode":"wasm"}})).unwrap();
+        assert!(matches!(splai.to_task().runtime, Runtime::Auto));
+    }
+
+    #[test]
+    fn rejects_with_protocol_codes() {
+        let ok = json!({"protocol_version":1,"job_id":"j","task":{"type":"t"},"runtime":{"mode":"wasm"}});
+        let with = |path: &str, v: Value| {
+            let mut job = ok.clone();
+            job[path] = v;
+            parse(job).unwrap_err().code
+        };
+        assert_eq!(
+            JobRequest::parse(b"{nope").unwrap_err().code,
+            "INVALID_JSON"
+        );
+        assert_eq!(JobRequest::parse(b"[]").unwrap_err().code, "INVALID_JOB");
+        assert_eq!(with("protocol_version", json!(2)), "BAD_PROTOCOL_VERSION");
+        assert_eq!(with("protocol_version", json!("1")), "BAD_PROTOCOL_VERSION");
+        assert_eq!(with("job_id", json!("../etc")), "INVALID_JOB_ID");
+        assert_eq!(with("job_id", json!("")), "INVALID_JOB_ID");
+        assert_eq!(with("runtime", json!({"mode":"vm"})), "BAD_RUNTIME_MODE");
+        assert_eq!(with("runtime", json!({"mode":"image"})), "INVALID_RUNTIME");
+        assert_eq!(
+            with("runtime", json!({"mode":"wasm","limits":{"gpu_hours":1}})),
+            "INVALID_JOB"
+        );
+        assert_eq!(with("priority", json!("urgent")), "INVALID_JOB");
+        let mut missing = ok.clone();
+        missing.as_object_mut().unwrap().remove("task");
+        assert_eq!(parse(missing).unwrap_err().code, "MISSING_FIELD");
+    }
+}

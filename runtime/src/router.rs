@@ -1,0 +1,509 @@
+//! `Router`: maps a task (type + runtime mode + policy + what this node has)
+//! to an executor, and owns the fallback rules. Nothing else in the node
+//! knows which backend ran a task.
+//!
+//! With no explicit runtime: `aggregation` and local `retrieval` run as
+//! built-in guests; `tool_execution` runs the named tool's component, or its
+//! mapped image, or (for SPLAI's `command`/`script` form) the configured
+//! sandbox image, never the host shell; `embedding`, `llm_inference` and
+//! `model_download` go to the model backend.
+
+use crate::artifacts::ArtifactStore;
+use crate::executor::{EventSink, Executor, Support, TaskContext};
+use crate::failure::TaskFailure;
+use crate::limits::Limits;
+use crate::policy::Policy;
+use crate::task::{
+    ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskOutcome, TaskSpec, WasmRuntime,
+};
+use crate::tools::{ToolBackend, ToolRegistry};
+use crate::wasm::WasmExecutor;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// SPLAI task types that the model backend serves.
+pub const MODEL_TASK_TYPES: &[&str] = &["embedding", "llm_inference", "model_download"];
+/// Task types the router knows without an explicit runtime.
+pub const KNOWN_TASK_TYPES: &[&str] = &[
+    "aggregation",
+    "retrieval",
+    "tool_execution",
+    "embedding",
+    "llm_inference",
+    "model_download",
+];
+/// Where tool tasks see their scratch workspace.
+pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// Where aggregation sees the artifact root.
+pub const ARTIFACTS_MOUNT: &str = "/artifacts";
+
+/// The executors this node has.
+#[derive(Clone)]
+pub struct Backends {
+    /// The WASI sandbox (always present).
+    pub wasm: Arc<WasmExecutor>,
+    /// Containers, when a Docker engine is configured.
+    pub image: Option<Arc<dyn Executor>>,
+    /// LLM / embedding / model servers, when configured.
+    pub models: Option<Arc<dyn Executor>>,
+}
+
+/// A routed task: its normalised spec, its executor and its effective limits.
+pub struct Plan {
+    /// The task with its runtime and mounts filled in.
+    pub task: TaskSpec,
+    /// Who runs it.
+    pub executor: Arc<dyn Executor>,
+    /// The limits it runs under.
+    pub limits: Limits,
+}
+
+impl Plan {
+    fn needs_workspace(&self) -> bool {
+        matches!(self.task.runtime, Runtime::Image(_))
+            || self
+                .task
+                .mounts
+                .iter()
+                .any(|m| m.source == MountSource::Workspace)
+    }
+}
+
+/// What the caller supplies per run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Cancels the run.
+    pub cancel: CancellationToken,
+    /// Receives stdout/stderr chunks, tokens and progress.
+    pub events: Option<EventSink>,
+}
+
+/// Routes and runs tasks.
+pub struct Router {
+    backends: Backends,
+    policy: Policy,
+    tools: ToolRegistry,
+    artifacts: ArtifactStore,
+    scratch_root: PathBuf,
+}
+
+impl Router {
+    /// A router over `backends` enforcing `policy`; task workspaces are
+    /// created under `scratch_root`.
+    pub fn new(
+        backends: Backends,
+        policy: Policy,
+        tools: ToolRegistry,
+        artifacts: ArtifactStore,
+        scratch_root: PathBuf,
+    ) -> Self {
+        Self {
+            backends,
+            policy,
+            tools,
+            artifacts,
+            scratch_root,
+        }
+    }
+
+    /// The executors.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The tools this node can run.
+    pub fn tools(&self) -> &ToolRegistry {
+        &self.tools
+    }
+
+    /// The artifact store.
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
+    /// Decides how `task` runs, checking it against policy, without running it.
+    pub fn plan(&self, task: TaskSpec) -> Result<Plan, TaskFailure> {
+        let mut task = match task.runtime {
+            Runtime::Auto => self.route_by_type(task)?,
+            _ => task,
+        };
+        let limits = self.policy.limits.resolve(&task.limits)?;
+        for mount in &mut task.mounts {
+            if let MountSource::Host(path) = &mount.source {
+                mount.source = MountSource::Host(self.policy.check_mount(path)?);
+            }
+        }
+        let executor: Arc<dyn Executor> = match &mut task.runtime {
+            Runtime::Wasm(wasm) => {
+                self.policy.check_mode("wasm")?;
+                if let ComponentSource::File(path) = &wasm.component {
+                    wasm.component = ComponentSource::File(self.policy.check_component(path)?);
+                }
+                self.backends.wasm.clone()
+            }
+            Runtime::Image(image) => {
+                self.policy.check_mode("image")?;
+                if image.image.trim().is_empty() {
+                    return Err(TaskFailure::invalid_input(
+                        "runtime.image is required for image tasks",
+                    ));
+                }
+                self.backends.image.clone().ok_or_else(|| {
+                    TaskFailure::backend_unavailable(
+                        "container tasks need a Docker engine, and none is available on this node",
+                    )
+                })?
+            }
+            Runtime::Auto => self.backends.models.clone().ok_or_else(|| {
+                TaskFailure::backend_unavailable(format!(
+                    "`{}` tasks need an LLM/embedding backend, and none is configured on this node",
+                    task.task_type
+                ))
+            })?,
+        };
+        if let Support::No(why) = executor.can_run(&task) {
+            return Err(TaskFailure::backend_unavailable(why));
+        }
+        Ok(Plan {
+            task,
+            executor,
+            limits,
+        })
+    }
+
+    /// Plans and runs `task`, with a scratch workspace when it needs one
+    /// (removed afterwards).
+    pub async fn run(
+        &self,
+        task: TaskSpec,
+        options: RunOptions,
+    ) -> Result<TaskOutcome, TaskFailure> {
+        let plan = self.plan(task)?;
+        let workspace = if plan.needs_workspace() {
+            std::fs::create_dir_all(&self.scratch_root)
+                .and_then(|()| {
+                    tempfile::Builder::new()
+                        .prefix("task-")
+                        .tempdir_in(&self.scratch_root)
+                })
+                .map(Some)
+                .map_err(|e| {
+                    TaskFailure::internal(format!("cannot create a task workspace: {e}"))
+                })?
+        } else {
+            None
+        };
+        let ctx = TaskContext {
+            cancel: options.cancel,
+            deadline: Instant::now() + plan.limits.timeout,
+            limits: plan.limits,
+            workspace: workspace.as_ref().map(|w| w.path().to_path_buf()),
+            artifacts: self.artifacts.clone(),
+            events: options.events,
+        };
+        plan.executor.run(plan.task, ctx).await
+    }
+
+    fn route_by_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
+        match task.task_type.as_str() {
+            "aggregation" => {
+                task.runtime = builtin("aggregation");
+                if !task.mounts.iter().any(|m| m.guest_path == ARTIFACTS_MOUNT) {
+                    task.mounts.push(Mount {
+                        source: MountSource::Artifacts,
+                        guest_path: ARTIFACTS_MOUNT.into(),
+                        writable: false,
+                    });
+                }
+                Ok(task)
+            }
+            "retrieval" => {
+                let backend = task
+                    .input("retrieval_backend")
+                    .or(task.input("backend"))
+                    .unwrap_or("local");
+                if backend == "local" {
+                    task.runtime = builtin("retrieval");
+                    Ok(task)
+                } else {
+                    Ok(task)
+                }
+            }
+            "tool_execution" => self.route_tool(task),
+            t if MODEL_TASK_TYPES.contains(&t) => Ok(task),
+            other => Err(TaskFailure::invalid_input(format!(
+                "unknown task type `{other}`: give runtime.mode (`wasm` or `image`), or use one of {}",
+                KNOWN_TASK_TYPES.join(", ")
+            ))),
+        }
+    }
+
+    fn route_tool(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
+        let name = task.input("tool").or(task.input("op")).map(str::to_string);
+        let backend = name.as_deref().and_then(|n| self.tools.get(n)).cloned();
+        let command = task
+            .input("command")
+            .or(task.input("script"))
+            .map(str::to_string);
+        match (backend, command) {
+            (Some(ToolBackend::Component(component)), _) => {
+                task.payload = tool_args(&task.payload)?;
+                task.runtime = Runtime::Wasm(WasmRuntime::new(component));
+                if task.mounts.is_empty() {
+                    task.mounts.push(Mount {
+                        source: MountSource::Workspace,
+                        guest_path: WORKSPACE_MOUNT.into(),
+                        writable: true,
+                    });
+                }
+                Ok(task)
+            }
+            (Some(ToolBackend::Image(image)), _) => {
+                task.payload = tool_args(&task.payload)?;
+                task.runtime = Runtime::Image(ImageRuntime {
+                    image,
+                    ..ImageRuntime::default()
+                });
+                Ok(task)
+            }
+            (None, Some(command)) => {
+                let image = self.policy.sandbox_image.clone().ok_or_else(|| {
+                    TaskFailure::backend_unavailable(
+                        "command/script tool tasks run in a container, and no sandbox image is configured on this node",
+                    )
+                })?;
+                task.runtime = Runtime::Image(ImageRuntime {
+                    image,
+                    cmd: vec!["/bin/sh".into(), "-c".into(), command],
+                    stdin: Some(Vec::new()),
+                    ..ImageRuntime::default()
+                });
+                Ok(task)
+            }
+            (None, None) => Err(TaskFailure::invalid_input(match name {
+                Some(n) => format!(
+                    "unknown tool `{n}` (this node has: {})",
+                    self.tools.names().join(", ")
+                ),
+                None => {
+                    "tool_execution needs `tool` (or `op`) naming a tool, or a `command`/`script`"
+                        .into()
+                }
+            })),
+        }
+    }
+}
+
+fn builtin(name: &str) -> Runtime {
+    Runtime::Wasm(WasmRuntime::new(ComponentSource::Builtin(name.into())))
+}
+
+/// A tool's arguments: `args_json` (a JSON string), `args` (an object), or
+/// else the payload without the routing keys.
+fn tool_args(payload: &Value) -> Result<Value, TaskFailure> {
+    if let Some(raw) = payload.get("args_json").and_then(Value::as_str) {
+        return match serde_json::from_str::<Value>(raw) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            Ok(_) => Err(TaskFailure::invalid_input(
+                "args_json must hold a JSON object",
+            )),
+            Err(e) => Err(TaskFailure::invalid_input(format!(
+                "args_json is not valid JSON: {e}"
+            ))),
+        };
+    }
+    if let Some(args) = payload.get("args") {
+        return match args {
+            Value::Object(_) => Ok(args.clone()),
+            _ => Err(TaskFailure::invalid_input("args must be a JSON object")),
+        };
+    }
+    let mut rest: Map<String, Value> = payload.as_object().cloned().unwrap_or_default();
+    for key in ["tool", "op"] {
+        rest.remove(key);
+    }
+    Ok(Value::Object(rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::FailureKind;
+    use crate::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
+    use serde_json::json;
+
+    fn router(policy: Policy) -> (tempfile::TempDir, Router) {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = WasmExecutor::new(WasmConfig {
+            engine: EngineSettings {
+                allocator: AllocatorChoice::OnDemand,
+                ..Default::default()
+            },
+            cache_dir: None,
+        })
+        .unwrap();
+        let backends = Backends {
+            wasm: Arc::new(wasm),
+            image: None,
+            models: None,
+        };
+        let artifacts = ArtifactStore::open(dir.path().join("artifacts")).unwrap();
+        let router = Router::new(
+            backends,
+            policy,
+            ToolRegistry::builtin(),
+            artifacts,
+            dir.path().join("scratch"),
+        );
+        (dir, router)
+    }
+
+    fn component(plan: &Plan) -> String {
+        match &plan.task.runtime {
+            Runtime::Wasm(w) => format!("{:?}", w.component),
+            other => other.mode().into(),
+        }
+    }
+
+    #[test]
+    fn splai_types_route_to_builtins_with_their_mounts() {
+        let (_d, r) = router(Policy::default());
+        let plan = r
+            .plan(TaskSpec::new("j", "aggregation", json!({})))
+            .unwrap();
+        assert_eq!(component(&plan), "builtin:aggregation");
+        assert_eq!(plan.task.mounts[0].source, MountSource::Artifacts);
+        let plan = r
+            .plan(TaskSpec::new("j", "retrieval", json!({"query": "q"})))
+            .unwrap();
+        assert_eq!(component(&plan), "builtin:retrieval");
+        assert_eq!(plan.executor.name(), "wasm");
+    }
+
+    #[test]
+    fn tools_route_by_name_with_a_workspace_and_their_args() {
+        let (_d, r) = router(Policy::default());
+        let plan = r
+            .plan(TaskSpec::new(
+                "j",
+                "tool_execution",
+                json!({"op": "grep", "pattern": "x"}),
+            ))
+            .unwrap();
+        assert_eq!(component(&plan), "builtin:grep");
+        assert_eq!(plan.task.payload, json!({"pattern": "x"}));
+        assert_eq!(plan.task.mounts[0].guest_path, WORKSPACE_MOUNT);
+        let plan = r
+            .plan(TaskSpec::new(
+                "j",
+                "tool_execution",
+                json!({"tool": "list", "args_json": "{\"path\": \".\"}"}),
+            ))
+            .unwrap();
+        assert_eq!(plan.task.payload, json!({"path": "."}));
+        let err = r
+            .plan(TaskSpec::new(
+                "j",
+                "tool_execution",
+                json!({"tool": "nmap"}),
+            ))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("unknown tool `nmap`"), "{err}");
+        let err = r
+            .plan(TaskSpec::new(
+                "j",
+                "tool_execution",
+                json!({"tool": "list", "args_json": "[1]"}),
+            ))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, FailureKind::InvalidInput);
+    }
+
+    #[test]
+    fn commands_never_run_on_the_host_and_missing_backends_are_unavailable() {
+        let (_d, r) = router(Policy::default());
+        let err = r
+            .plan(TaskSpec::new(
+                "j",
+                "tool_execution",
+                json!({"command": "rm -rf /"}),
+            ))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, FailureKind::BackendUnavailable);
+        let err = r
+            .plan(TaskSpec::new("j", "llm_inference", json!({"prompt": "hi"})))
+            .err()
+            .unwrap();
+        assert_eq!(err.kind, FailureKind::BackendUnavailable);
+        let mut image = TaskSpec::new("j", "x", json!({}));
+        image.runtime = Runtime::Image(ImageRuntime {
+            image: "busybox".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            r.plan(image).err().unwrap().kind,
+            FailureKind::BackendUnavailable
+        );
+    }
+
+    #[test]
+    fn policy_is_enforced_before_anything_runs() {
+        let (_d, r) = router(Policy {
+            allowed_modes: vec!["image".into()],
+            ..Policy::default()
+        });
+        assert_eq!(
+            r.plan(TaskSpec::new("j", "retrieval", json!({})))
+                .err()
+                .unwrap()
+                .kind,
+            FailureKind::PolicyDenied
+        );
+        let (_d, r) = router(Policy::default());
+        let mut t = TaskSpec::new("j", "retrieval", json!({}));
+        t.mounts.push(Mount {
+            source: MountSource::Host("/etc".into()),
+            guest_path: "/etc".into(),
+            writable: false,
+        });
+        assert_eq!(r.plan(t).err().unwrap().kind, FailureKind::PolicyDenied);
+        let mut t = TaskSpec::new("j", "custom", json!({}));
+        t.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::File("/bin/ls".into())));
+        assert_eq!(r.plan(t).err().unwrap().kind, FailureKind::PolicyDenied);
+        let err = r
+            .plan(TaskSpec::new("j", "compile_cpp", json!({})))
+            .err()
+            .unwrap();
+        assert!(err.message.contains("unknown task type"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn runs_a_routed_task_end_to_end() {
+        let (_d, r) = router(Policy::default());
+        let docs =
+            json!([{"id": "x", "text": "wasm sandbox"}, {"id": "y", "text": "docker"}]).to_string();
+        let out = r
+            .run(
+                TaskSpec::new(
+                    "j",
+                    "retrieval",
+                    json!({"query": "sandbox", "documents_json": docs}),
+                ),
+                RunOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.output["documents"][0]["id"], "x");
+    }
+}

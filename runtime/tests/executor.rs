@@ -1,0 +1,431 @@
+//! The WASI executor end to end: built-in guests, the tool world, plain
+//! commands and core modules, cancellation, the compiled-code cache and bad
+//! input.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use wasmnode_runtime::builtins::test_guests;
+use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig, World};
+use wasmnode_runtime::{
+    ComponentSource, FailureKind, MountSource, TaskContext, TaskEvent, WasmExecutor, WasmRuntime,
+};
+
+fn builtin(name: &str) -> ComponentSource {
+    ComponentSource::Builtin(name.into())
+}
+
+#[tokio::test]
+async fn retrieval_ranks_the_relevant_document_first() {
+    let docs = json!([
+        {"id": "a", "text": "The quarterly revenue grew in Europe", "metadata": {"tenant": "t1"}},
+        {"id": "b", "text": "Reset a forgotten password from the sign-in page", "metadata": {"tenant": "t1"}},
+        {"id": "c", "text": "Password policies and password resets for administrators", "metadata": {"tenant": "t2"}},
+    ]);
+    let out = run(task(builtin("retrieval"), json!({"query": "how do I reset a forgotten password", "documents_json": docs.to_string(), "top_k": "2"})))
+        .await
+        .unwrap();
+    assert_eq!(out.output["documents"][0]["id"], "b", "{}", out.output);
+    assert_eq!(out.output["documents"].as_array().unwrap().len(), 2);
+    assert!(out.metrics.code_cache.is_some());
+}
+
+#[tokio::test]
+async fn aggregation_reads_dependency_artifacts_through_a_read_only_mount() {
+    let (_dir, store) = artifacts();
+    store
+        .write_output(
+            "j1",
+            "t1",
+            &json!({"job_id": "j1", "task_id": "t1", "summary": "ok"}),
+        )
+        .unwrap();
+    let mut spec = task(
+        builtin("aggregation"),
+        json!({
+            "items_json": "[{\"title\": \"report\"}]",
+            "dep:t1:output_uri": "artifact://j1/t1/output.json",
+            "required_fields": "title,summary",
+        }),
+    );
+    spec.mounts = vec![wasmnode_runtime::Mount {
+        source: MountSource::Artifacts,
+        guest_path: "/artifacts".into(),
+        writable: false,
+    }];
+    let ctx = TaskContext::new(limits(Default::default()), store);
+    let out = run_with(spec, ctx).await.unwrap();
+    assert_eq!(
+        out.output["report"],
+        json!({"title": "report", "summary": "ok"})
+    );
+    assert_eq!(out.output["provenance"]["summary"], "dep:t1");
+}
+
+#[tokio::test]
+async fn fs_tools_work_and_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "alpha\nbeta\nalpha again\n").unwrap();
+    let rw = |spec: &mut wasmnode_runtime::TaskSpec| {
+        spec.mounts = vec![mount(dir.path(), "/work", true)]
+    };
+    let ro = |spec: &mut wasmnode_runtime::TaskSpec| {
+        spec.mounts = vec![mount(dir.path(), "/work", false)]
+    };
+
+    let mut s = task(builtin("file_read"), json!({"path": "/work/notes.txt"}));
+    ro(&mut s);
+    assert_eq!(
+        run(s).await.unwrap().output["content"],
+        "alpha\nbeta\nalpha again\n"
+    );
+
+    let mut s = task(
+        builtin("file_write"),
+        json!({"path": "sub/new.txt", "content": "hi", "create_dirs": true}),
+    );
+    rw(&mut s);
+    assert_eq!(run(s).await.unwrap().output["bytes_written"], 2);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("sub/new.txt")).unwrap(),
+        "hi"
+    );
+
+    let mut s = task(
+        builtin("file_edit"),
+        json!({"path": "notes.txt", "old": "beta", "new": "gamma"}),
+    );
+    rw(&mut s);
+    assert_eq!(run(s).await.unwrap().output["replacements"], 1);
+
+    let mut s = task(builtin("grep"), json!({"pattern": "^alpha", "path": "."}));
+    ro(&mut s);
+    let out = run(s).await.unwrap();
+    let lines: Vec<u64> = out.output["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [1, 3]);
+
+    let mut s = task(builtin("find"), json!({"glob": "**/*.txt"}));
+    ro(&mut s);
+    assert_eq!(
+        run(s).await.unwrap().output["matches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let mut s = task(builtin("list"), json!({"path": "/work"}));
+    ro(&mut s);
+    assert_eq!(
+        run(s).await.unwrap().output["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Failures: ambiguous edit, missing text, writes where only reads are granted.
+    let mut s = task(
+        builtin("file_edit"),
+        json!({"path": "notes.txt", "old": "alpha", "new": "x"}),
+    );
+    rw(&mut s);
+    let err = run(s).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::InvalidInput);
+    assert!(err.message.contains("occurs 2 times"), "{err}");
+    let mut s = task(
+        builtin("file_edit"),
+        json!({"path": "notes.txt", "old": "zeta", "new": "x"}),
+    );
+    rw(&mut s);
+    assert!(run(s).await.unwrap_err().message.contains("not found"));
+    let mut s = task(
+        builtin("file_write"),
+        json!({"path": "x.txt", "content": "no"}),
+    );
+    ro(&mut s);
+    assert_eq!(run(s).await.unwrap_err().kind, FailureKind::PolicyDenied);
+    assert!(!dir.path().join("x.txt").exists());
+}
+
+#[tokio::test]
+async fn tool_descriptions_come_from_the_component() {
+    let info = executor()
+        .tool_description(&builtin("file_read"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.name, "file_read");
+    assert!(!info.writes);
+    assert_eq!(info.args_schema["required"][0], "path");
+    let info = executor()
+        .tool_description(&builtin("file_edit"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(info.writes);
+    assert!(
+        executor()
+            .tool_description(&builtin("retrieval"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn symlinks_leading_outside_a_mount_are_refused_by_the_tools() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "s").unwrap();
+    let inside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), inside.path().join("link")).unwrap();
+    for path in [
+        "/data/link",
+        "/data/../secret",
+        "/etc/passwd",
+        "../../etc/passwd",
+    ] {
+        let mut s = task(builtin("file_read"), json!({"path": path}));
+        s.mounts = vec![mount(inside.path(), "/data", false)];
+        let err = run(s).await.unwrap_err();
+        assert_eq!(err.kind, FailureKind::PolicyDenied, "{path}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn plain_commands_get_stdin_args_env_and_report_their_exit_code() {
+    let mut rt = WasmRuntime::new(ComponentSource::File(test_guests::COMMAND.into()));
+    rt.args = vec!["0".into(), "--flag".into()];
+    rt.env.insert("GREETING".into(), "hi".into());
+    rt.stdin = Some(b"from stdin".to_vec());
+    let mut spec = task(rt.component.clone(), serde_json::Value::Null);
+    spec.runtime = wasmnode_runtime::Runtime::Wasm(rt.clone());
+    let out = run(spec).await.unwrap();
+    assert_eq!(out.exit_code, Some(0));
+    assert!(out.stdout.contains("stdin=from stdin"), "{}", out.stdout);
+    assert!(out.stdout.contains("args=0 --flag"));
+    assert!(
+        out.stdout.contains("env=GREETING=hi,WASMNODE_MOUNTS="),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stderr, "to stderr\n");
+
+    rt.args = vec!["3".into()];
+    let mut spec = task(rt.component.clone(), serde_json::Value::Null);
+    spec.runtime = wasmnode_runtime::Runtime::Wasm(rt);
+    let err = run(spec).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::NonZeroExit);
+    let captured = err.captured.unwrap();
+    // Rust's std on wasip2 exits through `wasi:cli/exit.exit(result)`, which
+    // carries only success or failure, so any non-zero code arrives as 1.
+    assert_eq!(captured.exit_code, Some(1));
+    assert!(captured.stdout.contains("args=3"));
+}
+
+#[tokio::test]
+async fn core_wasip1_modules_run_with_their_exit_code() {
+    let wat = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 16) "hello from p1\n")
+        (func (export "_start")
+            (i32.store (i32.const 0) (i32.const 16))
+            (i32.store (i32.const 4) (i32.const 14))
+            (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+            (call $exit (i32.const 7))))"#;
+    let bytes = wat::parse_str(wat).unwrap();
+    let spec = task(
+        ComponentSource::Bytes(bytes.into()),
+        serde_json::Value::Null,
+    );
+    let err = run(spec).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::NonZeroExit);
+    let captured = err.captured.unwrap();
+    assert_eq!(captured.exit_code, Some(7));
+    assert_eq!(captured.stdout, "hello from p1\n");
+}
+
+#[tokio::test]
+async fn a_cancelled_task_stops_promptly_when_spinning_or_blocked() {
+    for action in ["loop", "sleep"] {
+        let (_dir, store) = artifacts();
+        let ctx = TaskContext::new(limits(short(30.0)), store);
+        let cancel = ctx.cancel.clone();
+        let handle = tokio::spawn(run_with(hostile(json!({"action": action})), ctx));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cancelled_at = Instant::now();
+        cancel.cancel();
+        let err = tokio::time::timeout(STEP, handle)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        let took = cancelled_at.elapsed();
+        assert_eq!(err.kind, FailureKind::Cancelled, "{action}: {err}");
+        assert!(
+            took < Duration::from_millis(110),
+            "{action}: stopped {took:?} after cancel (tick is 10 ms)"
+        );
+    }
+    let out = run(hostile(json!({"action": "echo"}))).await;
+    assert!(out.is_ok());
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_stream_as_events() {
+    let (_dir, store) = artifacts();
+    let mut ctx = TaskContext::new(limits(Default::default()), store);
+    let (sink, seen) = collector();
+    ctx.events = Some(sink);
+    let out = run_with(
+        hostile(json!({"action": "print", "stdout": "to out", "stderr": "to err"})),
+        ctx,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.stdout, "to out\n");
+    assert_eq!(out.stderr, "to err\n");
+    let seen = seen.lock().unwrap();
+    let joined = |stderr: bool| -> Vec<u8> {
+        seen.iter()
+            .flat_map(|e| match (e, stderr) {
+                (TaskEvent::Stdout(b), false) | (TaskEvent::Stderr(b), true) => b.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    };
+    assert_eq!(joined(false), b"to out\n", "{seen:?}");
+    assert_eq!(joined(true), b"to err\n", "{seen:?}");
+}
+
+#[tokio::test]
+async fn compiled_code_is_cached_on_disk_and_corrupt_entries_are_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = || WasmConfig {
+        engine: EngineSettings {
+            allocator: AllocatorChoice::OnDemand,
+            ..Default::default()
+        },
+        cache_dir: Some(cache.path().to_path_buf()),
+    };
+    let spec = || hostile(json!({"action": "echo"}));
+
+    let first = WasmExecutor::new(config()).unwrap();
+    assert_eq!(
+        run_on(&first, spec())
+            .await
+            .unwrap()
+            .metrics
+            .code_cache
+            .as_deref(),
+        Some("compiled")
+    );
+    assert_eq!(
+        run_on(&first, spec())
+            .await
+            .unwrap()
+            .metrics
+            .code_cache
+            .as_deref(),
+        Some("memory")
+    );
+    drop(first);
+
+    let second = WasmExecutor::new(config()).unwrap();
+    assert_eq!(
+        run_on(&second, spec())
+            .await
+            .unwrap()
+            .metrics
+            .code_cache
+            .as_deref(),
+        Some("disk")
+    );
+    assert_eq!(second.cache_stats().disk_hits, 1);
+    drop(second);
+
+    for entry in std::fs::read_dir(cache.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "cwasm") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            std::fs::write(&path, bytes).unwrap();
+        }
+    }
+    let third = WasmExecutor::new(config()).unwrap();
+    assert_eq!(
+        run_on(&third, spec())
+            .await
+            .unwrap()
+            .metrics
+            .code_cache
+            .as_deref(),
+        Some("compiled")
+    );
+    let stats = third.cache_stats();
+    assert_eq!((stats.rejected, stats.compiled, stats.disk_hits), (1, 1, 0));
+}
+
+#[tokio::test]
+async fn bad_binaries_and_wrong_worlds_are_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("x.wasm");
+    std::fs::write(&not_wasm, b"#!/bin/sh\necho hi\n").unwrap();
+    let cases = [
+        (ComponentSource::File(not_wasm), "not a WebAssembly binary"),
+        (
+            ComponentSource::File(dir.path().join("missing.wasm")),
+            "cannot read component",
+        ),
+        (
+            ComponentSource::Builtin("nope".into()),
+            "no built-in component",
+        ),
+        (
+            ComponentSource::File(test_guests::WRONG_WORLD.into()),
+            "exports: hello",
+        ),
+        (
+            ComponentSource::Bytes(wat::parse_str("(module)").unwrap().into()),
+            "no `_start`",
+        ),
+    ];
+    for (source, expected) in cases {
+        let err = run(task(source.clone(), json!({}))).await.unwrap_err();
+        assert_eq!(err.kind, FailureKind::InvalidInput, "{source:?}: {err}");
+        assert!(err.message.contains(expected), "{source:?}: {err}");
+    }
+    let err = run(task(builtin("retrieval"), json!({"documents_json": "[]"})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::InvalidInput);
+    assert!(err.message.contains("query"), "{err}");
+}
+
+#[tokio::test]
+async fn inspect_reports_world_imports_and_tool_schema() {
+    let info = executor().inspect(&builtin("grep")).await.unwrap();
+    assert_eq!(info.world, World::Tool);
+    assert_eq!(info.tool.unwrap().name, "grep");
+    assert!(info.exports.contains(&"invoke".to_string()));
+    let info = executor()
+        .inspect(&ComponentSource::File(test_guests::COMMAND.into()))
+        .await
+        .unwrap();
+    assert_eq!(info.world, World::Command);
+    assert!(
+        info.imports.iter().any(|i| i.starts_with("wasi:cli/stdin")),
+        "{:?}",
+        info.imports
+    );
+}

@@ -1,0 +1,240 @@
+//! `wasmnode run` and `wasmnode tool` as a user runs them: the real binary,
+//! real files, exit codes and one-line errors.
+
+use serde_json::json;
+use wasmnode_e2e::{json, stderr, stdout, test_guest, wasmnode};
+
+#[test]
+fn run_retrieval_from_a_documents_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs.json");
+    let corpus = json!([
+        {"id": "pw", "text": "To reset your password open the sign-in page and choose forgot password"},
+        {"id": "inv", "text": "Invoices are sent on the first day of each month"},
+    ]);
+    std::fs::write(&docs, corpus.to_string()).unwrap();
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "run",
+            "retrieval",
+            "--input",
+            "query=how to reset password",
+            "--input",
+            &format!("documents_json=@{}", docs.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["documents"][0]["id"], "pw");
+}
+
+#[test]
+fn run_a_job_file_and_report_failures_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.json");
+    std::fs::write(
+        &job,
+        json!({"protocol_version": 1, "job_id": "agg-1",
+               "task": {"type": "aggregation", "payload": {"items_json": "[{\"a\":1},{\"b\":2}]"}},
+               "runtime": {"mode": "wasm"}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = wasmnode(dir.path(), &["run", "--job", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["report"], json!({"a": 1, "b": 2}));
+
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "run",
+            "aggregation",
+            "--input",
+            "items_json=[{\"a\":1}]",
+            "--input",
+            "required_fields=b",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: INVALID_INPUT: required fields missing"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn bad_input_is_a_clear_error_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_job = dir.path().join("bad.json");
+    std::fs::write(&bad_job, "{\"protocol_version\": 2}").unwrap();
+    let not_wasm = dir.path().join("x.wasm");
+    std::fs::write(&not_wasm, "plain text").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["run".into(), "--job".into(), bad_job.display().to_string()],
+            "BAD_PROTOCOL_VERSION",
+        ),
+        (
+            vec!["run".into(), "compile_cpp".into()],
+            "unknown task type",
+        ),
+        (
+            vec!["run".into(), "retrieval".into()],
+            "missing required input",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--component".into(),
+                not_wasm.display().to_string(),
+            ],
+            "not a WebAssembly binary",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--component".into(),
+                test_guest("wrong_world").display().to_string(),
+            ],
+            "exports neither",
+        ),
+        (
+            vec![
+                "tool".into(),
+                "run".into(),
+                "builtin:grep".into(),
+                "--args".into(),
+                "{oops".into(),
+            ],
+            "--args must be a JSON object",
+        ),
+        (
+            vec!["tool".into(), "run".into(), "nmap".into()],
+            "no tool named `nmap`",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = wasmnode(dir.path(), &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn tool_run_is_confined_to_its_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("todo.txt"), "first\nTODO: ship\n").unwrap();
+    let mount = format!("{}:/data:ro", data.display());
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "builtin:grep",
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"pattern": "TODO", "path": "/data"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["matches"][0]["line"], 2);
+
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "file_write",
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"path": "/data/x", "content": "no"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("POLICY_DENIED"), "{}", stderr(&out));
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            "file_read",
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"path": "/data/../../etc/passwd"}"#,
+        ],
+    );
+    assert!(stderr(&out).contains("POLICY_DENIED"), "{}", stderr(&out));
+}
+
+#[test]
+fn tool_inspect_shows_the_world_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wasmnode(dir.path(), &["tool", "inspect", "builtin:file_edit"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = json(&out);
+    assert_eq!(info["world"], "tool");
+    assert_eq!(info["tool"]["writes"], true);
+    assert_eq!(
+        info["tool"]["args_schema"]["required"],
+        json!(["path", "old", "new"])
+    );
+    let out = wasmnode(dir.path(), &["tool", "list"]);
+    assert!(stdout(&out).contains("file_edit\tbuiltin"));
+}
+
+#[test]
+fn plain_wasi_commands_pass_their_output_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = test_guest("command");
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "run",
+            "--component",
+            command.to_str().unwrap(),
+            "--arg",
+            "0",
+            "--arg",
+            "hello",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("args=0 hello"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("to stderr"));
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "run",
+            "--component",
+            command.to_str().unwrap(),
+            "--arg",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("NON_ZERO_EXIT"));
+}
+
+#[test]
+fn config_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wasmnode(dir.path(), &["config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("listen = \"127.0.0.1:9000\""), "{text}");
+    assert!(
+        text.contains(&format!("data_dir = \"{}\"", dir.path().display())),
+        "{text}"
+    );
+}
