@@ -11,7 +11,14 @@ help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 run: wasm-target ## Build and start the node standalone on its defaults (API on 127.0.0.1:9000)
-	$(CARGO) run -p wasmnode -- run retrieval --input query=demo --input documents='a demo document\nanother one'
+	$(CARGO) build -p wasmnode
+	@echo
+	@echo "wasmnode is starting on http://127.0.0.1:9000 (Ctrl-C drains and stops it)."
+	@echo "Submit a first job from another terminal:"
+	@echo "  curl -s localhost:9000/jobs -d @examples/jobs/retrieval.json"
+	@echo "  curl -s localhost:9000/jobs/example-retrieval/result"
+	@echo
+	$(CARGO) run -q -p wasmnode -- serve
 
 test: ## Install what is needed, check formatting and lints, run every test (timed per phase)
 	@mkdir -p target && rm -f $(PHASE_LOG)
@@ -32,6 +39,7 @@ build: ## Build the node, its tests and the guests (dev profile, dependencies op
 fmt-check: ## cargo fmt --check on the node and the guests
 	$(CARGO) fmt --all --check
 	$(CARGO) fmt $(GUESTS) --all --check
+	$(CARGO) fmt --manifest-path examples/plugin-tool/Cargo.toml --check
 
 clippy: ## cargo clippy -D warnings on the node and the guests
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

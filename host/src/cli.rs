@@ -40,6 +40,8 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the node standalone, serving the local job API (Job Protocol v1).
+    Serve(ServeArgs),
     /// Run one task locally and print its JSON result.
     Run(RunArgs),
     /// Run or inspect a tool component (for plugin authors).
@@ -55,6 +57,27 @@ pub struct NodeArgs {
     /// State directory (job store, compiled-code cache, workspaces).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `wasmnode serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The API key is read from the config file or WASMNODE_API_KEY (never a flag, so it stays out of `ps`).
+Without a key the API only binds to loopback unless api.allow_unauthenticated_remote is set.
+
+First job:
+  curl -s localhost:9000/jobs -d '{\"protocol_version\":1,\"job_id\":\"hello\",\"task\":{\"type\":\"retrieval\",\"payload\":{\"query\":\"wasm\",\"documents\":\"wasm sandbox\\ndocker\"}},\"runtime\":{\"mode\":\"wasm\"}}'
+  curl -s localhost:9000/jobs/hello/result"
+)]
+pub struct ServeArgs {
+    /// Listen address (default 127.0.0.1:9000).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Jobs running at once (default: CPU cores).
+    #[arg(long, value_name = "N")]
+    pub max_concurrent_jobs: Option<usize>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `wasmnode run`.

@@ -337,4 +337,76 @@ mod tests {
         missing.as_object_mut().unwrap().remove("task");
         assert_eq!(parse(missing).unwrap_err().code, "MISSING_FIELD");
     }
+
+    #[test]
+    fn the_example_jobs_parse() {
+        for body in [
+            include_str!("../../examples/jobs/retrieval.json"),
+            include_str!("../../examples/jobs/aggregation.json"),
+            include_str!("../../examples/jobs/grep-tool.json"),
+        ] {
+            JobRequest::parse(body.as_bytes()).unwrap();
+        }
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Arbitrary JSON, biased towards job-like objects.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)),
+                "[a-z_:./-]{0,12}".prop_map(Value::String),
+                Just(Value::from(1)),
+                Just(Value::from("wasm")),
+                Just(Value::from("image")),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("protocol_version".to_string()),
+                            Just("job_id".to_string()),
+                            Just("task".to_string()),
+                            Just("runtime".to_string()),
+                            Just("type".to_string()),
+                            Just("payload".to_string()),
+                            Just("mode".to_string()),
+                            Just("limits".to_string()),
+                            Just("mounts".to_string()),
+                            Just("component".to_string()),
+                            "[a-z_]{1,8}",
+                        ],
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                let _ = JobRequest::parse(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_json_never_panics_and_accepted_jobs_convert(value in json_value()) {
+                if let Ok(job) = JobRequest::parse(value.to_string().as_bytes()) {
+                    let task = job.to_task();
+                    prop_assert_eq!(task.job_id, job.job_id);
+                }
+            }
+        }
+    }
 }

@@ -1,11 +1,17 @@
 //! The `wasmnode` binary: parses the command line, sets up logging and
 //! dispatches to the command. Errors end here as one line on stderr.
 
+mod api;
 mod cli;
 mod commands;
 mod config;
+mod events;
+mod facts;
 mod job;
+mod metrics;
 mod node;
+mod scheduler;
+mod store;
 mod telemetry;
 
 use clap::Parser;
@@ -40,6 +46,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let config_file = cli.config.as_deref();
     let printed = match cli.command {
+        Command::Serve(args) => commands::serve::execute(config_file, args).await?,
         Command::Run(args) => commands::run::execute(config_file, args).await?,
         Command::Tool(ToolCommand::Run(args)) => commands::tool::run(config_file, args).await?,
         Command::Tool(ToolCommand::Inspect(args)) => {

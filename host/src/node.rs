@@ -1,9 +1,16 @@
 //! Assembling a node from its configuration: the executors, the tool
-//! registry and the router that every front end (CLI, API, agent) shares.
+//! registry and the router every front end shares, and for long-running
+//! nodes the job store, the scheduler and its execution runtime.
 
 use crate::config::Config;
+use crate::events::EventHub;
+use crate::facts::HostFacts;
+use crate::metrics::Metrics;
+use crate::scheduler::{Scheduler, Settings};
+use crate::store::JobStore;
 use anyhow::Context;
 use std::sync::Arc;
+use std::time::Instant;
 use wasmnode_runtime::{ArtifactStore, Backends, Policy, Router, ToolRegistry, WasmExecutor};
 
 /// Builds the router for `config`, enforcing `policy`.
@@ -36,4 +43,117 @@ pub async fn router(config: &Config, policy: Policy) -> anyhow::Result<Router> {
         artifacts,
         data_dir.join("workspaces"),
     ))
+}
+
+/// A long-running node: everything `serve` and `agent` share.
+pub struct Node {
+    /// The effective configuration.
+    pub config: Config,
+    /// Facts about the machine.
+    pub facts: HostFacts,
+    /// When the node started.
+    pub started: Instant,
+    /// Routes tasks to executors.
+    pub router: Arc<Router>,
+    /// Durable job store.
+    pub store: JobStore,
+    /// Queues and runs jobs.
+    pub scheduler: Scheduler,
+    /// Live job events.
+    pub events: EventHub,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    exec: Option<tokio::runtime::Runtime>,
+}
+
+impl Node {
+    /// Opens the store, recovers unfinished jobs and starts the scheduler.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let router = Arc::new(router(&config, config.policy()).await?);
+        let store = JobStore::open(&config.node.data_dir.join("jobs.redb"))?;
+        let threads = config.scheduler.max_concurrent_jobs.clamp(1, 64);
+        let exec = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("wasmnode-exec")
+            .enable_all()
+            .build()
+            .context("cannot start the task runtime")?;
+        let events = EventHub::default();
+        let metrics = Arc::new(Metrics::default());
+        let settings = Settings {
+            max_concurrent_jobs: config.scheduler.max_concurrent_jobs,
+            queue_capacity: config.scheduler.queue_capacity,
+        };
+        let scheduler = Scheduler::start(
+            store.clone(),
+            router.clone(),
+            exec.handle().clone(),
+            events.clone(),
+            metrics.clone(),
+            settings,
+        )
+        .await?;
+        Ok(Self {
+            facts: HostFacts::read(),
+            started: Instant::now(),
+            config,
+            router,
+            store,
+            scheduler,
+            events,
+            metrics,
+            exec: Some(exec),
+        })
+    }
+
+    /// Compiles the built-in guests in the background (or loads them from
+    /// the code cache) so the first jobs do not wait for it.
+    pub fn spawn_warm_up(&self) {
+        let wasm = self.router.backends().wasm.clone();
+        tokio::spawn(async move {
+            for name in wasmnode_runtime::builtins::names() {
+                let source = wasmnode_runtime::ComponentSource::Builtin(name.into());
+                match wasm.warm(&source).await {
+                    Ok(origin) => tracing::debug!(
+                        builtin = name,
+                        from = origin.as_str(),
+                        "built-in guest ready"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(builtin = name, error = %e, "built-in guest failed to prepare")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Removes finished jobs past the retention limits, now and every minute.
+    pub fn spawn_retention(&self) {
+        let store = self.store.clone();
+        let max_jobs = self.config.scheduler.retention_max_jobs;
+        let max_age_ms = self
+            .config
+            .scheduler
+            .retention_max_age_hours
+            .saturating_mul(3_600_000);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match store.apply_retention(max_jobs, max_age_ms).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "retention removed finished jobs"),
+                    Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+            }
+        });
+    }
+
+    /// Stops the task runtime without waiting for it (tasks were drained).
+    pub fn shutdown(mut self) {
+        if let Some(exec) = self.exec.take() {
+            exec.shutdown_background();
+        }
+        self.store.close();
+    }
 }

@@ -74,3 +74,191 @@ pub fn json(output: &Output) -> serde_json::Value {
         )
     })
 }
+
+/// A `wasmnode serve` process on a free loopback port with its own data
+/// directory; killed when dropped.
+pub struct NodeProcess {
+    child: std::process::Child,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// The data directory (kept across restarts).
+    pub data_dir: tempfile::TempDir,
+    config: PathBuf,
+    port: u16,
+    log: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts a node with `config_toml` (the test adds listen and data dir).
+    pub async fn start(config_toml: &str) -> Self {
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let config = data_dir.path().join("node.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        let port = free_port();
+        let log = data_dir.path().join("node.log");
+        let child = spawn_serve(&config, data_dir.path(), port, &log);
+        let node = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            config,
+            port,
+            log,
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    /// `url` + `path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(self.at("/health")).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("node did not become ready; log:\n{}", self.log());
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `KILL`) to the node.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit (up to `timeout`) and returns its status code.
+    pub async fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node did not exit in {timeout:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `kill -9`, then starts again on the same port with the same data.
+    pub async fn crash_and_restart(&mut self) {
+        self.signal("KILL");
+        self.wait_exit(std::time::Duration::from_secs(10)).await;
+        self.restart().await;
+    }
+
+    /// Starts the (stopped) node again with the same config, port and data.
+    pub async fn restart(&mut self) {
+        self.child = spawn_serve(&self.config, self.data_dir.path(), self.port, &self.log);
+        self.wait_ready().await;
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_serve(
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    port: u16,
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("WASMNODE_LOG", "info")
+        .env_remove("WASMNODE_API_KEY")
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("start wasmnode serve")
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The directory holding the test guests, for `policy.component_roots`.
+pub fn test_guest_dir() -> PathBuf {
+    test_guest("hostile").parent().expect("dir").to_path_buf()
+}
+
+/// A Job Protocol v1 request running `component` (a test guest stem or `builtin:NAME`).
+pub fn wasm_job(job_id: &str, component: &str, payload: serde_json::Value) -> serde_json::Value {
+    let component = if component.starts_with("builtin:") {
+        component.to_string()
+    } else {
+        test_guest(component).display().to_string()
+    };
+    serde_json::json!({"protocol_version": 1, "job_id": job_id,
+        "task": {"type": "wasm", "payload": payload},
+        "runtime": {"mode": "wasm", "component": component}})
+}
+
+/// Polls `GET /jobs/{id}` until the job is terminal (or `timeout`).
+pub async fn wait_terminal(
+    client: &reqwest::Client,
+    node: &NodeProcess,
+    job_id: &str,
+    timeout: std::time::Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let job: serde_json::Value = client
+            .get(node.at(&format!("/jobs/{job_id}")))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if matches!(
+            job["state"].as_str(),
+            Some("finished" | "failed" | "cancelled")
+        ) {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job_id} still {} after {timeout:?}",
+            job["state"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,6 +1,7 @@
 //! One module per CLI command.
 
 pub mod run;
+pub mod serve;
 pub mod tool;
 
 use crate::cli::NodeArgs;

@@ -180,6 +180,12 @@ impl WasmExecutor {
         }
     }
 
+    /// Compiles (or loads from the disk cache) `source` ahead of its first
+    /// task, so that task does not pay for it.
+    pub async fn warm(&self, source: &ComponentSource) -> Result<CodeOrigin, TaskFailure> {
+        self.prepared(source).await.map(|(_, origin)| origin)
+    }
+
     async fn prepared(
         &self,
         source: &ComponentSource,

@@ -1,0 +1,54 @@
+//! `word_count`: an example wasmnode plugin tool. It counts the lines, words
+//! and bytes of a file in a directory the caller mounts.
+//!
+//! A tool implements the `wasmnode:tool` world (`wit/tool/tool.wit`):
+//! `describe()` says who it is, what arguments it takes (a JSON Schema) and
+//! what it needs; `invoke(args)` takes a JSON object and returns a JSON
+//! document or a typed error. The host mounts only what the caller asked
+//! for, read-only unless the tool declares `writes`, with no network.
+
+wit_bindgen::generate!({ path: "../../wit/tool", world: "tool" });
+
+use serde_json::{Value, json};
+use wasmnode::tool::types::Capabilities;
+
+struct WordCount;
+
+impl Guest for WordCount {
+    fn describe() -> ToolInfo {
+        ToolInfo {
+            name: "word_count".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Count the lines, words and bytes of a file".into(),
+            args_schema:
+                r#"{"type":"object","required":["path"],"properties":{"path":{"type":"string"}}}"#
+                    .into(),
+            capabilities: Capabilities {
+                mounts: Vec::new(),
+                writes: false,
+            },
+        }
+    }
+
+    fn invoke(args: String) -> Result<String, ToolError> {
+        let args: Value =
+            serde_json::from_str(&args).map_err(|e| ToolError::InvalidArgs(e.to_string()))?;
+        let path = args["path"]
+            .as_str()
+            .ok_or_else(|| ToolError::InvalidArgs("`path` (a string) is required".into()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ToolError::NotFound(format!("{path}: no such file")),
+            std::io::ErrorKind::PermissionDenied => ToolError::Denied(format!("{path}: {e}")),
+            _ => ToolError::Failed(format!("{path}: {e}")),
+        })?;
+        Ok(json!({
+            "path": path,
+            "lines": text.lines().count(),
+            "words": text.split_whitespace().count(),
+            "bytes": text.len(),
+        })
+        .to_string())
+    }
+}
+
+export!(WordCount);

@@ -1,0 +1,89 @@
+//! JSON error responses: `{"error": {"code", "message"}}`, plus
+//! `accepted: false` / `state: rejected` / `job_id` for refused submissions.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API error with its HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Set for refused submissions (render the Job Protocol rejection
+    /// shape); the inner value is the job id, when the body had one.
+    pub job_id: Option<Option<String>>,
+    /// Seconds to wait before retrying (429, 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with `status`, `code` and `message`.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            job_id: None,
+            retry_after: None,
+        }
+    }
+
+    /// Marks this as the rejection of the submission of `job_id`.
+    pub fn rejecting(mut self, job_id: Option<String>) -> Self {
+        self.job_id = Some(job_id);
+        self
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// 404 for an unknown job.
+    pub fn job_not_found(job_id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "JOB_NOT_FOUND",
+            format!("no job `{job_id}` on this node"),
+        )
+    }
+
+    /// 500 for a store failure.
+    pub fn store(e: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "STORE_ERROR",
+            e.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let error = json!({"code": self.code, "message": self.message});
+        let body = match &self.job_id {
+            Some(id) => {
+                json!({"accepted": false, "job_id": id, "state": "rejected", "error": error})
+            }
+            None => json!({"error": error}),
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

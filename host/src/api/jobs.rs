@@ -1,0 +1,234 @@
+//! Job Protocol v1 endpoints: submit, get, cancel, list, result.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::job::JobRequest;
+use crate::scheduler::{SubmitError, Submitted};
+use crate::store::{JobRecord, JobState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::{Duration, UNIX_EPOCH};
+use wasmnode_runtime::FailureKind;
+
+/// Most jobs one list page returns.
+const MAX_PAGE: usize = 1000;
+
+/// `POST /jobs`.
+pub async fn submit(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "BODY_TOO_LARGE"
+        } else {
+            "INVALID_BODY"
+        };
+        count_rejection(&app, code);
+        ApiError::new(status, code, rejection.body_text()).rejecting(None)
+    })?;
+    let request = JobRequest::parse(&body).map_err(|e| {
+        count_rejection(&app, e.code);
+        let id = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["job_id"].as_str().map(String::from));
+        ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message).rejecting(id)
+    })?;
+    let job_id = request.job_id.clone();
+    match app.node.scheduler.submit(request).await {
+        Ok(Submitted::Accepted) | Ok(Submitted::InFlight) => Ok(Json(
+            json!({"accepted": true, "job_id": job_id, "state": "queued"}),
+        )),
+        Ok(Submitted::Existing(record)) => Ok(Json(
+            json!({"accepted": true, "job_id": job_id, "state": record.state.as_str(), "duplicate": true}),
+        )),
+        Err(e) => {
+            let error = submit_error(e).rejecting(Some(job_id));
+            count_rejection(&app, &error.code);
+            Err(error)
+        }
+    }
+}
+
+fn count_rejection(app: &AppState, code: &str) {
+    app.node
+        .metrics
+        .rejected
+        .get_or_create(&crate::metrics::CodeLabel { code: code.into() })
+        .inc();
+}
+
+fn submit_error(e: SubmitError) -> ApiError {
+    match e {
+        SubmitError::Draining => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DRAINING", e.to_string())
+                .retry_after(30)
+        }
+        SubmitError::QueueFull(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", e.to_string()).retry_after(1)
+        }
+        SubmitError::Conflict(_) => {
+            ApiError::new(StatusCode::CONFLICT, "DUPLICATE_JOB_ID", e.to_string())
+        }
+        SubmitError::Rejected(failure) => {
+            let status = match failure.kind {
+                FailureKind::PolicyDenied | FailureKind::BackendUnavailable => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            ApiError::new(status, failure.kind.code(), failure.message)
+        }
+        SubmitError::Store(e) => ApiError::store(e),
+    }
+}
+
+/// `GET /jobs/{id}`.
+pub async fn get(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = app
+        .node
+        .store
+        .get(&job_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::job_not_found(&job_id))?;
+    Ok(Json(view(&record)))
+}
+
+/// `DELETE /jobs/{id}`.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match app
+        .node
+        .scheduler
+        .cancel(&job_id)
+        .await
+        .map_err(ApiError::store)?
+    {
+        Some(c) => Ok(Json(
+            json!({"job_id": job_id, "state": c.state.as_str(), "note": c.note}),
+        )),
+        None => Err(ApiError::job_not_found(&job_id)),
+    }
+}
+
+/// Query of `GET /jobs`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<u64>,
+}
+
+/// `GET /jobs?state=…&limit=…&cursor=…`.
+pub async fn list(
+    State(app): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_STATE",
+                format!("state `{s}` must be one of queued, running, finished, failed, cancelled"),
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let (records, next) = app
+        .node
+        .store
+        .list(state, q.cursor.unwrap_or(0), limit)
+        .map_err(ApiError::store)?;
+    let jobs: Vec<Value> = records.iter().map(summary).collect();
+    Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
+}
+
+/// `GET /jobs/{id}/result`: the output document of a finished job.
+pub async fn result(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = app
+        .node
+        .store
+        .get(&job_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::job_not_found(&job_id))?;
+    match (&record.state, &record.result) {
+        (JobState::Finished, Some(result)) => Ok(Json(result.output.clone())),
+        (state, Some(result)) if state.is_terminal() => {
+            let e = result
+                .error
+                .clone()
+                .unwrap_or_else(|| crate::store::ErrorInfo {
+                    code: "FAILED".into(),
+                    message: String::new(),
+                });
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "JOB_FAILED",
+                format!("the job is {}: {}: {}", state.as_str(), e.code, e.message),
+            ))
+        }
+        (state, _) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NOT_FINISHED",
+            format!("the job is {}; its result is not ready", state.as_str()),
+        )),
+    }
+}
+
+/// The full view of a job (`GET /jobs/{id}`).
+pub fn view(record: &JobRecord) -> Value {
+    let mut out = summary(record);
+    let result = record.result.clone().unwrap_or_default();
+    out["stdout"] = Value::String(result.stdout);
+    out["stderr"] = Value::String(result.stderr);
+    out["exit_code"] = json!(result.exit_code);
+    if let Some(error) = result.error {
+        out["error"] = json!(error);
+    }
+    if let Some(metrics) = result.metrics {
+        out["metrics"] = json!(metrics);
+    }
+    out["executor"] = json!(result.executor);
+    out
+}
+
+/// The short view of a job (`GET /jobs`).
+pub fn summary(record: &JobRecord) -> Value {
+    json!({
+        "job_id": record.job_id,
+        "state": record.state.as_str(),
+        "task_type": record.request.task.task_type,
+        "mode": record.request.runtime.mode,
+        "priority": record.request.priority.as_deref().unwrap_or("normal"),
+        "attempts": record.attempts,
+        "submitted_at": rfc3339(Some(record.submitted_at_ms)),
+        "started_at": rfc3339(record.started_at_ms),
+        "finished_at": rfc3339(record.finished_at_ms),
+        "error_code": record.result.as_ref().and_then(|r| r.error.as_ref()).map(|e| e.code.clone()),
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: Option<u64>) -> Value {
+    match ms {
+        Some(ms) => Value::String(
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
+        ),
+        None => Value::Null,
+    }
+}

@@ -1,0 +1,197 @@
+//! The local HTTP API: Job Protocol v1 (`/info`, `/health`, `/jobs`...) plus
+//! listing, results, Server-Sent Events and Prometheus metrics.
+
+mod error;
+mod events;
+mod jobs;
+mod node;
+
+pub use error::ApiError;
+
+use crate::config::ApiConfig;
+use crate::node::Node;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use std::sync::Arc;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node.
+    pub node: Arc<Node>,
+    key_hash: Option<[u8; 32]>,
+}
+
+/// The API's routes with auth, body limit and CORS applied.
+pub fn router(node: Arc<Node>) -> Router {
+    let api = node.config.api.clone();
+    let state = AppState {
+        key_hash: (!api.api_key.is_empty())
+            .then(|| *blake3::hash(api.api_key.as_bytes()).as_bytes()),
+        node,
+    };
+    let protected = Router::new()
+        .route("/info", get(node::info))
+        .route("/metrics", get(node::metrics))
+        .route("/jobs", get(jobs::list).post(jobs::submit))
+        .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route("/jobs/{id}/result", get(jobs::result))
+        .route("/jobs/{id}/events", get(events::stream))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let app = Router::new()
+        .route("/health", get(node::health))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(api.max_body_bytes))
+        .with_state(state);
+    match cors(&api) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    }
+}
+
+/// Requires the API key (`X-API-Key` or `Authorization: Bearer`) when one is
+/// configured, compared in constant time.
+async fn authenticate(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let Some(expected) = app.key_hash else {
+        return Ok(next.run(request).await);
+    };
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    let matches = given.is_some_and(|key| {
+        use subtle::ConstantTimeEq;
+        bool::from(
+            blake3::hash(key.trim().as_bytes())
+                .as_bytes()
+                .ct_eq(&expected),
+        )
+    });
+    if matches {
+        Ok(next.run(request).await)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "a valid API key is required (X-API-Key or Authorization: Bearer)",
+        ))
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("no route for {method} {}", uri.path()),
+    )
+}
+
+fn cors(api: &ApiConfig) -> Option<CorsLayer> {
+    if api.cors_origins.is_empty() {
+        return None;
+    }
+    let origins = if api.cors_origins.iter().any(|o| o == "*") {
+        AllowOrigin::from(Any)
+    } else {
+        AllowOrigin::list(
+            api.cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::HeaderName::from_static("x-api-key"),
+            ]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use axum::body::Body;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+    use tower::ServiceExt;
+
+    /// One node for every case, on its own runtime (a node lives as long as the process).
+    fn app() -> &'static (tokio::runtime::Runtime, Router, tempfile::TempDir) {
+        static APP: OnceLock<(tokio::runtime::Runtime, Router, tempfile::TempDir)> =
+            OnceLock::new();
+        APP.get_or_init(|| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = Config::default();
+            config.node.data_dir = dir.path().to_path_buf();
+            config.scheduler.max_concurrent_jobs = 1;
+            config.api.max_body_bytes = 64 * 1024;
+            let node = rt.block_on(Node::start(config)).unwrap();
+            let router = router(Arc::new(node));
+            (rt, router, dir)
+        })
+    }
+
+    fn send(request: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let (rt, router, _) = app();
+        rt.block_on(async {
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Arbitrary bytes posted as a job: always a JSON answer with a 2xx/4xx
+        /// status and a code, never a panic or a 5xx.
+        #[test]
+        fn arbitrary_submissions_get_json_answers(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+            let (status, json) = send(Request::post("/jobs").body(Body::from(body)).unwrap());
+            prop_assert!(status.is_success() || status.is_client_error(), "{status}");
+            if !status.is_success() {
+                prop_assert_eq!(&json["accepted"], &serde_json::Value::Bool(false));
+                prop_assert!(json["error"]["code"].is_string());
+            }
+        }
+
+        /// Arbitrary paths and methods never crash the router.
+        #[test]
+        fn arbitrary_paths_are_answered(path in "/[a-z/%?=&._-]{0,40}", delete in any::<bool>()) {
+            let method = if delete { Method::DELETE } else { Method::GET };
+            if let Ok(request) = Request::builder().method(method).uri(path.as_str()).body(Body::empty()) {
+                let (status, _) = send(request);
+                prop_assert!(!status.is_server_error(), "{path}: {status}");
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Facts about the host machine, read from the OS (never hard-coded): CPU
+//! cores and threads, memory, load average, temperature.
+
+use sysinfo::{Components, System};
+
+/// Static facts, read once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostFacts {
+    /// Host name.
+    pub hostname: String,
+    /// Physical CPU cores (logical threads where unknown).
+    pub cpu_cores: usize,
+    /// Logical CPU threads.
+    pub cpu_threads: usize,
+    /// Total memory, MiB.
+    pub memory_mb: u64,
+    /// CPU architecture (`x86_64`, `aarch64`, ...).
+    pub arch: &'static str,
+}
+
+impl HostFacts {
+    /// Reads the facts from the OS.
+    pub fn read() -> Self {
+        let memory = System::new().map(|mut s| {
+            s.refresh_memory();
+            s.total_memory()
+        });
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self {
+            hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
+            cpu_cores: System::physical_core_count().unwrap_or(threads),
+            cpu_threads: threads,
+            memory_mb: memory.unwrap_or(0) / (1024 * 1024),
+            arch: std::env::consts::ARCH,
+        }
+    }
+}
+
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> [f64; 3] {
+    System::load_average()
+        .map(|l| [l.one, l.five, l.fifteen])
+        .unwrap_or_default()
+}
+
+/// The hottest sensor's temperature in °C, or `None` where there is no sensor.
+pub fn temperature_c() -> Option<f64> {
+    Components::new_with_refreshed_list()
+        .ok()?
+        .iter()
+        .filter_map(|c| c.temperature())
+        .filter(|t| t.is_finite())
+        .map(f64::from)
+        .reduce(f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_come_from_the_machine() {
+        let facts = HostFacts::read();
+        assert_eq!(
+            facts.cpu_threads,
+            std::thread::available_parallelism().unwrap().get()
+        );
+        assert!(facts.cpu_cores >= 1 && facts.cpu_cores <= facts.cpu_threads);
+        assert!(facts.memory_mb > 64, "{facts:?}");
+        assert!(load_average().iter().all(|l| *l >= 0.0));
+    }
+}

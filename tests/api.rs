@@ -1,0 +1,681 @@
+//! The local job API against the real binary on 127.0.0.1: Job Protocol v1,
+//! the extensions, durability across `kill -9`, drain, auth and limits.
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::time::Duration;
+use wasmnode_e2e::{NodeProcess, test_guest_dir, wait_terminal, wasm_job};
+
+fn guests_allowed(extra: &str) -> String {
+    format!(
+        "[policy]\ncomponent_roots = [{:?}]\n{extra}",
+        test_guest_dir().display().to_string()
+    )
+}
+
+async fn post(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> (u16, Value) {
+    let r = client
+        .post(node.at("/jobs"))
+        .json(job)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json body"))
+}
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
+    let node = NodeProcess::start(&guests_allowed("")).await;
+    let client = reqwest::Client::new();
+    let docs = json!([{"id": "a", "text": "wasm components run sandboxed"}, {"id": "b", "text": "docker images"}]).to_string();
+    let jobs = [
+        (
+            "w",
+            wasm_job(
+                "w",
+                "builtin:retrieval",
+                json!({"query": "sandboxed wasm", "documents_json": docs}),
+            ),
+        ),
+        (
+            "r",
+            json!({"protocol_version": 1, "job_id": "r", "task": {"type": "retrieval", "payload": {"query": "docker", "documents_json": docs}}, "runtime": {"mode": "wasm"}}),
+        ),
+        (
+            "a",
+            json!({"protocol_version": 1, "job_id": "a", "task": {"type": "aggregation", "payload": {"items_json": "[{\"x\":1},{\"y\":2}]"}}, "runtime": {"mode": "auto"}}),
+        ),
+        (
+            "t",
+            json!({"protocol_version": 1, "job_id": "t", "task": {"type": "tool_execution", "payload": {"tool": "file_write", "path": "/workspace/a.txt", "content": "hi"}}, "runtime": {"mode": "auto"}}),
+        ),
+    ];
+    for (id, job) in &jobs {
+        let (status, body) = post(&client, &node, job).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            json!({"accepted": true, "job_id": id, "state": "queued"})
+        );
+    }
+    for (id, _) in &jobs {
+        let job = wait_terminal(&client, &node, id, WAIT).await;
+        assert_eq!(job["state"], "finished", "{job}");
+    }
+    let get = |id: &'static str| {
+        let client = client.clone();
+        let url = node.at(&format!("/jobs/{id}/result"));
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get("w").await["documents"][0]["id"], "a");
+    assert_eq!(get("r").await["documents"][0]["id"], "b");
+    assert_eq!(get("a").await["report"], json!({"x": 1, "y": 2}));
+    assert_eq!(get("t").await["bytes_written"], 2);
+
+    let list: Value = client
+        .get(node.at("/jobs?state=finished&limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 2);
+    let cursor = list["next_cursor"].as_u64().unwrap();
+    let rest: Value = client
+        .get(node.at(&format!("/jobs?state=finished&cursor={cursor}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["jobs"].as_array().unwrap().len(), 2);
+    assert!(rest["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn events_stream_state_changes_and_output_in_order() {
+    let node = NodeProcess::start(&guests_allowed("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
+    let client = reqwest::Client::new();
+    // A blocker keeps the slot busy so the followed job is still queued when we subscribe.
+    post(
+        &client,
+        &node,
+        &wasm_job("blocker", "hostile", json!({"action": "sleep", "ms": 700})),
+    )
+    .await;
+    post(
+        &client,
+        &node,
+        &wasm_job(
+            "talker",
+            "hostile",
+            json!({"action": "print", "stdout": "hello out", "stderr": "hello err"}),
+        ),
+    )
+    .await;
+    let response = client
+        .get(node.at("/jobs/talker/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = String::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("events in time")
+    {
+        body.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let events: Vec<(String, Value)> = body
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+            Some((name.to_string(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let states: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, v)| v["state"].as_str())
+        .collect();
+    assert_eq!(states, ["queued", "running", "finished"], "{body}");
+    assert_eq!(names.last(), Some(&"end"));
+    let running = events
+        .iter()
+        .position(|(_, v)| v["state"] == "running")
+        .unwrap();
+    let stdout = names
+        .iter()
+        .position(|n| *n == "stdout")
+        .expect("stdout event");
+    let finished = events
+        .iter()
+        .position(|(_, v)| v["state"] == "finished")
+        .unwrap();
+    assert!(running < stdout && stdout < finished, "{names:?}");
+    let out: String = events
+        .iter()
+        .filter(|(n, _)| n == "stdout")
+        .map(|(_, v)| v["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(out, "hello out\n");
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_jobs_with_two_slots_all_finish_once() {
+    let node = NodeProcess::start("[scheduler]\nmax_concurrent_jobs = 2\n").await;
+    let client = reqwest::Client::new();
+    let submits = (0..1000).map(|i| {
+        let client = client.clone();
+        let url = node.at("/jobs");
+        async move {
+            let job = json!({"protocol_version": 1, "job_id": format!("bulk-{i}"),
+                "task": {"type": "aggregation", "payload": {"items_json": format!("[{{\"i\":{i}}}]")}},
+                "runtime": {"mode": "auto"}});
+            let r = client.post(url).json(&job).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+    futures::stream::iter(submits)
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    let mut intervals = Vec::new();
+    for i in 0..1000 {
+        let job = wait_terminal(&client, &node, &format!("bulk-{i}"), WAIT).await;
+        assert_eq!(job["state"], "finished", "{job}");
+        assert_eq!(job["attempts"], 1, "a job never starts twice");
+        let ms = |k: &str| humantime_ms(job[k].as_str().unwrap());
+        intervals.push((ms("started_at"), ms("finished_at")));
+    }
+    // Sweep: at no instant were more than two jobs between start and finish.
+    let mut points: Vec<(u64, i32)> = intervals
+        .iter()
+        .flat_map(|(s, f)| [(*s, 1), (*f, -1)])
+        .collect();
+    points.sort_by_key(|(t, d)| (*t, *d));
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in points {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert!(peak <= 2, "{peak} jobs ran at once");
+    let metrics = client
+        .get(node.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "wasmnode_jobs_completed_total{state=\"finished\",task_type=\"aggregation\"} 1000"
+        ),
+        "{metrics}"
+    );
+}
+
+fn humantime_ms(rfc3339: &str) -> u64 {
+    // "2026-11-24T06:10:12.347Z": compare within one run, so seconds of the day suffice.
+    let time = rfc3339.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: u64 = parts.next().unwrap().parse().unwrap();
+    let m: u64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    (h * 3600 + m * 60) * 1000 + (s * 1000.0).round() as u64
+}
+
+#[tokio::test]
+async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_clearly() {
+    let node = NodeProcess::start(&guests_allowed(
+        "[scheduler]\nmax_concurrent_jobs = 1\nqueue_capacity = 1\n[api]\nmax_body_bytes = 4096\n",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let sleeper = |id: &str| wasm_job(id, "hostile", json!({"action": "sleep", "ms": 3000}));
+    assert_eq!(post(&client, &node, &sleeper("s1")).await.0, 200);
+    // Wait until s1 runs so the queue is empty again, then fill it.
+    for _ in 0..100 {
+        let job: Value = client
+            .get(node.at("/jobs/s1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(post(&client, &node, &sleeper("s2")).await.0, 200);
+    let r = client
+        .post(node.at("/jobs"))
+        .json(&sleeper("s3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            body["accepted"].clone(),
+            body["state"].clone(),
+            body["error"]["code"].clone()
+        ),
+        (json!(false), json!("rejected"), json!("QUEUE_FULL"))
+    );
+
+    let big = json!({"protocol_version": 1, "job_id": "big", "task": {"type": "retrieval", "payload": {"query": "x".repeat(8000)}}, "runtime": {"mode": "wasm"}});
+    let (status, body) = post(&client, &node, &big).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("BODY_TOO_LARGE"))
+    );
+
+    let (status, body) = post(&client, &node, &json!({"protocol_version": 7, "job_id": "v", "task": {"type": "x"}, "runtime": {"mode": "wasm"}})).await;
+    assert_eq!(
+        (
+            status,
+            body["error"]["code"].as_str(),
+            body["job_id"].as_str()
+        ),
+        (400, Some("BAD_PROTOCOL_VERSION"), Some("v"))
+    );
+    let (status, body) = post(&client, &node, &json!({"protocol_version": 1, "job_id": "m", "task": {"type": "x"}, "runtime": {"mode": "vm"}})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("BAD_RUNTIME_MODE"))
+    );
+    let (status, body) = post(
+        &client,
+        &node,
+        &json!({"protocol_version": 1, "job_id": "p", "task": {"type": "x"},
+        "runtime": {"mode": "wasm", "component": "/etc/passwd"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("POLICY_DENIED"))
+    );
+    let r = client
+        .post(node.at("/jobs"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    let r = client.get(node.at("/jobs/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "JOB_NOT_FOUND"
+    );
+    assert_eq!(
+        client
+            .delete(node.at("/jobs/nope"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(node.at("/no/such/route"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let (status, body) = post(&client, &node, &sleeper("s1")).await;
+    assert_eq!(
+        (status, body["accepted"].as_bool()),
+        (200, Some(true)),
+        "same request again is idempotent: {body}"
+    );
+    let mut changed = sleeper("s1");
+    changed["task"]["payload"]["ms"] = json!(1);
+    let (status, body) = post(&client, &node, &changed).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("DUPLICATE_JOB_ID"))
+    );
+
+    let r: Value = client
+        .delete(node.at("/jobs/s2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["state"], "cancelled");
+    let r: Value = client
+        .delete(node.at("/jobs/s1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        json!({"job_id": "s1", "state": "running", "note": "Cancellation requested"})
+    );
+    let job = wait_terminal(&client, &node, "s1", WAIT).await;
+    assert_eq!(job["state"], "cancelled");
+}
+
+#[tokio::test]
+async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupted_jobs() {
+    let mut node =
+        NodeProcess::start(&guests_allowed("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
+    let client = reqwest::Client::new();
+    post(
+        &client,
+        &node,
+        &wasm_job("done", "hostile", json!({"action": "echo", "v": 1})),
+    )
+    .await;
+    assert_eq!(
+        wait_terminal(&client, &node, "done", WAIT).await["state"],
+        "finished"
+    );
+    post(
+        &client,
+        &node,
+        &wasm_job("long", "hostile", json!({"action": "sleep", "ms": 30000})),
+    )
+    .await;
+    let mut again = wasm_job("again", "hostile", json!({"action": "sleep", "ms": 500}));
+    again["idempotent"] = json!(true);
+    post(&client, &node, &again).await;
+    post(
+        &client,
+        &node,
+        &wasm_job("waiting", "hostile", json!({"action": "echo", "v": 2})),
+    )
+    .await;
+    for _ in 0..200 {
+        let job: Value = client
+            .get(node.at("/jobs/long"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    node.crash_and_restart().await;
+
+    let long = wait_terminal(&client, &node, "long", WAIT).await;
+    assert_eq!(
+        (long["state"].as_str(), long["error"]["code"].as_str()),
+        (Some("failed"), Some("INTERRUPTED")),
+        "{long}"
+    );
+    assert_eq!(
+        wait_terminal(&client, &node, "again", WAIT).await["state"],
+        "finished"
+    );
+    assert_eq!(
+        wait_terminal(&client, &node, "waiting", WAIT).await["state"],
+        "finished"
+    );
+    let done: Value = client
+        .get(node.at("/jobs/done/result"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(done["v"], 1, "finished results survive");
+}
+
+#[tokio::test]
+async fn an_idempotent_job_running_at_the_crash_runs_again() {
+    let mut node = NodeProcess::start(&guests_allowed("")).await;
+    let client = reqwest::Client::new();
+    let mut job = wasm_job("rerun", "hostile", json!({"action": "sleep", "ms": 1500}));
+    job["idempotent"] = json!(true);
+    post(&client, &node, &job).await;
+    for _ in 0..200 {
+        let j: Value = client
+            .get(node.at("/jobs/rerun"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.crash_and_restart().await;
+    let done = wait_terminal(&client, &node, "rerun", WAIT).await;
+    assert_eq!(
+        (done["state"].as_str(), done["attempts"].as_u64()),
+        (Some("finished"), Some(2)),
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn drain_finishes_running_jobs_and_refuses_new_ones() {
+    let mut node = NodeProcess::start(&guests_allowed(
+        "[scheduler]\nmax_concurrent_jobs = 1\ndrain_timeout_seconds = 20\n",
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    post(
+        &client,
+        &node,
+        &wasm_job("runner", "hostile", json!({"action": "sleep", "ms": 1500})),
+    )
+    .await;
+    post(
+        &client,
+        &node,
+        &wasm_job("queued", "hostile", json!({"action": "echo"})),
+    )
+    .await;
+    for _ in 0..200 {
+        let j: Value = client
+            .get(node.at("/jobs/runner"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["state"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health: Value = client
+        .get(node.at("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "draining");
+    let (status, body) = post(
+        &client,
+        &node,
+        &wasm_job("late", "hostile", json!({"action": "echo"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("DRAINING"))
+    );
+    assert_eq!(node.wait_exit(Duration::from_secs(30)).await, Some(0));
+
+    node.restart().await;
+    let runner: Value = client
+        .get(node.at("/jobs/runner"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        runner["state"], "finished",
+        "the running job finished during the drain: {runner}"
+    );
+    assert_eq!(
+        wait_terminal(&client, &node, "queued", WAIT).await["state"],
+        "finished",
+        "queued work survives a drain"
+    );
+}
+
+#[tokio::test]
+async fn api_key_is_required_except_for_health() {
+    let node = NodeProcess::start("[api]\napi_key = \"s3cret-key\"\n").await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client.get(node.at("/info")).send().await.unwrap().status(),
+        401
+    );
+    let wrong = client
+        .get(node.at("/info"))
+        .header("X-API-Key", "guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["error"]["code"],
+        "UNAUTHORIZED"
+    );
+    assert_eq!(
+        client
+            .get(node.at("/info"))
+            .header("X-API-Key", "s3cret-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(node.at("/info"))
+            .bearer_auth("s3cret-key")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .post(node.at("/jobs"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(node.at("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn info_health_cors_and_metrics() {
+    let node = NodeProcess::start(
+        "[api]\ncors_origins = [\"http://dashboard.example\"]\n[node]\nlabels = [\"edge\"]\n",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let info: Value = client
+        .get(node.at("/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["protocol_version"], 1);
+    assert_eq!(info["labels"], json!(["edge"]));
+    assert!(info["memory_mb"].as_u64().unwrap() > 0);
+    let health: Value = client
+        .get(node.at("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["load_average"].as_array().unwrap().len(), 3);
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, node.at("/jobs"))
+        .header("Origin", "http://dashboard.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://dashboard.example"
+    );
+    let metrics = client
+        .get(node.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE wasmnode_queue_depth gauge"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,134 @@
+//! The plugin-author path: build the template in `examples/plugin-tool`,
+//! inspect it, and run it by name from a plugin directory, through the CLI
+//! and through the job API.
+
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::Command;
+use wasmnode_e2e::{NodeProcess, json, stderr, wait_terminal, wasmnode};
+
+/// Builds the template once per test binary and returns the .wasm.
+fn plugin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = root.join("target/wasm-guests");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
+                .arg(root.join("examples/plugin-tool/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building examples/plugin-tool failed");
+            target.join("wasm32-wasip2/release/word_count.wasm")
+        })
+        .clone()
+}
+
+fn plugin_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(plugin(), dir.path().join("word_count.wasm")).unwrap();
+    dir
+}
+
+#[test]
+fn the_template_builds_inspects_and_runs_by_name() {
+    let data = tempfile::tempdir().unwrap();
+    let out = wasmnode(
+        data.path(),
+        &["tool", "inspect", plugin().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["tool"]["name"], "word_count");
+
+    let plugins = plugin_dir();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("poem.txt"), "one two\nthree\n").unwrap();
+    let config = data.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nplugin_dir = {:?}\n",
+            plugins.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let listed = wasmnode(data.path(), &["--config", config, "tool", "list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("word_count\tplugin"),
+        "{}",
+        stderr(&listed)
+    );
+    let mount = format!("{}:/in", files.path().display());
+    let out = wasmnode(
+        data.path(),
+        &[
+            "--config",
+            config,
+            "tool",
+            "run",
+            "word_count",
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"path": "/in/poem.txt"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out),
+        json!({"path": "/in/poem.txt", "lines": 2, "words": 3, "bytes": 14})
+    );
+}
+
+#[tokio::test]
+async fn plugins_serve_tool_execution_jobs() {
+    let plugins = plugin_dir();
+    let node = NodeProcess::start(&format!(
+        "[node]\nplugin_dir = {:?}\n",
+        plugins.path().display().to_string()
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let job = json!({"protocol_version": 1, "job_id": "wc",
+        "task": {"type": "tool_execution", "payload": {"tool": "word_count", "path": "/workspace/missing.txt"}},
+        "runtime": {"mode": "auto"}});
+    let r = client
+        .post(node.at("/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = wait_terminal(&client, &node, "wc", std::time::Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "failed");
+    assert_eq!(
+        done["error"]["code"], "INVALID_INPUT",
+        "the tool's not-found error maps to INVALID_INPUT: {done}"
+    );
+    let info: serde_json::Value = client
+        .get(node.at("/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        info["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("word_count"))
+    );
+}
