@@ -4,10 +4,12 @@
 //! secrets masked.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmnode_runtime::Policy;
+use wasmnode_runtime::docker::{DockerSettings, ImageAllowlist};
 use wasmnode_runtime::limits::{LimitPolicy, Limits};
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 
@@ -64,6 +66,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The WebAssembly engine.
     pub wasm: WasmSection,
+    /// Containers (Docker fallback).
+    pub docker: DockerSection,
 }
 
 /// Identity and directories.
@@ -315,6 +319,45 @@ impl Default for WasmSection {
     }
 }
 
+/// Containers (Docker fallback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerSection {
+    /// `auto` (use the engine if it answers), `on` (refuse to start without
+    /// it) or `off`.
+    pub mode: String,
+    /// Engine address; unset honours `DOCKER_HOST`, else the local socket.
+    pub host: Option<String>,
+    /// Images jobs may run: exact references or prefixes ending in `*`.
+    pub allowed_images: Vec<String>,
+    /// Whether jobs may request GPUs.
+    pub allow_gpus: bool,
+    /// User containers run as.
+    pub user: String,
+    /// Size of the writable `/tmp` in containers, MiB.
+    pub tmpfs_mb: u64,
+    /// Tools that run as images rather than components: name → image.
+    pub tool_images: BTreeMap<String, String>,
+    /// Image that runs SPLAI `command`/`script` tool tasks (needs `/bin/sh`).
+    pub sandbox_image: Option<String>,
+}
+
+impl Default for DockerSection {
+    fn default() -> Self {
+        let d = DockerSettings::default();
+        Self {
+            mode: "auto".into(),
+            host: None,
+            allowed_images: Vec::new(),
+            allow_gpus: false,
+            user: d.user,
+            tmpfs_mb: d.tmpfs_mb,
+            tool_images: BTreeMap::new(),
+            sandbox_image: None,
+        }
+    }
+}
+
 impl Config {
     /// Reads `path` (TOML) over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -371,6 +414,18 @@ impl Config {
         if let Some((_, v)) = first(&["WASMNODE_ALLOWED_MODES"]) {
             self.policy.allowed_modes = split_list(&v);
         }
+        if let Some((_, v)) = first(&["WASMNODE_DOCKER"]) {
+            self.docker.mode = v;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_DOCKER_HOST"]) {
+            self.docker.host = Some(v);
+        }
+        if let Some((_, v)) = first(&["WASMNODE_ALLOWED_IMAGES"]) {
+            self.docker.allowed_images = split_list(&v);
+        }
+        if let Some((_, v)) = first(&["WASMNODE_SANDBOX_IMAGE"]) {
+            self.docker.sandbox_image = Some(v);
+        }
         Ok(())
     }
 
@@ -395,6 +450,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "wasm.allocator `{}` must be auto, pooling or on-demand",
                 self.wasm.allocator
+            )));
+        }
+        if !["auto", "on", "off"].contains(&self.docker.mode.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "docker.mode `{}` must be auto, on or off",
+                self.docker.mode
             )));
         }
         if self.wasm.epoch_tick_ms == 0 {
@@ -443,7 +504,27 @@ impl Config {
             allowed_modes: self.policy.allowed_modes.clone(),
             mount_roots: Some(self.policy.mount_roots.clone()),
             component_roots: Some(component_roots),
-            ..Policy::default()
+            tool_images: self.docker.tool_images.clone(),
+            sandbox_image: self.docker.sandbox_image.clone(),
+        }
+    }
+
+    /// The container settings; `any_image` allows every local image (for a
+    /// local user running tasks by hand).
+    pub fn docker_settings(&self, any_image: bool) -> DockerSettings {
+        let mut allowed = self.docker.allowed_images.clone();
+        allowed.extend(self.docker.tool_images.values().cloned());
+        allowed.extend(self.docker.sandbox_image.clone());
+        if any_image {
+            allowed = vec!["*".into()];
+        }
+        DockerSettings {
+            host: self.docker.host.clone(),
+            allowed_images: ImageAllowlist::new(allowed),
+            allow_gpus: self.docker.allow_gpus,
+            user: self.docker.user.clone(),
+            tmpfs_mb: self.docker.tmpfs_mb,
+            node_id: self.node.worker_id.clone(),
         }
     }
 

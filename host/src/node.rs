@@ -11,15 +11,55 @@ use crate::store::JobStore;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
+use wasmnode_runtime::docker::DockerExecutor;
 use wasmnode_runtime::{ArtifactStore, Backends, Policy, Router, ToolRegistry, WasmExecutor};
 
-/// Builds the router for `config`, enforcing `policy`.
-pub async fn router(config: &Config, policy: Policy) -> anyhow::Result<Router> {
+/// Who submits the tasks a router will run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// A local user at the command line: any path and any local image.
+    Local,
+    /// Remote submitters (API, control plane): the configured policy.
+    Remote,
+}
+
+/// Connects to the Docker engine as `config.docker.mode` says: `None` when
+/// off, or when `auto` and the engine does not answer.
+pub async fn docker(
+    config: &Config,
+    access: Access,
+) -> anyhow::Result<Option<Arc<DockerExecutor>>> {
+    if config.docker.mode == "off" {
+        return Ok(None);
+    }
+    match DockerExecutor::connect(config.docker_settings(access == Access::Local)).await {
+        Ok(docker) => Ok(Some(Arc::new(docker))),
+        Err(e) if config.docker.mode == "on" => Err(e).context("docker.mode is `on`"),
+        Err(e) => {
+            tracing::info!(reason = %e, "container jobs disabled (no Docker engine)");
+            Ok(None)
+        }
+    }
+}
+
+/// Builds the router for `config` with the given container backend.
+pub async fn router(
+    config: &Config,
+    access: Access,
+    docker: Option<Arc<DockerExecutor>>,
+) -> anyhow::Result<Router> {
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let wasm = Arc::new(WasmExecutor::new(config.wasm_config())?);
     tracing::debug!(allocator = wasm.allocator().as_str(), "WASI executor ready");
+    let policy = match access {
+        Access::Local => Policy {
+            limits: config.limits.policy(),
+            ..Policy::local()
+        },
+        Access::Remote => config.policy(),
+    };
     let mut tools = ToolRegistry::builtin();
     if let Some(dir) = &config.node.plugin_dir {
         let found = tools
@@ -31,9 +71,13 @@ pub async fn router(config: &Config, policy: Policy) -> anyhow::Result<Router> {
     let artifact_root = config.node.artifact_root();
     let artifacts = ArtifactStore::open(&artifact_root)
         .with_context(|| format!("cannot open artifact root {}", artifact_root.display()))?;
+    for (name, image) in &config.docker.tool_images {
+        tools.add_image(name, image);
+    }
+    let image = docker.map(|d| d as Arc<dyn wasmnode_runtime::Executor>);
     let backends = Backends {
         wasm,
-        image: None,
+        image,
         models: None,
     };
     Ok(Router::new(
@@ -63,13 +107,26 @@ pub struct Node {
     pub events: EventHub,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The container backend, when there is one.
+    pub docker: Option<Arc<DockerExecutor>>,
     exec: Option<tokio::runtime::Runtime>,
 }
 
 impl Node {
     /// Opens the store, recovers unfinished jobs and starts the scheduler.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        let router = Arc::new(router(&config, config.policy()).await?);
+        let docker = docker(&config, Access::Remote).await?;
+        if let Some(docker) = &docker {
+            match docker.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    removed = n,
+                    "removed containers left behind by an earlier run"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not sweep leftover containers"),
+            }
+        }
+        let router = Arc::new(router(&config, Access::Remote, docker.clone()).await?);
         let store = JobStore::open(&config.node.data_dir.join("jobs.redb"))?;
         let threads = config.scheduler.max_concurrent_jobs.clamp(1, 64);
         let exec = tokio::runtime::Builder::new_multi_thread()
@@ -102,6 +159,7 @@ impl Node {
             scheduler,
             events,
             metrics,
+            docker,
             exec: Some(exec),
         })
     }

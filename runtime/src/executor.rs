@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 pub enum Support {
     /// It can.
     Yes,
-    /// It cannot, and why.
+    /// It cannot (the backend lacks something), and why.
     No(String),
+    /// It may not (node policy forbids it), and why.
+    Denied(String),
 }
 
 /// Something that runs tasks: the WASI sandbox, Docker, an LLM server.

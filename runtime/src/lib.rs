@@ -4,6 +4,8 @@
 
 pub mod artifacts;
 pub mod builtins;
+pub mod capture;
+pub mod docker;
 pub mod executor;
 pub mod failure;
 pub mod limits;

@@ -169,8 +169,10 @@ impl Router {
                 ))
             })?,
         };
-        if let Support::No(why) = executor.can_run(&task) {
-            return Err(TaskFailure::backend_unavailable(why));
+        match executor.can_run(&task) {
+            Support::Yes => {}
+            Support::No(why) => return Err(TaskFailure::backend_unavailable(why)),
+            Support::Denied(why) => return Err(TaskFailure::policy_denied(why)),
         }
         Ok(Plan {
             task,

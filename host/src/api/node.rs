@@ -14,7 +14,11 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
     let backends = node.router.backends();
     let mut modes = vec!["wasm"];
-    if backends.image.is_some() {
+    let docker = match &node.docker {
+        Some(docker) => docker.available().await,
+        None => false,
+    };
+    if docker {
         modes.push("image");
     }
     Json(json!({
@@ -31,6 +35,7 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "task_types": KNOWN_TASK_TYPES,
         "tools": node.router.tools().names(),
         "max_concurrent_jobs": node.scheduler.max_concurrent(),
+        "executors": executors(docker),
         "wasm": {
             "allocator": backends.wasm.allocator().as_str(),
             "fuel_metering": backends.wasm.fuel_metering(),
@@ -70,4 +75,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+fn executors(docker: bool) -> Vec<&'static str> {
+    let mut names = vec!["wasm"];
+    if docker {
+        names.push("docker");
+    }
+    names
 }

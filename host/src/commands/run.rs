@@ -3,21 +3,19 @@
 use super::{Printed, load_config, parse_mounts, print_result};
 use crate::cli::RunArgs;
 use crate::job::JobRequest;
+use crate::node::Access;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use wasmnode_runtime::{
-    ComponentSource, LimitRequest, Policy, RunOptions, Runtime, TaskSpec, WasmRuntime,
-};
+use wasmnode_runtime::{ComponentSource, LimitRequest, RunOptions, Runtime, TaskSpec, WasmRuntime};
 
 /// Runs the task described by `args`.
 pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node)?;
     let task = task_from_args(&args)?;
-    let mut policy = Policy::local();
-    policy.limits = config.limits.policy();
-    let router = crate::node::router(&config, policy).await?;
+    let docker = crate::node::docker(&config, Access::Local).await?;
+    let router = crate::node::router(&config, Access::Local, docker).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {

@@ -2,19 +2,19 @@
 
 use super::{Printed, load_config, parse_mounts, print_result};
 use crate::cli::{NodeArgs, ToolInspectArgs, ToolRunArgs};
+use crate::node::Access;
 use anyhow::Context;
 use std::path::Path;
 use wasmnode_runtime::{
-    ComponentSource, LimitRequest, Policy, RunOptions, Runtime, TaskSpec, ToolBackend,
-    ToolRegistry, WasmRuntime,
+    ComponentSource, LimitRequest, RunOptions, Runtime, TaskSpec, ToolBackend, ToolRegistry,
+    WasmRuntime,
 };
 
 /// Invokes a tool once.
 pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node)?;
-    let mut policy = Policy::local();
-    policy.limits = config.limits.policy();
-    let router = crate::node::router(&config, policy).await?;
+    let docker = crate::node::docker(&config, Access::Local).await?;
+    let router = crate::node::router(&config, Access::Local, docker).await?;
     let raw = match &args.args_file {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?,
@@ -43,7 +43,7 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
 /// Prints what a component is.
 pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node)?;
-    let router = crate::node::router(&config, Policy::local()).await?;
+    let router = crate::node::router(&config, Access::Local, None).await?;
     let component = resolve(router.tools(), &args.component)?;
     match router.backends().wasm.inspect(&component).await {
         Ok(info) => {
@@ -57,7 +57,7 @@ pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyho
 /// Lists the tools available by name.
 pub async fn list(config_file: Option<&Path>, args: NodeArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args)?;
-    let router = crate::node::router(&config, Policy::local()).await?;
+    let router = crate::node::router(&config, Access::Local, None).await?;
     for name in router.tools().names() {
         let kind = match router.tools().get(&name) {
             Some(ToolBackend::Component(ComponentSource::Builtin(_))) => "builtin",

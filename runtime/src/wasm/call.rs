@@ -3,7 +3,6 @@
 //! `TaskFailure` of the right kind.
 
 use super::bindings::{task, tool};
-use super::output::Stream;
 use super::prepare::{Pre, Prepared};
 use super::sandbox::{State, Stdio};
 use crate::failure::{CapturedOutput, FailureKind, TaskFailure};
@@ -126,11 +125,7 @@ pub fn classify(
         };
     }
     if let Some(stream) = stdio.overflowed() {
-        let name = if stream == Stream::Stdout {
-            "stdout"
-        } else {
-            "stderr"
-        };
+        let name = stream.name();
         return failure(
             FailureKind::OutputExceeded,
             format!(

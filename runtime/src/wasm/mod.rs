@@ -336,7 +336,7 @@ impl Executor for WasmExecutor {
     fn can_run(&self, task: &TaskSpec) -> Support {
         match &task.runtime {
             Runtime::Wasm(_) if task.limits.fuel.is_some() && !self.fuel_metering => {
-                Support::No("fuel metering is disabled on this node".into())
+                Support::Denied("fuel metering is disabled on this node".into())
             }
             Runtime::Wasm(_) => Support::Yes,
             other => Support::No(format!(
@@ -415,8 +415,9 @@ impl Executor for WasmExecutor {
             return Err(TaskFailure::new(
                 FailureKind::OutputExceeded,
                 format!(
-                    "the guest wrote more than {} bytes to {stream:?}",
-                    ctx.limits.max_output_bytes
+                    "the guest wrote more than {} bytes to {}",
+                    ctx.limits.max_output_bytes,
+                    stream.name()
                 ),
             )
             .with_output(captured(&stdio, None)));

@@ -1,7 +1,8 @@
 //! Per-task sandbox state: the WASI context (only the task's mounts, env and
 //! stdio; no network, nothing inherited from the node) and the memory limiter.
 
-use super::output::{CappedPipe, Stream};
+use super::output::CappedPipe;
+use crate::capture::Stream;
 use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource, WasmRuntime};

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests need (a fresh CI machine has only
+# what its kind ships): busybox-static for the container-test image.
+set -euo pipefail
+need=()
+command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
+command -v file >/dev/null 2>&1 || need+=(file)
+[ ${#need[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+echo "installing ${need[*]}"
+$sudo apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
+  $sudo apt-get update >/dev/null
+  $sudo apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
+}
