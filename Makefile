@@ -5,7 +5,7 @@ GUESTS := --manifest-path guests/Cargo.toml
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,6 +22,7 @@ run: wasm-target ## Build and start the node standalone on its defaults (API on 
 
 test: ## Install what is needed, check formatting and lints, run every test (timed per phase)
 	@mkdir -p target && rm -f $(PHASE_LOG)
+	@$(PHASE) deps $(MAKE) --no-print-directory deps
 	@$(PHASE) wasm-target $(MAKE) --no-print-directory wasm-target
 	@$(PHASE) fmt-check $(MAKE) --no-print-directory fmt-check
 	@$(PHASE) build $(MAKE) --no-print-directory build
@@ -29,6 +30,9 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
 	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
 	@scripts/phase-summary.sh $(PHASE_LOG)
+
+deps: ## Install the Debian packages the tests need (busybox-static for the container-test image)
+	@scripts/install-deps.sh
 
 wasm-target: ## Install the wasm32-wasip2 Rust target (rustup, or the bundled rust-std)
 	@scripts/install-wasm-target.sh

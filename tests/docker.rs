@@ -11,14 +11,22 @@ const WAIT: Duration = Duration::from_secs(120);
 /// The test images (built without a registry by `scripts/test-image.sh`).
 fn image() -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/test-image.sh");
-    let out = std::process::Command::new(script).output().expect("run test-image.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(script)
+        .output()
+        .expect("run test-image.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn config(worker: &str, extra: &str) -> String {
     image();
-    format!("[node]\nworker_id = \"{worker}\"\n[docker]\nmode = \"on\"\nallowed_images = [\"wasmnode-test/*\"]\n{extra}")
+    format!(
+        "[node]\nworker_id = \"{worker}\"\n[docker]\nmode = \"on\"\nallowed_images = [\"wasmnode-test/*\"]\n{extra}"
+    )
 }
 
 fn image_job(id: &str, cmd: &[&str], payload: Value, seconds: f64) -> Value {
@@ -28,7 +36,12 @@ fn image_job(id: &str, cmd: &[&str], payload: Value, seconds: f64) -> Value {
 
 fn labelled(worker: &str) -> usize {
     let out = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=io.wasmnode.node={worker}")])
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.wasmnode.node={worker}"),
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().count()
@@ -38,10 +51,27 @@ fn labelled(worker: &str) -> usize {
 async fn image_jobs_return_stdout_stderr_and_exit_code() {
     let node = NodeProcess::start(&config("e2e-img", "")).await;
     let client = reqwest::Client::new();
-    let info: Value = client.get(node.at("/info")).send().await.unwrap().json().await.unwrap();
+    let info: Value = client
+        .get(node.at("/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(info["runtime_modes"], json!(["wasm", "image"]), "{info}");
-    let job = image_job("img", &["sh", "-c", "cat; echo err >&2; exit 2"], json!({"x": 1}), 30.0);
-    let r = client.post(node.at("/jobs")).json(&job).send().await.unwrap();
+    let job = image_job(
+        "img",
+        &["sh", "-c", "cat; echo err >&2; exit 2"],
+        json!({"x": 1}),
+        30.0,
+    );
+    let r = client
+        .post(node.at("/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let done = wait_terminal(&client, &node, "img", WAIT).await;
     assert_eq!(done["state"], "failed");
@@ -52,18 +82,44 @@ async fn image_jobs_return_stdout_stderr_and_exit_code() {
 
     let mut denied = image_job("denied", &["true"], Value::Null, 5.0);
     denied["runtime"]["image"] = json!("busybox:latest");
-    let r = client.post(node.at("/jobs")).json(&denied).send().await.unwrap();
+    let r = client
+        .post(node.at("/jobs"))
+        .json(&denied)
+        .send()
+        .await
+        .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "POLICY_DENIED", "image allowlist enforced at submit: {body}");
+    assert_eq!(
+        body["error"]["code"], "POLICY_DENIED",
+        "image allowlist enforced at submit: {body}"
+    );
 }
 
 #[tokio::test]
 async fn twenty_container_jobs_with_four_slots_finish_without_leaks() {
-    let node = NodeProcess::start(&config("e2e-twenty", "[scheduler]\nmax_concurrent_jobs = 4\n")).await;
+    let node = NodeProcess::start(&config(
+        "e2e-twenty",
+        "[scheduler]\nmax_concurrent_jobs = 4\n",
+    ))
+    .await;
     let client = reqwest::Client::new();
     for i in 0..20 {
-        let job = image_job(&format!("c{i}"), &["sh", "-c", &format!("sleep 0.2; echo {i}")], Value::Null, 60.0);
-        assert_eq!(client.post(node.at("/jobs")).json(&job).send().await.unwrap().status(), 200);
+        let job = image_job(
+            &format!("c{i}"),
+            &["sh", "-c", &format!("sleep 0.2; echo {i}")],
+            Value::Null,
+            60.0,
+        );
+        assert_eq!(
+            client
+                .post(node.at("/jobs"))
+                .json(&job)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     for i in 0..20 {
         let done = wait_terminal(&client, &node, &format!("c{i}"), WAIT).await;
@@ -78,7 +134,12 @@ async fn leftover_containers_are_swept_after_kill_dash_nine() {
     let mut node = NodeProcess::start(&config("e2e-sweep", "")).await;
     let client = reqwest::Client::new();
     let job = image_job("long", &["sleep", "300"], Value::Null, 600.0);
-    client.post(node.at("/jobs")).json(&job).send().await.unwrap();
+    client
+        .post(node.at("/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
     for _ in 0..200 {
         if labelled("e2e-sweep") == 1 {
             break;
@@ -88,7 +149,11 @@ async fn leftover_containers_are_swept_after_kill_dash_nine() {
     assert_eq!(labelled("e2e-sweep"), 1, "the job's container runs");
     node.signal("KILL");
     node.wait_exit(Duration::from_secs(10)).await;
-    assert_eq!(labelled("e2e-sweep"), 1, "kill -9 leaves the container behind");
+    assert_eq!(
+        labelled("e2e-sweep"),
+        1,
+        "kill -9 leaves the container behind"
+    );
     node.restart().await;
     assert_eq!(labelled("e2e-sweep"), 0, "the next start removes it");
     let long = wait_terminal(&client, &node, "long", WAIT).await;
@@ -103,18 +168,52 @@ async fn splai_commands_run_in_the_sandbox_image_and_tools_map_to_images() {
     let cmd = json!({"protocol_version": 1, "job_id": "cmd",
         "task": {"type": "tool_execution", "payload": {"op": "bash", "command": "echo hi > /workspace/x && cat /workspace/x && id -u && hostname -i 2>/dev/null; ls /sys/class/net"}},
         "runtime": {"mode": "auto"}});
-    assert_eq!(client.post(node.at("/jobs")).json(&cmd).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .post(node.at("/jobs"))
+            .json(&cmd)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let done = wait_terminal(&client, &node, "cmd", WAIT).await;
     assert_eq!(done["state"], "finished", "{done}");
     let stdout = done["stdout"].as_str().unwrap();
-    assert!(stdout.starts_with("hi\n65534\n"), "ran as nobody in the container, not on the host: {stdout}");
-    assert!(stdout.trim_end().ends_with("lo"), "only the loopback interface: {stdout}");
+    assert!(
+        stdout.starts_with("hi\n65534\n"),
+        "ran as nobody in the container, not on the host: {stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("lo"),
+        "only the loopback interface: {stdout}"
+    );
 
     let tool = json!({"protocol_version": 1, "job_id": "shout",
         "task": {"type": "tool_execution", "payload": {"tool": "shout", "word": "quiet"}}, "runtime": {"mode": "auto"}});
-    assert_eq!(client.post(node.at("/jobs")).json(&tool).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .post(node.at("/jobs"))
+            .json(&tool)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let done = wait_terminal(&client, &node, "shout", WAIT).await;
-    assert_eq!(done["stdout"], "{\"WORD\":\"QUIET\"}", "the tool's args arrive on stdin: {done}");
-    let result: Value = client.get(node.at("/jobs/shout/result")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        done["stdout"], "{\"WORD\":\"QUIET\"}",
+        "the tool's args arrive on stdin: {done}"
+    );
+    let result: Value = client
+        .get(node.at("/jobs/shout/result"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(result, json!({"WORD": "QUIET"}));
 }

@@ -42,6 +42,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the node standalone, serving the local job API (Job Protocol v1).
     Serve(ServeArgs),
+    /// Attach the node to a control plane (SPLAI worker protocol); the local API is served too.
+    Agent(AgentArgs),
     /// Run one task locally and print its JSON result.
     Run(RunArgs),
     /// Run or inspect a tool component (for plugin authors).
@@ -76,6 +78,30 @@ pub struct ServeArgs {
     /// Jobs running at once (default: CPU cores).
     #[arg(long, value_name = "N")]
     pub max_concurrent_jobs: Option<usize>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// `wasmnode agent`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The token is read from control_plane.token or SPLAI_API_TOKEN (sent as X-SPLAI-Token).
+SPLAI's worker environment (SPLAI_CONTROL_PLANE_URL, SPLAI_WORKER_ID, SPLAI_MAX_PARALLEL_TASKS,
+SPLAI_POLL_MILLIS, SPLAI_ARTIFACT_ROOT, ...) is accepted as is."
+)]
+pub struct AgentArgs {
+    /// The control plane's base URL (or SPLAI_CONTROL_PLANE_URL).
+    #[arg(long, value_name = "URL")]
+    pub control_plane: Option<String>,
+    /// This node's worker id (default: host name).
+    #[arg(long, value_name = "ID")]
+    pub worker_id: Option<String>,
+    /// Address of the local API (default 127.0.0.1:9000).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Tasks in flight at once (default: max_concurrent_jobs).
+    #[arg(long, value_name = "N")]
+    pub max_parallel_tasks: Option<usize>,
     #[command(flatten)]
     pub node: NodeArgs,
 }

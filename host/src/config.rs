@@ -68,6 +68,46 @@ pub struct Config {
     pub wasm: WasmSection,
     /// Containers (Docker fallback).
     pub docker: DockerSection,
+    /// Attached mode (`wasmnode agent`).
+    pub control_plane: ControlPlaneSection,
+}
+
+/// Attached mode (`wasmnode agent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlPlaneSection {
+    /// The control plane's base URL.
+    pub url: Option<String>,
+    /// Token sent as `X-SPLAI-Token` (prefer `SPLAI_API_TOKEN`).
+    pub token: String,
+    /// Tasks in flight at once (default: `scheduler.max_concurrent_jobs`).
+    pub max_parallel_tasks: Option<usize>,
+    /// Wait between empty polls, milliseconds.
+    pub poll_millis: u64,
+    /// Longest wait between retries when the control plane is down, seconds.
+    pub backoff_max_seconds: u64,
+    /// Where the node is (sent at registration).
+    pub locality: Option<String>,
+}
+
+impl Default for ControlPlaneSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            token: String::new(),
+            max_parallel_tasks: None,
+            poll_millis: 1500,
+            backoff_max_seconds: 30,
+            locality: None,
+        }
+    }
+}
+
+impl ControlPlaneSection {
+    /// The token, if one is configured.
+    pub fn token(&self) -> Option<String> {
+        (!self.token.is_empty()).then(|| self.token.clone())
+    }
 }
 
 /// Identity and directories.
@@ -414,6 +454,18 @@ impl Config {
         if let Some((_, v)) = first(&["WASMNODE_ALLOWED_MODES"]) {
             self.policy.allowed_modes = split_list(&v);
         }
+        if let Some((_, v)) = first(&["WASMNODE_CONTROL_PLANE_URL", "SPLAI_CONTROL_PLANE_URL"]) {
+            self.control_plane.url = Some(v);
+        }
+        if let Some((_, v)) = first(&["WASMNODE_CONTROL_PLANE_TOKEN", "SPLAI_API_TOKEN"]) {
+            self.control_plane.token = v;
+        }
+        if let Some((n, v)) = first(&["WASMNODE_MAX_PARALLEL_TASKS", "SPLAI_MAX_PARALLEL_TASKS"]) {
+            self.control_plane.max_parallel_tasks = Some(parse(&n, &v)?);
+        }
+        if let Some((n, v)) = first(&["WASMNODE_POLL_MILLIS", "SPLAI_POLL_MILLIS"]) {
+            self.control_plane.poll_millis = parse(&n, &v)?;
+        }
         if let Some((_, v)) = first(&["WASMNODE_DOCKER"]) {
             self.docker.mode = v;
         }
@@ -457,6 +509,11 @@ impl Config {
                 "docker.mode `{}` must be auto, on or off",
                 self.docker.mode
             )));
+        }
+        if self.control_plane.max_parallel_tasks == Some(0) {
+            return Err(ConfigError::Invalid(
+                "control_plane.max_parallel_tasks must be at least 1".into(),
+            ));
         }
         if self.wasm.epoch_tick_ms == 0 {
             return Err(ConfigError::Invalid(
@@ -533,6 +590,9 @@ impl Config {
         let mut shown = self.clone();
         if !shown.api.api_key.is_empty() {
             shown.api.api_key = MASK.into();
+        }
+        if !shown.control_plane.token.is_empty() {
+            shown.control_plane.token = MASK.into();
         }
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
     }
@@ -664,8 +724,9 @@ mod tests {
     fn printed_config_masks_secrets_and_parses_back() {
         let mut config = Config::default();
         config.api.api_key = "s3cret".into();
+        config.control_plane.token = "t0ken".into();
         let text = config.to_masked_toml();
-        assert!(!text.contains("s3cret"));
+        assert!(!text.contains("s3cret") && !text.contains("t0ken"));
         assert!(text.contains(MASK));
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.api.listen, config.api.listen);

@@ -56,6 +56,45 @@ pub fn temperature_c() -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// Whether an NVIDIA GPU is present (through NVML, where the library exists).
+pub fn gpu_present() -> bool {
+    match nvml_wrapper::Nvml::init() {
+        Ok(nvml) => nvml.device_count().map(|n| n > 0).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Current CPU and memory utilisation, each 0..1 (0 where the OS says nothing).
+pub struct Utilisation {
+    system: Option<System>,
+}
+
+impl Default for Utilisation {
+    fn default() -> Self {
+        let system = System::new().ok().map(|mut s| {
+            s.refresh_cpu_usage();
+            s.refresh_memory();
+            s
+        });
+        Self { system }
+    }
+}
+
+impl Utilisation {
+    /// (cpu, memory) utilisation since the previous call.
+    pub fn sample(&mut self) -> (f64, f64) {
+        let Some(system) = &mut self.system else {
+            return (0.0, 0.0);
+        };
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        let cpu = f64::from(system.global_cpu_usage()) / 100.0;
+        let total = system.total_memory().max(1) as f64;
+        let used = system.used_memory() as f64;
+        (cpu.clamp(0.0, 1.0), (used / total).clamp(0.0, 1.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +109,8 @@ mod tests {
         assert!(facts.cpu_cores >= 1 && facts.cpu_cores <= facts.cpu_threads);
         assert!(facts.memory_mb > 64, "{facts:?}");
         assert!(load_average().iter().all(|l| *l >= 0.0));
+        let (cpu, memory) = Utilisation::default().sample();
+        assert!((0.0..=1.0).contains(&cpu) && memory > 0.0 && memory <= 1.0);
+        assert!(!gpu_present() || std::path::Path::new("/dev/nvidia0").exists());
     }
 }

@@ -1,6 +1,7 @@
 //! The `wasmnode` binary: parses the command line, sets up logging and
 //! dispatches to the command. Errors end here as one line on stderr.
 
+mod agent;
 mod api;
 mod cli;
 mod commands;
@@ -47,6 +48,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let config_file = cli.config.as_deref();
     let printed = match cli.command {
         Command::Serve(args) => commands::serve::execute(config_file, args).await?,
+        Command::Agent(args) => commands::agent::execute(config_file, args).await?,
         Command::Run(args) => commands::run::execute(config_file, args).await?,
         Command::Tool(ToolCommand::Run(args)) => commands::tool::run(config_file, args).await?,
         Command::Tool(ToolCommand::Inspect(args)) => {

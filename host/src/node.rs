@@ -2,6 +2,7 @@
 //! registry and the router every front end shares, and for long-running
 //! nodes the job store, the scheduler and its execution runtime.
 
+use crate::agent::status::ControlPlaneStatus;
 use crate::config::Config;
 use crate::events::EventHub;
 use crate::facts::HostFacts;
@@ -109,6 +110,8 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// The container backend, when there is one.
     pub docker: Option<Arc<DockerExecutor>>,
+    /// The control-plane connection, in attached mode.
+    pub control_plane: ControlPlaneStatus,
     exec: Option<tokio::runtime::Runtime>,
 }
 
@@ -160,6 +163,7 @@ impl Node {
             events,
             metrics,
             docker,
+            control_plane: ControlPlaneStatus::default(),
             exec: Some(exec),
         })
     }

@@ -1,6 +1,8 @@
 //! Support for wasmnode's end-to-end tests: finding the built binary,
 //! running it as a process, and test servers that play its peers.
 
+pub mod control_plane;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -86,17 +88,38 @@ pub struct NodeProcess {
     config: PathBuf,
     port: u16,
     log: PathBuf,
+    command: Vec<String>,
 }
 
 impl NodeProcess {
-    /// Starts a node with `config_toml` (the test adds listen and data dir).
+    /// Starts `wasmnode serve` with `config_toml` (the test adds listen and data dir).
     pub async fn start(config_toml: &str) -> Self {
+        Self::start_command(&["serve"], config_toml).await
+    }
+
+    /// Starts `wasmnode agent --control-plane URL --worker-id ID` with `config_toml`.
+    pub async fn start_agent(control_plane: &str, worker_id: &str, config_toml: &str) -> Self {
+        Self::start_command(
+            &[
+                "agent",
+                "--control-plane",
+                control_plane,
+                "--worker-id",
+                worker_id,
+            ],
+            config_toml,
+        )
+        .await
+    }
+
+    async fn start_command(command: &[&str], config_toml: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config = data_dir.path().join("node.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let port = free_port();
         let log = data_dir.path().join("node.log");
-        let child = spawn_serve(&config, data_dir.path(), port, &log);
+        let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        let child = spawn_node(&command, &config, data_dir.path(), port, &log);
         let node = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -104,6 +127,7 @@ impl NodeProcess {
             config,
             port,
             log,
+            command,
         };
         node.wait_ready().await;
         node
@@ -167,7 +191,13 @@ impl NodeProcess {
 
     /// Starts the (stopped) node again with the same config, port and data.
     pub async fn restart(&mut self) {
-        self.child = spawn_serve(&self.config, self.data_dir.path(), self.port, &self.log);
+        self.child = spawn_node(
+            &self.command,
+            &self.config,
+            self.data_dir.path(),
+            self.port,
+            &self.log,
+        );
         self.wait_ready().await;
     }
 }
@@ -179,7 +209,8 @@ impl Drop for NodeProcess {
     }
 }
 
-fn spawn_serve(
+fn spawn_node(
+    command: &[String],
     config: &std::path::Path,
     data_dir: &std::path::Path,
     port: u16,
@@ -191,8 +222,9 @@ fn spawn_serve(
         .open(log)
         .expect("log file");
     Command::new(binary())
-        .args(["serve", "--config"])
+        .arg("--config")
         .arg(config)
+        .args(command)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")

@@ -4,7 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::job::JobRequest;
 use crate::scheduler::{SubmitError, Submitted};
-use crate::store::{JobRecord, JobState};
+use crate::store::{JobRecord, JobState, rfc3339};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -12,7 +12,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::time::{Duration, UNIX_EPOCH};
 use wasmnode_runtime::FailureKind;
 
 /// Most jobs one list page returns.
@@ -216,19 +215,14 @@ pub fn summary(record: &JobRecord) -> Value {
         "mode": record.request.runtime.mode,
         "priority": record.request.priority.as_deref().unwrap_or("normal"),
         "attempts": record.attempts,
-        "submitted_at": rfc3339(Some(record.submitted_at_ms)),
-        "started_at": rfc3339(record.started_at_ms),
-        "finished_at": rfc3339(record.finished_at_ms),
+        "submitted_at": timestamp(Some(record.submitted_at_ms)),
+        "started_at": timestamp(record.started_at_ms),
+        "finished_at": timestamp(record.finished_at_ms),
         "error_code": record.result.as_ref().and_then(|r| r.error.as_ref()).map(|e| e.code.clone()),
     })
 }
 
-/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-pub fn rfc3339(ms: Option<u64>) -> Value {
-    match ms {
-        Some(ms) => Value::String(
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string(),
-        ),
-        None => Value::Null,
-    }
+/// An optional timestamp as RFC 3339, or null.
+fn timestamp(ms: Option<u64>) -> Value {
+    ms.map_or(Value::Null, |ms| Value::String(rfc3339(ms)))
 }

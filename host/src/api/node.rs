@@ -59,6 +59,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "max_concurrent_jobs": node.scheduler.max_concurrent(),
         "queue_depth": node.scheduler.queue_depth(),
         "temperature_c": facts::temperature_c(),
+        "control_plane": node.control_plane.snapshot(node.store.outbox_len()),
     }))
 }
 

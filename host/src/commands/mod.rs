@@ -1,5 +1,6 @@
 //! One module per CLI command.
 
+pub mod agent;
 pub mod run;
 pub mod serve;
 pub mod tool;

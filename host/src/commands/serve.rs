@@ -1,8 +1,10 @@
 //! `wasmnode serve`: the node standalone, serving the local job API until a
-//! signal. The first SIGTERM/SIGINT drains (no new jobs, running ones may
+//! signal (and the serving half of `wasmnode agent`). The first SIGTERM/SIGINT drains (no new jobs, running ones may
 //! finish until the drain deadline); a second one stops running jobs at once.
 
 use super::{Printed, load_config};
+use crate::agent::protocol::ControlPlane;
+use crate::agent::{Agent, AgentSettings};
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::node::Node;
@@ -11,9 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Grace after the drain deadline for cancelled jobs to record their state.
 const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// How long a draining agent may keep delivering reports.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves until drained.
 pub async fn execute(
@@ -28,6 +33,20 @@ pub async fn execute(
         config.scheduler.max_concurrent_jobs = n;
     }
     config.validate()?;
+    run(config, None).await
+}
+
+/// What `agent` adds to a serving node.
+pub struct Attachment {
+    /// The control-plane adapter.
+    pub control_plane: Arc<dyn ControlPlane>,
+    /// How the agent behaves.
+    pub settings: AgentSettings,
+}
+
+/// Starts the node with its API (and, attached, the agent loop) and serves
+/// until a signal has drained it.
+pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Result<Printed> {
     check_exposure(&config)?;
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -43,9 +62,16 @@ pub async fn execute(
         max_concurrent_jobs = node.scheduler.max_concurrent(),
         "wasmnode serving the job API on http://{address}"
     );
+    let agent = attachment.map(|a| {
+        let stop = CancellationToken::new();
+        let flush = CancellationToken::new();
+        let agent = Arc::new(Agent::new(node.clone(), a.control_plane, a.settings));
+        let task = tokio::spawn(agent.run(stop.clone(), flush.clone()));
+        AgentTask { stop, flush, task }
+    });
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    tokio::spawn(handle_signals(node.clone(), stop_tx));
+    tokio::spawn(handle_signals(node.clone(), agent, stop_tx));
     let app = crate::api::router(node.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -58,6 +84,13 @@ pub async fn execute(
         node.shutdown();
     }
     Ok(Printed { status: 0 })
+}
+
+/// A running agent loop and its stop switches.
+struct AgentTask {
+    stop: CancellationToken,
+    flush: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// Refuses to expose an unauthenticated API beyond loopback unless told to.
@@ -74,7 +107,7 @@ fn check_exposure(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn handle_signals(node: Arc<Node>, stop: watch::Sender<bool>) {
+async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: watch::Sender<bool>) {
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -92,6 +125,9 @@ async fn handle_signals(node: Arc<Node>, stop: watch::Sender<bool>) {
         ?deadline,
         "draining: no new jobs; running jobs may finish"
     );
+    if let Some(agent) = &agent {
+        agent.stop.cancel();
+    }
     node.scheduler.begin_drain();
     let drained = tokio::select! {
         idle = node.scheduler.wait_idle(tokio::time::Instant::now() + deadline) => idle,
@@ -107,6 +143,17 @@ async fn handle_signals(node: Arc<Node>, stop: watch::Sender<bool>) {
         node.scheduler
             .wait_idle(tokio::time::Instant::now() + CANCEL_GRACE)
             .await;
+    }
+    if let Some(agent) = agent {
+        agent.flush.cancel();
+        let mut task = agent.task;
+        if tokio::time::timeout(FLUSH_GRACE, &mut task).await.is_err() {
+            tracing::warn!(
+                pending = node.store.outbox_len(),
+                "reports still undelivered; they are kept for the next start"
+            );
+            task.abort();
+        }
     }
     let _ = stop.send(true);
 }

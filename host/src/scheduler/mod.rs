@@ -12,6 +12,7 @@ mod queue;
 
 pub use queue::Priority;
 
+use crate::agent::report::Origin;
 use crate::events::{EventHub, JobEvent};
 use crate::job::JobRequest;
 use crate::metrics::{CodeLabel, Metrics, StateLabel, TypeLabel};
@@ -20,7 +21,7 @@ use queue::JobQueue;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use wasmnode_runtime::{FailureKind, Router, RunOptions, TaskFailure};
 
@@ -98,6 +99,7 @@ struct Inner {
     state: Mutex<State>,
     wake: Notify,
     changed: Notify,
+    terminal: broadcast::Sender<String>,
 }
 
 /// The job scheduler (cheap to clone).
@@ -132,6 +134,7 @@ impl Scheduler {
             }),
             wake: Notify::new(),
             changed: Notify::new(),
+            terminal: broadcast::channel(1024).0,
         });
         let scheduler = Self { inner };
         scheduler.recover().await?;
@@ -156,7 +159,7 @@ impl Scheduler {
                         "the node stopped while the job was running; it was not re-run because it is not declared idempotent",
                     ));
                     tracing::warn!(job_id = %record.job_id, "job interrupted by a restart marked failed");
-                    self.inner.store.put(record).await?;
+                    self.inner.record(record).await?;
                     continue;
                 }
                 self.inner.store.put(record.clone()).await?;
@@ -176,6 +179,16 @@ impl Scheduler {
     /// Accepts `request`: validated against routing and policy, written to
     /// the store, then queued.
     pub async fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
+        self.submit_from(request, None).await
+    }
+
+    /// Like [`Scheduler::submit`], for a job that a control-plane task
+    /// (`origin`) asked for: its reports are queued with its state changes.
+    pub async fn submit_from(
+        &self,
+        request: JobRequest,
+        origin: Option<Origin>,
+    ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
         let hash = JobRecord::hash_of(&request);
         if let Some(existing) = inner.store.get(&request.job_id)? {
@@ -207,7 +220,7 @@ impl Scheduler {
             }
             state.reserved.insert(request.job_id.clone(), hash);
         }
-        let result = self.accept(request.clone()).await;
+        let result = self.accept(request.clone(), origin).await;
         let mut state = inner.state.lock().expect("scheduler lock");
         state.reserved.remove(&request.job_id);
         if let Ok(seq) = &result {
@@ -229,13 +242,21 @@ impl Scheduler {
         result.map(|_| Submitted::Accepted)
     }
 
-    async fn accept(&self, request: JobRequest) -> Result<u64, SubmitError> {
+    async fn accept(
+        &self,
+        request: JobRequest,
+        origin: Option<Origin>,
+    ) -> Result<u64, SubmitError> {
         let seq = self.inner.store.next_seq();
-        self.inner
-            .store
-            .put(JobRecord::queued(request, seq, now_ms()))
-            .await?;
+        let mut record = JobRecord::queued(request, seq, now_ms());
+        record.origin = origin;
+        self.inner.store.put(record).await?;
         Ok(seq)
+    }
+
+    /// Ids of jobs reaching a terminal state, as they do.
+    pub fn terminal_events(&self) -> broadcast::Receiver<String> {
+        self.inner.terminal.subscribe()
     }
 
     /// Cancels a queued job at once, or asks a running one to stop.
@@ -266,7 +287,7 @@ impl Scheduler {
         record.finished_at_ms = Some(now_ms());
         record.result = Some(JobResult::error("CANCELLED", "cancelled before it started"));
         let task_type = record.request.task.task_type.clone();
-        self.inner.store.put(record).await?;
+        self.inner.record(record).await?;
         self.inner
             .announce(job_id, JobState::Cancelled, Some("CANCELLED"), &task_type);
         Ok(Some(Cancelled {
@@ -332,6 +353,23 @@ impl Scheduler {
 }
 
 impl Inner {
+    /// Writes `record`; a terminal one with an origin gets its final report
+    /// (and output artifact) in the same commit, and is announced to
+    /// [`Scheduler::terminal_events`] listeners.
+    async fn record(&self, record: JobRecord) -> Result<(), StoreError> {
+        let terminal = record.state.is_terminal();
+        let report = match &record.origin {
+            Some(origin) if terminal => Some(origin.final_report(&record, self.router.artifacts())),
+            _ => None,
+        };
+        let job_id = record.job_id.clone();
+        self.store.put_reporting(record, report).await?;
+        if terminal {
+            let _ = self.terminal.send(job_id);
+        }
+        Ok(())
+    }
+
     fn announce(&self, job_id: &str, state: JobState, error: Option<&str>, task_type: &str) {
         self.events.publish(
             job_id,
@@ -402,7 +440,8 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
     record.state = JobState::Running;
     record.attempts += 1;
     record.started_at_ms = Some(now_ms());
-    inner.store.put(record.clone()).await?;
+    let running = record.origin.as_ref().map(Origin::running);
+    inner.store.put_reporting(record.clone(), running).await?;
     let task_type = record.request.task.task_type.clone();
     inner.announce(job_id, JobState::Running, None, &task_type);
     let cancel = {
@@ -488,7 +527,7 @@ async fn finish(
     record.finished_at_ms = state.is_terminal().then(now_ms);
     record.result = job_result;
     let task_type = record.request.task.task_type.clone();
-    if let Err(e) = inner.store.put(record).await {
+    if let Err(e) = inner.record(record).await {
         tracing::error!(%job_id, error = %e, "could not record the job's result");
     }
     {

@@ -9,15 +9,16 @@ mod records;
 mod tables;
 mod writer;
 
-pub use records::{ErrorInfo, JobRecord, JobResult, JobState, now_ms};
+pub use records::{ErrorInfo, JobRecord, JobResult, JobState, now_ms, rfc3339};
 
+use crate::agent::report::OutboxItem;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use tables::{BY_SEQ, FINISHED, JOBS, Write, decode};
-use tokio::sync::oneshot;
+use tables::{BY_SEQ, FINISHED, JOBS, OUTBOX, Write, decode};
+use tokio::sync::{Notify, oneshot};
 
 /// Errors of the job store.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -59,6 +60,8 @@ struct Inner {
     writes: SyncSender<writer::Request>,
     writer: std::thread::JoinHandle<()>,
     next_seq: AtomicU64,
+    next_outbox: AtomicU64,
+    outbox_ready: Notify,
 }
 
 impl JobStore {
@@ -77,17 +80,23 @@ impl JobStore {
             txn.open_table(JOBS).map_err(|e| open_err(&e))?;
             txn.open_table(BY_SEQ).map_err(|e| open_err(&e))?;
             txn.open_table(FINISHED).map_err(|e| open_err(&e))?;
+            txn.open_table(OUTBOX).map_err(|e| open_err(&e))?;
             txn.commit().map_err(|e| open_err(&e))?;
         }
         let db = Arc::new(db);
-        let last_seq = {
+        let (last_seq, last_outbox) = {
             let txn = db.begin_read().map_err(|e| open_err(&e))?;
-            let table = txn.open_table(BY_SEQ).map_err(|e| open_err(&e))?;
-            table
+            let jobs = txn.open_table(BY_SEQ).map_err(|e| open_err(&e))?;
+            let outbox = txn.open_table(OUTBOX).map_err(|e| open_err(&e))?;
+            let jobs_last = jobs
                 .last()
                 .map_err(|e| open_err(&e))?
-                .map(|(k, _)| k.value())
-                .unwrap_or(0)
+                .map(|(k, _)| k.value());
+            let outbox_last = outbox
+                .last()
+                .map_err(|e| open_err(&e))?
+                .map(|(k, _)| k.value());
+            (jobs_last.unwrap_or(0), outbox_last.unwrap_or(0))
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         let writer_db = db.clone();
@@ -101,6 +110,8 @@ impl JobStore {
                 writes: tx,
                 writer,
                 next_seq: AtomicU64::new(last_seq + 1),
+                next_outbox: AtomicU64::new(last_outbox + 1),
+                outbox_ready: Notify::new(),
             }),
         })
     }
@@ -140,6 +151,74 @@ impl JobStore {
     /// Durably inserts or replaces `record`.
     pub async fn put(&self, record: JobRecord) -> Result<(), StoreError> {
         self.write(vec![Write::Put(Box::new(record))]).await
+    }
+
+    /// Durably writes `record` and, in the same commit, queues `report`
+    /// for the control plane: a result and its report are never apart.
+    pub async fn put_reporting(
+        &self,
+        record: JobRecord,
+        report: Option<OutboxItem>,
+    ) -> Result<(), StoreError> {
+        let Some(report) = report else {
+            return self.put(record).await;
+        };
+        let seq = self.inner.next_outbox.fetch_add(1, Ordering::Relaxed);
+        self.write(vec![
+            Write::Put(Box::new(record)),
+            Write::OutboxPut(seq, Box::new(report)),
+        ])
+        .await?;
+        self.inner.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// Durably queues a report on its own (a task refused at submission).
+    pub async fn queue_report(&self, report: OutboxItem) -> Result<(), StoreError> {
+        let seq = self.inner.next_outbox.fetch_add(1, Ordering::Relaxed);
+        self.write(vec![Write::OutboxPut(seq, Box::new(report))])
+            .await?;
+        self.inner.outbox_ready.notify_one();
+        Ok(())
+    }
+
+    /// Number of reports not yet accepted.
+    pub fn outbox_len(&self) -> usize {
+        let count = || -> Result<u64, StoreError> {
+            let txn = self.inner.db.begin_read().map_err(read_err)?;
+            txn.open_table(OUTBOX)
+                .map_err(read_err)?
+                .len()
+                .map_err(read_err)
+        };
+        count().unwrap_or(0) as usize
+    }
+
+    /// The oldest reports not yet accepted, up to `limit`.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(OUTBOX).map_err(read_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(read_err)?.take(limit) {
+            let (seq, bytes) = entry.map_err(read_err)?;
+            match serde_json::from_slice(bytes.value()) {
+                Ok(item) => out.push((seq.value(), item)),
+                Err(e) => {
+                    tracing::error!(seq = seq.value(), error = %e, "unreadable outbox item skipped")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops an accepted report.
+    pub async fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
+        self.write(vec![Write::OutboxRemove(seq)]).await
+    }
+
+    /// Resolves when a report was queued since the last call.
+    pub async fn outbox_ready(&self) {
+        self.inner.outbox_ready.notified().await;
     }
 
     /// Durably removes the jobs `ids`.

@@ -1,5 +1,6 @@
 //! What the job store keeps per job.
 
+use crate::agent::report::Origin;
 use crate::job::JobRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -147,6 +148,9 @@ pub struct JobRecord {
     pub attempts: u32,
     /// The result, once terminal.
     pub result: Option<JobResult>,
+    /// The control-plane task behind the job (agent mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
 }
 
 impl JobRecord {
@@ -169,8 +173,15 @@ impl JobRecord {
             finished_at_ms: None,
             attempts: 0,
             result: None,
+            origin: None,
         }
     }
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -3,8 +3,10 @@
 //! - `jobs`: job id → JSON record
 //! - `by_seq`: submission sequence → job id (listing order, recovery order)
 //! - `finished`: (finished at ms, sequence) → job id (retention, oldest first)
+//! - `outbox`: sequence → report the control plane has not accepted yet
 
 use super::records::JobRecord;
+use crate::agent::report::OutboxItem;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 /// job id → JSON `JobRecord`.
@@ -13,6 +15,8 @@ pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 pub const BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("by_seq");
 /// (finished at ms, sequence) → job id.
 pub const FINISHED: TableDefinition<(u64, u64), &str> = TableDefinition::new("finished");
+/// outbox sequence → JSON `OutboxItem` (reports the control plane has not accepted yet).
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 
 /// One change to the store.
 #[derive(Debug, Clone)]
@@ -21,10 +25,26 @@ pub enum Write {
     Put(Box<JobRecord>),
     /// Remove a job and its index entries.
     Remove(String),
+    /// Queue a report for the control plane under this sequence number.
+    OutboxPut(u64, Box<OutboxItem>),
+    /// Drop a delivered report.
+    OutboxRemove(u64),
 }
 
 /// Applies `write` inside `txn`.
 pub fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
+    match write {
+        Write::OutboxPut(seq, item) => {
+            let bytes = serde_json::to_vec(item.as_ref()).expect("outbox items serialize");
+            txn.open_table(OUTBOX)?.insert(*seq, bytes.as_slice())?;
+            return Ok(());
+        }
+        Write::OutboxRemove(seq) => {
+            txn.open_table(OUTBOX)?.remove(*seq)?;
+            return Ok(());
+        }
+        Write::Put(_) | Write::Remove(_) => {}
+    }
     let mut jobs = txn.open_table(JOBS)?;
     let mut by_seq = txn.open_table(BY_SEQ)?;
     let mut finished = txn.open_table(FINISHED)?;
@@ -54,6 +74,7 @@ pub fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
                 }
             }
         }
+        Write::OutboxPut(..) | Write::OutboxRemove(_) => unreachable!("handled above"),
     }
     Ok(())
 }

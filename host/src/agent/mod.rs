@@ -1,0 +1,399 @@
+//! Attached mode: the node works for a control plane. It registers with what
+//! it really has, heartbeats from a thread of its own (long-running work
+//! cannot starve it), polls for as many tasks as it has free slots, runs them
+//! through the shared scheduler, and delivers every report through the
+//! durable outbox, retrying with capped exponential backoff and jitter until
+//! the control plane accepts it, across restarts.
+
+pub mod protocol;
+pub mod report;
+pub mod splai;
+pub mod status;
+
+use crate::facts::{self, Utilisation};
+use crate::node::Node;
+use crate::scheduler::{SubmitError, Submitted};
+use protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
+use report::{OutboxItem, ReportStatus};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How the agent behaves.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Most tasks in flight (queued or running) at once.
+    pub max_parallel_tasks: usize,
+    /// Wait between empty polls (jittered ±20%).
+    pub poll_interval: Duration,
+    /// Longest wait between retries.
+    pub backoff_max: Duration,
+    /// Where the node is, if configured.
+    pub locality: Option<String>,
+}
+
+/// Capped exponential backoff with jitter.
+#[derive(Debug)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Starts at `base`, doubling up to `max`.
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            next: base,
+        }
+    }
+
+    /// The next wait: the current step, jittered to 50-100%, then doubled.
+    pub fn delay(&mut self) -> Duration {
+        let step = self.next;
+        self.next = (self.next * 2).min(self.max);
+        step.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+
+    /// Back to the first step after a success.
+    pub fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    node: Arc<Node>,
+    control_plane: Arc<dyn ControlPlane>,
+    settings: AgentSettings,
+    reregister: Arc<Notify>,
+    heartbeat_ms: Arc<AtomicU64>,
+}
+
+impl Agent {
+    /// An agent for `node` talking to `control_plane`.
+    pub fn new(
+        node: Arc<Node>,
+        control_plane: Arc<dyn ControlPlane>,
+        settings: AgentSettings,
+    ) -> Self {
+        node.control_plane.attach(control_plane.url());
+        Self {
+            node,
+            control_plane,
+            settings,
+            reregister: Arc::new(Notify::new()),
+            heartbeat_ms: Arc::new(AtomicU64::new(5000)),
+        }
+    }
+
+    /// What this node really has.
+    fn registration(&self) -> Registration {
+        let node = &self.node;
+        let mut tools = node.router.tools().names();
+        if node.router.policy().sandbox_image.is_some() && node.docker.is_some() {
+            tools.push("shell".into());
+        }
+        Registration {
+            worker_id: node.config.node.worker_id.clone(),
+            cpu: node.facts.cpu_cores,
+            memory: format!("{}Mi", node.facts.memory_mb),
+            gpu: facts::gpu_present(),
+            models: Vec::new(),
+            tools,
+            backends: Vec::new(),
+            locality: self.settings.locality.clone(),
+        }
+    }
+
+    /// Registers, retrying with backoff until accepted or `stop`.
+    async fn register(&self, stop: &CancellationToken) -> bool {
+        let registration = self.registration();
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
+        loop {
+            match self.control_plane.register(&registration).await {
+                Ok(interval) => {
+                    self.heartbeat_ms
+                        .store(interval.as_millis().max(100) as u64, Ordering::Relaxed);
+                    self.node.control_plane.connected();
+                    tracing::info!(worker_id = %registration.worker_id, heartbeat = ?interval, "registered with the control plane");
+                    return true;
+                }
+                Err(CpError::Unauthorized(why)) => {
+                    tracing::error!(%why, "the control plane refused our token; check control_plane.token (SPLAI_API_TOKEN)");
+                    self.node.control_plane.disconnected(&why);
+                }
+                Err(e) => self.node.control_plane.disconnected(&e.to_string()),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(backoff.delay()) => {}
+            }
+        }
+    }
+
+    /// Runs until `stop` (no new work); reports keep flowing until `flush`.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken, flush: CancellationToken) {
+        if !self.register(&stop).await {
+            return;
+        }
+        self.spawn_heartbeats(flush.clone());
+        let delivery = tokio::spawn(self.clone().deliver(flush));
+        self.poll_loop(&stop).await;
+        let _ = delivery.await;
+    }
+
+    /// Heartbeats on a thread with its own runtime, so that neither running
+    /// tasks nor API load can delay them.
+    fn spawn_heartbeats(self: &Arc<Self>, stop: CancellationToken) {
+        let agent = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("wasmnode-heartbeat".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        return tracing::error!(error = %e, "cannot start the heartbeat runtime");
+                    }
+                };
+                runtime.block_on(agent.heartbeat_loop(stop));
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the heartbeat thread");
+        }
+    }
+
+    async fn heartbeat_loop(&self, stop: CancellationToken) {
+        let client = match splai::SplaiClient::new(
+            self.control_plane.url(),
+            &self.node.config.node.worker_id,
+            self.node.config.control_plane.token(),
+        ) {
+            Ok(c) => c,
+            Err(e) => return tracing::error!(error = %e, "cannot create the heartbeat client"),
+        };
+        let mut utilisation = Utilisation::default();
+        let mut next = tokio::time::Instant::now();
+        loop {
+            next += Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let (cpu, memory) = utilisation.sample();
+            let heartbeat = Heartbeat {
+                queue_depth: self.node.scheduler.queue_depth(),
+                running_tasks: self.node.scheduler.running(),
+                cpu_utilization: cpu,
+                memory_utilization: memory,
+                health: if self.node.scheduler.is_draining() {
+                    "draining"
+                } else {
+                    "healthy"
+                }
+                .into(),
+                timestamp_unix: crate::store::now_ms() / 1000,
+            };
+            match client.heartbeat(&heartbeat).await {
+                Ok(()) => self.node.control_plane.connected(),
+                Err(CpError::UnknownWorker) => {
+                    tracing::warn!("the control plane forgot this worker; registering again");
+                    self.reregister.notify_one();
+                }
+                Err(e) => self.node.control_plane.disconnected(&e.to_string()),
+            }
+            // A late tick is not followed by a burst of catch-up heartbeats.
+            next = next.max(
+                tokio::time::Instant::now()
+                    - Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed)),
+            );
+        }
+    }
+
+    async fn poll_loop(&self, stop: &CancellationToken) {
+        let scheduler = &self.node.scheduler;
+        let mut terminal = scheduler.terminal_events();
+        let mut in_flight: HashSet<String> = match self.node.store.unfinished() {
+            Ok(records) => records
+                .into_iter()
+                .filter(|r| r.origin.is_some())
+                .map(|r| r.job_id)
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read unfinished jobs");
+                HashSet::new()
+            }
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
+        loop {
+            while let Ok(done) = terminal.try_recv() {
+                in_flight.remove(&done);
+            }
+            if stop.is_cancelled() {
+                return;
+            }
+            let free = self
+                .settings
+                .max_parallel_tasks
+                .saturating_sub(in_flight.len());
+            if free == 0 {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    done = terminal.recv() => if let Ok(done) = done { in_flight.remove(&done); },
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                }
+                continue;
+            }
+            let wait = match self.control_plane.poll(free).await {
+                Ok(assignments) => {
+                    self.node.control_plane.connected();
+                    backoff.reset();
+                    let got_work = !assignments.is_empty();
+                    for assignment in assignments {
+                        if let Some(id) = self.accept(assignment).await {
+                            in_flight.insert(id);
+                        }
+                    }
+                    if got_work {
+                        Duration::ZERO
+                    } else {
+                        self.settings
+                            .poll_interval
+                            .mul_f64(0.8 + fastrand::f64() * 0.4)
+                    }
+                }
+                Err(CpError::UnknownWorker) => {
+                    if !self.register(stop).await {
+                        return;
+                    }
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    self.node.control_plane.disconnected(&e.to_string());
+                    backoff.delay()
+                }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.reregister.notified() => {
+                    if !self.register(stop).await {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Submits an assignment; one this node cannot run is reported failed at
+    /// once so the control plane does not wait for its lease to expire.
+    async fn accept(&self, assignment: Assignment) -> Option<String> {
+        let job_id = assignment.request.job_id.clone();
+        let origin = assignment.origin.clone();
+        match self
+            .node
+            .scheduler
+            .submit_from(assignment.request, Some(assignment.origin))
+            .await
+        {
+            Ok(Submitted::Accepted | Submitted::InFlight) => Some(job_id),
+            Ok(Submitted::Existing(record)) => (!record.state.is_terminal()).then_some(job_id),
+            Err(SubmitError::Rejected(failure)) => {
+                let report = OutboxItem {
+                    origin,
+                    status: ReportStatus::Failed,
+                    output_uri: None,
+                    error: Some(format!("{}: {}", failure.kind.code(), failure.message)),
+                    duration_ms: 0,
+                };
+                if let Err(e) = self.node.store.queue_report(report).await {
+                    tracing::error!(error = %e, "cannot queue the rejection report");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%job_id, error = %e, "assignment not accepted now; its lease will expire and it will be re-assigned");
+                None
+            }
+        }
+    }
+
+    /// Delivers outbox reports in order, until `flush` is cancelled and the
+    /// outbox is empty (the caller bounds that wait; the outbox is durable).
+    async fn deliver(self: Arc<Self>, flush: CancellationToken) {
+        let store = &self.node.store;
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
+        loop {
+            let pending = match store.outbox(64) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    Vec::new()
+                }
+            };
+            if pending.is_empty() {
+                if flush.is_cancelled() {
+                    return;
+                }
+                tokio::select! {
+                    _ = flush.cancelled() => {}
+                    _ = store.outbox_ready() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+                continue;
+            }
+            for (seq, item) in pending {
+                match self.control_plane.report(&item).await {
+                    Ok(()) => {
+                        self.node.control_plane.connected();
+                        backoff.reset();
+                        if let Err(e) = store.outbox_remove(seq).await {
+                            tracing::error!(seq, error = %e, "cannot drop a delivered report");
+                        }
+                    }
+                    Err(CpError::Rejected(why)) => {
+                        tracing::error!(seq, %why, status = item.status.as_str(), "the control plane refused a report for good; dropping it");
+                        if let Err(e) = store.outbox_remove(seq).await {
+                            tracing::error!(seq, error = %e, "cannot drop a refused report");
+                        }
+                    }
+                    Err(e) => {
+                        if e == CpError::UnknownWorker {
+                            self.reregister.notify_one();
+                        }
+                        self.node.control_plane.disconnected(&e.to_string());
+                        tokio::time::sleep(backoff.delay()).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        let delays: Vec<Duration> = (0..6).map(|_| b.delay()).collect();
+        for (d, step) in delays.iter().zip([100u64, 200, 400, 800, 800, 800]) {
+            assert!(
+                *d >= Duration::from_millis(step / 2) && *d <= Duration::from_millis(step),
+                "{d:?} vs {step}"
+            );
+        }
+        b.reset();
+        assert!(b.delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,89 @@
+//! The control-plane interface the agent loop drives. Each protocol (SPLAI,
+//! GOLIAT-style dashboards) is one adapter behind it, so the loop, the
+//! outbox and the scheduler are shared.
+
+use super::report::{Origin, OutboxItem};
+use crate::job::JobRequest;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::time::Duration;
+
+/// What the node tells the control plane about itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Registration {
+    /// This node's id.
+    pub worker_id: String,
+    /// CPU cores.
+    pub cpu: usize,
+    /// Memory, e.g. `16384Mi`.
+    pub memory: String,
+    /// Whether a GPU is present.
+    pub gpu: bool,
+    /// Models in the local model cache or served by reachable backends.
+    pub models: Vec<String>,
+    /// Tools this node can run.
+    pub tools: Vec<String>,
+    /// Model backends configured and answering.
+    pub backends: Vec<String>,
+    /// Where the node is, if configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<String>,
+}
+
+/// The node's dynamic state, sent with every heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Heartbeat {
+    /// Jobs waiting.
+    pub queue_depth: usize,
+    /// Jobs running.
+    pub running_tasks: usize,
+    /// CPU utilisation, 0..1.
+    pub cpu_utilization: f64,
+    /// Memory utilisation, 0..1.
+    pub memory_utilization: f64,
+    /// `healthy` or `draining`.
+    pub health: String,
+    /// Seconds since the Unix epoch.
+    pub timestamp_unix: u64,
+}
+
+/// One unit of work handed to the node.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// The job to run (validated like any submitted job).
+    pub request: JobRequest,
+    /// The control-plane task behind it, for reporting.
+    pub origin: Origin,
+}
+
+/// Why a control-plane call failed; the loop acts on the case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CpError {
+    /// The token was refused (401/403): keep trying slowly, say so clearly.
+    #[error("the control plane refused our credentials: {0}")]
+    Unauthorized(String),
+    /// The control plane does not know this worker (404): register again.
+    #[error("the control plane does not know this worker")]
+    UnknownWorker,
+    /// Down, slow or failing (network, timeout, 5xx, 429): retry with backoff.
+    #[error("the control plane is unavailable: {0}")]
+    Unavailable(String),
+    /// It refused the request for good (other 4xx): do not retry it.
+    #[error("the control plane rejected the request: {0}")]
+    Rejected(String),
+}
+
+/// A control-plane protocol.
+#[async_trait]
+pub trait ControlPlane: Send + Sync {
+    /// The control plane's base URL.
+    fn url(&self) -> &str;
+    /// Registers the node; returns the heartbeat interval to use.
+    async fn register(&self, registration: &Registration) -> Result<Duration, CpError>;
+    /// Sends one heartbeat.
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), CpError>;
+    /// Asks for at most `max` assignments.
+    async fn poll(&self, max: usize) -> Result<Vec<Assignment>, CpError>;
+    /// Delivers one report; a duplicate the control plane already has counts as delivered.
+    async fn report(&self, item: &OutboxItem) -> Result<(), CpError>;
+}

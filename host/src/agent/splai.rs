@@ -1,0 +1,261 @@
+//! The SPLAI worker protocol (wire-compatible with SPLAI's gateway):
+//! register, heartbeat, poll assignments, report, with `X-SPLAI-Token`.
+
+use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
+use super::report::{Origin, OutboxItem};
+use crate::job::{JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION, validate_job_id};
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Default heartbeat interval when the control plane names none.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A SPLAI gateway client for one worker.
+pub struct SplaiClient {
+    base: String,
+    worker_id: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl SplaiClient {
+    /// A client for `base` (the gateway's URL) acting as `worker_id`.
+    pub fn new(base: &str, worker_id: &str, token: Option<String>) -> Result<Self, CpError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            worker_id: worker_id.to_string(),
+            token,
+            http,
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("X-SPLAI-Token", token);
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CpError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        match status {
+            s if s.is_success() => Ok(serde_json::from_str(&body).unwrap_or(Value::Null)),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(CpError::Unauthorized(format!("{status}: {}", short(&body))))
+            }
+            StatusCode::NOT_FOUND => Err(CpError::UnknownWorker),
+            StatusCode::CONFLICT => Ok(json!({"accepted": true, "duplicate": true})),
+            StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
+                Err(CpError::Unavailable(status.to_string()))
+            }
+            s if s.is_server_error() => {
+                Err(CpError::Unavailable(format!("{status}: {}", short(&body))))
+            }
+            _ => Err(CpError::Rejected(format!("{status}: {}", short(&body)))),
+        }
+    }
+}
+
+fn short(body: &str) -> String {
+    body.chars().take(200).collect()
+}
+
+/// An assignment as SPLAI sends it.
+#[derive(Debug, Deserialize)]
+struct WireAssignment {
+    job_id: String,
+    task_id: String,
+    #[serde(rename = "type")]
+    task_type: String,
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+    #[serde(default = "first_attempt")]
+    attempt: u32,
+    #[serde(default)]
+    lease_id: String,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// Our job id for a SPLAI task attempt: readable when SPLAI's ids allow it,
+/// else a hash of them.
+fn local_job_id(job: &str, task: &str, attempt: u32) -> String {
+    let readable = format!("splai-{job}-{task}-a{attempt}");
+    if validate_job_id(&readable).is_ok() {
+        return readable;
+    }
+    let hash = blake3::hash(format!("{job}\u{0}{task}\u{0}{attempt}").as_bytes());
+    format!("splai-{}", &hash.to_hex()[..32])
+}
+
+impl WireAssignment {
+    fn into_assignment(self) -> Assignment {
+        let payload: Map<String, Value> = self
+            .inputs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        let request = JobRequest {
+            protocol_version: PROTOCOL_VERSION,
+            job_id: local_job_id(&self.job_id, &self.task_id, self.attempt),
+            task: JobTask {
+                task_type: self.task_type.clone(),
+                payload: Value::Object(payload),
+            },
+            runtime: JobRuntime {
+                mode: "auto".into(),
+                ..JobRuntime::default()
+            },
+            idempotent: true,
+            priority: None,
+        };
+        let origin = Origin::Splai {
+            job_id: self.job_id,
+            task_id: self.task_id,
+            task_type: self.task_type,
+            lease_id: self.lease_id,
+            attempt: self.attempt,
+        };
+        Assignment { request, origin }
+    }
+}
+
+#[async_trait]
+impl ControlPlane for SplaiClient {
+    fn url(&self) -> &str {
+        &self.base
+    }
+
+    async fn register(&self, registration: &Registration) -> Result<Duration, CpError> {
+        let reply = self
+            .send(
+                self.request(reqwest::Method::POST, "/v1/workers/register")
+                    .json(registration),
+            )
+            .await?;
+        if reply["accepted"] == Value::Bool(false) {
+            return Err(CpError::Rejected(format!(
+                "registration not accepted: {reply}"
+            )));
+        }
+        Ok(reply["heartbeat_interval_seconds"]
+            .as_f64()
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_HEARTBEAT))
+    }
+
+    async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), CpError> {
+        let path = format!("/v1/workers/{}/heartbeat", self.worker_id);
+        self.send(self.request(reqwest::Method::POST, &path).json(heartbeat))
+            .await
+            .map(|_| ())
+    }
+
+    async fn poll(&self, max: usize) -> Result<Vec<Assignment>, CpError> {
+        let path = format!("/v1/workers/{}/assignments?max_tasks={max}", self.worker_id);
+        let reply = self.send(self.request(reqwest::Method::GET, &path)).await?;
+        let wire: Vec<WireAssignment> = serde_json::from_value(reply["assignments"].clone())
+            .map_err(|e| CpError::Rejected(format!("malformed assignments: {e}")))?;
+        Ok(wire
+            .into_iter()
+            .map(WireAssignment::into_assignment)
+            .collect())
+    }
+
+    async fn report(&self, item: &OutboxItem) -> Result<(), CpError> {
+        let Origin::Splai {
+            job_id,
+            task_id,
+            lease_id,
+            attempt,
+            ..
+        } = &item.origin;
+        let mut key = format!("{}:{job_id}:{task_id}:{attempt}", self.worker_id);
+        if item.status == super::report::ReportStatus::Running {
+            key.push_str(":running");
+        }
+        let body = json!({
+            "worker_id": self.worker_id,
+            "job_id": job_id,
+            "task_id": task_id,
+            "lease_id": lease_id,
+            "idempotency_key": key,
+            "status": item.status.as_str(),
+            "output_artifact_uri": item.output_uri.clone().unwrap_or_default(),
+            "error": item.error.clone().unwrap_or_default(),
+            "duration_millis": item.duration_ms,
+        });
+        let reply = self
+            .send(
+                self.request(reqwest::Method::POST, "/v1/tasks/report")
+                    .json(&body),
+            )
+            .await?;
+        let duplicate = reply.to_string().to_lowercase();
+        if reply["accepted"] == Value::Bool(false)
+            && !(duplicate.contains("duplicate") || duplicate.contains("already"))
+        {
+            return Err(CpError::Rejected(format!("report not accepted: {reply}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments_become_idempotent_auto_jobs_with_string_inputs() {
+        let wire: WireAssignment = serde_json::from_value(
+            json!({"job_id": "j1", "task_id": "t1", "type": "aggregation",
+            "inputs": {"items_json": "[]"}, "attempt": 2, "lease_id": "l-9"}),
+        )
+        .unwrap();
+        let a = wire.into_assignment();
+        assert_eq!(a.request.job_id, "splai-j1-t1-a2");
+        assert!(a.request.idempotent);
+        assert_eq!(a.request.task.payload, json!({"items_json": "[]"}));
+        assert_eq!(
+            a.origin,
+            Origin::Splai {
+                job_id: "j1".into(),
+                task_id: "t1".into(),
+                task_type: "aggregation".into(),
+                lease_id: "l-9".into(),
+                attempt: 2
+            }
+        );
+    }
+
+    #[test]
+    fn unusual_ids_are_hashed_into_valid_job_ids() {
+        let id = local_job_id("job/with spaces", "t", 1);
+        assert!(
+            id.starts_with("splai-") && validate_job_id(&id).is_ok(),
+            "{id}"
+        );
+        assert_ne!(id, local_job_id("job/with spaces", "t", 2));
+    }
+}
