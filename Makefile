@@ -5,7 +5,7 @@ GUESTS := --manifest-path guests/Cargo.toml
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test deps wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test test-llm deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,6 +29,7 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) clippy $(MAKE) --no-print-directory clippy
 	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
 	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
+	@$(PHASE) test-llm $(MAKE) --no-print-directory test-llm
 	@scripts/phase-summary.sh $(PHASE_LOG)
 
 deps: ## Install the Debian packages the tests need (busybox-static for the container-test image)
@@ -54,3 +55,8 @@ guest-tests: ## The guests' own unit tests, natively
 
 unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
 	$(CARGO) test --workspace
+
+test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
+	@model=$$(scripts/llm-setup.sh) && \
+	WASMNODE_LLM_MODEL=$$model WASMNODE_LLM_PYTHON=$(CURDIR)/.cache/llm/venv/bin/python \
+	$(CARGO) test -p wasmnode-e2e --test llm_real -- --ignored

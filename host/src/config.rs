@@ -11,6 +11,8 @@ use std::time::Duration;
 use wasmnode_runtime::Policy;
 use wasmnode_runtime::docker::{DockerSettings, ImageAllowlist};
 use wasmnode_runtime::limits::{LimitPolicy, Limits};
+use wasmnode_runtime::llm::backends::normalize as normalize_backend;
+use wasmnode_runtime::llm::{Backend, LlmSettings, Protocol};
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 
 /// Shown instead of a secret.
@@ -70,6 +72,73 @@ pub struct Config {
     pub docker: DockerSection,
     /// Attached mode (`wasmnode agent`).
     pub control_plane: ControlPlaneSection,
+    /// LLM, embedding and model servers, and the model cache.
+    pub llm: LlmSection,
+}
+
+/// LLM, embedding and model servers, and the model cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmSection {
+    /// Backend of `llm_inference` tasks that name none.
+    pub default_backend: String,
+    /// Backend of `embedding` tasks that name none (`local` needs no server).
+    pub embedding_backend: String,
+    /// Embedding model of tasks that name none.
+    pub embedding_model: Option<String>,
+    /// Embedding dimension of tasks that name none.
+    pub embedding_dimension: usize,
+    /// Retries of connection failures (never of a request that reached the server).
+    pub connect_retries: u32,
+    /// Models that need a GPU-backed backend (exact names or prefixes ending in `*`).
+    pub gpu_models: Vec<String>,
+    /// Where `model_download` puts files (default `<data_dir>/models`).
+    pub model_cache_dir: Option<PathBuf>,
+    /// Hugging Face endpoint (set a mirror here).
+    pub hf_endpoint: String,
+    /// Hugging Face token (prefer `HF_TOKEN`).
+    pub hf_token: String,
+    /// Remote retrieval service for `retrieval` tasks with backend `remote_api`.
+    pub retrieval_base_url: Option<String>,
+    /// Bearer key of the retrieval service.
+    pub retrieval_api_key: String,
+    /// Backends by name (`ollama`, `vllm`, `llama.cpp`, `remote_api`, or your own).
+    pub backends: BTreeMap<String, BackendSection>,
+}
+
+/// One model server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSection {
+    /// Base URL.
+    pub url: String,
+    /// `ollama` or `openai`; by default `ollama` for the backend named so,
+    /// `openai` (OpenAI-compatible) for every other name.
+    pub protocol: Option<String>,
+    /// Bearer key (remote APIs).
+    pub api_key: String,
+    /// Whether it runs models on a GPU.
+    pub gpu: bool,
+}
+
+impl Default for LlmSection {
+    fn default() -> Self {
+        let d = LlmSettings::default();
+        Self {
+            default_backend: d.default_backend,
+            embedding_backend: d.embedding_backend,
+            embedding_model: None,
+            embedding_dimension: d.embedding_dimension,
+            connect_retries: d.connect_retries,
+            gpu_models: Vec::new(),
+            model_cache_dir: None,
+            hf_endpoint: d.hf_endpoint,
+            hf_token: String::new(),
+            retrieval_base_url: None,
+            retrieval_api_key: String::new(),
+            backends: BTreeMap::new(),
+        }
+    }
 }
 
 /// Attached mode (`wasmnode agent`).
@@ -466,6 +535,68 @@ impl Config {
         if let Some((n, v)) = first(&["WASMNODE_POLL_MILLIS", "SPLAI_POLL_MILLIS"]) {
             self.control_plane.poll_millis = parse(&n, &v)?;
         }
+        for (backend, names) in [
+            (
+                "ollama",
+                ["WASMNODE_OLLAMA_BASE_URL", "SPLAI_OLLAMA_BASE_URL"],
+            ),
+            ("vllm", ["WASMNODE_VLLM_BASE_URL", "SPLAI_VLLM_BASE_URL"]),
+            (
+                "llama.cpp",
+                ["WASMNODE_LLAMACPP_BASE_URL", "SPLAI_LLAMACPP_BASE_URL"],
+            ),
+            (
+                "remote_api",
+                ["WASMNODE_REMOTE_API_BASE_URL", "SPLAI_REMOTE_API_BASE_URL"],
+            ),
+        ] {
+            if let Some((_, v)) = first(&names) {
+                self.llm.backends.entry(backend.into()).or_default().url = v;
+            }
+        }
+        if let Some((_, v)) = first(&["WASMNODE_REMOTE_API_KEY", "SPLAI_REMOTE_API_KEY"]) {
+            self.llm
+                .backends
+                .entry("remote_api".into())
+                .or_default()
+                .api_key = v;
+        }
+        if let Some((_, v)) = first(&["SPLAI_WORKER_BACKENDS"]) {
+            let enabled: Vec<String> = split_list(&v)
+                .iter()
+                .map(|b| normalize_backend(b))
+                .collect();
+            self.llm.backends.retain(|name, _| enabled.contains(name));
+        }
+        if let Some((_, v)) = first(&["WASMNODE_EMBEDDING_BACKEND", "SPLAI_EMBEDDING_BACKEND"]) {
+            self.llm.embedding_backend = v;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_EMBEDDING_MODEL", "SPLAI_EMBEDDING_MODEL"]) {
+            self.llm.embedding_model = Some(v);
+        }
+        if let Some((n, v)) = first(&["WASMNODE_EMBEDDING_DIMENSION", "SPLAI_EMBEDDING_DIMENSION"])
+        {
+            self.llm.embedding_dimension = parse(&n, &v)?;
+        }
+        if let Some((n, v)) = first(&["WASMNODE_LLM_HTTP_RETRIES", "SPLAI_EMBEDDING_HTTP_RETRIES"])
+        {
+            self.llm.connect_retries = parse(&n, &v)?;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_MODEL_CACHE_DIR", "SPLAI_MODEL_CACHE_DIR"]) {
+            self.llm.model_cache_dir = Some(v.into());
+        }
+        if let Some((_, v)) = first(&["HF_TOKEN"]) {
+            self.llm.hf_token = v;
+        }
+        if let Some((_, v)) = first(&["HF_ENDPOINT"]) {
+            self.llm.hf_endpoint = v;
+        }
+        if let Some((_, v)) = first(&["WASMNODE_RETRIEVAL_BASE_URL", "SPLAI_RETRIEVAL_BASE_URL"]) {
+            self.llm.retrieval_base_url = Some(v);
+        }
+        if let Some((_, v)) = first(&["WASMNODE_RETRIEVAL_API_KEY", "SPLAI_RETRIEVAL_API_KEY"]) {
+            self.llm.retrieval_api_key = v;
+        }
         if let Some((_, v)) = first(&["WASMNODE_DOCKER"]) {
             self.docker.mode = v;
         }
@@ -503,6 +634,16 @@ impl Config {
                 "wasm.allocator `{}` must be auto, pooling or on-demand",
                 self.wasm.allocator
             )));
+        }
+        for (name, backend) in &self.llm.backends {
+            if let Some(protocol) = backend.protocol.as_deref()
+                && protocol != "ollama"
+                && protocol != "openai"
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "llm.backends.{name}.protocol `{protocol}` must be ollama or openai"
+                )));
+            }
         }
         if !["auto", "on", "off"].contains(&self.docker.mode.as_str()) {
             return Err(ConfigError::Invalid(format!(
@@ -566,6 +707,46 @@ impl Config {
         }
     }
 
+    /// The model backends' settings.
+    pub fn llm_settings(&self) -> LlmSettings {
+        let backends = self
+            .llm
+            .backends
+            .iter()
+            .filter(|(_, b)| !b.url.is_empty())
+            .map(|(name, b)| {
+                let mut backend = Backend::new(name, &b.url);
+                match b.protocol.as_deref() {
+                    Some("ollama") => backend.protocol = Protocol::Ollama,
+                    Some("openai") => backend.protocol = Protocol::OpenAi,
+                    _ => {}
+                }
+                backend.api_key = (!b.api_key.is_empty()).then(|| b.api_key.clone());
+                backend.gpu = b.gpu;
+                backend
+            })
+            .collect();
+        let secret = |s: &String| (!s.is_empty()).then(|| s.clone());
+        LlmSettings {
+            backends,
+            default_backend: normalize_backend(&self.llm.default_backend),
+            embedding_backend: normalize_backend(&self.llm.embedding_backend),
+            embedding_model: self.llm.embedding_model.clone(),
+            embedding_dimension: self.llm.embedding_dimension,
+            connect_retries: self.llm.connect_retries,
+            gpu_models: self.llm.gpu_models.clone(),
+            model_cache_dir: self
+                .llm
+                .model_cache_dir
+                .clone()
+                .unwrap_or_else(|| self.node.data_dir.join("models")),
+            hf_endpoint: self.llm.hf_endpoint.clone(),
+            hf_token: secret(&self.llm.hf_token),
+            retrieval_url: self.llm.retrieval_base_url.clone(),
+            retrieval_api_key: secret(&self.llm.retrieval_api_key),
+        }
+    }
+
     /// The container settings; `any_image` allows every local image (for a
     /// local user running tasks by hand).
     pub fn docker_settings(&self, any_image: bool) -> DockerSettings {
@@ -593,6 +774,16 @@ impl Config {
         }
         if !shown.control_plane.token.is_empty() {
             shown.control_plane.token = MASK.into();
+        }
+        for secret in [&mut shown.llm.hf_token, &mut shown.llm.retrieval_api_key] {
+            if !secret.is_empty() {
+                *secret = MASK.into();
+            }
+        }
+        for backend in shown.llm.backends.values_mut() {
+            if !backend.api_key.is_empty() {
+                backend.api_key = MASK.into();
+            }
         }
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
     }
@@ -676,6 +867,30 @@ mod tests {
         assert_eq!(config.node.worker_id, "w7");
         assert_eq!(config.scheduler.max_concurrent_jobs, 5);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn splai_backend_variables_configure_llm_backends() {
+        let mut config = Config::default();
+        config
+            .apply_env(env(&[
+                ("SPLAI_OLLAMA_BASE_URL", "http://o:11434"),
+                ("SPLAI_LLAMACPP_BASE_URL", "http://l:8080"),
+                ("SPLAI_VLLM_BASE_URL", "http://v:8000"),
+                ("SPLAI_WORKER_BACKENDS", "ollama,llamacpp"),
+                ("SPLAI_EMBEDDING_DIMENSION", "128"),
+                ("SPLAI_MODEL_CACHE_DIR", "/models"),
+            ]))
+            .unwrap();
+        let llm = config.llm_settings();
+        let names: Vec<&str> = llm.backends.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["llama.cpp", "ollama"],
+            "SPLAI_WORKER_BACKENDS keeps only the listed ones"
+        );
+        assert_eq!(llm.embedding_dimension, 128);
+        assert_eq!(llm.model_cache_dir, PathBuf::from("/models"));
     }
 
     #[test]

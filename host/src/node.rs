@@ -13,6 +13,7 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::docker::DockerExecutor;
+use wasmnode_runtime::llm::{LlmExecutor, Probe};
 use wasmnode_runtime::{ArtifactStore, Backends, Policy, Router, ToolRegistry, WasmExecutor};
 
 /// Who submits the tasks a router will run.
@@ -48,6 +49,7 @@ pub async fn router(
     config: &Config,
     access: Access,
     docker: Option<Arc<DockerExecutor>>,
+    llm: Arc<LlmExecutor>,
 ) -> anyhow::Result<Router> {
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -76,10 +78,11 @@ pub async fn router(
         tools.add_image(name, image);
     }
     let image = docker.map(|d| d as Arc<dyn wasmnode_runtime::Executor>);
+    let models = llm as Arc<dyn wasmnode_runtime::Executor>;
     let backends = Backends {
         wasm,
         image,
-        models: None,
+        models: Some(models),
     };
     Ok(Router::new(
         backends,
@@ -112,6 +115,8 @@ pub struct Node {
     pub docker: Option<Arc<DockerExecutor>>,
     /// The control-plane connection, in attached mode.
     pub control_plane: ControlPlaneStatus,
+    /// The model backends.
+    pub llm: Arc<LlmExecutor>,
     exec: Option<tokio::runtime::Runtime>,
 }
 
@@ -129,7 +134,8 @@ impl Node {
                 Err(e) => tracing::warn!(error = %e, "could not sweep leftover containers"),
             }
         }
-        let router = Arc::new(router(&config, Access::Remote, docker.clone()).await?);
+        let llm = Arc::new(LlmExecutor::new(config.llm_settings())?);
+        let router = Arc::new(router(&config, Access::Remote, docker.clone(), llm.clone()).await?);
         let store = JobStore::open(&config.node.data_dir.join("jobs.redb"))?;
         let threads = config.scheduler.max_concurrent_jobs.clamp(1, 64);
         let exec = tokio::runtime::Builder::new_multi_thread()
@@ -164,6 +170,7 @@ impl Node {
             metrics,
             docker,
             control_plane: ControlPlaneStatus::default(),
+            llm,
             exec: Some(exec),
         })
     }
@@ -187,6 +194,14 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// The model backends answering a probe now, and the models each has,
+    /// plus the files in the model cache.
+    pub async fn model_inventory(&self) -> (Vec<Probe>, Vec<String>) {
+        let probes = self.llm.probe().await;
+        let cached = wasmnode_runtime::llm::inventory(&self.llm.settings().model_cache_dir);
+        (probes, cached)
     }
 
     /// Removes finished jobs past the retention limits, now and every minute.

@@ -26,6 +26,14 @@ impl ArtifactStore {
         })
     }
 
+    /// A store over the system temporary directory, for contexts that never
+    /// touch artifacts (health probes, tool self-descriptions).
+    pub fn detached() -> Self {
+        Self {
+            root: Arc::new(std::env::temp_dir()),
+        }
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root

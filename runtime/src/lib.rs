@@ -9,6 +9,7 @@ pub mod docker;
 pub mod executor;
 pub mod failure;
 pub mod limits;
+pub mod llm;
 pub mod policy;
 pub mod router;
 pub mod task;

@@ -2,6 +2,8 @@
 //! running it as a process, and test servers that play its peers.
 
 pub mod control_plane;
+pub mod files;
+pub mod ollama;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

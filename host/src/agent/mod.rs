@@ -93,8 +93,17 @@ impl Agent {
     }
 
     /// What this node really has.
-    fn registration(&self) -> Registration {
+    async fn registration(&self) -> Registration {
         let node = &self.node;
+        let (probes, cached) = node.model_inventory().await;
+        let answering: Vec<_> = probes.into_iter().filter(|p| p.available).collect();
+        let mut models: Vec<String> = answering
+            .iter()
+            .flat_map(|p| p.models.iter().cloned())
+            .chain(cached)
+            .collect();
+        models.sort();
+        models.dedup();
         let mut tools = node.router.tools().names();
         if node.router.policy().sandbox_image.is_some() && node.docker.is_some() {
             tools.push("shell".into());
@@ -104,16 +113,16 @@ impl Agent {
             cpu: node.facts.cpu_cores,
             memory: format!("{}Mi", node.facts.memory_mb),
             gpu: facts::gpu_present(),
-            models: Vec::new(),
+            models,
             tools,
-            backends: Vec::new(),
+            backends: answering.into_iter().map(|p| p.name).collect(),
             locality: self.settings.locality.clone(),
         }
     }
 
     /// Registers, retrying with backoff until accepted or `stop`.
     async fn register(&self, stop: &CancellationToken) -> bool {
-        let registration = self.registration();
+        let registration = self.registration().await;
         let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
         loop {
             match self.control_plane.register(&registration).await {

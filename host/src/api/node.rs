@@ -21,6 +21,7 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
     if docker {
         modes.push("image");
     }
+    let (probes, cached) = node.model_inventory().await;
     Json(json!({
         "worker_id": node.config.node.worker_id,
         "hostname": node.facts.hostname,
@@ -36,6 +37,8 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "tools": node.router.tools().names(),
         "max_concurrent_jobs": node.scheduler.max_concurrent(),
         "executors": executors(docker),
+        "llm_backends": probes,
+        "cached_models": cached,
         "wasm": {
             "allocator": backends.wasm.allocator().as_str(),
             "fuel_metering": backends.wasm.fuel_metering(),
@@ -79,7 +82,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 }
 
 fn executors(docker: bool) -> Vec<&'static str> {
-    let mut names = vec!["wasm"];
+    let mut names = vec!["wasm", "llm"];
     if docker {
         names.push("docker");
     }

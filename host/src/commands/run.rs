@@ -15,7 +15,10 @@ pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Resul
     let config = load_config(config_file, &args.node)?;
     let task = task_from_args(&args)?;
     let docker = crate::node::docker(&config, Access::Local).await?;
-    let router = crate::node::router(&config, Access::Local, docker).await?;
+    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
+        config.llm_settings(),
+    )?);
+    let router = crate::node::router(&config, Access::Local, docker, llm).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {

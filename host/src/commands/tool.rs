@@ -14,7 +14,10 @@ use wasmnode_runtime::{
 pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node)?;
     let docker = crate::node::docker(&config, Access::Local).await?;
-    let router = crate::node::router(&config, Access::Local, docker).await?;
+    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
+        config.llm_settings(),
+    )?);
+    let router = crate::node::router(&config, Access::Local, docker, llm).await?;
     let raw = match &args.args_file {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?,
@@ -43,7 +46,10 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
 /// Prints what a component is.
 pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node)?;
-    let router = crate::node::router(&config, Access::Local, None).await?;
+    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
+        config.llm_settings(),
+    )?);
+    let router = crate::node::router(&config, Access::Local, None, llm).await?;
     let component = resolve(router.tools(), &args.component)?;
     match router.backends().wasm.inspect(&component).await {
         Ok(info) => {
@@ -57,7 +63,10 @@ pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyho
 /// Lists the tools available by name.
 pub async fn list(config_file: Option<&Path>, args: NodeArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args)?;
-    let router = crate::node::router(&config, Access::Local, None).await?;
+    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
+        config.llm_settings(),
+    )?);
+    let router = crate::node::router(&config, Access::Local, None, llm).await?;
     for name in router.tools().names() {
         let kind = match router.tools().get(&name) {
             Some(ToolBackend::Component(ComponentSource::Builtin(_))) => "builtin",

@@ -237,11 +237,8 @@ impl WasmExecutor {
                     timeout: Duration::from_secs(5),
                     ..Limits::default()
                 };
-                let ctx = TaskContext::new(
-                    limits.clone(),
-                    crate::artifacts::ArtifactStore::open(std::env::temp_dir())
-                        .map_err(|e| TaskFailure::internal(e.to_string()))?,
-                );
+                let ctx =
+                    TaskContext::new(limits.clone(), crate::artifacts::ArtifactStore::detached());
                 let runtime =
                     crate::task::WasmRuntime::new(ComponentSource::Builtin(String::new()));
                 let spec = SandboxSpec {
