@@ -5,7 +5,7 @@ GUESTS := --manifest-path guests/Cargo.toml
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test test-llm deps wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,7 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
 	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
 	@$(PHASE) test-llm $(MAKE) --no-print-directory test-llm
+	@$(PHASE) bench-smoke $(MAKE) --no-print-directory bench-smoke
 	@scripts/phase-summary.sh $(PHASE_LOG)
 
 deps: ## Install the Debian packages the tests need (busybox-static for the container-test image)
@@ -55,6 +56,14 @@ guest-tests: ## The guests' own unit tests, natively
 
 unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
 	$(CARGO) test --workspace
+
+bench: wasm-target deps ## Run the benchmarks on a release build; prints the table and writes docs/BENCHMARKS.md
+	$(CARGO) build --release -p wasmnode -p wasmnode-bench
+	target/release/wasmnode-bench --wasmnode target/release/wasmnode --out docs/BENCHMARKS.md
+
+bench-smoke: ## Every benchmark once with tiny counts, to prove they run (part of make test)
+	$(CARGO) build -p wasmnode -p wasmnode-bench
+	target/debug/wasmnode-bench --smoke --wasmnode target/debug/wasmnode --out target/bench-smoke.md
 
 test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
 	@model=$$(scripts/llm-setup.sh) && \

@@ -84,6 +84,34 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
     assert_eq!(get("a").await["report"], json!({"x": 1, "y": 2}));
     assert_eq!(get("t").await["bytes_written"], 2);
 
+    let sync = wasm_job(
+        "sync",
+        "builtin:aggregation",
+        json!({"items_json": "[{\"z\":9}]"}),
+    );
+    let answer: Value = client
+        .post(node.at("/jobs?wait=30"))
+        .json(&sync)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (answer["accepted"].as_bool(), answer["state"].as_str()),
+        (Some(true), Some("finished")),
+        "{answer}"
+    );
+    assert_eq!(get("sync").await["report"]["z"], 9);
+    let bad = client
+        .post(node.at("/jobs?wait=soon"))
+        .json(&sync)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
     let list: Value = client
         .get(node.at("/jobs?state=finished&limit=2"))
         .send()
@@ -102,7 +130,7 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
         .json()
         .await
         .unwrap();
-    assert_eq!(rest["jobs"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["jobs"].as_array().unwrap().len(), 3);
     assert!(rest["next_cursor"].is_null());
 }
 

@@ -42,7 +42,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the node standalone, serving the local job API (Job Protocol v1).
     Serve(ServeArgs),
-    /// Attach the node to a control plane (SPLAI worker protocol); the local API is served too.
+    /// Attach the node to a control plane (SPLAI, or a GOLIAT-style dashboard); the local API is served too.
     Agent(AgentArgs),
     /// Run one task locally and print its JSON result.
     Run(RunArgs),
@@ -93,6 +93,12 @@ pub struct AgentArgs {
     /// The control plane's base URL (or SPLAI_CONTROL_PLANE_URL).
     #[arg(long, value_name = "URL")]
     pub control_plane: Option<String>,
+    /// Control-plane protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Splai)]
+    pub protocol: Protocol,
+    /// Machine id for GOLIAT-style dashboards (default: primary IP, else host name).
+    #[arg(long, value_name = "ID")]
+    pub machine_id: Option<String>,
     /// This node's worker id (default: host name).
     #[arg(long, value_name = "ID")]
     pub worker_id: Option<String>,
@@ -104,6 +110,15 @@ pub struct AgentArgs {
     pub max_parallel_tasks: Option<usize>,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// Control-plane protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// SPLAI's worker protocol (register, heartbeat, poll assignments, report).
+    Splai,
+    /// A GOLIAT-style dashboard (heartbeat, assignment with config_url and split_index).
+    Goliat,
 }
 
 /// `wasmnode run`.

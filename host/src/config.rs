@@ -74,6 +74,100 @@ pub struct Config {
     pub control_plane: ControlPlaneSection,
     /// LLM, embedding and model servers, and the model cache.
     pub llm: LlmSection,
+    /// The Vera-style task API (`/execute`, `/task/{id}/...`).
+    pub vera: VeraSection,
+    /// Attached to a GOLIAT-style dashboard (`wasmnode agent --protocol goliat`).
+    pub goliat: GoliatSection,
+}
+
+/// Attached to a GOLIAT-style dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoliatSection {
+    /// This machine's id (default: its primary IP address, else its host name).
+    pub machine_id: String,
+    /// Heartbeat interval, seconds.
+    pub heartbeat_seconds: u64,
+    /// Wait between polls while idle, seconds.
+    pub poll_seconds: u64,
+    /// The job each assignment runs (the config is mounted at `/config`).
+    pub job: GoliatJob,
+}
+
+/// The job a GOLIAT assignment runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoliatJob {
+    /// Task type recorded for the job.
+    pub task_type: String,
+    /// `wasm` or `image`.
+    pub mode: String,
+    /// WASI component (`wasm`).
+    pub component: Option<String>,
+    /// Arguments of the component.
+    pub args: Vec<String>,
+    /// Image (`image`).
+    pub image: Option<String>,
+    /// Command of the image.
+    pub cmd: Vec<String>,
+    /// Environment (`SPLIT_INDEX`, `CONFIG_PATH` and `MACHINE_ID` are added).
+    pub env: BTreeMap<String, String>,
+    /// Limits.
+    pub limits: wasmnode_runtime::LimitRequest,
+}
+
+impl Default for GoliatSection {
+    fn default() -> Self {
+        Self {
+            machine_id: String::new(),
+            heartbeat_seconds: 5,
+            poll_seconds: 10,
+            job: GoliatJob::default(),
+        }
+    }
+}
+
+impl Default for GoliatJob {
+    fn default() -> Self {
+        Self {
+            task_type: "goliat".into(),
+            mode: "wasm".into(),
+            component: None,
+            args: Vec::new(),
+            image: None,
+            cmd: Vec::new(),
+            env: BTreeMap::new(),
+            limits: wasmnode_runtime::LimitRequest::default(),
+        }
+    }
+}
+
+/// The Vera-style task API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VeraSection {
+    /// URL prefixes callbacks may go to (`*` for any); empty refuses callbacks.
+    pub callback_allowlist: Vec<String>,
+    /// Delivery attempts per callback (the first and the retries).
+    pub callback_attempts: u32,
+    /// Wait before the first retry, doubling after each, milliseconds.
+    pub callback_backoff_ms: u64,
+    /// Capabilities advertised in `/health` (default: derived from the node).
+    pub capabilities: Vec<String>,
+    /// How `sandboxed_execution` runs each language.
+    pub languages: BTreeMap<String, crate::vera::LanguageRuntime>,
+}
+
+impl Default for VeraSection {
+    fn default() -> Self {
+        Self {
+            callback_allowlist: Vec::new(),
+            callback_attempts: 4,
+            callback_backoff_ms: 1000,
+            capabilities: Vec::new(),
+            languages: BTreeMap::new(),
+        }
+    }
 }
 
 /// LLM, embedding and model servers, and the model cache.
@@ -597,6 +691,15 @@ impl Config {
         if let Some((_, v)) = first(&["WASMNODE_RETRIEVAL_API_KEY", "SPLAI_RETRIEVAL_API_KEY"]) {
             self.llm.retrieval_api_key = v;
         }
+        if let Some((_, v)) = first(&["WASMNODE_CAPABILITIES", "WORKER_CAPABILITIES"]) {
+            self.vera.capabilities = split_list(&v);
+        }
+        if let Some((_, v)) = first(&["WASMNODE_CALLBACK_ALLOWLIST"]) {
+            self.vera.callback_allowlist = split_list(&v);
+        }
+        if let Some((_, v)) = first(&["WASMNODE_MACHINE_ID", "MACHINE_ID"]) {
+            self.goliat.machine_id = v;
+        }
         if let Some((_, v)) = first(&["WASMNODE_DOCKER"]) {
             self.docker.mode = v;
         }
@@ -650,6 +753,11 @@ impl Config {
                 "docker.mode `{}` must be auto, on or off",
                 self.docker.mode
             )));
+        }
+        if self.vera.callback_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "vera.callback_attempts must be at least 1".into(),
+            ));
         }
         if self.control_plane.max_parallel_tasks == Some(0) {
             return Err(ConfigError::Invalid(

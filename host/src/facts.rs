@@ -56,6 +56,18 @@ pub fn temperature_c() -> Option<f64> {
         .reduce(f64::max)
 }
 
+/// This process's resident memory, bytes (0 where the OS does not say).
+pub fn process_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Whether an NVIDIA GPU is present (through NVML, where the library exists).
 pub fn gpu_present() -> bool {
     match nvml_wrapper::Nvml::init() {

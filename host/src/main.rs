@@ -3,6 +3,7 @@
 
 mod agent;
 mod api;
+mod callbacks;
 mod cli;
 mod commands;
 mod config;
@@ -14,6 +15,7 @@ mod node;
 mod scheduler;
 mod store;
 mod telemetry;
+mod vera;
 
 use clap::Parser;
 use cli::{Cli, Command, ToolCommand};

@@ -7,6 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmnode_runtime::wasm::CacheStats;
 
 /// Labels: task type.
@@ -51,6 +52,34 @@ pub struct Metrics {
     pub duration: Family<TypeLabel, Histogram>,
     code_cache: Family<CodeLabel, Gauge>,
     encode_lock: Mutex<()>,
+    /// Running totals for the JSON view.
+    pub totals: Totals,
+}
+
+/// Running totals since start (the JSON metrics view).
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Jobs that finished successfully.
+    pub finished: AtomicU64,
+    /// Jobs that failed.
+    pub failed: AtomicU64,
+    /// Jobs cancelled.
+    pub cancelled: AtomicU64,
+    /// Run time of every job that ran, microseconds.
+    pub run_micros: AtomicU64,
+    /// Jobs that ran.
+    pub runs: AtomicU64,
+}
+
+impl Totals {
+    /// Mean run time, seconds (0 before any job ran).
+    pub fn mean_run_seconds(&self) -> f64 {
+        let runs = self.runs.load(Ordering::Relaxed);
+        if runs == 0 {
+            return 0.0;
+        }
+        self.run_micros.load(Ordering::Relaxed) as f64 / runs as f64 / 1e6
+    }
 }
 
 impl Default for Metrics {
@@ -109,6 +138,7 @@ impl Default for Metrics {
             duration,
             code_cache,
             encode_lock: Mutex::new(()),
+            totals: Totals::default(),
         }
     }
 }

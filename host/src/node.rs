@@ -117,6 +117,8 @@ pub struct Node {
     pub control_plane: ControlPlaneStatus,
     /// The model backends.
     pub llm: Arc<LlmExecutor>,
+    /// CPU and memory sampler for the JSON metrics.
+    pub utilisation: std::sync::Mutex<crate::facts::Utilisation>,
     exec: Option<tokio::runtime::Runtime>,
 }
 
@@ -171,6 +173,7 @@ impl Node {
             docker,
             control_plane: ControlPlaneStatus::default(),
             llm,
+            utilisation: Default::default(),
             exec: Some(exec),
         })
     }

@@ -3,6 +3,7 @@
 
 pub mod control_plane;
 pub mod files;
+pub mod goliat;
 pub mod ollama;
 
 use std::path::PathBuf;
@@ -114,7 +115,8 @@ impl NodeProcess {
         .await
     }
 
-    async fn start_command(command: &[&str], config_toml: &str) -> Self {
+    /// Starts `wasmnode COMMAND...` with `config_toml`.
+    pub async fn start_command(command: &[&str], config_toml: &str) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config = data_dir.path().join("node.toml");
         std::fs::write(&config, config_toml).expect("write config");
@@ -133,6 +135,11 @@ impl NodeProcess {
         };
         node.wait_ready().await;
         node
+    }
+
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `url` + `path`.

@@ -5,6 +5,7 @@
 //! durable outbox, retrying with capped exponential backoff and jitter until
 //! the control plane accepts it, across restarts.
 
+pub mod goliat;
 pub mod protocol;
 pub mod report;
 pub mod splai;
@@ -14,7 +15,7 @@ use crate::facts::{self, Utilisation};
 use crate::node::Node;
 use crate::scheduler::{SubmitError, Submitted};
 use protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
-use report::{OutboxItem, ReportStatus};
+use report::{Channel, OutboxItem, ReportStatus};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -181,11 +182,7 @@ impl Agent {
     }
 
     async fn heartbeat_loop(&self, stop: CancellationToken) {
-        let client = match splai::SplaiClient::new(
-            self.control_plane.url(),
-            &self.node.config.node.worker_id,
-            self.node.config.control_plane.token(),
-        ) {
+        let client = match self.control_plane.duplicate() {
             Ok(c) => c,
             Err(e) => return tracing::error!(error = %e, "cannot create the heartbeat client"),
         };
@@ -233,7 +230,11 @@ impl Agent {
         let mut in_flight: HashSet<String> = match self.node.store.unfinished() {
             Ok(records) => records
                 .into_iter()
-                .filter(|r| r.origin.is_some())
+                .filter(|r| {
+                    r.origin
+                        .as_ref()
+                        .is_some_and(report::Origin::is_control_plane)
+                })
                 .map(|r| r.job_id)
                 .collect(),
             Err(e) => {
@@ -317,6 +318,7 @@ impl Agent {
             Ok(Submitted::Existing(record)) => (!record.state.is_terminal()).then_some(job_id),
             Err(SubmitError::Rejected(failure)) => {
                 let report = OutboxItem {
+                    job_id: job_id.clone(),
                     origin,
                     status: ReportStatus::Failed,
                     output_uri: None,
@@ -341,7 +343,7 @@ impl Agent {
         let store = &self.node.store;
         let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
         loop {
-            let pending = match store.outbox(64) {
+            let pending = match store.outbox(Channel::ControlPlane, 64) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox");
@@ -354,7 +356,7 @@ impl Agent {
                 }
                 tokio::select! {
                     _ = flush.cancelled() => {}
-                    _ = store.outbox_ready() => {}
+                    _ = store.outbox_ready(Channel::ControlPlane) => {}
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
@@ -364,13 +366,13 @@ impl Agent {
                     Ok(()) => {
                         self.node.control_plane.connected();
                         backoff.reset();
-                        if let Err(e) = store.outbox_remove(seq).await {
+                        if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
                             tracing::error!(seq, error = %e, "cannot drop a delivered report");
                         }
                     }
                     Err(CpError::Rejected(why)) => {
                         tracing::error!(seq, %why, status = item.status.as_str(), "the control plane refused a report for good; dropping it");
-                        if let Err(e) = store.outbox_remove(seq).await {
+                        if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
                             tracing::error!(seq, error = %e, "cannot drop a refused report");
                         }
                     }

@@ -78,6 +78,9 @@ pub enum CpError {
 pub trait ControlPlane: Send + Sync {
     /// The control plane's base URL.
     fn url(&self) -> &str;
+    /// An independent client for the same control plane (the heartbeat
+    /// thread uses its own, on its own runtime).
+    fn duplicate(&self) -> Result<Box<dyn ControlPlane>, CpError>;
     /// Registers the node; returns the heartbeat interval to use.
     async fn register(&self, registration: &Registration) -> Result<Duration, CpError>;
     /// Sends one heartbeat.

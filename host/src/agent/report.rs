@@ -6,7 +6,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use wasmnode_runtime::{ArtifactStore, TaskFailure};
 
-/// The control-plane task behind an agent job: enough to report on it.
+/// Where a report goes; each channel is delivered on its own, so a control
+/// plane that is down does not hold back callbacks, and the reverse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The control plane the node is attached to.
+    ControlPlane = 0,
+    /// Per-task callback URLs (Vera-style API).
+    Callback = 1,
+}
+
+/// Who wants to hear about a job: enough to report on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "protocol", rename_all = "lowercase")]
 pub enum Origin {
@@ -22,6 +32,20 @@ pub enum Origin {
         lease_id: String,
         /// Attempt number.
         attempt: u32,
+    },
+    /// A GOLIAT-style dashboard assignment.
+    Goliat {
+        /// The dashboard's id of the assignment, if it sent one.
+        assignment_id: Option<String>,
+        /// Which split of the work.
+        split_index: u64,
+        /// Where the config came from.
+        config_url: String,
+    },
+    /// A Vera-style task submitted with a callback URL.
+    Callback {
+        /// Where to POST the result.
+        url: String,
     },
 }
 
@@ -47,10 +71,12 @@ impl ReportStatus {
     }
 }
 
-/// A report waiting to be accepted by the control plane.
+/// A report waiting to be delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxItem {
-    /// Which task it is about.
+    /// The local job it is about.
+    pub job_id: String,
+    /// Which task it is about, and where it goes.
     pub origin: Origin,
     /// What it says.
     pub status: ReportStatus,
@@ -63,52 +89,70 @@ pub struct OutboxItem {
 }
 
 impl Origin {
-    /// The report that the task started.
-    pub fn running(&self) -> OutboxItem {
-        OutboxItem {
+    /// The channel its reports travel on.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Origin::Splai { .. } | Origin::Goliat { .. } => Channel::ControlPlane,
+            Origin::Callback { .. } => Channel::Callback,
+        }
+    }
+
+    /// Whether a control plane leased the job (it counts against the agent's slots).
+    pub fn is_control_plane(&self) -> bool {
+        self.channel() == Channel::ControlPlane
+    }
+
+    /// The report that the task started, where the protocol has one.
+    pub fn running(&self, job_id: &str) -> Option<OutboxItem> {
+        self.is_control_plane().then(|| OutboxItem {
+            job_id: job_id.into(),
             origin: self.clone(),
             status: ReportStatus::Running,
             output_uri: None,
             error: None,
             duration_ms: 0,
-        }
+        })
     }
 
     /// The final report for a job that reached a terminal state; for a
-    /// completed task the output artifact is written first (SPLAI layout:
-    /// `{job}/{task}/output.json`, the task's fields under the envelope).
+    /// completed SPLAI task the output artifact is written first (SPLAI
+    /// layout: `{job}/{task}/output.json`, the task's fields under the envelope).
     pub fn final_report(&self, record: &JobRecord, artifacts: &ArtifactStore) -> OutboxItem {
         let duration_ms = match (record.started_at_ms, record.finished_at_ms) {
             (Some(start), Some(end)) => end.saturating_sub(start),
             _ => 0,
         };
-        let result = record.result.clone().unwrap_or_default();
-        let failed = |error: String| OutboxItem {
+        let report = |status, output_uri, error| OutboxItem {
+            job_id: record.job_id.clone(),
             origin: self.clone(),
-            status: ReportStatus::Failed,
-            output_uri: None,
-            error: Some(error),
+            status,
+            output_uri,
+            error,
             duration_ms,
         };
+        let result = record.result.clone().unwrap_or_default();
         if record.state != JobState::Finished {
             let error = result
                 .error
                 .map(|e| format!("{}: {}", e.code, e.message))
                 .unwrap_or_else(|| "failed".into());
-            return failed(error);
+            return report(ReportStatus::Failed, None, Some(error));
         }
-        match self.write_output(&result.output, artifacts) {
-            Ok(uri) => OutboxItem {
-                origin: self.clone(),
-                status: ReportStatus::Completed,
-                output_uri: Some(uri),
-                error: None,
-                duration_ms,
+        match self {
+            Origin::Splai { .. } => match self.write_output(&result.output, artifacts) {
+                Ok(uri) => report(ReportStatus::Completed, Some(uri), None),
+                Err(e) => report(
+                    ReportStatus::Failed,
+                    None,
+                    Some(format!(
+                        "INTERNAL: cannot write the output artifact: {}",
+                        e.message
+                    )),
+                ),
             },
-            Err(e) => failed(format!(
-                "INTERNAL: cannot write the output artifact: {}",
-                e.message
-            )),
+            Origin::Goliat { .. } | Origin::Callback { .. } => {
+                report(ReportStatus::Completed, None, None)
+            }
         }
     }
 
@@ -122,7 +166,12 @@ impl Origin {
             task_id,
             task_type,
             ..
-        } = self;
+        } = self
+        else {
+            return Err(TaskFailure::internal(
+                "only SPLAI tasks write output artifacts",
+            ));
+        };
         let mut document = Map::new();
         document.insert("job_id".into(), json!(job_id));
         document.insert("task_id".into(), json!(task_id));

@@ -146,6 +146,14 @@ impl ControlPlane for SplaiClient {
         &self.base
     }
 
+    fn duplicate(&self) -> Result<Box<dyn ControlPlane>, CpError> {
+        Ok(Box::new(Self::new(
+            &self.base,
+            &self.worker_id,
+            self.token.clone(),
+        )?))
+    }
+
     async fn register(&self, registration: &Registration) -> Result<Duration, CpError> {
         let reply = self
             .send(
@@ -190,7 +198,13 @@ impl ControlPlane for SplaiClient {
             lease_id,
             attempt,
             ..
-        } = &item.origin;
+        } = &item.origin
+        else {
+            return Err(CpError::Rejected(format!(
+                "not a SPLAI report: {:?}",
+                item.origin
+            )));
+        };
         let mut key = format!("{}:{job_id}:{task_id}:{attempt}", self.worker_id);
         if item.status == super::report::ReportStatus::Running {
             key.push_str(":running");

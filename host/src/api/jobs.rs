@@ -7,11 +7,12 @@ use crate::scheduler::{SubmitError, Submitted};
 use crate::store::{JobRecord, JobState, rfc3339};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::time::Duration;
 use wasmnode_runtime::FailureKind;
 
 /// Most jobs one list page returns.
@@ -20,8 +21,23 @@ const MAX_PAGE: usize = 1000;
 /// `POST /jobs`.
 pub async fn submit(
     State(app): State<AppState>,
+    query: Result<Query<SubmitQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let wait = match query {
+        Ok(Query(SubmitQuery { wait: None })) => None,
+        Ok(Query(SubmitQuery { wait: Some(s) })) if s.is_finite() && s >= 0.0 => {
+            Some(Duration::from_secs_f64(s.min(MAX_WAIT_SECONDS)))
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "`wait` must be a number of seconds",
+            )
+            .rejecting(None));
+        }
+    };
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -40,10 +56,18 @@ pub async fn submit(
         ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message).rejecting(id)
     })?;
     let job_id = request.job_id.clone();
+    // Listen before submitting, so that a job finishing at once is not missed.
+    let finished = wait.map(|_| app.node.scheduler.terminal_events());
     match app.node.scheduler.submit(request).await {
-        Ok(Submitted::Accepted) | Ok(Submitted::InFlight) => Ok(Json(
-            json!({"accepted": true, "job_id": job_id, "state": "queued"}),
-        )),
+        Ok(Submitted::Accepted) | Ok(Submitted::InFlight) => {
+            let accepted = json!({"accepted": true, "job_id": job_id, "state": "queued"});
+            match (wait, finished) {
+                (Some(wait), Some(finished)) => Ok(Json(
+                    wait_for(&app, &job_id, wait, finished, accepted).await,
+                )),
+                _ => Ok(Json(accepted)),
+            }
+        }
         Ok(Submitted::Existing(record)) => Ok(Json(
             json!({"accepted": true, "job_id": job_id, "state": record.state.as_str(), "duplicate": true}),
         )),
@@ -52,6 +76,58 @@ pub async fn submit(
             count_rejection(&app, &error.code);
             Err(error)
         }
+    }
+}
+
+/// Longest `?wait=` honoured.
+const MAX_WAIT_SECONDS: f64 = 300.0;
+
+/// Query of `POST /jobs`.
+#[derive(Debug, Deserialize)]
+pub struct SubmitQuery {
+    /// Seconds to wait for the job to finish before answering.
+    wait: Option<f64>,
+}
+
+/// Waits until `job_id` is terminal (or `wait` passes) and answers with its
+/// full view, or with `accepted` if it is still going.
+async fn wait_for(
+    app: &AppState,
+    job_id: &str,
+    wait: Duration,
+    mut finished: tokio::sync::broadcast::Receiver<String>,
+    accepted: Value,
+) -> Value {
+    use tokio::sync::broadcast::error::RecvError;
+    let deadline = tokio::time::Instant::now() + wait;
+    'look: loop {
+        if let Ok(Some(record)) = app.node.store.get(job_id)
+            && record.state.is_terminal()
+        {
+            let mut answer = view(&record);
+            answer["accepted"] = Value::Bool(true);
+            return answer;
+        }
+        // Look again only when this job (or, after a lag, any job) finished.
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break 'look,
+                id = finished.recv() => match id {
+                    Ok(id) if id == job_id => continue 'look,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => continue 'look,
+                    Err(RecvError::Closed) => break 'look,
+                },
+            }
+        }
+    }
+    match app.node.store.get(job_id) {
+        Ok(Some(record)) => {
+            let mut answer = accepted;
+            answer["state"] = Value::String(record.state.as_str().into());
+            answer
+        }
+        _ => accepted,
     }
 }
 

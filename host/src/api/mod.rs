@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod jobs;
 mod node;
+mod vera;
 
 pub use error::ApiError;
 
@@ -42,6 +43,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/result", get(jobs::result))
         .route("/jobs/{id}/events", get(events::stream))
+        .route("/execute", axum::routing::post(vera::execute))
+        .route("/task/{id}/status", get(vera::status))
+        .route("/task/{id}/result", get(vera::result))
+        .route("/task/{id}", axum::routing::delete(vera::cancel))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let app = Router::new()
         .route("/health", get(node::health))

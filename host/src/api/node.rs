@@ -1,11 +1,12 @@
 //! Node endpoints: `GET /info`, `GET /health`, `GET /metrics`.
 
 use super::AppState;
+use crate::agent::report::Channel;
 use crate::facts;
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use wasmnode_runtime::router::KNOWN_TASK_TYPES;
 
@@ -62,12 +63,49 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "max_concurrent_jobs": node.scheduler.max_concurrent(),
         "queue_depth": node.scheduler.queue_depth(),
         "temperature_c": facts::temperature_c(),
-        "control_plane": node.control_plane.snapshot(node.store.outbox_len()),
+        "control_plane": node.control_plane.snapshot(node.store.outbox_len(Channel::ControlPlane)),
+        "worker_id": node.config.node.worker_id,
+        "capabilities": capabilities(&app),
+        "active_tasks": node.scheduler.running(),
     }))
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+/// What this worker can do: the operator's list, or one derived from the node.
+fn capabilities(app: &AppState) -> Vec<String> {
+    let node = &app.node;
+    if !node.config.vera.capabilities.is_empty() {
+        return node.config.vera.capabilities.clone();
+    }
+    let mut out: Vec<String> = [
+        "wasm",
+        "toolchain_execution",
+        "custom",
+        "data_processing",
+        "model_inference",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if node.docker.is_some() {
+        out.push("image".into());
+    }
+    if !node.config.vera.languages.is_empty() {
+        out.push("sandboxed_execution".into());
+    }
+    out.extend(KNOWN_TASK_TYPES.iter().map(|t| t.to_string()));
+    out
+}
+
+/// `GET /metrics`: Prometheus text format, or with `Accept:
+/// application/json` the Vera-style summary.
+pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        return Json(summary(&app)).into_response();
+    }
     let body = app
         .node
         .metrics
@@ -79,6 +117,32 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         )],
         body,
     )
+        .into_response()
+}
+
+fn summary(app: &AppState) -> Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let node = &app.node;
+    let totals = &node.metrics.totals;
+    let (completed, failed) = (totals.finished.load(Relaxed), totals.failed.load(Relaxed));
+    let success_rate = if completed + failed == 0 {
+        1.0
+    } else {
+        completed as f64 / (completed + failed) as f64
+    };
+    let (cpu, _) = node.utilisation.lock().expect("utilisation lock").sample();
+    json!({
+        "tasks_completed": completed,
+        "tasks_failed": failed,
+        "tasks_cancelled": totals.cancelled.load(Relaxed),
+        "success_rate": success_rate,
+        "avg_execution_time_seconds": totals.mean_run_seconds(),
+        "cpu_usage_percent": cpu * 100.0,
+        "memory_usage_gb": facts::process_rss_bytes() as f64 / 1_073_741_824.0,
+        "uptime_hours": node.started.elapsed().as_secs_f64() / 3600.0,
+        "active_tasks": node.scheduler.running(),
+        "queue_depth": node.scheduler.queue_depth(),
+    })
 }
 
 fn executors(docker: bool) -> Vec<&'static str> {

@@ -1,11 +1,13 @@
-//! `wasmnode agent`: the node attached to a control plane (SPLAI worker
-//! protocol), serving its local API too.
+//! `wasmnode agent`: the node attached to a control plane (SPLAI's worker
+//! protocol, or a GOLIAT-style dashboard), serving its local API too.
 
 use super::serve::{Attachment, run};
 use super::{Printed, load_config};
 use crate::agent::AgentSettings;
+use crate::agent::goliat::{GoliatClient, detect_machine_id};
+use crate::agent::protocol::ControlPlane;
 use crate::agent::splai::SplaiClient;
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, Protocol};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,21 +42,76 @@ pub async fn execute(
         matches!(parsed.scheme(), "http" | "https"),
         "control plane URL `{url}` must be http(s)"
     );
-    let control_plane =
-        SplaiClient::new(&url, &config.node.worker_id, config.control_plane.token())?;
-    let settings = AgentSettings {
-        max_parallel_tasks: config
-            .control_plane
-            .max_parallel_tasks
-            .unwrap_or(config.scheduler.max_concurrent_jobs),
-        poll_interval: Duration::from_millis(config.control_plane.poll_millis),
-        backoff_max: Duration::from_secs(config.control_plane.backoff_max_seconds.max(1)),
-        locality: config.control_plane.locality.clone(),
+    let backoff_max = Duration::from_secs(config.control_plane.backoff_max_seconds.max(1));
+    let (control_plane, settings): (Arc<dyn ControlPlane>, AgentSettings) = match args.protocol {
+        Protocol::Splai => (
+            Arc::new(SplaiClient::new(
+                &url,
+                &config.node.worker_id,
+                config.control_plane.token(),
+            )?),
+            AgentSettings {
+                max_parallel_tasks: config
+                    .control_plane
+                    .max_parallel_tasks
+                    .unwrap_or(config.scheduler.max_concurrent_jobs),
+                poll_interval: Duration::from_millis(config.control_plane.poll_millis),
+                backoff_max,
+                locality: config.control_plane.locality.clone(),
+            },
+        ),
+        Protocol::Goliat => {
+            if let Some(id) = args.machine_id {
+                config.goliat.machine_id = id;
+            }
+            if config.goliat.machine_id.is_empty() {
+                config.goliat.machine_id = detect_machine_id();
+            }
+            let job = &config.goliat.job;
+            match job.mode.as_str() {
+                "wasm" if job.component.is_some() => {}
+                "image" if job.image.is_some() => {}
+                _ => anyhow::bail!(
+                    "goliat.job must name a `component` (mode wasm) or an `image` (mode image)"
+                ),
+            }
+            // The downloaded configs are mounted into the job; the operator's
+            // own component and image are trusted.
+            let work_dir = config.node.data_dir.join("goliat");
+            std::fs::create_dir_all(&work_dir)
+                .with_context(|| format!("cannot create {}", work_dir.display()))?;
+            config.policy.mount_roots.push(work_dir.clone());
+            if let Some(dir) = job
+                .component
+                .as_deref()
+                .and_then(|c| std::path::Path::new(c).parent())
+            {
+                config.policy.component_roots.push(dir.to_path_buf());
+            }
+            if let Some(image) = job.image.clone() {
+                config.docker.allowed_images.push(image);
+            }
+            tracing::info!(machine_id = %config.goliat.machine_id, "attaching to a GOLIAT-style dashboard");
+            (
+                Arc::new(GoliatClient::new(
+                    &url,
+                    &config.goliat.machine_id,
+                    config.goliat.clone(),
+                    work_dir,
+                )?),
+                AgentSettings {
+                    max_parallel_tasks: config.control_plane.max_parallel_tasks.unwrap_or(1),
+                    poll_interval: Duration::from_secs(config.goliat.poll_seconds.max(1)),
+                    backoff_max,
+                    locality: None,
+                },
+            )
+        }
     };
     run(
         config,
         Some(Attachment {
-            control_plane: Arc::new(control_plane),
+            control_plane,
             settings,
         }),
     )

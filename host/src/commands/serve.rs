@@ -55,6 +55,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
     let node = Arc::new(Node::start(config).await?);
     node.spawn_retention();
     node.spawn_warm_up();
+    crate::callbacks::spawn(node.clone());
     tracing::info!(
         %address,
         worker_id = %node.config.node.worker_id,
@@ -149,7 +150,9 @@ async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: watch::
         let mut task = agent.task;
         if tokio::time::timeout(FLUSH_GRACE, &mut task).await.is_err() {
             tracing::warn!(
-                pending = node.store.outbox_len(),
+                pending = node
+                    .store
+                    .outbox_len(crate::agent::report::Channel::ControlPlane),
                 "reports still undelivered; they are kept for the next start"
             );
             task.abort();

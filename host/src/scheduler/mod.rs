@@ -249,6 +249,14 @@ impl Scheduler {
     ) -> Result<u64, SubmitError> {
         let seq = self.inner.store.next_seq();
         let mut record = JobRecord::queued(request, seq, now_ms());
+        if let Some(Origin::Callback { url }) = &origin {
+            record.callback = Some(crate::store::CallbackStatus {
+                url: url.clone(),
+                state: "pending".into(),
+                attempts: 0,
+                last_error: None,
+            });
+        }
         record.origin = origin;
         self.inner.store.put(record).await?;
         Ok(seq)
@@ -378,6 +386,15 @@ impl Inner {
                 error: error.map(String::from),
             },
         );
+        let total = match state {
+            JobState::Finished => Some(&self.metrics.totals.finished),
+            JobState::Failed => Some(&self.metrics.totals.failed),
+            JobState::Cancelled => Some(&self.metrics.totals.cancelled),
+            JobState::Queued | JobState::Running => None,
+        };
+        if let Some(total) = total {
+            total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if state.is_terminal() {
             self.metrics
                 .completed
@@ -440,7 +457,10 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
     record.state = JobState::Running;
     record.attempts += 1;
     record.started_at_ms = Some(now_ms());
-    let running = record.origin.as_ref().map(Origin::running);
+    let running = record
+        .origin
+        .as_ref()
+        .and_then(|o| o.running(&record.job_id));
     inner.store.put_reporting(record.clone(), running).await?;
     let task_type = record.request.task.task_type.clone();
     inner.announce(job_id, JobState::Running, None, &task_type);
@@ -470,6 +490,14 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
                 task_type: task_type.clone(),
             })
             .observe(started.elapsed().as_secs_f64());
+        let totals = &task_inner.metrics.totals;
+        totals.run_micros.fetch_add(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        totals
+            .runs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         finish(&task_inner, record, result).await;
     });
     Ok(())

@@ -9,9 +9,9 @@ mod records;
 mod tables;
 mod writer;
 
-pub use records::{ErrorInfo, JobRecord, JobResult, JobState, now_ms, rfc3339};
+pub use records::{CallbackStatus, ErrorInfo, JobRecord, JobResult, JobState, now_ms, rfc3339};
 
-use crate::agent::report::OutboxItem;
+use crate::agent::report::{Channel, OutboxItem};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::Path;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ struct Inner {
     writer: std::thread::JoinHandle<()>,
     next_seq: AtomicU64,
     next_outbox: AtomicU64,
-    outbox_ready: Notify,
+    outbox_ready: [Notify; 2],
 }
 
 impl JobStore {
@@ -92,11 +92,12 @@ impl JobStore {
                 .last()
                 .map_err(|e| open_err(&e))?
                 .map(|(k, _)| k.value());
-            let outbox_last = outbox
-                .last()
-                .map_err(|e| open_err(&e))?
-                .map(|(k, _)| k.value());
-            (jobs_last.unwrap_or(0), outbox_last.unwrap_or(0))
+            let mut outbox_last = 0;
+            for entry in outbox.iter().map_err(|e| open_err(&e))? {
+                let (key, _) = entry.map_err(|e| open_err(&e))?;
+                outbox_last = outbox_last.max(key.value().1);
+            }
+            (jobs_last.unwrap_or(0), outbox_last)
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
         let writer_db = db.clone();
@@ -111,7 +112,7 @@ impl JobStore {
                 writer,
                 next_seq: AtomicU64::new(last_seq + 1),
                 next_outbox: AtomicU64::new(last_outbox + 1),
-                outbox_ready: Notify::new(),
+                outbox_ready: [Notify::new(), Notify::new()],
             }),
         })
     }
@@ -154,7 +155,7 @@ impl JobStore {
     }
 
     /// Durably writes `record` and, in the same commit, queues `report`
-    /// for the control plane: a result and its report are never apart.
+    /// for delivery: a result and its report are never apart.
     pub async fn put_reporting(
         &self,
         record: JobRecord,
@@ -163,62 +164,81 @@ impl JobStore {
         let Some(report) = report else {
             return self.put(record).await;
         };
-        let seq = self.inner.next_outbox.fetch_add(1, Ordering::Relaxed);
+        let channel = report.origin.channel();
+        let key = (
+            channel as u8,
+            self.inner.next_outbox.fetch_add(1, Ordering::Relaxed),
+        );
         self.write(vec![
             Write::Put(Box::new(record)),
-            Write::OutboxPut(seq, Box::new(report)),
+            Write::OutboxPut(key, Box::new(report)),
         ])
         .await?;
-        self.inner.outbox_ready.notify_one();
+        self.inner.outbox_ready[channel as usize].notify_one();
         Ok(())
     }
 
     /// Durably queues a report on its own (a task refused at submission).
     pub async fn queue_report(&self, report: OutboxItem) -> Result<(), StoreError> {
-        let seq = self.inner.next_outbox.fetch_add(1, Ordering::Relaxed);
-        self.write(vec![Write::OutboxPut(seq, Box::new(report))])
+        let channel = report.origin.channel();
+        let key = (
+            channel as u8,
+            self.inner.next_outbox.fetch_add(1, Ordering::Relaxed),
+        );
+        self.write(vec![Write::OutboxPut(key, Box::new(report))])
             .await?;
-        self.inner.outbox_ready.notify_one();
+        self.inner.outbox_ready[channel as usize].notify_one();
         Ok(())
     }
 
-    /// Number of reports not yet accepted.
-    pub fn outbox_len(&self) -> usize {
-        let count = || -> Result<u64, StoreError> {
+    /// Number of reports not yet delivered on `channel`.
+    pub fn outbox_len(&self, channel: Channel) -> usize {
+        let c = channel as u8;
+        let count = || -> Result<usize, StoreError> {
             let txn = self.inner.db.begin_read().map_err(read_err)?;
-            txn.open_table(OUTBOX)
+            let table = txn.open_table(OUTBOX).map_err(read_err)?;
+            Ok(table
+                .range((c, 0)..=(c, u64::MAX))
                 .map_err(read_err)?
-                .len()
-                .map_err(read_err)
+                .count())
         };
-        count().unwrap_or(0) as usize
+        count().unwrap_or(0)
     }
 
-    /// The oldest reports not yet accepted, up to `limit`.
-    pub fn outbox(&self, limit: usize) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+    /// The oldest reports not yet delivered on `channel`, up to `limit`.
+    pub fn outbox(
+        &self,
+        channel: Channel,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
+        let c = channel as u8;
         let txn = self.inner.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(OUTBOX).map_err(read_err)?;
         let mut out = Vec::new();
-        for entry in table.iter().map_err(read_err)?.take(limit) {
-            let (seq, bytes) = entry.map_err(read_err)?;
+        for entry in table
+            .range((c, 0)..=(c, u64::MAX))
+            .map_err(read_err)?
+            .take(limit)
+        {
+            let (key, bytes) = entry.map_err(read_err)?;
+            let seq = key.value().1;
             match serde_json::from_slice(bytes.value()) {
-                Ok(item) => out.push((seq.value(), item)),
-                Err(e) => {
-                    tracing::error!(seq = seq.value(), error = %e, "unreadable outbox item skipped")
-                }
+                Ok(item) => out.push((seq, item)),
+                Err(e) => tracing::error!(seq, error = %e, "unreadable outbox item skipped"),
             }
         }
         Ok(out)
     }
 
-    /// Drops an accepted report.
-    pub async fn outbox_remove(&self, seq: u64) -> Result<(), StoreError> {
-        self.write(vec![Write::OutboxRemove(seq)]).await
+    /// Drops a delivered (or refused) report.
+    pub async fn outbox_remove(&self, channel: Channel, seq: u64) -> Result<(), StoreError> {
+        self.write(vec![Write::OutboxRemove((channel as u8, seq))])
+            .await
     }
 
-    /// Resolves when a report was queued since the last call.
-    pub async fn outbox_ready(&self) {
-        self.inner.outbox_ready.notified().await;
+    /// Resolves when a report was queued on `channel` since the last call.
+    pub async fn outbox_ready(&self, channel: Channel) {
+        self.inner.outbox_ready[channel as usize].notified().await;
     }
 
     /// Durably removes the jobs `ids`.

@@ -148,9 +148,25 @@ pub struct JobRecord {
     pub attempts: u32,
     /// The result, once terminal.
     pub result: Option<JobResult>,
-    /// The control-plane task behind the job (agent mode).
+    /// Who wants to hear about the job (control plane or callback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// Delivery of the job's callback, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackStatus>,
+}
+
+/// How the delivery of a job's callback went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackStatus {
+    /// Where it goes.
+    pub url: String,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
 }
 
 impl JobRecord {
@@ -174,6 +190,7 @@ impl JobRecord {
             attempts: 0,
             result: None,
             origin: None,
+            callback: None,
         }
     }
 }

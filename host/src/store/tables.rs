@@ -3,7 +3,7 @@
 //! - `jobs`: job id → JSON record
 //! - `by_seq`: submission sequence → job id (listing order, recovery order)
 //! - `finished`: (finished at ms, sequence) → job id (retention, oldest first)
-//! - `outbox`: sequence → report the control plane has not accepted yet
+//! - `outbox`: (channel, sequence) → report not delivered yet
 
 use super::records::JobRecord;
 use crate::agent::report::OutboxItem;
@@ -16,7 +16,7 @@ pub const BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("by_seq");
 /// (finished at ms, sequence) → job id.
 pub const FINISHED: TableDefinition<(u64, u64), &str> = TableDefinition::new("finished");
 /// outbox sequence → JSON `OutboxItem` (reports the control plane has not accepted yet).
-pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+pub const OUTBOX: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("outbox");
 
 /// One change to the store.
 #[derive(Debug, Clone)]
@@ -26,9 +26,9 @@ pub enum Write {
     /// Remove a job and its index entries.
     Remove(String),
     /// Queue a report for the control plane under this sequence number.
-    OutboxPut(u64, Box<OutboxItem>),
+    OutboxPut((u8, u64), Box<OutboxItem>),
     /// Drop a delivered report.
-    OutboxRemove(u64),
+    OutboxRemove((u8, u64)),
 }
 
 /// Applies `write` inside `txn`.

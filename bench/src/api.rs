@@ -1,0 +1,157 @@
+//! End-to-end through the local API (section 2) against a release node in
+//! its own process, with the load generated here, and its footprint
+//! (section 7: RSS idle and under load, binary size).
+
+use crate::report::{Row, Samples, human};
+use futures::StreamExt;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmnode_e2e::NodeProcess;
+
+const S2: &str = "2. API end to end";
+const S7: &str = "7. footprint";
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn job(id: &str) -> serde_json::Value {
+    json!({"protocol_version": 1, "job_id": id, "task": {"type": "aggregation", "payload": {"items_json": "[{\"a\":1}]"}},
+           "runtime": {"mode": "wasm", "component": "builtin:aggregation"}})
+}
+
+/// Sections 2 and 7.
+pub async fn end_to_end(
+    latency_jobs: usize,
+    throughput_jobs: usize,
+    binary: &std::path::Path,
+) -> anyhow::Result<Vec<Row>> {
+    let node =
+        NodeProcess::start("[scheduler]\nmax_concurrent_jobs = 2\nqueue_capacity = 100000\n").await;
+    let pid = node.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid);
+    let peak = Arc::new(AtomicU64::new(idle));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+
+    // Latency: one client at a time, submit and wait for the result in one round trip.
+    let url = node.at("/jobs?wait=30");
+    for i in 0..20 {
+        client
+            .post(&url)
+            .json(&job(&format!("warm-{i}")))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let mut samples = Vec::with_capacity(latency_jobs);
+    for i in 0..latency_jobs {
+        let started = Instant::now();
+        let answer: serde_json::Value = client
+            .post(&url)
+            .json(&job(&format!("lat-{i}")))
+            .send()
+            .await?
+            .json()
+            .await?;
+        samples.push(started.elapsed());
+        anyhow::ensure!(answer["state"] == "finished", "{answer}");
+    }
+    let latency = Samples(samples);
+
+    // Sustained: many clients, durable acceptance, until every job finished.
+    let started = Instant::now();
+    let submit = node.at("/jobs");
+    futures::stream::iter(0..throughput_jobs)
+        .map(|i| {
+            let client = client.clone();
+            let submit = submit.clone();
+            async move {
+                client
+                    .post(&submit)
+                    .json(&job(&format!("tp-{i}")))
+                    .send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+            }
+        })
+        .buffer_unordered(32)
+        .for_each(|r| async move {
+            r.expect("submission accepted");
+        })
+        .await;
+    let accepted_in = started.elapsed();
+    loop {
+        let health: serde_json::Value = client.get(node.at("/health")).send().await?.json().await?;
+        if health["queue_depth"] == 0 && health["running_jobs"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total = started.elapsed();
+    sampler.abort();
+    let rate = throughput_jobs as f64 / total.as_secs_f64();
+    let accept_rate = throughput_jobs as f64 / accepted_in.as_secs_f64();
+    let size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    Ok(vec![
+        Row::target(
+            S2,
+            "POST /jobs?wait → finished, 1 client: p50 / p99",
+            format!("{} / {}", human(latency.p50()), human(latency.p99())),
+            "p50 < 2 ms",
+            latency.p50() < Duration::from_millis(2),
+        ),
+        Row::info(
+            S2,
+            "durable acceptance, 32 clients",
+            format!("{accept_rate:.0} jobs/s"),
+        ),
+        Row::target(
+            S2,
+            format!("sustained, {throughput_jobs} jobs, 2 slots, submit → all finished"),
+            format!("{rate:.0} jobs/s"),
+            "≥ 3,000 jobs/s",
+            rate >= 3000.0,
+        ),
+        Row::target(
+            S7,
+            "idle RSS of wasmnode serve",
+            format!("{:.1} MiB", mib(idle)),
+            "< 30 MB",
+            mib(idle) * 1.048_576 < 30.0,
+        ),
+        Row::info(
+            S7,
+            "peak RSS under the API load",
+            format!("{:.1} MiB", mib(peak.load(Ordering::Relaxed))),
+        ),
+        Row::target(
+            S7,
+            "binary size (stripped)",
+            format!("{:.1} MiB", size as f64 / 1_048_576.0),
+            "< 40 MB",
+            (size as f64) < 40e6,
+        ),
+    ])
+}

@@ -1,0 +1,190 @@
+//! `wasmnode-bench`: the performance suite. Every row is a figure measured
+//! side by side with its baseline in the same run; the table is printed and
+//! written (with the machine's description) to `docs/BENCHMARKS.md`.
+//!
+//! `make bench` builds everything in release and runs it; `--smoke` runs
+//! every section with tiny counts to prove it works (part of `make test`).
+
+mod api;
+mod containers;
+mod dispatch;
+mod report;
+mod sandbox;
+
+use clap::Parser;
+use report::{Row, markdown, text_table};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// wasmnode's benchmarks.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Tiny counts: check that every benchmark runs, not how fast.
+    #[arg(long)]
+    smoke: bool,
+    /// Write the Markdown report here.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The wasmnode binary to start (default: the one built beside this one).
+    #[arg(long, value_name = "PATH")]
+    wasmnode: Option<PathBuf>,
+}
+
+/// Counts for one run.
+struct Counts {
+    trivial: usize,
+    file_reads: usize,
+    containers: usize,
+    retrieval_sizes: Vec<usize>,
+    retrieval_repeats: usize,
+    latency_jobs: usize,
+    throughput_jobs: usize,
+    dispatch_tasks: usize,
+}
+
+impl Counts {
+    fn new(smoke: bool) -> Self {
+        if smoke {
+            Self {
+                trivial: 20,
+                file_reads: 5,
+                containers: 1,
+                retrieval_sizes: vec![200],
+                retrieval_repeats: 1,
+                latency_jobs: 5,
+                throughput_jobs: 20,
+                dispatch_tasks: 2,
+            }
+        } else {
+            Self {
+                trivial: 20_000,
+                file_reads: 200,
+                containers: 10,
+                retrieval_sizes: vec![10_000, 100_000],
+                retrieval_repeats: 5,
+                latency_jobs: 500,
+                throughput_jobs: 10_000,
+                dispatch_tasks: 20,
+            }
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let binary = args.wasmnode.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .expect("current exe")
+            .with_file_name("wasmnode")
+    });
+    anyhow::ensure!(
+        binary.exists(),
+        "{} is missing: build wasmnode first",
+        binary.display()
+    );
+    // SAFETY: set before any thread exists; the e2e helpers read it to start nodes.
+    unsafe { std::env::set_var("WASMNODE_BIN", &binary) };
+    let counts = Counts::new(args.smoke);
+
+    let mut rows: Vec<Row> = Vec::new();
+    eprintln!("1/7 instantiate + run ...");
+    rows.extend(sandbox::instantiate_and_run(counts.trivial)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    eprintln!("2/7 API end to end (and 7 footprint) ...");
+    let api_rows = runtime.block_on(api::end_to_end(
+        counts.latency_jobs,
+        counts.throughput_jobs,
+        &binary,
+    ))?;
+    rows.extend(
+        api_rows
+            .iter()
+            .filter(|r| r.section.starts_with('2'))
+            .cloned(),
+    );
+    eprintln!("3/7 file_read: wasm tool vs container per call ...");
+    let files = tempfile::tempdir()?;
+    std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
+    let wasm = sandbox::file_read(files.path(), counts.file_reads)?;
+    rows.extend(containers::file_read(
+        files.path(),
+        &wasm,
+        counts.containers,
+    )?);
+    eprintln!("4/7 Docker job overhead ...");
+    rows.extend(containers::job_overhead(counts.containers)?);
+    eprintln!("5/7 retrieval ...");
+    rows.extend(sandbox::retrieval(
+        &counts.retrieval_sizes,
+        counts.retrieval_repeats,
+    )?);
+    eprintln!("6/7 control-plane dispatch ...");
+    rows.extend(runtime.block_on(dispatch::latency(counts.dispatch_tasks))?);
+    rows.extend(api_rows.into_iter().filter(|r| r.section.starts_with('7')));
+
+    println!("{}", text_table(&rows));
+    let command = if args.smoke {
+        "wasmnode-bench --smoke"
+    } else {
+        "wasmnode-bench"
+    };
+    if let Some(out) = &args.out {
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(out, markdown(&rows, &machine(), command))?;
+        eprintln!("wrote {}", out.display());
+    }
+    if args.smoke {
+        anyhow::ensure!(rows.len() >= 20, "a section produced no rows");
+    }
+    Ok(())
+}
+
+/// What this machine is, for the report.
+fn machine() -> Vec<(String, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1_048_576.0))
+        .unwrap_or_default();
+    let output = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    vec![
+        ("CPU".into(), format!("{cpu}, {threads} threads")),
+        ("memory".into(), memory),
+        ("kernel".into(), output("uname", &["-sr"])),
+        (
+            "Docker".into(),
+            output("docker", &["version", "--format", "{{.Server.Version}}"]),
+        ),
+        ("rustc".into(), output("rustc", &["--version"])),
+        (
+            "date".into(),
+            output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        ),
+    ]
+}

@@ -1,0 +1,336 @@
+//! In-process sandbox benchmarks: a fresh sandbox per trivial task (section
+//! 1), the file_read tool (section 3, wasm side), and BM25 retrieval inside
+//! the guest against the same code run natively (section 5).
+
+use crate::report::{Row, Samples, human};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
+use wasmnode_runtime::{
+    ArtifactStore, ComponentSource, Executor, LimitPolicy, LimitRequest, Mount, MountSource,
+    Runtime, TaskContext, TaskSpec, WasmExecutor, WasmRuntime,
+};
+
+const S1: &str = "1. instantiate + run";
+const S5: &str = "5. retrieval (BM25)";
+
+fn executor(
+    allocator: AllocatorChoice,
+    cache: Option<std::path::PathBuf>,
+) -> anyhow::Result<WasmExecutor> {
+    Ok(WasmExecutor::new(WasmConfig {
+        engine: EngineSettings {
+            allocator,
+            ..EngineSettings::default()
+        },
+        cache_dir: cache,
+    })?)
+}
+
+/// The trivial built-in task: aggregate an empty list.
+fn trivial() -> TaskSpec {
+    let mut spec = TaskSpec::new("bench", "aggregation", json!({"items_json": "[]"}));
+    spec.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::Builtin(
+        "aggregation".into(),
+    )));
+    spec
+}
+
+fn context(limits: &LimitRequest) -> TaskContext {
+    TaskContext::new(
+        LimitPolicy::default().resolve(limits).expect("limits"),
+        ArtifactStore::detached(),
+    )
+}
+
+async fn run_once(executor: &WasmExecutor, spec: TaskSpec) -> Duration {
+    let limits = spec.limits.clone();
+    let started = Instant::now();
+    executor
+        .run(spec, context(&limits))
+        .await
+        .expect("benchmark task runs");
+    started.elapsed()
+}
+
+/// Runs `n` trivial tasks on each of `threads` threads sharing one executor;
+/// returns the per-task latencies and the overall rate.
+fn trivial_load(executor: &Arc<WasmExecutor>, threads: usize, n: usize) -> (Samples, f64) {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let executor = executor.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let mut samples = Vec::with_capacity(n);
+                for _ in 0..n {
+                    samples.push(rt.block_on(run_once(&executor, trivial())));
+                }
+                samples
+            })
+        })
+        .collect();
+    let samples: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().expect("bench thread"))
+        .collect();
+    let rate = samples.len() as f64 / started.elapsed().as_secs_f64();
+    (Samples(samples), rate)
+}
+
+/// Section 1.
+pub fn instantiate_and_run(n: usize) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for (name, choice) in [
+        ("pooling", AllocatorChoice::Pooling),
+        ("on-demand", AllocatorChoice::OnDemand),
+    ] {
+        let executor = Arc::new(executor(choice, None)?);
+        rt.block_on(run_once(&executor, trivial()));
+        for _ in 0..n / 10 {
+            rt.block_on(run_once(&executor, trivial()));
+        }
+        let (one, rate1) = trivial_load(&executor, 1, n);
+        let (two, rate2) = trivial_load(&executor, 2, n);
+        let p50 = one.p50();
+        rows.push(if name == "pooling" {
+            Row::target(
+                S1,
+                format!("{name}, 1 thread: p50 / p99"),
+                format!("{} / {}", human(p50), human(one.p99())),
+                "p50 ≤ 60 µs",
+                p50 <= Duration::from_micros(60),
+            )
+        } else {
+            Row::info(
+                S1,
+                format!("{name}, 1 thread: p50 / p99"),
+                format!("{} / {}", human(p50), human(one.p99())),
+            )
+        });
+        rows.push(Row::info(
+            S1,
+            format!("{name}, 1 thread: tasks/s"),
+            format!("{rate1:.0}"),
+        ));
+        rows.push(Row::info(
+            S1,
+            format!("{name}, 2 threads: p50 / p99"),
+            format!("{} / {}", human(two.p50()), human(two.p99())),
+        ));
+        rows.push(if name == "pooling" {
+            Row::target(
+                S1,
+                format!("{name}, 2 threads: tasks/s"),
+                format!("{rate2:.0}"),
+                "≥ 25,000/s",
+                rate2 >= 25_000.0,
+            )
+        } else {
+            Row::info(
+                S1,
+                format!("{name}, 2 threads: tasks/s"),
+                format!("{rate2:.0}"),
+            )
+        });
+    }
+    // Compiled-code cache: first task with nothing cached, then on a new
+    // executor (a restarted node) with the cache on disk.
+    let cache = tempfile::tempdir()?;
+    let cold = executor(AllocatorChoice::Pooling, Some(cache.path().to_path_buf()))?;
+    let cold_first = rt.block_on(run_once(&cold, trivial()));
+    drop(cold);
+    let warm = executor(AllocatorChoice::Pooling, Some(cache.path().to_path_buf()))?;
+    let warm_first = rt.block_on(run_once(&warm, trivial()));
+    rows.push(Row::info(
+        S1,
+        "first task, cold (compile)",
+        human(cold_first),
+    ));
+    rows.push(Row::info(
+        S1,
+        "first task, warm disk cache",
+        format!(
+            "{} ({:.0}× faster)",
+            human(warm_first),
+            cold_first.as_secs_f64() / warm_first.as_secs_f64()
+        ),
+    ));
+    Ok(rows)
+}
+
+/// Section 3, wasm side: file_read of a 4 KiB file through the built-in tool.
+pub fn file_read(dir: &std::path::Path, n: usize) -> anyhow::Result<Samples> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let executor = executor(AllocatorChoice::Auto, None)?;
+    let spec = || {
+        let mut spec = TaskSpec::new("bench", "tool_execution", json!({"path": "/data/file.bin"}));
+        spec.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::Builtin(
+            "file_read".into(),
+        )));
+        spec.mounts = vec![Mount {
+            source: MountSource::Host(dir.to_path_buf()),
+            guest_path: "/data".into(),
+            writable: false,
+        }];
+        spec
+    };
+    rt.block_on(run_once(&executor, spec()));
+    let samples = (0..n)
+        .map(|_| rt.block_on(run_once(&executor, spec())))
+        .collect();
+    Ok(Samples(samples))
+}
+
+/// Synthetic, realistic-looking documents: sentences from a technical vocabulary.
+pub fn corpus(n: usize) -> Vec<Value> {
+    const WORDS: &[&str] = &[
+        "node",
+        "sandbox",
+        "component",
+        "memory",
+        "limit",
+        "timeout",
+        "container",
+        "image",
+        "scheduler",
+        "queue",
+        "worker",
+        "lease",
+        "report",
+        "artifact",
+        "retrieval",
+        "ranking",
+        "query",
+        "document",
+        "index",
+        "token",
+        "model",
+        "embedding",
+        "inference",
+        "latency",
+        "throughput",
+        "failure",
+        "retry",
+        "backoff",
+        "heartbeat",
+        "cluster",
+        "edge",
+        "device",
+        "network",
+        "policy",
+        "mount",
+        "filesystem",
+        "manifest",
+        "digest",
+        "cache",
+        "compile",
+        "engine",
+        "instance",
+        "module",
+        "function",
+        "export",
+        "import",
+        "interface",
+        "protocol",
+        "server",
+        "client",
+        "request",
+        "response",
+        "error",
+        "metric",
+        "histogram",
+        "counter",
+        "gauge",
+        "label",
+        "trace",
+    ];
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    (0..n)
+        .map(|i| {
+            let len = 12 + (next() % 28) as usize;
+            let text: Vec<&str> = (0..len).map(|_| WORDS[(next() % WORDS.len() as u64) as usize]).collect();
+            json!({"id": format!("doc-{i:06}"), "text": text.join(" "), "metadata": {"shard": i % 8}})
+        })
+        .collect()
+}
+
+/// Section 5: the whole retrieval (parse, index, rank top 10) in the guest
+/// and natively, on the same documents.
+pub fn retrieval(sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Row>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let executor = executor(AllocatorChoice::Auto, None)?;
+    let query = "scheduler lease timeout retry";
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let docs = Value::Array(corpus(size)).to_string();
+        let spec = || {
+            let mut spec = TaskSpec::new(
+                "bench",
+                "retrieval",
+                json!({"query": query, "documents_json": docs, "top_k": 10}),
+            );
+            spec.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::Builtin(
+                "retrieval".into(),
+            )));
+            spec.limits = LimitRequest {
+                memory_mb: Some(2048),
+                max_runtime_seconds: Some(600.0),
+                ..LimitRequest::default()
+            };
+            spec
+        };
+        rt.block_on(run_once(&executor, spec()));
+        let guest = Samples(
+            (0..repeats)
+                .map(|_| rt.block_on(run_once(&executor, spec())))
+                .collect(),
+        );
+        let native = Samples(
+            (0..repeats)
+                .map(|_| {
+                    let started = Instant::now();
+                    let parsed: Vec<Value> = serde_json::from_str(&docs).expect("corpus");
+                    let mut index = bm25::Index::default();
+                    for d in &parsed {
+                        index.add(
+                            d["id"].as_str().unwrap_or_default(),
+                            d["text"].as_str().unwrap_or_default(),
+                        );
+                    }
+                    let hits = index.search(query, 10, |_| true);
+                    assert_eq!(hits.len(), 10);
+                    started.elapsed()
+                })
+                .collect(),
+        );
+        rows.push(Row::info(
+            S5,
+            format!("{size} docs, top 10: guest / native (p50)"),
+            format!(
+                "{} / {} ({:.2}× the native time)",
+                human(guest.p50()),
+                human(native.p50()),
+                guest.p50().as_secs_f64() / native.p50().as_secs_f64()
+            ),
+        ));
+    }
+    Ok(rows)
+}

@@ -1,0 +1,184 @@
+//! The Vera-style task API: `POST /execute`, `GET /task/{id}/status`,
+//! `GET /task/{id}/result`, `DELETE /task/{id}`, on the same job store and
+//! scheduler as Job Protocol v1.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::agent::report::Origin;
+use crate::scheduler::{SubmitError, Submitted};
+use crate::store::{JobRecord, JobState, now_ms, rfc3339};
+use crate::vera::{ExecuteRequest, callback_allowed, result_view, status_name};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+/// Refusals in Vera's shape: `{"task_id", "status": "rejected", "error"}`.
+fn rejected(
+    task_id: Option<String>,
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+) -> ApiError {
+    ApiError::new(status, code, message).rejecting(task_id)
+}
+
+/// `POST /execute`.
+pub async fn execute(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|r| rejected(None, r.status(), "INVALID_BODY", r.body_text()))?;
+    let request = ExecuteRequest::parse(&body)
+        .map_err(|e| rejected(None, StatusCode::BAD_REQUEST, e.code, e.message))?;
+    let task_id = request.task_id.clone();
+    let refuse = |e: crate::job::JobError| {
+        let status = match e.code {
+            "POLICY_DENIED" | "BACKEND_UNAVAILABLE" => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        rejected(Some(task_id.clone()), status, e.code, e.message)
+    };
+    let job = request.to_job(&app.node.config.vera).map_err(refuse)?;
+    let origin = match &request.callback_url {
+        Some(url) => {
+            callback_allowed(url, &app.node.config.vera.callback_allowlist).map_err(refuse)?;
+            Some(Origin::Callback { url: url.clone() })
+        }
+        None => None,
+    };
+    match app.node.scheduler.submit_from(job, origin).await {
+        Ok(Submitted::Accepted | Submitted::InFlight | Submitted::Existing(_)) => Ok(Json(json!({
+            "task_id": task_id,
+            "status": "accepted",
+            "estimated_completion": rfc3339(estimate(&app, None)),
+            "worker_id": app.node.config.node.worker_id,
+        }))),
+        Err(e) => Err(match e {
+            SubmitError::Draining => rejected(
+                Some(task_id),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "DRAINING",
+                e.to_string(),
+            )
+            .retry_after(30),
+            SubmitError::QueueFull(_) => rejected(
+                Some(task_id),
+                StatusCode::TOO_MANY_REQUESTS,
+                "QUEUE_FULL",
+                e.to_string(),
+            )
+            .retry_after(1),
+            SubmitError::Conflict(_) => rejected(
+                Some(task_id),
+                StatusCode::CONFLICT,
+                "DUPLICATE_TASK_ID",
+                e.to_string(),
+            ),
+            SubmitError::Rejected(f) => {
+                let status = match f.kind {
+                    wasmnode_runtime::FailureKind::PolicyDenied
+                    | wasmnode_runtime::FailureKind::BackendUnavailable => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                rejected(Some(task_id), status, f.kind.code(), f.message)
+            }
+            SubmitError::Store(e) => ApiError::store(e),
+        }),
+    }
+}
+
+/// When a task should be done, from the mean run time so far and the queue.
+fn estimate(app: &AppState, record: Option<&JobRecord>) -> u64 {
+    let node = &app.node;
+    let mean_ms = (node.metrics.totals.mean_run_seconds() * 1000.0).max(1.0);
+    match record {
+        Some(r) if r.state.is_terminal() => r.finished_at_ms.unwrap_or_else(now_ms),
+        Some(r) if r.state == JobState::Running => {
+            r.started_at_ms.unwrap_or_else(now_ms) + mean_ms as u64
+        }
+        _ => {
+            let waves =
+                node.scheduler.queue_depth() as f64 / node.scheduler.max_concurrent().max(1) as f64;
+            now_ms() + ((waves + 1.0) * mean_ms) as u64
+        }
+    }
+}
+
+fn task(app: &AppState, task_id: &str) -> Result<JobRecord, ApiError> {
+    app.node
+        .store
+        .get(task_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "TASK_NOT_FOUND",
+                format!("no task `{task_id}` on this node"),
+            )
+        })
+}
+
+/// `GET /task/{id}/status`.
+pub async fn status(
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = task(&app, &task_id)?;
+    let progress = match record.state {
+        JobState::Queued => 0.0,
+        JobState::Running => {
+            let mean_ms = (app.node.metrics.totals.mean_run_seconds() * 1000.0).max(1.0);
+            let elapsed =
+                now_ms().saturating_sub(record.started_at_ms.unwrap_or_else(now_ms)) as f64;
+            (elapsed / mean_ms).min(0.95)
+        }
+        _ => 1.0,
+    };
+    Ok(Json(json!({
+        "task_id": task_id,
+        "status": status_name(record.state),
+        "progress": progress,
+        "submitted_at": rfc3339(record.submitted_at_ms),
+        "started_at": record.started_at_ms.map(rfc3339),
+        "estimated_completion": rfc3339(estimate(&app, Some(&record))),
+        "error": record.result.as_ref().and_then(|r| r.error.clone()),
+        "callback": record.callback,
+    })))
+}
+
+/// `GET /task/{id}/result`.
+pub async fn result(
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = task(&app, &task_id)?;
+    Ok(Json(result_view(&record, &app.node.config.node.worker_id)))
+}
+
+/// `DELETE /task/{id}`.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match app
+        .node
+        .scheduler
+        .cancel(&task_id)
+        .await
+        .map_err(ApiError::store)?
+    {
+        Some(c) => Ok(Json(
+            json!({"task_id": task_id, "status": status_name(c.state), "message": c.note}),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "TASK_NOT_FOUND",
+            format!("no task `{task_id}` on this node"),
+        )),
+    }
+}

@@ -1,0 +1,118 @@
+//! Delivers the results of Vera-style tasks to their `callback_url`: each
+//! callback is tried `vera.callback_attempts` times with doubling waits; the
+//! outcome is recorded on the job (visible at `/task/{id}/status`). Pending
+//! callbacks live in the durable outbox, so a restart resumes them.
+
+use crate::agent::report::{Channel, Origin, OutboxItem};
+use crate::node::Node;
+use crate::store::{CallbackStatus, JobStore};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Callbacks delivered at once.
+const PARALLEL: usize = 16;
+
+/// Starts the delivery loop.
+pub fn spawn(node: Arc<Node>) {
+    tokio::spawn(run(node));
+}
+
+async fn run(node: Arc<Node>) {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "cannot create the callback client"),
+    };
+    let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    loop {
+        let pending = node
+            .store
+            .outbox(Channel::Callback, 256)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot read pending callbacks");
+                Vec::new()
+            });
+        for (seq, item) in pending {
+            if in_flight.lock().expect("in-flight lock").len() >= PARALLEL
+                || !in_flight.lock().expect("in-flight lock").insert(seq)
+            {
+                continue;
+            }
+            let (node, client, in_flight) = (node.clone(), client.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                deliver(&node, &client, seq, item).await;
+                in_flight.lock().expect("in-flight lock").remove(&seq);
+            });
+        }
+        tokio::select! {
+            _ = node.store.outbox_ready(Channel::Callback) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxItem) {
+    let Origin::Callback { url } = &item.origin else {
+        return;
+    };
+    let settings = &node.config.vera;
+    let Ok(Some(record)) = node.store.get(&item.job_id) else {
+        tracing::warn!(job_id = %item.job_id, "callback dropped: the job is gone");
+        let _ = node.store.outbox_remove(Channel::Callback, seq).await;
+        return;
+    };
+    let body = crate::vera::result_view(&record, &node.config.node.worker_id);
+    let mut wait = Duration::from_millis(settings.callback_backoff_ms);
+    let mut status = record.callback.clone().unwrap_or(CallbackStatus {
+        url: url.clone(),
+        state: "pending".into(),
+        attempts: 0,
+        last_error: None,
+    });
+    for attempt in 1..=settings.callback_attempts {
+        status.attempts += 1;
+        match client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+        {
+            Ok(_) => {
+                status.state = "delivered".into();
+                status.last_error = None;
+                record_status(&node.store, &item.job_id, status).await;
+                let _ = node.store.outbox_remove(Channel::Callback, seq).await;
+                return;
+            }
+            Err(e) => {
+                let error = e.without_url().to_string();
+                tracing::warn!(job_id = %item.job_id, attempt, %error, "callback failed");
+                status.last_error = Some(error);
+                if attempt < settings.callback_attempts {
+                    record_status(&node.store, &item.job_id, status.clone()).await;
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
+    status.state = "failed".into();
+    record_status(&node.store, &item.job_id, status).await;
+    let _ = node.store.outbox_remove(Channel::Callback, seq).await;
+}
+
+async fn record_status(store: &JobStore, job_id: &str, status: CallbackStatus) {
+    match store.get(job_id) {
+        Ok(Some(mut record)) => {
+            record.callback = Some(status);
+            if let Err(e) = store.put(record).await {
+                tracing::error!(%job_id, error = %e, "cannot record the callback status");
+            }
+        }
+        _ => tracing::warn!(%job_id, "cannot record the callback status: the job is gone"),
+    }
+}
