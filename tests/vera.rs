@@ -168,6 +168,11 @@ async fn execute_status_result_and_cancel() {
         (422, Some("BACKEND_UNAVAILABLE")),
         "{body}"
     );
+    assert_eq!(
+        (body["task_id"].as_str(), body["status"].as_str()),
+        (Some("py"), Some("rejected")),
+        "refusals come in the Vera task shape: {body}"
+    );
     let (status, body) = execute(
         &client,
         &node,

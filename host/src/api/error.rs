@@ -1,5 +1,6 @@
 //! JSON error responses: `{"error": {"code", "message"}}`, plus
-//! `accepted: false` / `state: rejected` / `job_id` for refused submissions.
+//! `accepted: false` / `state: rejected` / `job_id` for refused Job Protocol
+//! submissions and `task_id` / `status: rejected` for refused Vera tasks.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +18,8 @@ pub struct ApiError {
     /// Set for refused submissions (render the Job Protocol rejection
     /// shape); the inner value is the job id, when the body had one.
     pub job_id: Option<Option<String>>,
+    /// Render a rejection in the Vera task shape instead.
+    pub task_shape: bool,
     /// Seconds to wait before retrying (429, 503).
     pub retry_after: Option<u64>,
 }
@@ -29,6 +32,7 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             job_id: None,
+            task_shape: false,
             retry_after: None,
         }
     }
@@ -36,6 +40,13 @@ impl ApiError {
     /// Marks this as the rejection of the submission of `job_id`.
     pub fn rejecting(mut self, job_id: Option<String>) -> Self {
         self.job_id = Some(job_id);
+        self
+    }
+
+    /// Marks this as the rejection of the Vera task `task_id`.
+    pub fn rejecting_task(mut self, task_id: Option<String>) -> Self {
+        self.job_id = Some(task_id);
+        self.task_shape = true;
         self
     }
 
@@ -68,6 +79,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let error = json!({"code": self.code, "message": self.message});
         let body = match &self.job_id {
+            Some(id) if self.task_shape => {
+                json!({"task_id": id, "status": "rejected", "error": error})
+            }
             Some(id) => {
                 json!({"accepted": false, "job_id": id, "state": "rejected", "error": error})
             }

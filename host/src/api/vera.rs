@@ -22,7 +22,7 @@ fn rejected(
     code: &str,
     message: impl Into<String>,
 ) -> ApiError {
-    ApiError::new(status, code, message).rejecting(task_id)
+    ApiError::new(status, code, message).rejecting_task(task_id)
 }
 
 /// `POST /execute`.
