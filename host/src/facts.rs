@@ -1,5 +1,6 @@
 //! Facts about the host machine, read from the OS (never hard-coded): CPU
-//! cores and threads, memory, load average, temperature.
+//! cores and threads, memory, load average, temperature; and this
+//! process's own memory.
 
 use sysinfo::{Components, System};
 
@@ -66,6 +67,18 @@ pub fn process_rss_bytes() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Returns heap memory that the allocator holds but no longer uses to the
+/// system (glibc keeps what a burst such as compiling guests freed). A
+/// no-op on other C libraries.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has
+    // no preconditions and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Whether an NVIDIA GPU is present (through NVML, where the library exists).

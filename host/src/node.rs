@@ -178,8 +178,9 @@ impl Node {
         })
     }
 
-    /// Compiles the built-in guests in the background (or loads them from
-    /// the code cache) so the first jobs do not wait for it.
+    /// Compiles the built-in guests into the code cache in the background so
+    /// the first jobs do not wait for it, then gives the compiler's scratch
+    /// memory back to the system.
     pub fn spawn_warm_up(&self) {
         let wasm = self.router.backends().wasm.clone();
         tokio::spawn(async move {
@@ -196,6 +197,7 @@ impl Node {
                     }
                 }
             }
+            crate::facts::release_free_memory();
         });
     }
 

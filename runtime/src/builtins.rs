@@ -4,11 +4,8 @@
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 /// The bytes of the built-in guest `name` (without the `builtin:` prefix).
-pub fn builtin(name: &str) -> Option<&'static [u8]> {
-    BUILTINS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+pub fn builtin(name: &str) -> Option<(&'static str, &'static [u8])> {
+    BUILTINS.iter().find(|(n, _)| *n == name).copied()
 }
 
 /// Names of every built-in guest.

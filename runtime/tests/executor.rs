@@ -377,6 +377,33 @@ async fn compiled_code_is_cached_on_disk_and_corrupt_entries_are_rebuilt() {
 }
 
 #[tokio::test]
+async fn warming_fills_the_disk_cache_without_holding_the_code() {
+    let cache = tempfile::tempdir().unwrap();
+    let executor = WasmExecutor::new(WasmConfig {
+        engine: EngineSettings {
+            pool_instances: 4,
+            max_memory_bytes: 64 << 20,
+            ..Default::default()
+        },
+        cache_dir: Some(cache.path().to_path_buf()),
+    })
+    .unwrap();
+    let source = builtin("retrieval");
+    assert_eq!(executor.warm(&source).await.unwrap().as_str(), "compiled");
+    assert_eq!(executor.warm(&source).await.unwrap().as_str(), "disk");
+    // The code compiled apart loads into the executor's own engine.
+    let spec = task(
+        source,
+        json!({"query": "lantern", "documents_json": "[{\"id\":\"1\",\"text\":\"a brass lantern\"}]"}),
+    );
+    let out = run_on(&executor, spec).await.unwrap();
+    assert_eq!(out.metrics.code_cache.as_deref(), Some("disk"));
+    assert_eq!(out.output["documents"][0]["id"], "1", "{}", out.output);
+    let stats = executor.cache_stats();
+    assert_eq!((stats.compiled, stats.disk_hits), (1, 1));
+}
+
+#[tokio::test]
 async fn bad_binaries_and_wrong_worlds_are_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let not_wasm = dir.path().join("x.wasm");

@@ -85,7 +85,12 @@ struct RunningJob {
 struct State {
     queue: JobQueue,
     reserved: HashMap<String, String>,
+    /// Jobs started and not yet recorded as ended.
     running: HashMap<String, RunningJob>,
+    /// Jobs holding an execution slot: started, and their task not yet
+    /// returned. A job gives its slot back before its result is committed,
+    /// so commits never keep a core idle.
+    executing: usize,
     draining: bool,
 }
 
@@ -130,6 +135,7 @@ impl Scheduler {
                 queue: JobQueue::new(PRIORITY_BOOST_AFTER),
                 reserved: HashMap::new(),
                 running: HashMap::new(),
+                executing: 0,
                 draining: false,
             }),
             wake: Notify::new(),
@@ -412,10 +418,11 @@ async fn dispatch(inner: Arc<Inner>) {
     loop {
         let next = {
             let mut state = inner.state.lock().expect("scheduler lock");
-            if state.draining || state.running.len() >= inner.settings.max_concurrent_jobs {
+            if state.draining || state.executing >= inner.settings.max_concurrent_jobs {
                 None
             } else {
                 state.queue.pop(Instant::now()).inspect(|id| {
+                    state.executing += 1;
                     state.running.insert(
                         id.clone(),
                         RunningJob {
@@ -435,16 +442,21 @@ async fn dispatch(inner: Arc<Inner>) {
             inner.metrics.queued.set(state.queue.len() as i64);
             inner.metrics.running.set(state.running.len() as i64);
         }
-        if let Err(e) = start(&inner, &job_id).await {
-            tracing::error!(%job_id, error = %e, "could not start job");
-            inner
-                .state
-                .lock()
-                .expect("scheduler lock")
-                .running
-                .remove(&job_id);
-            inner.changed.notify_waiters();
-        }
+        // Starting commits the job's `running` state; several starts in
+        // flight share one commit.
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = start(&inner, &job_id).await {
+                tracing::error!(%job_id, error = %e, "could not start job");
+                {
+                    let mut state = inner.state.lock().expect("scheduler lock");
+                    state.running.remove(&job_id);
+                    state.executing -= 1;
+                }
+                inner.changed.notify_waiters();
+                inner.wake.notify_one();
+            }
+        });
     }
 }
 
@@ -498,7 +510,10 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         totals
             .runs
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        finish(&task_inner, record, result).await;
+        let ended_at_ms = now_ms();
+        task_inner.state.lock().expect("scheduler lock").executing -= 1;
+        task_inner.wake.notify_one();
+        finish(&task_inner, record, result, ended_at_ms).await;
     });
     Ok(())
 }
@@ -507,6 +522,7 @@ async fn finish(
     inner: &Arc<Inner>,
     mut record: JobRecord,
     result: Result<wasmnode_runtime::TaskOutcome, TaskFailure>,
+    ended_at_ms: u64,
 ) {
     let job_id = record.job_id.clone();
     let interrupted = inner
@@ -552,7 +568,7 @@ async fn finish(
         .and_then(|r| r.error.as_ref())
         .map(|e| e.code.clone());
     record.state = state;
-    record.finished_at_ms = state.is_terminal().then(now_ms);
+    record.finished_at_ms = state.is_terminal().then_some(ended_at_ms);
     record.result = job_result;
     let task_type = record.request.task.task_type.clone();
     if let Err(e) = inner.record(record).await {

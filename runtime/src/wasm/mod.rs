@@ -27,7 +27,7 @@ use crate::limits::Limits;
 use crate::task::{ComponentSource, Mount, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
 use call::{GuestReturn, captured};
-use prepare::{Pre, Prepared, Preparer};
+use prepare::{Binary, Pre, Prepared, Preparer};
 use sandbox::{Flavor, SandboxSpec};
 use serde::Serialize;
 use serde_json::Value;
@@ -106,6 +106,8 @@ pub struct WasmExecutor {
     allocator: Allocator,
     fuel_metering: bool,
     preparer: Arc<Preparer>,
+    /// blake3 of each built-in used so far (they never change).
+    builtin_hashes: std::sync::Mutex<std::collections::HashMap<&'static str, blake3::Hash>>,
 }
 
 impl WasmExecutor {
@@ -144,6 +146,7 @@ impl WasmExecutor {
             engine,
             allocator,
             fuel_metering: config.engine.fuel_metering,
+            builtin_hashes: Default::default(),
         })
     }
 
@@ -162,28 +165,45 @@ impl WasmExecutor {
         self.fuel_metering
     }
 
-    /// Reads a component's bytes.
-    pub fn load(&self, source: &ComponentSource) -> Result<Arc<[u8]>, TaskFailure> {
+    /// A component's bytes and hash. Built-ins are neither copied nor
+    /// hashed again (both would cost a trivial task more than running it).
+    pub fn load(&self, source: &ComponentSource) -> Result<Binary, TaskFailure> {
         match source {
             ComponentSource::Builtin(name) => {
-                builtins::builtin(name).map(Arc::from).ok_or_else(|| {
+                let (name, bytes) = builtins::builtin(name).ok_or_else(|| {
                     TaskFailure::invalid_input(format!(
                         "no built-in component `builtin:{name}` (built-ins: {})",
                         builtins::names().collect::<Vec<_>>().join(", ")
                     ))
-                })
+                })?;
+                let hash = *self
+                    .builtin_hashes
+                    .lock()
+                    .expect("built-in hashes lock")
+                    .entry(name)
+                    .or_insert_with(|| blake3::hash(bytes));
+                Ok(Binary::with_hash(bytes::Bytes::from_static(bytes), hash))
             }
-            ComponentSource::File(path) => std::fs::read(path).map(Arc::from).map_err(|e| {
-                TaskFailure::invalid_input(format!("cannot read component {}: {e}", path.display()))
-            }),
-            ComponentSource::Bytes(bytes) => Ok(bytes.clone()),
+            ComponentSource::File(path) => std::fs::read(path)
+                .map(|b| Binary::new(b.into()))
+                .map_err(|e| {
+                    TaskFailure::invalid_input(format!(
+                        "cannot read component {}: {e}",
+                        path.display()
+                    ))
+                }),
+            ComponentSource::Bytes(bytes) => {
+                Ok(Binary::new(bytes::Bytes::from_owner(bytes.clone())))
+            }
         }
     }
 
-    /// Compiles (or loads from the disk cache) `source` ahead of its first
-    /// task, so that task does not pay for it.
+    /// Compiles `source` ahead of its first task, so that task does not pay
+    /// for it: into the disk cache when there is one (the first task then
+    /// loads it in about a millisecond, and an idle node does not hold the
+    /// code), else into memory.
     pub async fn warm(&self, source: &ComponentSource) -> Result<CodeOrigin, TaskFailure> {
-        self.prepared(source).await.map(|(_, origin)| origin)
+        self.preparer.precompile(self.load(source)?).await
     }
 
     async fn prepared(
@@ -196,9 +216,9 @@ impl WasmExecutor {
     /// Describes a binary: its world, imports, exports and (for tools) its
     /// self-description.
     pub async fn inspect(&self, source: &ComponentSource) -> Result<ComponentInfo, TaskFailure> {
-        let bytes = self.load(source)?;
-        let size = bytes.len();
-        let (prepared, _) = self.preparer.prepare(bytes).await?;
+        let binary = self.load(source)?;
+        let size = binary.bytes.len();
+        let (prepared, _) = self.preparer.prepare(binary).await?;
         let tool = match prepared.world {
             World::Tool => Some(self.describe_tool(&prepared).await?),
             _ => None,

@@ -41,6 +41,28 @@ impl World {
     }
 }
 
+/// A binary (wasm or WAT) and its blake3 hash, the key of every cache.
+#[derive(Clone)]
+pub struct Binary {
+    /// The bytes, shared or static.
+    pub bytes: bytes::Bytes,
+    /// Their blake3 hash.
+    pub hash: blake3::Hash,
+}
+
+impl Binary {
+    /// `bytes`, hashing them.
+    pub fn new(bytes: bytes::Bytes) -> Self {
+        let hash = blake3::hash(&bytes);
+        Self { bytes, hash }
+    }
+
+    /// `bytes` whose hash is already known.
+    pub fn with_hash(bytes: bytes::Bytes, hash: blake3::Hash) -> Self {
+        Self { bytes, hash }
+    }
+}
+
 /// Where compiled code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodeOrigin {
@@ -154,12 +176,12 @@ impl Preparer {
         }
     }
 
-    /// The prepared form of `bytes`, and where its code came from this time.
+    /// The prepared form of `binary`, and where its code came from this time.
     pub async fn prepare(
         self: &Arc<Self>,
-        bytes: Arc<[u8]>,
+        binary: Binary,
     ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
-        let hash = blake3::hash(&bytes);
+        let Binary { bytes, hash } = binary;
         let slot = self.slot(hash);
         if let Some(prepared) = slot.get() {
             self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
@@ -175,6 +197,51 @@ impl Preparer {
             })
             .await?;
         Ok((prepared.clone(), prepared.origin))
+    }
+
+    /// Makes sure the compiled code of `bytes` is in the disk cache (without
+    /// loading it into memory), or prepares it in memory without a disk cache.
+    pub async fn precompile(self: &Arc<Self>, binary: Binary) -> Result<CodeOrigin, TaskFailure> {
+        if self.disk.is_none() {
+            return self.prepare(binary).await.map(|(_, origin)| origin);
+        }
+        let Binary { bytes, hash } = binary;
+        if self
+            .slots
+            .lock()
+            .expect("preparer lock")
+            .0
+            .get(&hash)
+            .is_some_and(|s| s.initialized())
+        {
+            return Ok(CodeOrigin::Memory);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if this.cached(&hash).is_some() {
+                return Ok(CodeOrigin::Disk);
+            }
+            let binary = to_binary(&bytes)?;
+            // A throwaway engine of the same configuration that compiles on
+            // this thread: parallel compilation leaves its scratch memory
+            // scattered over the worker threads' heaps, where it stays
+            // resident for good (tens of MiB on an otherwise idle node).
+            let mut config = this.engine.config().clone();
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
+            config.parallel_compilation(false);
+            let compiler = Engine::new(&config)
+                .map_err(|e| TaskFailure::internal(format!("cannot create a compiler: {e:#}")))?;
+            let code = match binary_kind(&binary)? {
+                BinaryKind::Component => compiler.precompile_component(&binary),
+                BinaryKind::Module => compiler.precompile_module(&binary),
+            }
+            .map_err(|e| TaskFailure::invalid_input(format!("does not compile: {e:#}")))?;
+            this.counters.compiled.fetch_add(1, Ordering::Relaxed);
+            this.store(&hash, &code);
+            Ok(CodeOrigin::Compiled)
+        })
+        .await
+        .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
     }
 
     fn slot(&self, hash: blake3::Hash) -> Slot {
