@@ -408,3 +408,41 @@ async fn a_bad_token_is_a_clear_log_line_not_a_crash_loop_and_forgotten_workers_
     cp.wait_done(1, WAIT).await;
     assert_eq!(cp.completed()["g1"].worker_id, "w-good");
 }
+
+#[tokio::test]
+async fn the_node_registers_again_when_what_it_offers_changes() {
+    let cp = TestControlPlane::start().await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "refresh_seconds = 1\n[llm]\nmodel_cache_dir = {:?}\n",
+        models.path().display().to_string()
+    );
+    let node =
+        NodeProcess::start_agent(&cp.url(), "w-refresh", &config(artifacts.path(), &extra)).await;
+    let registered_models = || {
+        cp.registrations()
+            .get("w-refresh")
+            .map(|r| r["models"].clone())
+    };
+    let deadline = Instant::now() + WAIT;
+    while registered_models().is_none() {
+        assert!(Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(registered_models(), Some(json!([])));
+
+    // A model lands in the cache (as a finished model_download would leave it).
+    std::fs::create_dir_all(models.path().join("org/tiny")).unwrap();
+    std::fs::write(models.path().join("org/tiny/model.gguf"), b"GGUF").unwrap();
+    while registered_models() != Some(json!(["org/tiny/model.gguf"])) {
+        assert!(
+            Instant::now() < deadline,
+            "registered again with the new model; got {:?}; log:\n{}",
+            registered_models(),
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(node.log().contains("registering again"), "{}", node.log());
+}

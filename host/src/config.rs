@@ -251,6 +251,10 @@ pub struct ControlPlaneSection {
     pub backoff_max_seconds: u64,
     /// Where the node is (sent at registration).
     pub locality: Option<String>,
+    /// How often the node checks whether what it registered with (models,
+    /// reachable backends, tools) changed, seconds; it registers again when
+    /// it did.
+    pub refresh_seconds: u64,
 }
 
 impl Default for ControlPlaneSection {
@@ -262,6 +266,7 @@ impl Default for ControlPlaneSection {
             poll_millis: 1500,
             backoff_max_seconds: 30,
             locality: None,
+            refresh_seconds: 30,
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct AgentSettings {
     pub backoff_max: Duration,
     /// Where the node is, if configured.
     pub locality: Option<String>,
+    /// How often to check whether the registration is out of date (`None`:
+    /// never, for protocols without a registration).
+    pub refresh: Option<Duration>,
 }
 
 /// Capped exponential backoff with jitter.
@@ -74,6 +77,8 @@ pub struct Agent {
     settings: AgentSettings,
     reregister: Arc<Notify>,
     heartbeat_ms: Arc<AtomicU64>,
+    /// What the control plane accepted last.
+    registered: std::sync::Mutex<Option<Registration>>,
 }
 
 impl Agent {
@@ -90,6 +95,7 @@ impl Agent {
             settings,
             reregister: Arc::new(Notify::new()),
             heartbeat_ms: Arc::new(AtomicU64::new(5000)),
+            registered: std::sync::Mutex::new(None),
         }
     }
 
@@ -132,6 +138,7 @@ impl Agent {
                         .store(interval.as_millis().max(100) as u64, Ordering::Relaxed);
                     self.node.control_plane.connected();
                     tracing::info!(worker_id = %registration.worker_id, heartbeat = ?interval, "registered with the control plane");
+                    *self.registered.lock().expect("registration lock") = Some(registration);
                     return true;
                 }
                 Err(CpError::Unauthorized(why)) => {
@@ -153,9 +160,29 @@ impl Agent {
             return;
         }
         self.spawn_heartbeats(flush.clone());
+        if let Some(every) = self.settings.refresh {
+            tokio::spawn(self.clone().refresh_loop(every, stop.clone()));
+        }
         let delivery = tokio::spawn(self.clone().deliver(flush));
         self.poll_loop(&stop).await;
         let _ = delivery.await;
+    }
+
+    /// Registers again whenever what the node has (models downloaded,
+    /// backends coming and going) differs from what it registered with.
+    async fn refresh_loop(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let now = self.registration().await;
+            let changed = self.registered.lock().expect("registration lock").as_ref() != Some(&now);
+            if changed {
+                tracing::info!("what this node offers changed; registering again");
+                self.reregister.notify_one();
+            }
+        }
     }
 
     /// Heartbeats on a thread with its own runtime, so that neither running

@@ -58,6 +58,9 @@ pub async fn execute(
                 poll_interval: Duration::from_millis(config.control_plane.poll_millis),
                 backoff_max,
                 locality: config.control_plane.locality.clone(),
+                refresh: Some(Duration::from_secs(
+                    config.control_plane.refresh_seconds.max(1),
+                )),
             },
         ),
         Protocol::Goliat => {
@@ -104,6 +107,7 @@ pub async fn execute(
                     poll_interval: Duration::from_secs(config.goliat.poll_seconds.max(1)),
                     backoff_max,
                     locality: None,
+                    refresh: None,
                 },
             )
         }
