@@ -378,6 +378,11 @@ async fn a_bad_token_is_a_clear_log_line_not_a_crash_loop_and_forgotten_workers_
         Some(0),
         "still alive and stops cleanly"
     );
+    assert!(
+        !bad.log().contains("panicked") && !bad.log().contains("still in use"),
+        "{}",
+        bad.log()
+    );
 
     let good = NodeProcess::start_agent(
         &cp.url(),

@@ -574,6 +574,11 @@ async fn drain_finishes_running_jobs_and_refuses_new_ones() {
         (503, Some("DRAINING"))
     );
     assert_eq!(node.wait_exit(Duration::from_secs(30)).await, Some(0));
+    let log = node.log();
+    assert!(
+        log.contains("stopped") && !log.contains("panicked") && !log.contains("still in use"),
+        "a clean stop: {log}"
+    );
 
     node.restart().await;
     let runner: Value = client

@@ -119,7 +119,7 @@ pub struct Node {
     pub llm: Arc<LlmExecutor>,
     /// CPU and memory sampler for the JSON metrics.
     pub utilisation: std::sync::Mutex<crate::facts::Utilisation>,
-    exec: Option<tokio::runtime::Runtime>,
+    exec: ExecRuntime,
 }
 
 impl Node {
@@ -174,7 +174,7 @@ impl Node {
             control_plane: ControlPlaneStatus::default(),
             llm,
             utilisation: Default::default(),
-            exec: Some(exec),
+            exec: ExecRuntime(Some(exec)),
         })
     }
 
@@ -231,11 +231,22 @@ impl Node {
         });
     }
 
-    /// Stops the task runtime without waiting for it (tasks were drained).
-    pub fn shutdown(mut self) {
-        if let Some(exec) = self.exec.take() {
-            exec.shutdown_background();
-        }
+    /// Stops the task runtime without waiting for it (tasks were drained)
+    /// and closes the store.
+    pub fn shutdown(self) {
+        drop(self.exec);
         self.store.close();
+    }
+}
+
+/// The runtime tasks run on. Dropping it never blocks, so the last handle
+/// on a node may go away anywhere, async code included.
+struct ExecRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ExecRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }

@@ -55,7 +55,8 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
     let node = Arc::new(Node::start(config).await?);
     node.spawn_retention();
     node.spawn_warm_up();
-    crate::callbacks::spawn(node.clone());
+    let callbacks_stop = CancellationToken::new();
+    let callbacks = crate::callbacks::spawn(node.clone(), callbacks_stop.clone());
     tracing::info!(
         %address,
         worker_id = %node.config.node.worker_id,
@@ -80,9 +81,14 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         })
         .await
         .context("the API server failed")?;
+    callbacks_stop.cancel();
+    let _ = callbacks.await;
     tracing::info!("stopped");
-    if let Ok(node) = Arc::try_unwrap(node) {
-        node.shutdown();
+    match Arc::try_unwrap(node) {
+        Ok(node) => node.shutdown(),
+        Err(_) => tracing::warn!(
+            "the node is still in use at exit; stopping without closing the store cleanly"
+        ),
     }
     Ok(Printed { status: 0 })
 }
