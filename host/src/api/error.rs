@@ -65,6 +65,24 @@ impl ApiError {
         )
     }
 
+    /// 404 for an unknown Vera task.
+    pub fn task_not_found(task_id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "TASK_NOT_FOUND",
+            format!("no task `{task_id}` on this node"),
+        )
+    }
+
+    /// The status of a refused submission with `code`: 422 when the request
+    /// is well formed but this node will not or cannot run it, else 400.
+    pub fn refusal_status(code: &str) -> StatusCode {
+        match code {
+            "POLICY_DENIED" | "BACKEND_UNAVAILABLE" => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
     /// 500 for a store failure.
     pub fn store(e: impl std::fmt::Display) -> Self {
         Self::new(

@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
-use wasmnode_runtime::FailureKind;
 
 /// Most jobs one list page returns.
 const MAX_PAGE: usize = 1000;
@@ -72,7 +71,7 @@ pub async fn submit(
             json!({"accepted": true, "job_id": job_id, "state": record.state.as_str(), "duplicate": true}),
         )),
         Err(e) => {
-            let error = submit_error(e).rejecting(Some(job_id));
+            let error = submit_error(e, "DUPLICATE_JOB_ID").rejecting(Some(job_id));
             count_rejection(&app, &error.code);
             Err(error)
         }
@@ -139,7 +138,9 @@ fn count_rejection(app: &AppState, code: &str) {
         .inc();
 }
 
-fn submit_error(e: SubmitError) -> ApiError {
+/// The answer to a submission the scheduler refused; `duplicate_code` names
+/// an id conflict in the caller's protocol.
+pub(super) fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
     match e {
         SubmitError::Draining => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DRAINING", e.to_string())
@@ -149,19 +150,22 @@ fn submit_error(e: SubmitError) -> ApiError {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", e.to_string()).retry_after(1)
         }
         SubmitError::Conflict(_) => {
-            ApiError::new(StatusCode::CONFLICT, "DUPLICATE_JOB_ID", e.to_string())
+            ApiError::new(StatusCode::CONFLICT, duplicate_code, e.to_string())
         }
         SubmitError::Rejected(failure) => {
-            let status = match failure.kind {
-                FailureKind::PolicyDenied | FailureKind::BackendUnavailable => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                _ => StatusCode::BAD_REQUEST,
-            };
-            ApiError::new(status, failure.kind.code(), failure.message)
+            let code = failure.kind.code();
+            ApiError::new(ApiError::refusal_status(code), code, failure.message)
         }
         SubmitError::Store(e) => ApiError::store(e),
     }
+}
+
+fn job(app: &AppState, job_id: &str) -> Result<JobRecord, ApiError> {
+    app.node
+        .store
+        .get(job_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::job_not_found(job_id))
 }
 
 /// `GET /jobs/{id}`.
@@ -169,12 +173,7 @@ pub async fn get(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = app
-        .node
-        .store
-        .get(&job_id)
-        .map_err(ApiError::store)?
-        .ok_or_else(|| ApiError::job_not_found(&job_id))?;
+    let record = job(&app, &job_id)?;
     Ok(Json(view(&record)))
 }
 
@@ -235,12 +234,7 @@ pub async fn result(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = app
-        .node
-        .store
-        .get(&job_id)
-        .map_err(ApiError::store)?
-        .ok_or_else(|| ApiError::job_not_found(&job_id))?;
+    let record = job(&app, &job_id)?;
     match (&record.state, &record.result) {
         (JobState::Finished, Some(result)) => Ok(Json(result.output.clone())),
         (state, Some(result)) if state.is_terminal() => {

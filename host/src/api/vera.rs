@@ -35,11 +35,12 @@ pub async fn execute(
         .map_err(|e| rejected(None, StatusCode::BAD_REQUEST, e.code, e.message))?;
     let task_id = request.task_id.clone();
     let refuse = |e: crate::job::JobError| {
-        let status = match e.code {
-            "POLICY_DENIED" | "BACKEND_UNAVAILABLE" => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        rejected(Some(task_id.clone()), status, e.code, e.message)
+        rejected(
+            Some(task_id.clone()),
+            ApiError::refusal_status(e.code),
+            e.code,
+            e.message,
+        )
     };
     let job = request.to_job(&app.node.config.vera).map_err(refuse)?;
     let origin = match &request.callback_url {
@@ -57,37 +58,8 @@ pub async fn execute(
             "worker_id": app.node.config.node.worker_id,
         }))),
         Err(e) => Err(match e {
-            SubmitError::Draining => rejected(
-                Some(task_id),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "DRAINING",
-                e.to_string(),
-            )
-            .retry_after(30),
-            SubmitError::QueueFull(_) => rejected(
-                Some(task_id),
-                StatusCode::TOO_MANY_REQUESTS,
-                "QUEUE_FULL",
-                e.to_string(),
-            )
-            .retry_after(1),
-            SubmitError::Conflict(_) => rejected(
-                Some(task_id),
-                StatusCode::CONFLICT,
-                "DUPLICATE_TASK_ID",
-                e.to_string(),
-            ),
-            SubmitError::Rejected(f) => {
-                let status = match f.kind {
-                    wasmnode_runtime::FailureKind::PolicyDenied
-                    | wasmnode_runtime::FailureKind::BackendUnavailable => {
-                        StatusCode::UNPROCESSABLE_ENTITY
-                    }
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                rejected(Some(task_id), status, f.kind.code(), f.message)
-            }
             SubmitError::Store(e) => ApiError::store(e),
+            e => super::jobs::submit_error(e, "DUPLICATE_TASK_ID").rejecting_task(Some(task_id)),
         }),
     }
 }
@@ -114,13 +86,7 @@ fn task(app: &AppState, task_id: &str) -> Result<JobRecord, ApiError> {
         .store
         .get(task_id)
         .map_err(ApiError::store)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "TASK_NOT_FOUND",
-                format!("no task `{task_id}` on this node"),
-            )
-        })
+        .ok_or_else(|| ApiError::task_not_found(task_id))
 }
 
 /// `GET /task/{id}/status`.
@@ -175,10 +141,6 @@ pub async fn cancel(
         Some(c) => Ok(Json(
             json!({"task_id": task_id, "status": status_name(c.state), "message": c.note}),
         )),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "TASK_NOT_FOUND",
-            format!("no task `{task_id}` on this node"),
-        )),
+        None => Err(ApiError::task_not_found(&task_id)),
     }
 }
