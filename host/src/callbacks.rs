@@ -9,18 +9,16 @@ use crate::store::{CallbackStatus, JobStore};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Callbacks delivered at once.
 const PARALLEL: usize = 16;
 
-/// Starts the delivery loop; it ends (abandoning deliveries in progress,
-/// which stay in the outbox for the next start) when `stop` is cancelled.
-pub fn spawn(node: Arc<Node>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(node, stop))
+/// Starts the delivery loop.
+pub fn spawn(node: Arc<Node>) {
+    tokio::spawn(run(node));
 }
 
-async fn run(node: Arc<Node>, stop: CancellationToken) {
+async fn run(node: Arc<Node>) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -29,9 +27,7 @@ async fn run(node: Arc<Node>, stop: CancellationToken) {
         Err(e) => return tracing::error!(error = %e, "cannot create the callback client"),
     };
     let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
-    let mut deliveries = tokio::task::JoinSet::new();
     loop {
-        while deliveries.try_join_next().is_some() {}
         let pending = node
             .store
             .outbox(Channel::Callback, 256)
@@ -46,16 +42,12 @@ async fn run(node: Arc<Node>, stop: CancellationToken) {
                 continue;
             }
             let (node, client, in_flight) = (node.clone(), client.clone(), in_flight.clone());
-            deliveries.spawn(async move {
+            tokio::spawn(async move {
                 deliver(&node, &client, seq, item).await;
                 in_flight.lock().expect("in-flight lock").remove(&seq);
             });
         }
         tokio::select! {
-            _ = stop.cancelled() => {
-                deliveries.shutdown().await;
-                return;
-            }
             _ = node.store.outbox_ready(Channel::Callback) => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }

@@ -119,7 +119,8 @@ pub struct Node {
     pub llm: Arc<LlmExecutor>,
     /// CPU and memory sampler for the JSON metrics.
     pub utilisation: std::sync::Mutex<crate::facts::Utilisation>,
-    exec: ExecRuntime,
+    /// Held for its lifetime: tasks run on it until the node goes.
+    _exec: ExecRuntime,
 }
 
 impl Node {
@@ -174,7 +175,7 @@ impl Node {
             control_plane: ControlPlaneStatus::default(),
             llm,
             utilisation: Default::default(),
-            exec: ExecRuntime(Some(exec)),
+            _exec: ExecRuntime(Some(exec)),
         })
     }
 
@@ -229,13 +230,6 @@ impl Node {
                 }
             }
         });
-    }
-
-    /// Stops the task runtime without waiting for it (tasks were drained)
-    /// and closes the store.
-    pub fn shutdown(self) {
-        drop(self.exec);
-        self.store.close();
     }
 }
 

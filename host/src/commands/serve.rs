@@ -55,8 +55,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
     let node = Arc::new(Node::start(config).await?);
     node.spawn_retention();
     node.spawn_warm_up();
-    let callbacks_stop = CancellationToken::new();
-    let callbacks = crate::callbacks::spawn(node.clone(), callbacks_stop.clone());
+    crate::callbacks::spawn(node.clone());
     tracing::info!(
         %address,
         worker_id = %node.config.node.worker_id,
@@ -81,15 +80,10 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         })
         .await
         .context("the API server failed")?;
-    callbacks_stop.cancel();
-    let _ = callbacks.await;
+    // The node goes with its last handle (HTTP connections may still hold
+    // one): dropping its task runtime never blocks, and every write was
+    // committed before it was acknowledged.
     tracing::info!("stopped");
-    match Arc::try_unwrap(node) {
-        Ok(node) => node.shutdown(),
-        Err(_) => tracing::warn!(
-            "the node is still in use at exit; stopping without closing the store cleanly"
-        ),
-    }
     Ok(Printed { status: 0 })
 }
 

@@ -58,6 +58,8 @@ pub struct JobStore {
 struct Inner {
     db: Arc<Database>,
     writes: SyncSender<writer::Request>,
+    /// Joined by `close`.
+    #[cfg_attr(not(test), allow(dead_code))]
     writer: std::thread::JoinHandle<()>,
     next_seq: AtomicU64,
     next_outbox: AtomicU64,
@@ -118,7 +120,9 @@ impl JobStore {
     }
 
     /// Closes the store once this is the last handle: stops the writer after
-    /// its pending commits and releases the database file.
+    /// its pending commits and releases the database file (so a test can
+    /// open it again in the same process; the node simply lets it go).
+    #[cfg(test)]
     pub fn close(self) {
         if let Ok(inner) = Arc::try_unwrap(self.inner) {
             drop(inner.writes);
