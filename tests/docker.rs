@@ -51,14 +51,7 @@ fn labelled(worker: &str) -> usize {
 async fn image_jobs_return_stdout_stderr_and_exit_code() {
     let node = NodeProcess::start(&config("e2e-img", "")).await;
     let client = reqwest::Client::new();
-    let info: Value = client
-        .get(node.at("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = node.get_json("/info").await;
     assert_eq!(info["runtime_modes"], json!(["wasm", "image"]), "{info}");
     let job = image_job(
         "img",
@@ -207,13 +200,6 @@ async fn splai_commands_run_in_the_sandbox_image_and_tools_map_to_images() {
         done["stdout"], "{\"WORD\":\"QUIET\"}",
         "the tool's args arrive on stdin: {done}"
     );
-    let result: Value = client
-        .get(node.at("/jobs/shout/result"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let result: Value = node.get_json("/jobs/shout/result").await;
     assert_eq!(result, json!({"WORD": "QUIET"}));
 }

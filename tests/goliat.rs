@@ -27,15 +27,7 @@ async fn wait_reports(dashboard: &TestDashboard, n: usize) -> Vec<Value> {
 }
 
 async fn job_of_split(node: &NodeProcess, split: u64) -> Value {
-    let client = reqwest::Client::new();
-    let list: Value = client
-        .get(node.at("/jobs?limit=1000"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = node.get_json("/jobs?limit=1000").await;
     let id = list["jobs"]
         .as_array()
         .unwrap()
@@ -48,14 +40,8 @@ async fn job_of_split(node: &NodeProcess, split: u64) -> Value {
         })
         .expect("the split's job")["job_id"]
         .clone();
-    client
-        .get(node.at(&format!("/jobs/{}", id.as_str().unwrap())))
-        .send()
+    node.get_json(&format!("/jobs/{}", id.as_str().unwrap()))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -43,14 +43,7 @@ async fn submit(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> (u
 async fn result(client: &reqwest::Client, node: &NodeProcess, id: &str) -> Value {
     let done = wait_terminal(client, node, id, WAIT).await;
     assert_eq!(done["state"], "finished", "{done}");
-    client
-        .get(node.at(&format!("/jobs/{id}/result")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    node.get_json(&format!("/jobs/{id}/result")).await
 }
 
 /// Follows a job's events to the end; returns (event name, data) pairs.
@@ -341,14 +334,7 @@ async fn remote_retrieval_and_info_advertise_backends() {
     .await;
     let out = result(&client, &node, "remote").await;
     assert_eq!(out["documents"][0]["id"], "remote-1");
-    let info: Value = client
-        .get(node.at("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = node.get_json("/info").await;
     let backends = info["llm_backends"].as_array().unwrap();
     let by_name = |n: &str| backends.iter().find(|b| b["name"] == n).unwrap().clone();
     assert_eq!(
@@ -479,14 +465,7 @@ async fn model_downloads_resume_verify_and_download_once() {
         "one downloaded, the other found it: {a} {b}"
     );
 
-    let info: Value = client
-        .get(node.at("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = node.get_json("/info").await;
     assert!(
         info["cached_models"]
             .as_array()

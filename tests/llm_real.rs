@@ -88,14 +88,7 @@ async fn run(
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let done = wait_terminal(client, node, id, WAIT).await;
     assert_eq!(done["state"], "finished", "{done}");
-    client
-        .get(node.at(&format!("/jobs/{id}/result")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    node.get_json(&format!("/jobs/{id}/result")).await
 }
 
 #[tokio::test]
@@ -149,14 +142,7 @@ async fn llm_inference_and_embeddings_through_llama_cpp() {
         (out["count"].as_u64(), out["dimension"].as_u64()),
         (Some(2), Some(640))
     );
-    let info: Value = client
-        .get(node.at("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: Value = node.get_json("/info").await;
     let backend = &info["llm_backends"][0];
     assert_eq!(
         (backend["name"].as_str(), backend["available"].as_bool()),

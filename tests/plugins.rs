@@ -117,14 +117,7 @@ async fn plugins_serve_tool_execution_jobs() {
         done["error"]["code"], "INVALID_INPUT",
         "the tool's not-found error maps to INVALID_INPUT: {done}"
     );
-    let info: serde_json::Value = client
-        .get(node.at("/info"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info: serde_json::Value = node.get_json("/info").await;
     assert!(
         info["tools"]
             .as_array()

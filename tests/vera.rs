@@ -63,22 +63,10 @@ async fn execute(client: &reqwest::Client, node: &NodeProcess, body: Value) -> (
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn wait_status(
-    client: &reqwest::Client,
-    node: &NodeProcess,
-    id: &str,
-    until: impl Fn(&Value) -> bool,
-) -> Value {
+async fn wait_status(node: &NodeProcess, id: &str, until: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let status: Value = client
-            .get(node.at(&format!("/task/{id}/status")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = node.get_json(&format!("/task/{id}/status")).await;
         if until(&status) {
             return status;
         }
@@ -106,21 +94,14 @@ async fn execute_status_result_and_cancel() {
         body["estimated_completion"].is_string() && body["worker_id"].is_string(),
         "{body}"
     );
-    let status = wait_status(&client, &node, "v1", done).await;
+    let status = wait_status(&node, "v1", done).await;
     assert_eq!(
         (status["status"].as_str(), status["progress"].as_f64()),
         (Some("completed"), Some(1.0)),
         "{status}"
     );
     assert!(status["started_at"].is_string());
-    let result: Value = client
-        .get(node.at("/task/v1/result"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let result: Value = node.get_json("/task/v1/result").await;
     assert_eq!(result["result"]["report"], json!({"k": "v"}));
     assert!(
         result["execution_time_seconds"].as_f64().unwrap() >= 0.0
@@ -138,16 +119,13 @@ async fn execute_status_result_and_cancel() {
         ),
     ] {
         assert_eq!(execute(&client, &node, body).await.0, 200);
-        assert_eq!(
-            wait_status(&client, &node, id, done).await["status"],
-            "completed"
-        );
+        assert_eq!(wait_status(&node, id, done).await["status"], "completed");
     }
 
     let (status, body) = execute(&client, &node, json!({"task_id": "slow", "task_type": "custom",
         "payload": {"component": test_guest_dir().join("hostile.wasm").display().to_string(), "action": "sleep", "ms": 30000}})).await;
     assert_eq!(status, 200, "{body}");
-    wait_status(&client, &node, "slow", |s| s["status"] == "running").await;
+    wait_status(&node, "slow", |s| s["status"] == "running").await;
     let cancelled: Value = client
         .delete(node.at("/task/slow"))
         .send()
@@ -158,7 +136,7 @@ async fn execute_status_result_and_cancel() {
         .unwrap();
     assert_eq!(cancelled["task_id"], "slow");
     assert_eq!(
-        wait_status(&client, &node, "slow", done).await["status"],
+        wait_status(&node, "slow", done).await["status"],
         "cancelled"
     );
 
@@ -193,14 +171,7 @@ async fn execute_status_result_and_cancel() {
         404
     );
 
-    let health: Value = client
-        .get(node.at("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = node.get_json("/health").await;
     for field in [
         "worker_id",
         "capabilities",
@@ -256,10 +227,7 @@ async fn callbacks_are_allowlisted_retried_and_recorded() {
         "payload": {"operation": "aggregation", "items_json": "[{\"n\":1}]"}, "callback_url": url})
     };
     assert_eq!(execute(&client, &node, job("cb1", &flaky.url)).await.0, 200);
-    let status = wait_status(&client, &node, "cb1", |s| {
-        s["callback"]["state"] == "delivered"
-    })
-    .await;
+    let status = wait_status(&node, "cb1", |s| s["callback"]["state"] == "delivered").await;
     assert_eq!(
         status["callback"]["attempts"], 3,
         "two failures, then delivered: {status}"
@@ -277,10 +245,7 @@ async fn callbacks_are_allowlisted_retried_and_recorded() {
 
     let dead = "http://127.0.0.1:9/hooks/done";
     assert_eq!(execute(&client, &node, job("cb2", dead)).await.0, 200);
-    let status = wait_status(&client, &node, "cb2", |s| {
-        s["callback"]["state"] == "failed"
-    })
-    .await;
+    let status = wait_status(&node, "cb2", |s| s["callback"]["state"] == "failed").await;
     assert_eq!(
         status["callback"]["attempts"], 4,
         "the first try and three retries: {status}"
@@ -307,7 +272,7 @@ async fn priorities_are_honoured_under_load() {
     let hostile = test_guest_dir().join("hostile.wasm").display().to_string();
     let blocker = json!({"task_id": "blocker", "task_type": "custom", "payload": {"component": hostile, "action": "sleep", "ms": 800}});
     assert_eq!(execute(&client, &node, blocker).await.0, 200);
-    wait_status(&client, &node, "blocker", |s| s["status"] == "running").await;
+    wait_status(&node, "blocker", |s| s["status"] == "running").await;
     let mut order = Vec::new();
     for i in 0..4 {
         for priority in ["low", "normal", "high"] {
@@ -321,7 +286,7 @@ async fn priorities_are_honoured_under_load() {
     }
     let mut started = Vec::new();
     for id in &order {
-        let status = wait_status(&client, &node, id, done).await;
+        let status = wait_status(&node, id, done).await;
         started.push((
             status["started_at"].as_str().unwrap().to_string(),
             id.clone(),

@@ -147,6 +147,16 @@ impl NodeProcess {
         format!("{}{path}", self.url)
     }
 
+    /// `GET path` as JSON (panics on a transport error or a body that is not JSON).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.at(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
