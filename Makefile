@@ -2,6 +2,9 @@
 
 CARGO ?= cargo
 GUESTS := --manifest-path guests/Cargo.toml
+# Every phase (and `make run`) selects the whole workspace with its tests, so
+# Cargo resolves one feature set and builds each dependency once.
+WORKSPACE := --workspace --all-targets
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
@@ -11,14 +14,14 @@ help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 run: wasm-target ## Build and start the node standalone on its defaults (API on 127.0.0.1:9000)
-	$(CARGO) build -p wasmnode
+	$(CARGO) build $(WORKSPACE)
 	@echo
 	@echo "wasmnode is starting on http://127.0.0.1:9000 (Ctrl-C drains and stops it)."
 	@echo "Submit a first job from another terminal:"
 	@echo "  curl -s localhost:9000/jobs -d @examples/jobs/retrieval.json"
 	@echo "  curl -s localhost:9000/jobs/example-retrieval/result"
 	@echo
-	$(CARGO) run -q -p wasmnode -- serve
+	target/debug/wasmnode serve
 
 test: ## Install what is needed, check formatting and lints, run every test (timed per phase)
 	@mkdir -p target && rm -f $(PHASE_LOG)
@@ -40,7 +43,7 @@ wasm-target: ## Install the wasm32-wasip2 Rust target (rustup, or the bundled ru
 	@scripts/install-wasm-target.sh
 
 build: ## Build the node, its tests and the guests (dev profile, dependencies optimised)
-	$(CARGO) build --workspace --all-targets
+	$(CARGO) build $(WORKSPACE)
 
 fmt-check: ## cargo fmt --check on the node and the guests
 	$(CARGO) fmt --all --check
@@ -48,7 +51,7 @@ fmt-check: ## cargo fmt --check on the node and the guests
 	$(CARGO) fmt --manifest-path examples/plugin-tool/Cargo.toml --check
 
 clippy: ## cargo clippy -D warnings on the node and the guests
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(WORKSPACE) -- -D warnings
 	$(CARGO) clippy $(GUESTS) --workspace --target wasm32-wasip2 -- -D warnings
 
 guest-tests: ## The guests' own unit tests, natively
@@ -62,10 +65,10 @@ bench: wasm-target deps ## Run the benchmarks on a release build; prints the tab
 	target/release/wasmnode-bench --wasmnode target/release/wasmnode --out docs/BENCHMARKS.md
 
 bench-smoke: ## Every benchmark once with tiny counts, to prove they run (part of make test)
-	$(CARGO) build -p wasmnode -p wasmnode-bench
+	$(CARGO) build $(WORKSPACE)
 	target/debug/wasmnode-bench --smoke --wasmnode target/debug/wasmnode --out target/bench-smoke.md
 
 test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
 	@model=$$(scripts/llm-setup.sh) && \
 	WASMNODE_LLM_MODEL=$$model WASMNODE_LLM_PYTHON=$(CURDIR)/.cache/llm/venv/bin/python \
-	$(CARGO) test -p wasmnode-e2e --test llm_real -- --ignored
+	$(CARGO) test --workspace --test llm_real -- --ignored

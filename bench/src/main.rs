@@ -6,6 +6,7 @@
 //! every section with tiny counts to prove it works (part of `make test`).
 
 mod api;
+mod cancel;
 mod containers;
 mod dispatch;
 mod report;
@@ -40,6 +41,7 @@ struct Counts {
     latency_jobs: usize,
     throughput_jobs: usize,
     dispatch_tasks: usize,
+    cancels: usize,
 }
 
 impl Counts {
@@ -54,6 +56,7 @@ impl Counts {
                 latency_jobs: 5,
                 throughput_jobs: 20,
                 dispatch_tasks: 2,
+                cancels: 2,
             }
         } else {
             Self {
@@ -65,6 +68,7 @@ impl Counts {
                 latency_jobs: 500,
                 throughput_jobs: 10_000,
                 dispatch_tasks: 20,
+                cancels: 10,
             }
         }
     }
@@ -87,12 +91,12 @@ fn main() -> anyhow::Result<()> {
     let counts = Counts::new(args.smoke);
 
     let mut rows: Vec<Row> = Vec::new();
-    eprintln!("1/7 instantiate + run ...");
+    eprintln!("1/8 instantiate + run ...");
     rows.extend(sandbox::instantiate_and_run(counts.trivial)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    eprintln!("2/7 API end to end (and 7 footprint) ...");
+    eprintln!("2/8 API end to end (and 7 footprint) ...");
     let api_rows = runtime.block_on(api::end_to_end(
         counts.latency_jobs,
         counts.throughput_jobs,
@@ -104,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             .filter(|r| r.section.starts_with('2'))
             .cloned(),
     );
-    eprintln!("3/7 file_read: wasm tool vs container per call ...");
+    eprintln!("3/8 file_read: wasm tool vs container per call ...");
     let files = tempfile::tempdir()?;
     std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
     let wasm = sandbox::file_read(files.path(), counts.file_reads)?;
@@ -113,16 +117,18 @@ fn main() -> anyhow::Result<()> {
         &wasm,
         counts.containers,
     )?);
-    eprintln!("4/7 Docker job overhead ...");
+    eprintln!("4/8 Docker job overhead ...");
     rows.extend(containers::job_overhead(counts.containers)?);
-    eprintln!("5/7 retrieval ...");
+    eprintln!("5/8 retrieval ...");
     rows.extend(sandbox::retrieval(
         &counts.retrieval_sizes,
         counts.retrieval_repeats,
     )?);
-    eprintln!("6/7 control-plane dispatch ...");
+    eprintln!("6/8 control-plane dispatch ...");
     rows.extend(runtime.block_on(dispatch::latency(counts.dispatch_tasks))?);
     rows.extend(api_rows.into_iter().filter(|r| r.section.starts_with('7')));
+    eprintln!("8/8 cancellation ...");
+    rows.extend(cancel::latency(counts.cancels)?);
 
     println!("{}", text_table(&rows));
     let command = if args.smoke {
@@ -138,7 +144,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("wrote {}", out.display());
     }
     if args.smoke {
-        anyhow::ensure!(rows.len() >= 20, "a section produced no rows");
+        anyhow::ensure!(rows.len() >= 22, "a section produced no rows");
     }
     Ok(())
 }

@@ -375,10 +375,13 @@ impl Executor for WasmExecutor {
                 "fuel metering is disabled on this node",
             ));
         }
-        let (prepared, origin) = self.prepared(&runtime.component).await?;
+        // Compiling (or loading) the binary and asking a tool what it needs
+        // never hold up a cancellation or the deadline.
+        let (prepared, origin) = until_stopped(&ctx, self.prepared(&runtime.component)).await?;
         let read_only = match prepared.world {
             World::Tool => {
-                Self::check_tool_mounts(&self.describe_tool(&prepared).await?, &task.mounts)?
+                let tool = until_stopped(&ctx, self.describe_tool(&prepared)).await?;
+                Self::check_tool_mounts(&tool, &task.mounts)?
             }
             _ => false,
         };
@@ -503,6 +506,20 @@ impl Executor for WasmExecutor {
             artifacts: Vec::new(),
             executor: "wasm",
         })
+    }
+}
+
+/// Awaits `work` unless the task is cancelled or its deadline passes first.
+async fn until_stopped<T>(
+    ctx: &TaskContext,
+    work: impl std::future::Future<Output = Result<T, TaskFailure>>,
+) -> Result<T, TaskFailure> {
+    tokio::select! {
+        result = work => result,
+        _ = ctx.cancel.cancelled() => Err(TaskFailure::cancelled()),
+        _ = tokio::time::sleep_until(tokio::time::Instant::from_std(ctx.deadline)) => Err(
+            TaskFailure::new(FailureKind::Timeout, call::timeout_message(&ctx.limits)),
+        ),
     }
 }
 

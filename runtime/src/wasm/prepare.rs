@@ -122,6 +122,8 @@ pub struct CacheStats {
     pub compiled: u64,
     /// Disk entries that failed verification (and were rebuilt).
     pub rejected: u64,
+    /// Binaries being compiled or loaded from disk right now.
+    pub preparing: u64,
 }
 
 #[derive(Default)]
@@ -130,6 +132,23 @@ struct Counters {
     disk_hits: AtomicU64,
     compiled: AtomicU64,
     rejected: AtomicU64,
+    preparing: AtomicU64,
+}
+
+/// Counts one preparation in flight for as long as it lives.
+struct Preparing<'a>(&'a AtomicU64);
+
+impl<'a> Preparing<'a> {
+    fn start(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for Preparing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 type Slot = Arc<OnceCell<Arc<Prepared>>>;
@@ -173,10 +192,15 @@ impl Preparer {
             disk_hits: c.disk_hits.load(Ordering::Relaxed),
             compiled: c.compiled.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
+            preparing: c.preparing.load(Ordering::Relaxed),
         }
     }
 
     /// The prepared form of `binary`, and where its code came from this time.
+    ///
+    /// The preparation runs in a task of its own: a caller that stops
+    /// waiting (its task was cancelled) neither abandons nor repeats it, and
+    /// the next caller finds it done.
     pub async fn prepare(
         self: &Arc<Self>,
         binary: Binary,
@@ -188,14 +212,21 @@ impl Preparer {
             return Ok((prepared.clone(), CodeOrigin::Memory));
         }
         let this = self.clone();
-        let prepared = slot
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || this.prepare_now(&bytes, hash))
-                    .await
-                    .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
-                    .map(Arc::new)
+        let prepared = tokio::spawn(async move {
+            slot.get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    let _preparing = Preparing::start(&this.counters.preparing);
+                    this.prepare_now(&bytes, hash)
+                })
+                .await
+                .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
+                .map(Arc::new)
             })
-            .await?;
+            .await
+            .cloned()
+        })
+        .await
+        .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))??;
         Ok((prepared.clone(), prepared.origin))
     }
 

@@ -1,9 +1,11 @@
 //! A task guest for the sandbox tests. Its input `{"action": ...}` picks a
 //! misbehaviour: escaping its mounts, writing a read-only mount, opening
 //! sockets, spinning forever, allocating or printing without bound, recursing
-//! without end. Attempts the sandbox refuses are reported as `denied` with
-//! what the guest saw; an attempt that succeeds is reported as success with
-//! `ESCAPED`, which the tests treat as a sandbox failure.
+//! without end, or blocking until the test opens a gate (a file it creates).
+//! Before looping, sleeping or blocking it prints `running`, the tests'
+//! signal that it started. Attempts the sandbox refuses are reported as
+//! `denied` with what the guest saw; an attempt that succeeds is reported as
+//! success with `ESCAPED`, which the tests treat as a sandbox failure.
 
 use serde_json::{Value, json};
 use std::io::Write;
@@ -26,9 +28,12 @@ impl Guest for Hostile {
                 "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
             })
             .to_string()),
-            "loop" => loop {
-                std::hint::black_box(0u64);
-            },
+            "loop" => {
+                running();
+                loop {
+                    std::hint::black_box(0u64);
+                }
+            }
             "spin" => {
                 let until =
                     std::time::Instant::now() + std::time::Duration::from_millis(n("ms", 1000));
@@ -39,8 +44,17 @@ impl Guest for Hostile {
                 Ok(json!({"spun": x > 0}).to_string())
             }
             "sleep" => {
+                running();
                 std::thread::sleep(std::time::Duration::from_millis(n("ms", 60_000)));
                 Ok("{}".into())
+            }
+            "block" => {
+                running();
+                let gate = input["until"].as_str().unwrap_or("");
+                while std::fs::metadata(gate).is_err() {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Ok(json!({"released": gate}).to_string())
             }
             "alloc" => {
                 let mut blocks = Vec::new();
@@ -90,6 +104,13 @@ impl Guest for Hostile {
 }
 
 export!(Hostile);
+
+/// Tells whoever watches stdout that the guest is running (the tests'
+/// signal to cancel or release it).
+fn running() {
+    println!("running");
+    let _ = std::io::stdout().flush();
+}
 
 /// Recursion that keeps everything in wasm locals, so it exhausts the
 /// engine's native stack rather than the guest's shadow stack in memory.
