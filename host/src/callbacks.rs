@@ -64,7 +64,14 @@ async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxIt
         let _ = node.store.outbox_remove(Channel::Callback, seq).await;
         return;
     };
-    let body = crate::vera::result_view(&record, &node.config.node.worker_id);
+    let body = match crate::vera::result_document(&node.store, &record, &node.config.node.worker_id)
+    {
+        Ok(body) => body,
+        Err(e) => {
+            // Kept in the outbox; the delivery loop tries again.
+            return tracing::warn!(job_id = %item.job_id, error = %e, "cannot read the task's result for its callback");
+        }
+    };
     let mut wait = Duration::from_millis(settings.callback_backoff_ms);
     let mut status = record.callback.clone().unwrap_or(CallbackStatus {
         url: url.clone(),
@@ -76,7 +83,8 @@ async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxIt
         status.attempts += 1;
         match client
             .post(url)
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
             .send()
             .await
             .and_then(|r| r.error_for_status())
@@ -106,13 +114,7 @@ async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxIt
 }
 
 async fn record_status(store: &JobStore, job_id: &str, status: CallbackStatus) {
-    match store.get(job_id) {
-        Ok(Some(mut record)) => {
-            record.callback = Some(status);
-            if let Err(e) = store.put(record).await {
-                tracing::error!(%job_id, error = %e, "cannot record the callback status");
-            }
-        }
-        _ => tracing::warn!(%job_id, "cannot record the callback status: the job is gone"),
+    if let Err(e) = store.set_callback(job_id, status).await {
+        tracing::error!(%job_id, error = %e, "cannot record the callback status");
     }
 }

@@ -51,6 +51,23 @@ pub enum Command {
     Tool(ToolCommand),
     /// Print the effective configuration (secrets masked).
     Config(NodeArgs),
+    /// Check or repair the job store of a stopped node.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `wasmnode store`.
+#[derive(Debug, Subcommand)]
+#[command(
+    after_help = "Both need the node stopped (the store is locked while it runs).
+Exit status: 0 when the store is sound (or was repaired), 2 when it is damaged or cannot be opened."
+)]
+pub enum StoreCommand {
+    /// Verify every page of the job store and count its jobs.
+    Check(NodeArgs),
+    /// Repair a damaged job store: in place where possible, else move the file
+    /// aside and rebuild it from every job, result and report that can be read.
+    Repair(NodeArgs),
 }
 
 /// Settings shared by commands that start a node or use its state.

@@ -292,6 +292,9 @@ pub struct NodeConfig {
     pub plugin_dir: Option<PathBuf>,
     /// Labels advertised in `/info` and registration.
     pub labels: Vec<String>,
+    /// New work is refused while the disk holding `data_dir` has less than
+    /// this much free, MiB (0: no floor).
+    pub min_free_disk_mb: u64,
 }
 
 impl Default for NodeConfig {
@@ -302,6 +305,7 @@ impl Default for NodeConfig {
             artifact_root: None,
             plugin_dir: None,
             labels: Vec::new(),
+            min_free_disk_mb: 256,
         }
     }
 }
@@ -351,6 +355,8 @@ pub struct SchedulerConfig {
     pub max_concurrent_jobs: usize,
     /// Jobs waiting at most; more are refused with 429.
     pub queue_capacity: usize,
+    /// Bytes of waiting jobs' requests at most; more are refused with 429.
+    pub max_queued_bytes: u64,
     /// On the first SIGTERM/SIGINT, how long running jobs may finish.
     pub drain_timeout_seconds: u64,
     /// Finished jobs kept at most (oldest removed first).
@@ -366,6 +372,7 @@ impl Default for SchedulerConfig {
                 .map(|n| n.get())
                 .unwrap_or(1),
             queue_capacity: 10_000,
+            max_queued_bytes: 1 << 30,
             drain_timeout_seconds: 30,
             retention_max_jobs: 100_000,
             retention_max_age_hours: 24 * 7,

@@ -11,6 +11,12 @@ use wasmnode_runtime::{
 
 /// The only protocol version this node speaks.
 pub const PROTOCOL_VERSION: u64 = 1;
+/// How deeply a payload may nest: ample for real documents and well inside
+/// the JSON parser's own limit, so every accepted request reads back from
+/// the store exactly as it went in.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+/// Longest task type, bytes.
+pub const MAX_TASK_TYPE_LEN: usize = 128;
 
 /// Why a job was rejected: a protocol error code and a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -157,10 +163,27 @@ impl JobRequest {
         Ok(job)
     }
 
-    fn validate(&self) -> Result<(), JobError> {
+    /// Checks what serde cannot: ids, modes, priorities, sizes and nesting.
+    /// Every front door's request passes through it before it is accepted.
+    pub fn validate(&self) -> Result<(), JobError> {
         validate_job_id(&self.job_id)?;
         if self.task.task_type.trim().is_empty() {
             return Err(JobError::new("INVALID_JOB", "task.type must not be empty"));
+        }
+        if self.task.task_type.len() > MAX_TASK_TYPE_LEN {
+            return Err(JobError::new(
+                "INVALID_JOB",
+                format!("task.type is longer than {MAX_TASK_TYPE_LEN} bytes"),
+            ));
+        }
+        let depth = json_depth(&self.task.payload);
+        if depth > MAX_PAYLOAD_DEPTH {
+            return Err(JobError::new(
+                "INVALID_JOB",
+                format!(
+                    "task.payload nests {depth} levels deep; at most {MAX_PAYLOAD_DEPTH} are accepted"
+                ),
+            ));
         }
         match self.runtime.mode.as_str() {
             "wasm" | "auto" => {}
@@ -244,6 +267,22 @@ impl JobRequest {
             limits: rt.limits.clone(),
         }
     }
+}
+
+/// How many levels of arrays and objects `value` nests (a scalar is 0).
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|child| (child, depth + 1)));
+    }
+    deepest
 }
 
 /// Job ids name files and URLs: 1-128 of `A-Z a-z 0-9 . _ : -`, not `.`/`..`.
@@ -333,9 +372,34 @@ mod tests {
             "INVALID_JOB"
         );
         assert_eq!(with("priority", json!("urgent")), "INVALID_JOB");
+        let long_type = json!({"type": "t".repeat(MAX_TASK_TYPE_LEN + 1)});
+        assert_eq!(with("task", long_type), "INVALID_JOB");
         let mut missing = ok.clone();
         missing.as_object_mut().unwrap().remove("task");
         assert_eq!(parse(missing).unwrap_err().code, "MISSING_FIELD");
+    }
+
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn payloads_nest_at_most_the_limit_and_accepted_ones_read_back() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": []}]})), 4);
+        let job = |depth| {
+            json!({"protocol_version": 1, "job_id": "j", "task": {"type": "t", "payload": nested(depth)},
+                "runtime": {"mode": "wasm"}})
+        };
+        let accepted = parse(job(MAX_PAYLOAD_DEPTH)).unwrap();
+        let stored = serde_json::to_vec(&accepted).unwrap();
+        let read_back: JobRequest = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(read_back, accepted);
+        let refused = parse(job(MAX_PAYLOAD_DEPTH + 1)).unwrap_err();
+        assert_eq!(refused.code, "INVALID_JOB");
+        assert!(refused.message.contains("nests 65 levels"), "{refused}");
+        let too_deep_for_json = parse(job(200)).unwrap_err();
+        assert_eq!(too_deep_for_json.code, "INVALID_JSON");
     }
 
     #[test]

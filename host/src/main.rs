@@ -18,7 +18,7 @@ mod telemetry;
 mod vera;
 
 use clap::Parser;
-use cli::{Cli, Command, ToolCommand};
+use cli::{Cli, Command, StoreCommand, ToolCommand};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -41,7 +41,12 @@ fn main() -> ExitCode {
         Ok(status) => ExitCode::from(status),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // A damaged store is not fixed by restarting: tell a supervisor
+            // (systemd's RestartPreventExitStatus=2) to stop trying.
+            match e.downcast_ref::<store::StoreError>() {
+                Some(store::StoreError::Damaged { .. }) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -57,6 +62,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             commands::tool::inspect(config_file, args).await?
         }
         Command::Tool(ToolCommand::List(args)) => commands::tool::list(config_file, args).await?,
+        Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
+        Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
         Command::Config(args) => {
             let config = commands::load_config(config_file, &args)?;
             commands::out(&config.to_masked_toml());

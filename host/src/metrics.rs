@@ -1,4 +1,9 @@
 //! Prometheus metrics of the node (`GET /metrics`, text format).
+//!
+//! Label values that come from submitters (task types) are bounded: the
+//! known task types always get their own label, other short plain names get
+//! one while there are fewer than `MAX_TYPE_LABELS`, and everything else is
+//! counted as `other`, so no client can make `/metrics` grow without end.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -6,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmnode_runtime::wasm::CacheStats;
@@ -16,6 +22,13 @@ pub struct TypeLabel {
     /// Task type.
     pub task_type: String,
 }
+
+/// Distinct task-type labels at most, besides the known types and `other`.
+pub const MAX_TYPE_LABELS: usize = 64;
+/// Longest task type given a label of its own.
+pub const MAX_LABEL_LEN: usize = 64;
+/// The label of task types beyond the bounds.
+pub const OTHER: &str = "other";
 
 /// Labels: final state and task type.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,6 +65,8 @@ pub struct Metrics {
     pub duration: Family<TypeLabel, Histogram>,
     code_cache: Family<CodeLabel, Gauge>,
     encode_lock: Mutex<()>,
+    /// Task types given a label of their own so far (beyond the known ones).
+    type_labels: Mutex<HashSet<String>>,
     /// Running totals for the JSON view.
     pub totals: Totals,
 }
@@ -138,12 +153,32 @@ impl Default for Metrics {
             duration,
             code_cache,
             encode_lock: Mutex::new(()),
+            type_labels: Mutex::new(HashSet::new()),
             totals: Totals::default(),
         }
     }
 }
 
 impl Metrics {
+    /// The label `task_type` is counted under: itself when it is a known
+    /// type, or a short plain name while labels remain; else `other`.
+    pub fn type_label(&self, task_type: &str) -> TypeLabel {
+        let known = wasmnode_runtime::router::KNOWN_TASK_TYPES.contains(&task_type);
+        let plain = task_type.len() <= MAX_LABEL_LEN
+            && task_type
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+        let admitted = known || {
+            let mut labels = self.type_labels.lock().expect("labels lock");
+            plain
+                && (labels.contains(task_type)
+                    || (labels.len() < MAX_TYPE_LABELS && labels.insert(task_type.to_string())))
+        };
+        TypeLabel {
+            task_type: if admitted { task_type } else { OTHER }.to_string(),
+        }
+    }
+
     /// The Prometheus text exposition, with the code cache counters refreshed.
     pub fn render(&self, cache: CacheStats) -> String {
         let _guard = self.encode_lock.lock().expect("metrics lock");
@@ -198,5 +233,41 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn task_type_labels_are_bounded_in_length_and_number() {
+        let m = Metrics::default();
+        assert_eq!(m.type_label("retrieval").task_type, "retrieval");
+        assert_eq!(
+            m.type_label(&"x".repeat(MAX_LABEL_LEN + 1)).task_type,
+            OTHER
+        );
+        assert_eq!(m.type_label("with space").task_type, OTHER);
+        for i in 0..MAX_TYPE_LABELS * 2 {
+            let label = m.type_label(&format!("type-{i}"));
+            m.submitted.get_or_create(&label).inc();
+        }
+        assert_eq!(
+            m.type_label("type-0").task_type,
+            "type-0",
+            "admitted types keep their label"
+        );
+        assert_eq!(
+            m.type_label(&format!("type-{}", MAX_TYPE_LABELS + 1))
+                .task_type,
+            OTHER
+        );
+        assert_eq!(
+            m.type_label("aggregation").task_type,
+            "aggregation",
+            "known types always have one"
+        );
+        let text = m.render(CacheStats::default());
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("wasmnode_jobs_submitted_total{"))
+            .count();
+        assert_eq!(series, MAX_TYPE_LABELS + 1, "{text}");
     }
 }

@@ -152,6 +152,9 @@ impl Node {
         let settings = Settings {
             max_concurrent_jobs: config.scheduler.max_concurrent_jobs,
             queue_capacity: config.scheduler.queue_capacity,
+            max_queued_bytes: config.scheduler.max_queued_bytes,
+            data_dir: config.node.data_dir.clone(),
+            min_free_disk_bytes: config.node.min_free_disk_mb << 20,
         };
         let scheduler = Scheduler::start(
             store.clone(),

@@ -268,25 +268,53 @@ pub fn status_name(state: crate::store::JobState) -> &'static str {
     }
 }
 
-/// The result document of a task (`/task/{id}/result` and callbacks).
-pub fn result_view(record: &crate::store::JobRecord, worker_id: &str) -> Value {
-    let result = record.result.clone().unwrap_or_default();
+/// The result document of a task (`/task/{id}/result` and callbacks) as
+/// JSON; the task's output is embedded exactly as the task produced it.
+pub fn result_document(
+    store: &crate::store::JobStore,
+    record: &crate::store::JobRecord,
+    worker_id: &str,
+) -> Result<Vec<u8>, crate::store::StoreError> {
+    use serde_json::value::RawValue;
+    let output = match record.state.is_terminal() {
+        true => store.output(&record.job_id)?,
+        false => None,
+    };
+    let result: Option<Box<RawValue>> = output
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| RawValue::from_string(text).ok());
+    let logs = store.logs(&record.job_id)?;
+    let ending = record.result.clone().unwrap_or_default();
     let seconds = match (record.started_at_ms, record.finished_at_ms) {
         (Some(s), Some(f)) => Some(f.saturating_sub(s) as f64 / 1000.0),
         _ => None,
     };
-    serde_json::json!({
-        "task_id": record.job_id,
-        "status": status_name(record.state),
-        "result": if record.state.is_terminal() { result.output } else { Value::Null },
-        "error": result.error,
-        "stdout": result.stdout,
-        "stderr": result.stderr,
-        "exit_code": result.exit_code,
-        "execution_time_seconds": seconds,
-        "completed_at": record.finished_at_ms.map(crate::store::rfc3339),
-        "worker_id": worker_id,
-    })
+    #[derive(Serialize)]
+    struct Document<'a> {
+        task_id: &'a str,
+        status: &'static str,
+        result: Option<Box<RawValue>>,
+        error: Option<crate::store::ErrorInfo>,
+        stdout: String,
+        stderr: String,
+        exit_code: Option<i32>,
+        execution_time_seconds: Option<f64>,
+        completed_at: Option<String>,
+        worker_id: &'a str,
+    }
+    let document = Document {
+        task_id: &record.job_id,
+        status: status_name(record.state),
+        result,
+        error: ending.error,
+        stdout: logs.stdout,
+        stderr: logs.stderr,
+        exit_code: ending.exit_code,
+        execution_time_seconds: seconds,
+        completed_at: record.finished_at_ms.map(crate::store::rfc3339),
+        worker_id,
+    };
+    Ok(serde_json::to_vec(&document).expect("result documents serialize"))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod builtins;
 pub mod capture;
+pub mod disk;
 pub mod docker;
 pub mod executor;
 pub mod failure;

@@ -117,7 +117,12 @@ impl Origin {
     /// The final report for a job that reached a terminal state; for a
     /// completed SPLAI task the output artifact is written first (SPLAI
     /// layout: `{job}/{task}/output.json`, the task's fields under the envelope).
-    pub fn final_report(&self, record: &JobRecord, artifacts: &ArtifactStore) -> OutboxItem {
+    pub fn final_report(
+        &self,
+        record: &JobRecord,
+        output: &Value,
+        artifacts: &ArtifactStore,
+    ) -> OutboxItem {
         let duration_ms = match (record.started_at_ms, record.finished_at_ms) {
             (Some(start), Some(end)) => end.saturating_sub(start),
             _ => 0,
@@ -130,16 +135,17 @@ impl Origin {
             error,
             duration_ms,
         };
-        let result = record.result.clone().unwrap_or_default();
         if record.state != JobState::Finished {
-            let error = result
-                .error
+            let error = record
+                .result
+                .as_ref()
+                .and_then(|r| r.error.as_ref())
                 .map(|e| format!("{}: {}", e.code, e.message))
                 .unwrap_or_else(|| "failed".into());
             return report(ReportStatus::Failed, None, Some(error));
         }
         match self {
-            Origin::Splai { .. } => match self.write_output(&result.output, artifacts) {
+            Origin::Splai { .. } => match self.write_output(output, artifacts) {
                 Ok(uri) => report(ReportStatus::Completed, Some(uri), None),
                 Err(e) => report(
                     ReportStatus::Failed,

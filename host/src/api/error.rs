@@ -2,6 +2,7 @@
 //! `accepted: false` / `state: rejected` / `job_id` for refused Job Protocol
 //! submissions and `task_id` / `status: rejected` for refused Vera tasks.
 
+use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -83,13 +84,22 @@ impl ApiError {
         }
     }
 
-    /// 500 for a store failure.
-    pub fn store(e: impl std::fmt::Display) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "STORE_ERROR",
-            e.to_string(),
-        )
+    /// 503 while the store cannot be used for now (it heals by itself),
+    /// else 500.
+    pub fn store(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORE_UNAVAILABLE",
+                e.to_string(),
+            )
+            .retry_after(5),
+            e => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "STORE_ERROR",
+                e.to_string(),
+            ),
+        }
     }
 }
 

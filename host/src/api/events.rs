@@ -32,7 +32,7 @@ pub async fn stream(
     let stream = async_stream::stream! {
         let initial = JobEvent::State {
             state: record.state.as_str().into(),
-            error: record.result.as_ref().and_then(|r| r.error.as_ref()).map(|e| e.code.clone()),
+            error: record.error_code().map(String::from),
         };
         let mut last_state = record.state.as_str().to_string();
         yield Ok(to_sse(&initial));

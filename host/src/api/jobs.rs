@@ -4,12 +4,13 @@ use super::AppState;
 use super::error::ApiError;
 use crate::job::JobRequest;
 use crate::scheduler::{SubmitError, Submitted};
-use crate::store::{JobRecord, JobState, rfc3339};
+use crate::store::{JobRecord, JobState, Logs, rfc3339};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -103,7 +104,8 @@ async fn wait_for(
         if let Ok(Some(record)) = app.node.store.get(job_id)
             && record.state.is_terminal()
         {
-            let mut answer = view(&record);
+            let logs = app.node.store.logs(job_id).unwrap_or_default();
+            let mut answer = view(&record, logs);
             answer["accepted"] = Value::Bool(true);
             return answer;
         }
@@ -142,6 +144,9 @@ fn count_rejection(app: &AppState, code: &str) {
 /// an id conflict in the caller's protocol.
 pub(super) fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
     match e {
+        SubmitError::Invalid(e) => {
+            ApiError::new(ApiError::refusal_status(e.code), e.code, e.message)
+        }
         SubmitError::Draining => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DRAINING", e.to_string())
                 .retry_after(30)
@@ -149,6 +154,12 @@ pub(super) fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
         SubmitError::QueueFull(_) => {
             ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", e.to_string()).retry_after(1)
         }
+        SubmitError::LowDisk { .. } => ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "INSUFFICIENT_STORAGE",
+            e.to_string(),
+        )
+        .retry_after(30),
         SubmitError::Conflict(_) => {
             ApiError::new(StatusCode::CONFLICT, duplicate_code, e.to_string())
         }
@@ -174,7 +185,8 @@ pub async fn get(
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let record = job(&app, &job_id)?;
-    Ok(Json(view(&record)))
+    let logs = app.node.store.logs(&job_id).map_err(ApiError::store)?;
+    Ok(Json(view(&record, logs)))
 }
 
 /// `DELETE /jobs/{id}`.
@@ -229,14 +241,23 @@ pub async fn list(
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
 }
 
-/// `GET /jobs/{id}/result`: the output document of a finished job.
+/// `GET /jobs/{id}/result`: the output document of a finished job, as the
+/// task produced it.
 pub async fn result(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let record = job(&app, &job_id)?;
     match (&record.state, &record.result) {
-        (JobState::Finished, Some(result)) => Ok(Json(result.output.clone())),
+        (JobState::Finished, _) => {
+            let output = app
+                .node
+                .store
+                .output(&job_id)
+                .map_err(ApiError::store)?
+                .unwrap_or_else(|| b"null".to_vec());
+            Ok(json_bytes(output))
+        }
         (state, Some(result)) if state.is_terminal() => {
             let e = result
                 .error
@@ -259,12 +280,17 @@ pub async fn result(
     }
 }
 
+/// A response whose body is the JSON document `bytes`, sent as is.
+pub(super) fn json_bytes(bytes: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
 /// The full view of a job (`GET /jobs/{id}`).
-pub fn view(record: &JobRecord) -> Value {
+pub fn view(record: &JobRecord, logs: Logs) -> Value {
     let mut out = summary(record);
     let result = record.result.clone().unwrap_or_default();
-    out["stdout"] = Value::String(result.stdout);
-    out["stderr"] = Value::String(result.stderr);
+    out["stdout"] = Value::String(logs.stdout);
+    out["stderr"] = Value::String(logs.stderr);
     out["exit_code"] = json!(result.exit_code);
     if let Some(error) = result.error {
         out["error"] = json!(error);
@@ -281,14 +307,14 @@ pub fn summary(record: &JobRecord) -> Value {
     json!({
         "job_id": record.job_id,
         "state": record.state.as_str(),
-        "task_type": record.request.task.task_type,
-        "mode": record.request.runtime.mode,
-        "priority": record.request.priority.as_deref().unwrap_or("normal"),
+        "task_type": record.task_type,
+        "mode": record.mode,
+        "priority": record.priority.as_deref().unwrap_or("normal"),
         "attempts": record.attempts,
         "submitted_at": timestamp(Some(record.submitted_at_ms)),
         "started_at": timestamp(record.started_at_ms),
         "finished_at": timestamp(record.finished_at_ms),
-        "error_code": record.result.as_ref().and_then(|r| r.error.as_ref()).map(|e| e.code.clone()),
+        "error_code": record.error_code(),
     })
 }
 

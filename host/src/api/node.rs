@@ -50,13 +50,22 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
 /// `GET /health`: dynamic facts.
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
+    let store_error = node.store.degraded();
+    let floor = node.config.node.min_free_disk_mb << 20;
+    let free = wasmnode_runtime::disk::free_bytes(&node.config.node.data_dir);
+    let low_disk = free.is_some_and(|free| free < floor);
     let status = if node.scheduler.is_draining() {
         "draining"
+    } else if store_error.is_some() || low_disk {
+        "degraded"
     } else {
         "ok"
     };
     Json(json!({
         "status": status,
+        "store": {"writable": store_error.is_none(), "error": store_error},
+        "disk": {"free_mb": free.map(|b| b >> 20), "floor_mb": floor >> 20},
+        "queued_bytes": node.scheduler.queued_bytes(),
         "uptime_seconds": node.started.elapsed().as_secs(),
         "load_average": facts::load_average(),
         "running_jobs": node.scheduler.running(),

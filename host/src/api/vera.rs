@@ -6,13 +6,14 @@ use super::AppState;
 use super::error::ApiError;
 use crate::agent::report::Origin;
 use crate::scheduler::{SubmitError, Submitted};
-use crate::store::{JobRecord, JobState, now_ms, rfc3339};
-use crate::vera::{ExecuteRequest, callback_allowed, result_view, status_name};
+use crate::store::{JobRecord, JobState, StoreError, now_ms, rfc3339};
+use crate::vera::{ExecuteRequest, callback_allowed, result_document, status_name};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Value, json};
 
 /// Refusals in Vera's shape: `{"task_id", "status": "rejected", "error"}`.
@@ -58,7 +59,7 @@ pub async fn execute(
             "worker_id": app.node.config.node.worker_id,
         }))),
         Err(e) => Err(match e {
-            SubmitError::Store(e) => ApiError::store(e),
+            SubmitError::Store(e) if !matches!(e, StoreError::Unavailable(_)) => ApiError::store(e),
             e => super::jobs::submit_error(e, "DUPLICATE_TASK_ID").rejecting_task(Some(task_id)),
         }),
     }
@@ -121,9 +122,11 @@ pub async fn status(
 pub async fn result(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let record = task(&app, &task_id)?;
-    Ok(Json(result_view(&record, &app.node.config.node.worker_id)))
+    let document = result_document(&app.node.store, &record, &app.node.config.node.worker_id)
+        .map_err(ApiError::store)?;
+    Ok(super::jobs::json_bytes(document))
 }
 
 /// `DELETE /task/{id}`.

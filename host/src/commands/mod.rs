@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod run;
 pub mod serve;
+pub mod store;
 pub mod tool;
 
 use crate::cli::NodeArgs;

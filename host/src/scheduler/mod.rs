@@ -3,27 +3,32 @@
 //! dedicated runtime, cancels them, recovers after a crash and drains on
 //! shutdown.
 //!
-//! Invariants: a job is written to the store before it is acknowledged or
-//! enqueued; it leaves the queue and enters the running set under one lock,
-//! so it never starts twice; every terminal state is written before it is
-//! announced.
+//! Invariants: a job id is reserved before the store is asked whether it
+//! exists, so two submissions of one id never both become new jobs; a job is
+//! written to the store before it is acknowledged or enqueued; it leaves the
+//! queue and enters the running set under one lock, so it never starts
+//! twice; every terminal state is written before it is announced, and a
+//! result that cannot be written yet (a degraded store) is kept and written
+//! once the store heals.
 
 mod queue;
+mod run;
 
 pub use queue::Priority;
 
 use crate::agent::report::Origin;
 use crate::events::{EventHub, JobEvent};
-use crate::job::JobRequest;
-use crate::metrics::{CodeLabel, Metrics, StateLabel, TypeLabel};
+use crate::job::{JobError, JobRequest};
+use crate::metrics::{Metrics, StateLabel};
 use crate::store::{JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
 use queue::JobQueue;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-use wasmnode_runtime::{FailureKind, Router, RunOptions, TaskFailure};
+use wasmnode_runtime::{Router, TaskFailure};
 
 /// How long a waiting job takes to be raised one priority step.
 const PRIORITY_BOOST_AFTER: Duration = Duration::from_secs(30);
@@ -35,17 +40,37 @@ pub struct Settings {
     pub max_concurrent_jobs: usize,
     /// Jobs waiting at most.
     pub queue_capacity: usize,
+    /// Bytes of requests waiting at most.
+    pub max_queued_bytes: u64,
+    /// New jobs are refused while the disk holding this directory has less
+    /// than `min_free_disk_bytes` free.
+    pub data_dir: PathBuf,
+    /// The free-space floor, bytes (0: no floor).
+    pub min_free_disk_bytes: u64,
 }
 
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
+    /// The request is malformed.
+    #[error(transparent)]
+    Invalid(#[from] JobError),
     /// The node is draining and accepts nothing new.
     #[error("the node is shutting down and accepts no new jobs")]
     Draining,
-    /// The queue is full.
-    #[error("the queue is full ({0} jobs waiting); retry later")]
-    QueueFull(usize),
+    /// The queue holds as many jobs, or as many bytes of requests, as it may.
+    #[error("the queue is full ({0}); retry later")]
+    QueueFull(String),
+    /// The disk is nearly full.
+    #[error(
+        "the disk holding the node's data has {free_mb} MiB free, below the floor of {floor_mb} MiB (node.min_free_disk_mb); retry later"
+    )]
+    LowDisk {
+        /// Free space, MiB.
+        free_mb: u64,
+        /// The floor, MiB.
+        floor_mb: u64,
+    },
     /// The job id exists with a different request.
     #[error("job `{0}` already exists with a different request")]
     Conflict(String),
@@ -82,9 +107,15 @@ struct RunningJob {
     interrupted: bool,
 }
 
+/// A job id being accepted: its request's hash and size.
+struct Reservation {
+    hash: String,
+    bytes: u64,
+}
+
 struct State {
     queue: JobQueue,
-    reserved: HashMap<String, String>,
+    reserved: HashMap<String, Reservation>,
     /// Jobs started and not yet recorded as ended.
     running: HashMap<String, RunningJob>,
     /// Jobs holding an execution slot: started, and their task not yet
@@ -144,7 +175,7 @@ impl Scheduler {
         });
         let scheduler = Self { inner };
         scheduler.recover().await?;
-        tokio::spawn(dispatch(scheduler.inner.clone()));
+        tokio::spawn(run::dispatch(scheduler.inner.clone()));
         Ok(scheduler)
     }
 
@@ -154,7 +185,7 @@ impl Scheduler {
         let now = Instant::now();
         for mut record in self.inner.store.unfinished()? {
             if record.state == JobState::Running {
-                if record.request.idempotent {
+                if record.idempotent {
                     record.state = JobState::Queued;
                     tracing::info!(job_id = %record.job_id, "re-queueing an idempotent job interrupted by a restart");
                 } else {
@@ -165,17 +196,18 @@ impl Scheduler {
                         "the node stopped while the job was running; it was not re-run because it is not declared idempotent",
                     ));
                     tracing::warn!(job_id = %record.job_id, "job interrupted by a restart marked failed");
-                    self.inner.record(record).await?;
+                    self.inner.record(record, None, None).await?;
                     continue;
                 }
                 self.inner.store.put(record.clone()).await?;
             }
-            let priority = Priority::parse(record.request.priority.as_deref());
+            let priority = Priority::parse(record.priority.as_deref());
             self.inner.state.lock().expect("scheduler lock").queue.push(
                 record.job_id,
                 record.seq,
                 priority,
                 now,
+                record.request_bytes,
             );
         }
         self.inner.metrics.queued.set(self.queue_depth() as i64);
@@ -196,7 +228,16 @@ impl Scheduler {
         origin: Option<Origin>,
     ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
-        let hash = JobRecord::hash_of(&request);
+        request.validate()?;
+        let (canonical, hash) = JobRecord::canonical(&request);
+        let bytes = canonical.len() as u64;
+        inner
+            .router
+            .plan(request.to_task())
+            .map_err(SubmitError::Rejected)?;
+        let Some(reserved) = self.reserve(&request.job_id, &hash, bytes)? else {
+            return Ok(Submitted::InFlight);
+        };
         if let Some(existing) = inner.store.get(&request.job_id)? {
             return if existing.spec_hash == hash {
                 Ok(Submitted::Existing(Box::new(existing)))
@@ -204,57 +245,13 @@ impl Scheduler {
                 Err(SubmitError::Conflict(request.job_id.clone()))
             };
         }
-        inner
-            .router
-            .plan(request.to_task())
-            .map_err(SubmitError::Rejected)?;
-        {
-            let mut state = inner.state.lock().expect("scheduler lock");
-            if state.draining {
-                return Err(SubmitError::Draining);
-            }
-            if let Some(reserved) = state.reserved.get(&request.job_id) {
-                return if *reserved == hash {
-                    Ok(Submitted::InFlight)
-                } else {
-                    Err(SubmitError::Conflict(request.job_id.clone()))
-                };
-            }
-            let waiting = state.queue.len() + state.reserved.len();
-            if waiting >= inner.settings.queue_capacity {
-                return Err(SubmitError::QueueFull(waiting));
-            }
-            state.reserved.insert(request.job_id.clone(), hash);
+        if let Some(reason) = inner.store.degraded() {
+            return Err(StoreError::Unavailable(reason).into());
         }
-        let result = self.accept(request.clone(), origin).await;
-        let mut state = inner.state.lock().expect("scheduler lock");
-        state.reserved.remove(&request.job_id);
-        if let Ok(seq) = &result {
-            let priority = Priority::parse(request.priority.as_deref());
-            state
-                .queue
-                .push(request.job_id.clone(), *seq, priority, Instant::now());
-            inner.metrics.queued.set(state.queue.len() as i64);
-            inner
-                .metrics
-                .submitted
-                .get_or_create(&TypeLabel {
-                    task_type: request.task.task_type.clone(),
-                })
-                .inc();
-            drop(state);
-            inner.wake.notify_one();
-        }
-        result.map(|_| Submitted::Accepted)
-    }
-
-    async fn accept(
-        &self,
-        request: JobRequest,
-        origin: Option<Origin>,
-    ) -> Result<u64, SubmitError> {
-        let seq = self.inner.store.next_seq();
-        let mut record = JobRecord::queued(request, seq, now_ms());
+        self.check_disk()?;
+        self.check_capacity()?;
+        let seq = inner.store.next_seq();
+        let mut record = JobRecord::queued(&request, &canonical, seq, now_ms());
         if let Some(Origin::Callback { url }) = &origin {
             record.callback = Some(crate::store::CallbackStatus {
                 url: url.clone(),
@@ -264,8 +261,81 @@ impl Scheduler {
             });
         }
         record.origin = origin;
-        self.inner.store.put(record).await?;
-        Ok(seq)
+        let label = inner.metrics.type_label(&record.task_type);
+        inner.store.accept(record, canonical).await?;
+        reserved.enqueue(seq, Priority::parse(request.priority.as_deref()));
+        inner.metrics.submitted.get_or_create(&label).inc();
+        inner.wake.notify_one();
+        Ok(Submitted::Accepted)
+    }
+
+    /// Reserves `job_id` for this submission; `None` when the same request
+    /// is being accepted by another call.
+    fn reserve(
+        &self,
+        job_id: &str,
+        hash: &str,
+        bytes: u64,
+    ) -> Result<Option<Reserved<'_>>, SubmitError> {
+        let mut state = self.inner.state.lock().expect("scheduler lock");
+        if state.draining {
+            return Err(SubmitError::Draining);
+        }
+        if let Some(other) = state.reserved.get(job_id) {
+            return if other.hash == hash {
+                Ok(None)
+            } else {
+                Err(SubmitError::Conflict(job_id.to_string()))
+            };
+        }
+        state.reserved.insert(
+            job_id.to_string(),
+            Reservation {
+                hash: hash.to_string(),
+                bytes,
+            },
+        );
+        Ok(Some(Reserved {
+            scheduler: self,
+            job_id: job_id.to_string(),
+            bytes,
+        }))
+    }
+
+    /// Whether the queue has room for the jobs being accepted (this one among
+    /// them), by count and by bytes of requests.
+    fn check_capacity(&self) -> Result<(), SubmitError> {
+        let settings = &self.inner.settings;
+        let state = self.inner.state.lock().expect("scheduler lock");
+        let waiting = state.queue.len() + state.reserved.len();
+        if waiting > settings.queue_capacity {
+            return Err(SubmitError::QueueFull(format!(
+                "{} jobs waiting",
+                waiting - 1
+            )));
+        }
+        let bytes = state.queue.bytes() + state.reserved.values().map(|r| r.bytes).sum::<u64>();
+        if bytes > settings.max_queued_bytes {
+            return Err(SubmitError::QueueFull(format!(
+                "with this one, {bytes} bytes of requests would be waiting; the limit is {} (scheduler.max_queued_bytes)",
+                settings.max_queued_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_disk(&self) -> Result<(), SubmitError> {
+        let settings = &self.inner.settings;
+        if settings.min_free_disk_bytes == 0 {
+            return Ok(());
+        }
+        match wasmnode_runtime::disk::free_bytes(&settings.data_dir) {
+            Some(free) if free < settings.min_free_disk_bytes => Err(SubmitError::LowDisk {
+                free_mb: free >> 20,
+                floor_mb: settings.min_free_disk_bytes >> 20,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Ids of jobs reaching a terminal state, as they do.
@@ -300,8 +370,8 @@ impl Scheduler {
         record.state = JobState::Cancelled;
         record.finished_at_ms = Some(now_ms());
         record.result = Some(JobResult::error("CANCELLED", "cancelled before it started"));
-        let task_type = record.request.task.task_type.clone();
-        self.inner.record(record).await?;
+        let task_type = record.task_type.clone();
+        self.inner.record_until_written(record, None).await;
         self.inner
             .announce(job_id, JobState::Cancelled, Some("CANCELLED"), &task_type);
         Ok(Some(Cancelled {
@@ -313,6 +383,16 @@ impl Scheduler {
     /// Jobs waiting.
     pub fn queue_depth(&self) -> usize {
         self.inner.state.lock().expect("scheduler lock").queue.len()
+    }
+
+    /// Bytes of the requests of the jobs waiting.
+    pub fn queued_bytes(&self) -> u64 {
+        self.inner
+            .state
+            .lock()
+            .expect("scheduler lock")
+            .queue
+            .bytes()
     }
 
     /// Jobs running.
@@ -366,22 +446,95 @@ impl Scheduler {
     }
 }
 
+/// A job id reserved by a submission in progress; released when dropped.
+struct Reserved<'a> {
+    scheduler: &'a Scheduler,
+    job_id: String,
+    bytes: u64,
+}
+
+impl Reserved<'_> {
+    /// Queues the accepted job and releases the reservation in one step.
+    fn enqueue(self, seq: u64, priority: Priority) {
+        let inner = &self.scheduler.inner;
+        let mut state = inner.state.lock().expect("scheduler lock");
+        state.queue.push(
+            self.job_id.clone(),
+            seq,
+            priority,
+            Instant::now(),
+            self.bytes,
+        );
+        inner.metrics.queued.set(state.queue.len() as i64);
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.scheduler
+            .inner
+            .state
+            .lock()
+            .expect("scheduler lock")
+            .reserved
+            .remove(&self.job_id);
+    }
+}
+
 impl Inner {
-    /// Writes `record`; a terminal one with an origin gets its final report
-    /// (and output artifact) in the same commit, and is announced to
-    /// [`Scheduler::terminal_events`] listeners.
-    async fn record(&self, record: JobRecord) -> Result<(), StoreError> {
+    /// Writes `record` (and what the job produced); a terminal one with an
+    /// origin gets its final report (and output artifact) in the same
+    /// commit, and is announced to [`Scheduler::terminal_events`] listeners.
+    async fn record(
+        &self,
+        record: JobRecord,
+        output: Option<&crate::store::JobOutput>,
+        running: Option<crate::agent::report::OutboxItem>,
+    ) -> Result<(), StoreError> {
         let terminal = record.state.is_terminal();
         let report = match &record.origin {
-            Some(origin) if terminal => Some(origin.final_report(&record, self.router.artifacts())),
-            _ => None,
+            Some(origin) if terminal => {
+                let value = output
+                    .map(|o| &o.output)
+                    .unwrap_or(&serde_json::Value::Null);
+                Some(origin.final_report(&record, value, self.router.artifacts()))
+            }
+            _ => running,
         };
         let job_id = record.job_id.clone();
-        self.store.put_reporting(record, report).await?;
+        self.store.put_reporting(record, output, report).await?;
         if terminal {
             let _ = self.terminal.send(job_id);
         }
         Ok(())
+    }
+
+    /// [`Inner::record`], waiting for a degraded store to heal rather than
+    /// losing the result; gives up only when the store is closed for good.
+    async fn record_until_written(
+        &self,
+        record: JobRecord,
+        output: Option<&crate::store::JobOutput>,
+    ) {
+        let job_id = record.job_id.clone();
+        let mut told = false;
+        loop {
+            match self.record(record.clone(), output, None).await {
+                Ok(()) => return,
+                Err(StoreError::Closed) => {
+                    return tracing::error!(%job_id, "the store closed before the job's result was written");
+                }
+                Err(e) => {
+                    if !told {
+                        tracing::warn!(%job_id, error = %e, "the job's result is kept until the store can be written");
+                        told = true;
+                    }
+                    // A failed commit marks the store degraded before it
+                    // answers, so this waits for it to heal.
+                    self.store.writable().await;
+                }
+            }
+        }
     }
 
     fn announce(&self, job_id: &str, state: JobState, error: Option<&str>, task_type: &str) {
@@ -402,184 +555,14 @@ impl Inner {
             total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if state.is_terminal() {
+            let label = self.metrics.type_label(task_type);
             self.metrics
                 .completed
                 .get_or_create(&StateLabel {
                     state: state.as_str().into(),
-                    task_type: task_type.into(),
+                    task_type: label.task_type,
                 })
                 .inc();
         }
     }
-}
-
-/// Starts queued jobs whenever a slot is free.
-async fn dispatch(inner: Arc<Inner>) {
-    loop {
-        let next = {
-            let mut state = inner.state.lock().expect("scheduler lock");
-            if state.draining || state.executing >= inner.settings.max_concurrent_jobs {
-                None
-            } else {
-                state.queue.pop(Instant::now()).inspect(|id| {
-                    state.executing += 1;
-                    state.running.insert(
-                        id.clone(),
-                        RunningJob {
-                            cancel: CancellationToken::new(),
-                            interrupted: false,
-                        },
-                    );
-                })
-            }
-        };
-        let Some(job_id) = next else {
-            inner.wake.notified().await;
-            continue;
-        };
-        {
-            let state = inner.state.lock().expect("scheduler lock");
-            inner.metrics.queued.set(state.queue.len() as i64);
-            inner.metrics.running.set(state.running.len() as i64);
-        }
-        // Starting commits the job's `running` state; several starts in
-        // flight share one commit.
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = start(&inner, &job_id).await {
-                tracing::error!(%job_id, error = %e, "could not start job");
-                {
-                    let mut state = inner.state.lock().expect("scheduler lock");
-                    state.running.remove(&job_id);
-                    state.executing -= 1;
-                }
-                inner.changed.notify_waiters();
-                inner.wake.notify_one();
-            }
-        });
-    }
-}
-
-async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
-    let Some(mut record) = inner.store.get(job_id)? else {
-        return Err(StoreError::Read(format!(
-            "queued job {job_id} is missing from the store"
-        )));
-    };
-    record.state = JobState::Running;
-    record.attempts += 1;
-    record.started_at_ms = Some(now_ms());
-    let running = record
-        .origin
-        .as_ref()
-        .and_then(|o| o.running(&record.job_id));
-    inner.store.put_reporting(record.clone(), running).await?;
-    let task_type = record.request.task.task_type.clone();
-    inner.announce(job_id, JobState::Running, None, &task_type);
-    let cancel = {
-        let state = inner.state.lock().expect("scheduler lock");
-        state
-            .running
-            .get(job_id)
-            .map(|r| r.cancel.clone())
-            .unwrap_or_default()
-    };
-    let task_inner = inner.clone();
-    inner.exec.spawn(async move {
-        let started = Instant::now();
-        let options = RunOptions {
-            cancel,
-            events: Some(task_inner.events.sink(&record.job_id)),
-        };
-        let result = task_inner
-            .router
-            .run(record.request.to_task(), options)
-            .await;
-        task_inner
-            .metrics
-            .duration
-            .get_or_create(&TypeLabel {
-                task_type: task_type.clone(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        let totals = &task_inner.metrics.totals;
-        totals.run_micros.fetch_add(
-            started.elapsed().as_micros() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        totals
-            .runs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let ended_at_ms = now_ms();
-        task_inner.state.lock().expect("scheduler lock").executing -= 1;
-        task_inner.wake.notify_one();
-        finish(&task_inner, record, result, ended_at_ms).await;
-    });
-    Ok(())
-}
-
-async fn finish(
-    inner: &Arc<Inner>,
-    mut record: JobRecord,
-    result: Result<wasmnode_runtime::TaskOutcome, TaskFailure>,
-    ended_at_ms: u64,
-) {
-    let job_id = record.job_id.clone();
-    let interrupted = inner
-        .state
-        .lock()
-        .expect("scheduler lock")
-        .running
-        .get(&job_id)
-        .is_some_and(|r| r.interrupted);
-    let (state, job_result) = match result {
-        Ok(outcome) => (JobState::Finished, Some(JobResult::success(outcome))),
-        Err(failure) if interrupted && record.request.idempotent => {
-            tracing::info!(%job_id, "shutdown interrupted an idempotent job; it stays queued for the next start");
-            let _ = failure;
-            (JobState::Queued, None)
-        }
-        Err(failure) if interrupted => {
-            let mut r = JobResult::failure(&failure);
-            r.error = Some(crate::store::ErrorInfo {
-                code: "INTERRUPTED".into(),
-                message: "the node shut down before the job finished".into(),
-            });
-            (JobState::Failed, Some(r))
-        }
-        Err(failure) => {
-            inner
-                .metrics
-                .executor_errors
-                .get_or_create(&CodeLabel {
-                    code: failure.kind.code().into(),
-                })
-                .inc();
-            let state = if failure.kind == FailureKind::Cancelled {
-                JobState::Cancelled
-            } else {
-                JobState::Failed
-            };
-            (state, Some(JobResult::failure(&failure)))
-        }
-    };
-    let error = job_result
-        .as_ref()
-        .and_then(|r| r.error.as_ref())
-        .map(|e| e.code.clone());
-    record.state = state;
-    record.finished_at_ms = state.is_terminal().then_some(ended_at_ms);
-    record.result = job_result;
-    let task_type = record.request.task.task_type.clone();
-    if let Err(e) = inner.record(record).await {
-        tracing::error!(%job_id, error = %e, "could not record the job's result");
-    }
-    {
-        let mut state = inner.state.lock().expect("scheduler lock");
-        state.running.remove(&job_id);
-        inner.metrics.running.set(state.running.len() as i64);
-    }
-    inner.announce(&job_id, state, error.as_deref(), &task_type);
-    inner.changed.notify_waiters();
-    inner.wake.notify_one();
 }

@@ -1,23 +1,34 @@
 //! `JobStore`: every accepted job and every result, in an embedded
 //! transactional store (redb), written before the API answers.
 //!
+//! A job's record is small (state, times, how it ended); its request and
+//! its output live in tables of their own and are read only to start the
+//! job or to serve its result, so listing, queueing and recovery stay cheap
+//! whatever the payloads weigh.
+//!
 //! Writes go through one writer thread that groups concurrent writes into a
-//! single durable commit (see `writer`); reads use redb's MVCC snapshots and
-//! never wait for writes.
+//! single durable commit and heals the store after I/O errors (see
+//! `writer`); reads use redb's MVCC snapshots and never wait for writes.
 
+mod maintenance;
+mod open;
 mod records;
 mod tables;
 mod writer;
 
-pub use records::{CallbackStatus, ErrorInfo, JobRecord, JobResult, JobState, now_ms, rfc3339};
+pub use maintenance::{Repaired, check, repair};
+pub use records::{
+    CallbackStatus, ErrorInfo, JobOutput, JobRecord, JobResult, JobState, Logs, now_ms, rfc3339,
+};
 
 use crate::agent::report::{Channel, OutboxItem};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use crate::job::JobRequest;
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use tables::{BY_SEQ, FINISHED, JOBS, OUTBOX, Write, decode};
+use tables::{ACTIVE, BY_SEQ, FINISHED, JOBS, LOGS, OUTBOX, OUTPUTS, REQUESTS, Write, decode};
 use tokio::sync::{Notify, oneshot};
 
 /// Errors of the job store.
@@ -31,6 +42,21 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The database file is damaged.
+    #[error(
+        "the job store {path} is damaged ({message}); stop the node and run `wasmnode store repair` \
+         (it keeps every job it can read and moves the damaged file aside)"
+    )]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What redb found.
+        message: String,
+    },
+    /// The store cannot be written now (a full disk, an I/O error); the
+    /// node retries and heals by itself.
+    #[error("the job store cannot be written now: {0}")]
+    Unavailable(String),
     /// A write failed; nothing of it was committed.
     #[error("job store write failed: {0}")]
     Write(String),
@@ -56,7 +82,7 @@ pub struct JobStore {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    shared: Arc<writer::Shared>,
     writes: SyncSender<writer::Request>,
     /// Joined by `close`.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -76,40 +102,23 @@ impl JobStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| open_err(&e))?;
         }
-        let db = Database::create(path).map_err(|e| open_err(&e))?;
-        {
-            let txn = db.begin_write().map_err(|e| open_err(&e))?;
-            txn.open_table(JOBS).map_err(|e| open_err(&e))?;
-            txn.open_table(BY_SEQ).map_err(|e| open_err(&e))?;
-            txn.open_table(FINISHED).map_err(|e| open_err(&e))?;
-            txn.open_table(OUTBOX).map_err(|e| open_err(&e))?;
-            txn.commit().map_err(|e| open_err(&e))?;
-        }
-        let db = Arc::new(db);
-        let (last_seq, last_outbox) = {
-            let txn = db.begin_read().map_err(|e| open_err(&e))?;
-            let jobs = txn.open_table(BY_SEQ).map_err(|e| open_err(&e))?;
-            let outbox = txn.open_table(OUTBOX).map_err(|e| open_err(&e))?;
-            let jobs_last = jobs
-                .last()
-                .map_err(|e| open_err(&e))?
-                .map(|(k, _)| k.value());
-            let mut outbox_last = 0;
-            for entry in outbox.iter().map_err(|e| open_err(&e))? {
-                let (key, _) = entry.map_err(|e| open_err(&e))?;
-                outbox_last = outbox_last.max(key.value().1);
-            }
-            (jobs_last.unwrap_or(0), outbox_last)
-        };
+        let db = open::open_db(path)?;
+        let (last_seq, last_outbox) = open::quietly(|| last_keys(&db))
+            .map_err(|message| StoreError::Damaged {
+                path: path.display().to_string(),
+                message,
+            })?
+            .map_err(|e| open_err(&e))?;
+        let shared = Arc::new(writer::Shared::new(path.to_path_buf(), db));
         let (tx, rx) = std::sync::mpsc::sync_channel(WRITE_QUEUE);
-        let writer_db = db.clone();
+        let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("wasmnode-store".into())
-            .spawn(move || writer::run(writer_db, rx))
+            .spawn(move || writer::run(writer_shared, rx))
             .map_err(|e| open_err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                shared,
                 writes: tx,
                 writer,
                 next_seq: AtomicU64::new(last_seq + 1),
@@ -130,9 +139,24 @@ impl JobStore {
         }
     }
 
+    /// Why the store cannot be written now, or `None` while it can.
+    pub fn degraded(&self) -> Option<String> {
+        self.inner.shared.degraded()
+    }
+
+    /// Resolves once the store can be written (at once while it can).
+    pub async fn writable(&self) {
+        let mut healthy = self.inner.shared.watch_healthy();
+        let _ = healthy.wait_for(|ok| *ok).await;
+    }
+
     /// The next submission sequence number.
     pub fn next_seq(&self) -> u64 {
         self.inner.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        self.inner.shared.db()?.begin_read().map_err(read_err)
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -153,53 +177,82 @@ impl JobStore {
         committed.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Durably accepts a new job: its record and its canonical request.
+    pub async fn accept(&self, record: JobRecord, request: Vec<u8>) -> Result<(), StoreError> {
+        self.write(vec![
+            Write::Request(record.job_id.clone(), request),
+            Write::Put(Box::new(record)),
+        ])
+        .await
+    }
+
     /// Durably inserts or replaces `record`.
     pub async fn put(&self, record: JobRecord) -> Result<(), StoreError> {
         self.write(vec![Write::Put(Box::new(record))]).await
     }
 
-    /// Durably writes `record` and, in the same commit, queues `report`
-    /// for delivery: a result and its report are never apart.
+    /// Durably writes `record`, what the job produced (if anything) and, in
+    /// the same commit, queues `report` for delivery: a result and its
+    /// report are never apart.
     pub async fn put_reporting(
         &self,
         record: JobRecord,
+        output: Option<&JobOutput>,
         report: Option<OutboxItem>,
     ) -> Result<(), StoreError> {
-        let Some(report) = report else {
-            return self.put(record).await;
-        };
-        let channel = report.origin.channel();
+        let mut writes = Vec::with_capacity(3);
+        if let Some(output) = output {
+            let (output, logs) = output.encode();
+            writes.push(Write::Output {
+                job_id: record.job_id.clone(),
+                output,
+                logs,
+            });
+        }
+        writes.push(Write::Put(Box::new(record)));
+        let channel = report.as_ref().map(|r| r.origin.channel());
+        if let Some(report) = report {
+            writes.push(self.outbox_write(report));
+        }
+        self.write(writes).await?;
+        if let Some(channel) = channel {
+            self.inner.outbox_ready[channel as usize].notify_one();
+        }
+        Ok(())
+    }
+
+    fn outbox_write(&self, report: OutboxItem) -> Write {
         let key = (
-            channel as u8,
+            report.origin.channel() as u8,
             self.inner.next_outbox.fetch_add(1, Ordering::Relaxed),
         );
-        self.write(vec![
-            Write::Put(Box::new(record)),
-            Write::OutboxPut(key, Box::new(report)),
-        ])
-        .await?;
-        self.inner.outbox_ready[channel as usize].notify_one();
-        Ok(())
+        Write::OutboxPut(key, Box::new(report))
     }
 
     /// Durably queues a report on its own (a task refused at submission).
     pub async fn queue_report(&self, report: OutboxItem) -> Result<(), StoreError> {
         let channel = report.origin.channel();
-        let key = (
-            channel as u8,
-            self.inner.next_outbox.fetch_add(1, Ordering::Relaxed),
-        );
-        self.write(vec![Write::OutboxPut(key, Box::new(report))])
-            .await?;
+        self.write(vec![self.outbox_write(report)]).await?;
         self.inner.outbox_ready[channel as usize].notify_one();
         Ok(())
+    }
+
+    /// Durably records how delivery of `job_id`'s callback went (on its
+    /// current record; nothing if the job is gone).
+    pub async fn set_callback(
+        &self,
+        job_id: &str,
+        status: CallbackStatus,
+    ) -> Result<(), StoreError> {
+        self.write(vec![Write::Callback(job_id.into(), status)])
+            .await
     }
 
     /// Number of reports not yet delivered on `channel`.
     pub fn outbox_len(&self, channel: Channel) -> usize {
         let c = channel as u8;
         let count = || -> Result<usize, StoreError> {
-            let txn = self.inner.db.begin_read().map_err(read_err)?;
+            let txn = self.read()?;
             let table = txn.open_table(OUTBOX).map_err(read_err)?;
             Ok(table
                 .range((c, 0)..=(c, u64::MAX))
@@ -216,7 +269,7 @@ impl JobStore {
         limit: usize,
     ) -> Result<Vec<(u64, OutboxItem)>, StoreError> {
         let c = channel as u8;
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.read()?;
         let table = txn.open_table(OUTBOX).map_err(read_err)?;
         let mut out = Vec::new();
         for entry in table
@@ -256,12 +309,46 @@ impl JobStore {
 
     /// The record of `job_id`.
     pub fn get(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.read()?;
         let jobs = txn.open_table(JOBS).map_err(read_err)?;
         Ok(jobs
             .get(job_id)
             .map_err(read_err)?
             .and_then(|v| decode(v.value())))
+    }
+
+    /// The request of `job_id`, as accepted.
+    pub fn request(&self, job_id: &str) -> Result<Option<JobRequest>, StoreError> {
+        let txn = self.read()?;
+        let requests = txn.open_table(REQUESTS).map_err(read_err)?;
+        let Some(bytes) = requests.get(job_id).map_err(read_err)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| {
+                StoreError::Read(format!("the request of job {job_id} is unreadable: {e}"))
+            })
+    }
+
+    /// The output document of `job_id` as the task produced it (JSON bytes).
+    pub fn output(&self, job_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let outputs = txn.open_table(OUTPUTS).map_err(read_err)?;
+        Ok(outputs
+            .get(job_id)
+            .map_err(read_err)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// What `job_id` printed (empty before it ended).
+    pub fn logs(&self, job_id: &str) -> Result<Logs, StoreError> {
+        let txn = self.read()?;
+        let logs = txn.open_table(LOGS).map_err(read_err)?;
+        let Some(bytes) = logs.get(job_id).map_err(read_err)? else {
+            return Ok(Logs::default());
+        };
+        serde_json::from_slice(bytes.value()).map_err(read_err)
     }
 
     /// Up to `limit` jobs after sequence `after`, oldest first, optionally
@@ -272,7 +359,7 @@ impl JobStore {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<JobRecord>, Option<u64>), StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
+        let txn = self.read()?;
         let by_seq = txn.open_table(BY_SEQ).map_err(read_err)?;
         let jobs = txn.open_table(JOBS).map_err(read_err)?;
         let mut out = Vec::new();
@@ -297,11 +384,11 @@ impl JobStore {
 
     /// Every job that is not terminal, in submission order (for recovery).
     pub fn unfinished(&self) -> Result<Vec<JobRecord>, StoreError> {
-        let txn = self.inner.db.begin_read().map_err(read_err)?;
-        let by_seq = txn.open_table(BY_SEQ).map_err(read_err)?;
+        let txn = self.read()?;
+        let active = txn.open_table(ACTIVE).map_err(read_err)?;
         let jobs = txn.open_table(JOBS).map_err(read_err)?;
         let mut out = Vec::new();
-        for entry in by_seq.iter().map_err(read_err)? {
+        for entry in active.iter().map_err(read_err)? {
             let (_, id) = entry.map_err(read_err)?;
             if let Some(record) = jobs
                 .get(id.value())
@@ -324,7 +411,7 @@ impl JobStore {
     ) -> Result<usize, StoreError> {
         let cutoff = now_ms().saturating_sub(max_age_ms);
         let doomed: Vec<String> = {
-            let txn = self.inner.db.begin_read().map_err(read_err)?;
+            let txn = self.read()?;
             let finished = txn.open_table(FINISHED).map_err(read_err)?;
             let total = finished.len().map_err(read_err)? as usize;
             let mut excess = total.saturating_sub(max_jobs);
@@ -348,17 +435,43 @@ impl JobStore {
     }
 }
 
+/// The last job sequence and outbox sequence in use.
+fn last_keys(db: &redb::Database) -> Result<(u64, u64), redb::Error> {
+    let txn = db.begin_read()?;
+    let jobs = txn.open_table(BY_SEQ)?;
+    let outbox = txn.open_table(OUTBOX)?;
+    let jobs_last = jobs.last()?.map(|(k, _)| k.value()).unwrap_or(0);
+    let mut outbox_last = 0;
+    for entry in outbox.iter()? {
+        let (key, _) = entry?;
+        outbox_last = outbox_last.max(key.value().1);
+    }
+    Ok((jobs_last, outbox_last))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::job::JobRequest;
+    use serde_json::{Value, json};
 
-    fn request(id: &str) -> JobRequest {
+    fn request(id: &str, payload: Value) -> JobRequest {
         JobRequest::parse(
-            format!(r#"{{"protocol_version":1,"job_id":"{id}","task":{{"type":"retrieval"}},"runtime":{{"mode":"wasm"}}}}"#)
-                .as_bytes(),
+            json!({"protocol_version": 1, "job_id": id, "task": {"type": "retrieval", "payload": payload},
+                "runtime": {"mode": "wasm"}})
+            .to_string()
+            .as_bytes(),
         )
         .unwrap()
+    }
+
+    /// Accepts job `id` (submitted at `at`) and returns its record.
+    async fn accept(store: &JobStore, id: &str, at: u64) -> JobRecord {
+        let request = request(id, json!({"query": id}));
+        let (canonical, _) = JobRecord::canonical(&request);
+        let record = JobRecord::queued(&request, &canonical, store.next_seq(), at);
+        store.accept(record.clone(), canonical).await.unwrap();
+        record
     }
 
     fn finished(mut r: JobRecord, at: u64) -> JobRecord {
@@ -375,17 +488,77 @@ mod tests {
         {
             let store = JobStore::open(&path).unwrap();
             for id in ["a", "b"] {
-                store
-                    .put(JobRecord::queued(request(id), store.next_seq(), now_ms()))
-                    .await
-                    .unwrap();
+                accept(&store, id, now_ms()).await;
             }
             store.close();
         }
         let store = JobStore::open(&path).unwrap();
         assert_eq!(store.get("a").unwrap().unwrap().state, JobState::Queued);
+        assert_eq!(store.request("b").unwrap().unwrap().job_id, "b");
         assert_eq!(store.next_seq(), 3);
         assert_eq!(store.unfinished().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn records_stay_small_and_requests_and_outputs_are_read_only_when_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
+        let big = "x".repeat(1 << 20);
+        let request = request("big", json!({"documents": big}));
+        let (canonical, _) = JobRecord::canonical(&request);
+        let record = JobRecord::queued(&request, &canonical, store.next_seq(), now_ms());
+        store.accept(record.clone(), canonical).await.unwrap();
+        let output = JobOutput {
+            output: json!({"echo": big}),
+            logs: Logs {
+                stdout: "out".into(),
+                stderr: "err".into(),
+            },
+        };
+        store
+            .put_reporting(finished(record, now_ms()), Some(&output), None)
+            .await
+            .unwrap();
+        let stored = store.get("big").unwrap().unwrap();
+        assert!(stored.request_bytes > 1 << 20);
+        assert!(
+            serde_json::to_vec(&stored).unwrap().len() < 1024,
+            "the record holds neither payload nor output"
+        );
+        assert_eq!(store.request("big").unwrap().unwrap(), request);
+        let document: Value =
+            serde_json::from_slice(&store.output("big").unwrap().unwrap()).unwrap();
+        assert_eq!(document, output.output);
+        assert_eq!(store.logs("big").unwrap(), output.logs);
+        assert!(store.unfinished().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_output_as_deep_as_the_parser_accepts_reads_back_unchanged() {
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        let deepest = (1..200)
+            .take_while(|n| serde_json::from_str::<Value>(&deep(*n)).is_ok())
+            .last()
+            .unwrap();
+        let produced: Value = serde_json::from_str(&deep(deepest)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
+        let record = accept(&store, "deep", now_ms()).await;
+        let output = JobOutput {
+            output: produced.clone(),
+            logs: Logs::default(),
+        };
+        store
+            .put_reporting(finished(record, now_ms()), Some(&output), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("deep").unwrap().unwrap().state,
+            JobState::Finished
+        );
+        let bytes = store.output("deep").unwrap().unwrap();
+        assert_eq!(bytes, deep(deepest).into_bytes());
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).unwrap(), produced);
     }
 
     #[tokio::test]
@@ -394,18 +567,10 @@ mod tests {
         let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
         let writes = (0..500).map(|i| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .put(JobRecord::queued(
-                        request(&format!("j{i}")),
-                        store.next_seq(),
-                        now_ms(),
-                    ))
-                    .await
-            })
+            tokio::spawn(async move { accept(&store, &format!("j{i}"), now_ms()).await })
         });
         for w in writes {
-            w.await.unwrap().unwrap();
+            w.await.unwrap();
         }
         let (page, cursor) = store.list(None, 0, 100).unwrap();
         assert_eq!(page.len(), 100);
@@ -423,37 +588,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
         let now = now_ms();
-        store
-            .put(finished(
-                JobRecord::queued(request("old"), store.next_seq(), now),
-                now - 10_000,
-            ))
-            .await
-            .unwrap();
-        store
-            .put(finished(
-                JobRecord::queued(request("mid"), store.next_seq(), now),
-                now - 5_000,
-            ))
-            .await
-            .unwrap();
-        store
-            .put(finished(
-                JobRecord::queued(request("new"), store.next_seq(), now),
-                now,
-            ))
-            .await
-            .unwrap();
-        store
-            .put(JobRecord::queued(
-                request("waiting"),
-                store.next_seq(),
-                now - 99_000,
-            ))
-            .await
-            .unwrap();
+        for (id, at) in [("old", now - 10_000), ("mid", now - 5_000), ("new", now)] {
+            let record = accept(&store, id, now).await;
+            store.put(finished(record, at)).await.unwrap();
+        }
+        accept(&store, "waiting", now - 99_000).await;
         assert_eq!(store.apply_retention(2, 60_000).await.unwrap(), 1);
         assert!(store.get("old").unwrap().is_none());
+        assert!(
+            store.request("old").unwrap().is_none(),
+            "requests go with their job"
+        );
         assert_eq!(store.apply_retention(10, 7_000).await.unwrap(), 0);
         assert_eq!(store.apply_retention(10, 1_000).await.unwrap(), 1);
         assert!(store.get("mid").unwrap().is_none());
@@ -469,7 +614,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
         let now = now_ms();
-        let r = JobRecord::queued(request("x"), store.next_seq(), now);
+        let r = accept(&store, "x", now).await;
         store.put(finished(r.clone(), now - 100_000)).await.unwrap();
         store.put(finished(r, now)).await.unwrap();
         assert_eq!(
@@ -480,5 +625,91 @@ mod tests {
         store.remove(vec!["x".into()]).await.unwrap();
         assert!(store.get("x").unwrap().is_none());
         assert!(store.list(None, 0, 10).unwrap().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn callback_status_is_set_on_the_current_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
+        let record = accept(&store, "cb", now_ms()).await;
+        store.put(finished(record, now_ms())).await.unwrap();
+        let status = CallbackStatus {
+            url: "http://hook".into(),
+            state: "delivered".into(),
+            attempts: 1,
+            last_error: None,
+        };
+        store.set_callback("cb", status.clone()).await.unwrap();
+        store.set_callback("gone", status.clone()).await.unwrap();
+        let stored = store.get("cb").unwrap().unwrap();
+        assert_eq!(
+            (stored.state, stored.callback),
+            (JobState::Finished, Some(status))
+        );
+        assert!(store.get("gone").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_store_of_the_first_layout_is_upgraded_without_losing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.redb");
+        let deep = (0..125).fold(json!("bottom"), |inner, _| json!([inner]));
+        let old = |id: &str, seq: u64, state: &str, result: Value| {
+            json!({"job_id": id, "seq": seq, "request": {"protocol_version": 1, "job_id": id,
+                "task": {"type": "retrieval", "payload": {"query": id}}, "runtime": {"mode": "wasm"}},
+                "spec_hash": "h", "state": state, "submitted_at_ms": 1, "started_at_ms": 2,
+                "finished_at_ms": if state == "queued" { Value::Null } else { json!(3) },
+                "attempts": 1, "result": result})
+        };
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut jobs = txn.open_table(JOBS).unwrap();
+                let mut by_seq = txn.open_table(BY_SEQ).unwrap();
+                let done = old(
+                    "done",
+                    1,
+                    "finished",
+                    json!({"output": {"deep": deep}, "stdout": "o",
+                    "stderr": "e", "exit_code": 0, "error": null, "executor": "wasm", "metrics": null}),
+                );
+                let waiting = old("waiting", 2, "queued", Value::Null);
+                for (seq, record) in [(1u64, done), (2, waiting)] {
+                    let id = record["job_id"].as_str().unwrap().to_string();
+                    jobs.insert(id.as_str(), serde_json::to_vec(&record).unwrap().as_slice())
+                        .unwrap();
+                    by_seq.insert(seq, id.as_str()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let store = JobStore::open(&path).unwrap();
+        let done = store.get("done").unwrap().unwrap();
+        assert_eq!(
+            (done.state, done.task_type.as_str()),
+            (JobState::Finished, "retrieval")
+        );
+        assert_eq!(done.result.unwrap().executor.as_deref(), Some("wasm"));
+        assert_eq!(
+            store.request("done").unwrap().unwrap().task.payload["query"],
+            "done"
+        );
+        let output: Value = {
+            let bytes = store.output("done").unwrap().unwrap();
+            let mut de = serde_json::Deserializer::from_slice(&bytes);
+            de.disable_recursion_limit();
+            serde::Deserialize::deserialize(&mut de).unwrap()
+        };
+        assert_eq!(output["deep"], deep);
+        assert_eq!(store.logs("done").unwrap().stdout, "o");
+        let unfinished: Vec<String> = store
+            .unfinished()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.job_id)
+            .collect();
+        assert_eq!(unfinished, ["waiting"]);
+        assert_eq!(store.next_seq(), 3);
     }
 }

@@ -63,15 +63,11 @@ pub struct ErrorInfo {
     pub message: String,
 }
 
-/// What a finished, failed or cancelled job produced.
+/// How a finished, failed or cancelled job ended: the small part of its
+/// result, kept in the job's record. What it produced (output document,
+/// stdout, stderr) is a [`JobOutput`], stored apart and loaded only to serve it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobResult {
-    /// The task's JSON output (null when it failed).
-    pub output: Value,
-    /// Captured stdout.
-    pub stdout: String,
-    /// Captured stderr.
-    pub stderr: String,
     /// Exit code, for programs and containers.
     pub exit_code: Option<i32>,
     /// Why it failed, if it did.
@@ -82,35 +78,75 @@ pub struct JobResult {
     pub metrics: Option<TaskMetrics>,
 }
 
+/// What a job produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOutput {
+    /// The task's JSON output (null when it failed).
+    pub output: Value,
+    /// What it printed.
+    pub logs: Logs,
+}
+
+/// What a job printed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Logs {
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+}
+
+impl JobOutput {
+    /// The output document and the logs as the store keeps them (JSON).
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        (
+            serde_json::to_vec(&self.output).expect("JSON values serialize"),
+            serde_json::to_vec(&self.logs).expect("logs serialize"),
+        )
+    }
+}
+
 impl JobResult {
-    /// The record of a successful outcome.
-    pub fn success(outcome: TaskOutcome) -> Self {
-        Self {
-            output: outcome.output,
-            stdout: outcome.stdout,
-            stderr: outcome.stderr,
-            exit_code: outcome.exit_code,
-            error: None,
-            executor: Some(outcome.executor.to_string()),
-            metrics: Some(outcome.metrics),
-        }
+    /// The record of a successful outcome, and what it produced.
+    pub fn success(outcome: TaskOutcome) -> (Self, JobOutput) {
+        (
+            Self {
+                exit_code: outcome.exit_code,
+                error: None,
+                executor: Some(outcome.executor.to_string()),
+                metrics: Some(outcome.metrics),
+            },
+            JobOutput {
+                output: outcome.output,
+                logs: Logs {
+                    stdout: outcome.stdout,
+                    stderr: outcome.stderr,
+                },
+            },
+        )
     }
 
-    /// The record of a failure (with whatever output was captured).
-    pub fn failure(failure: &TaskFailure) -> Self {
+    /// The record of a failure, and whatever output was captured.
+    pub fn failure(failure: &TaskFailure) -> (Self, JobOutput) {
         let captured = failure.captured.as_deref().cloned().unwrap_or_default();
-        Self {
-            output: Value::Null,
-            stdout: captured.stdout,
-            stderr: captured.stderr,
-            exit_code: captured.exit_code,
-            error: Some(ErrorInfo {
-                code: failure.kind.code().into(),
-                message: failure.message.clone(),
-            }),
-            executor: None,
-            metrics: None,
-        }
+        (
+            Self {
+                exit_code: captured.exit_code,
+                error: Some(ErrorInfo {
+                    code: failure.kind.code().into(),
+                    message: failure.message.clone(),
+                }),
+                executor: None,
+                metrics: None,
+            },
+            JobOutput {
+                output: Value::Null,
+                logs: Logs {
+                    stdout: captured.stdout,
+                    stderr: captured.stderr,
+                },
+            },
+        )
     }
 
     /// A result holding only an error.
@@ -125,17 +161,28 @@ impl JobResult {
     }
 }
 
-/// Everything the node remembers about a job.
+/// What the node remembers about a job, without its request's payload or
+/// its output: small, so listing, queueing and recovery never load those.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
     /// The submitter's id.
     pub job_id: String,
     /// Submission order (FIFO within a priority).
     pub seq: u64,
-    /// The request as accepted.
-    pub request: JobRequest,
     /// blake3 of the canonical request, for idempotent resubmission.
     pub spec_hash: String,
+    /// The request's task type.
+    pub task_type: String,
+    /// The request's runtime mode.
+    pub mode: String,
+    /// The request's priority, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    /// Whether the request may be re-run after a crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+    /// Size of the stored request in bytes (what a queued job costs).
+    pub request_bytes: u64,
     /// Current state.
     pub state: JobState,
     /// When it was accepted (ms since the Unix epoch).
@@ -146,7 +193,7 @@ pub struct JobRecord {
     pub finished_at_ms: Option<u64>,
     /// How many times it started.
     pub attempts: u32,
-    /// The result, once terminal.
+    /// How it ended, once terminal.
     pub result: Option<JobResult>,
     /// Who wants to hear about the job (control plane or callback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,19 +217,24 @@ pub struct CallbackStatus {
 }
 
 impl JobRecord {
-    /// The canonical hash of `request`.
-    pub fn hash_of(request: &JobRequest) -> String {
+    /// The canonical form of `request` (what the store keeps) and its hash.
+    pub fn canonical(request: &JobRequest) -> (Vec<u8>, String) {
         let canonical = serde_json::to_vec(request).expect("requests serialize");
-        blake3::hash(&canonical).to_hex().to_string()
+        let hash = blake3::hash(&canonical).to_hex().to_string();
+        (canonical, hash)
     }
 
-    /// A freshly accepted job.
-    pub fn queued(request: JobRequest, seq: u64, now_ms: u64) -> Self {
+    /// A freshly accepted job whose canonical request is `canonical`.
+    pub fn queued(request: &JobRequest, canonical: &[u8], seq: u64, now_ms: u64) -> Self {
         Self {
             job_id: request.job_id.clone(),
             seq,
-            spec_hash: Self::hash_of(&request),
-            request,
+            spec_hash: blake3::hash(canonical).to_hex().to_string(),
+            task_type: request.task.task_type.clone(),
+            mode: request.runtime.mode.clone(),
+            priority: request.priority.clone(),
+            idempotent: request.idempotent,
+            request_bytes: canonical.len() as u64,
             state: JobState::Queued,
             submitted_at_ms: now_ms,
             started_at_ms: None,
@@ -192,6 +244,14 @@ impl JobRecord {
             origin: None,
             callback: None,
         }
+    }
+
+    /// The error code of a job that failed or was cancelled.
+    pub fn error_code(&self) -> Option<&str> {
+        self.result
+            .as_ref()
+            .and_then(|r| r.error.as_ref())
+            .map(|e| e.code.as_str())
     }
 }
 

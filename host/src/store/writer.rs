@@ -1,16 +1,27 @@
 //! The group-commit writer: one thread owns the write transactions and
 //! commits every write that queued up while the previous commit was syncing
 //! in one transaction, so many concurrent submissions share one fsync.
+//!
+//! It also owns the store's health. A commit that fails (a full disk, an
+//! I/O error) leaves redb's handle unusable, so the writer closes it, marks
+//! the store degraded (writes are refused at once with the reason), and
+//! every second reopens the file and probes it with a small commit until
+//! one succeeds: the store heals without a restart.
 
 use super::StoreError;
+use super::open::{open_db, quietly};
 use super::tables::{self, Write};
 use redb::Database;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use tokio::sync::oneshot;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, watch};
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 4096;
+/// How often a degraded store tries to recover.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// A batch of writes from one caller and where to report the commit.
 pub struct Request {
@@ -20,13 +31,118 @@ pub struct Request {
     pub done: oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// The database handle that readers and the writer share, and the store's
+/// health; the writer replaces the handle when it reopens the file.
+pub struct Shared {
+    /// The database file.
+    pub path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+    degraded: Mutex<Option<String>>,
+    healthy: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Shares `db`, opened from `path`.
+    pub fn new(path: PathBuf, db: Database) -> Self {
+        Self {
+            path,
+            db: RwLock::new(Some(Arc::new(db))),
+            degraded: Mutex::new(None),
+            healthy: watch::Sender::new(true),
+        }
+    }
+
+    /// The open database, unless the writer closed it to recover.
+    pub fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .expect("store handle lock")
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable(self.reason()))
+    }
+
+    /// Why writes are refused, or `None` while the store is healthy.
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded.lock().expect("store health lock").clone()
+    }
+
+    fn reason(&self) -> String {
+        self.degraded()
+            .unwrap_or_else(|| "the store is being reopened".into())
+    }
+
+    /// A receiver that sees `true` whenever the store can be written.
+    pub fn watch_healthy(&self) -> watch::Receiver<bool> {
+        self.healthy.subscribe()
+    }
+
+    fn degrade(&self, reason: String, close: bool) {
+        let was = self
+            .degraded
+            .lock()
+            .expect("store health lock")
+            .replace(reason.clone());
+        if was.is_none() {
+            tracing::error!(path = %self.path.display(), %reason, "the job store cannot be written; new jobs are refused until it can (retrying every second)");
+        }
+        self.healthy.send_replace(false);
+        if close {
+            // Readers still holding the old handle finish with it; the file
+            // is reopened once they are done.
+            self.db.write().expect("store handle lock").take();
+        }
+    }
+
+    fn heal(&self) {
+        if self
+            .degraded
+            .lock()
+            .expect("store health lock")
+            .take()
+            .is_some()
+        {
+            tracing::info!(path = %self.path.display(), "the job store can be written again");
+        }
+        self.healthy.send_replace(true);
+    }
+
+    /// Reopens the file if it is closed, then probes it with a commit.
+    fn recover(&self) {
+        if self.db.read().expect("store handle lock").is_none() {
+            match open_db(&self.path) {
+                Ok(db) => *self.db.write().expect("store handle lock") = Some(Arc::new(db)),
+                Err(e) => return self.degrade(e.to_string(), false),
+            }
+        }
+        let probe = [Write::Probe(crate::store::now_ms())];
+        match commit(self, &[&probe]) {
+            Ok(()) => self.heal(),
+            Err(e) => self.degrade(e.to_string(), true),
+        }
+    }
+}
+
 /// Runs until every sender is dropped.
-pub fn run(db: Arc<Database>, requests: Receiver<Request>) {
+pub fn run(shared: Arc<Shared>, requests: Receiver<Request>) {
+    let mut last_attempt = Instant::now();
     loop {
-        let first = match requests.recv_timeout(std::time::Duration::from_secs(3600)) {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => continue,
+        let degraded = shared.degraded().is_some();
+        let wait = if degraded {
+            RETRY
+        } else {
+            Duration::from_secs(3600)
+        };
+        let first = match requests.recv_timeout(wait) {
+            Ok(r) => Some(r),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if shared.degraded().is_some() && last_attempt.elapsed() >= RETRY {
+            last_attempt = Instant::now();
+            shared.recover();
+        }
+        let Some(first) = first else {
+            continue;
         };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -35,20 +151,43 @@ pub fn run(db: Arc<Database>, requests: Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let result = commit(&db, &batch).map_err(|e| StoreError::Write(e.to_string()));
+        let result = match shared.degraded() {
+            Some(reason) => Err(StoreError::Unavailable(reason)),
+            None => {
+                let writes: Vec<&[Write]> = batch.iter().map(|r| r.writes.as_slice()).collect();
+                commit(&shared, &writes).map_err(|e| {
+                    shared.degrade(e.to_string(), true);
+                    last_attempt = Instant::now();
+                    StoreError::Unavailable(e.to_string())
+                })
+            }
+        };
         for request in batch {
             let _ = request.done.send(result.clone());
         }
     }
 }
 
-fn commit(db: &Database, batch: &[Request]) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
-    for request in batch {
-        for write in &request.writes {
-            tables::apply(&txn, write)?;
+/// Commits `batches` in one transaction. A panic inside redb (a damaged
+/// page) is an error like any other.
+fn commit(shared: &Shared, batches: &[&[Write]]) -> Result<(), StoreError> {
+    let db = shared.db()?;
+    let outcome = quietly(|| -> Result<(), redb::Error> {
+        let txn = db.begin_write()?;
+        for writes in batches {
+            for write in *writes {
+                tables::apply(&txn, write)?;
+            }
         }
+        txn.commit()?;
+        Ok(())
+    });
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StoreError::Write(e.to_string())),
+        Err(panic) => Err(StoreError::Damaged {
+            path: shared.path.display().to_string(),
+            message: panic,
+        }),
     }
-    txn.commit()?;
-    Ok(())
 }
