@@ -333,6 +333,13 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS (`*` for any); empty disables CORS.
     pub cors_origins: Vec<String>,
+    /// Event streams (`GET /jobs/{id}/events`) open at once at most; more get 429.
+    pub max_event_streams: usize,
+    /// Connections open at once at most (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after as long.
+    pub header_timeout_seconds: u64,
 }
 
 impl Default for ApiConfig {
@@ -343,6 +350,9 @@ impl Default for ApiConfig {
             allow_unauthenticated_remote: false,
             max_body_bytes: 8 << 20,
             cors_origins: Vec::new(),
+            max_event_streams: 256,
+            max_connections: 1024,
+            header_timeout_seconds: 10,
         }
     }
 }
@@ -765,6 +775,11 @@ impl Config {
                 "docker.mode `{}` must be auto, on or off",
                 self.docker.mode
             )));
+        }
+        if self.api.max_connections == 0 || self.api.header_timeout_seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "api.max_connections and api.header_timeout_seconds must be at least 1".into(),
+            ));
         }
         if self.vera.callback_attempts == 0 {
             return Err(ConfigError::Invalid(

@@ -1,11 +1,14 @@
 //! `EventHub`: live events of running jobs (state changes, stdout/stderr
 //! chunks, LLM tokens, progress) for `GET /jobs/{id}/events`.
 //!
-//! A job has a broadcast channel only while someone listens; events of jobs
-//! nobody follows cost a map lookup.
+//! A job has a broadcast channel only while someone listens: a
+//! `Subscription` releases it when dropped (a client that disconnects
+//! mid-stream included), and the hub holds at most a set number of
+//! subscriptions at once. Events of jobs nobody follows cost a map lookup.
 
 use serde::Serialize;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use wasmnode_runtime::{EventSink, TaskEvent};
@@ -68,16 +71,56 @@ impl JobEvent {
 #[derive(Clone, Default)]
 pub struct EventHub {
     channels: Arc<Mutex<HashMap<String, broadcast::Sender<JobEvent>>>>,
+    subscriptions: Arc<AtomicUsize>,
+}
+
+/// Following one job; stops following when dropped.
+pub struct Subscription {
+    hub: EventHub,
+    job_id: String,
+    receiver: Option<broadcast::Receiver<JobEvent>>,
+}
+
+impl Subscription {
+    /// The next event of the job.
+    pub async fn recv(&mut self) -> Result<JobEvent, broadcast::error::RecvError> {
+        match &mut self.receiver {
+            Some(receiver) => receiver.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        self.hub.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        self.hub.release(&self.job_id);
+    }
 }
 
 impl EventHub {
-    /// Starts following `job_id`.
-    pub fn subscribe(&self, job_id: &str) -> broadcast::Receiver<JobEvent> {
+    /// Starts following `job_id`, unless `max` subscriptions are live already.
+    pub fn subscribe(&self, job_id: &str, max: usize) -> Option<Subscription> {
+        if self
+            .subscriptions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return None;
+        }
         let mut channels = self.channels.lock().expect("event hub lock");
-        channels
+        let receiver = channels
             .entry(job_id.to_string())
             .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe()
+            .subscribe();
+        Some(Subscription {
+            hub: self.clone(),
+            job_id: job_id.to_string(),
+            receiver: Some(receiver),
+        })
     }
 
     /// Sends `event` to the followers of `job_id`, if any.
@@ -89,7 +132,7 @@ impl EventHub {
     }
 
     /// Drops the channel of `job_id` once nobody follows it.
-    pub fn release(&self, job_id: &str) {
+    fn release(&self, job_id: &str) {
         let mut channels = self.channels.lock().expect("event hub lock");
         if channels
             .get(job_id)
@@ -120,7 +163,7 @@ impl EventHub {
         })
     }
 
-    /// Number of jobs with listeners (for tests and metrics).
+    /// Number of jobs with listeners.
     #[cfg(test)]
     pub fn channels(&self) -> usize {
         self.channels.lock().expect("event hub lock").len()
@@ -140,7 +183,8 @@ mod tests {
                 data: "nobody listens".into(),
             },
         );
-        let mut rx = hub.subscribe("j");
+        let mut first = hub.subscribe("j", 10).unwrap();
+        let second = hub.subscribe("j", 10).unwrap();
         (hub.sink("j"))(TaskEvent::Stdout(b"out".to_vec()));
         hub.publish(
             "j",
@@ -150,15 +194,26 @@ mod tests {
             },
         );
         assert_eq!(
-            rx.recv().await.unwrap(),
+            first.recv().await.unwrap(),
             JobEvent::Stdout { data: "out".into() }
         );
-        assert_eq!(rx.recv().await.unwrap().name(), "state");
-        hub.release("j");
+        assert_eq!(first.recv().await.unwrap().name(), "state");
+        drop(second);
         assert_eq!(hub.channels(), 1, "still followed");
-        drop(rx);
-        hub.release("j");
+        drop(first);
         assert_eq!(hub.channels(), 0);
+    }
+
+    #[test]
+    fn subscriptions_are_capped_and_released_when_dropped() {
+        let hub = EventHub::default();
+        let held: Vec<_> = (0..3)
+            .map(|i| hub.subscribe(&format!("j{i}"), 3).unwrap())
+            .collect();
+        assert!(hub.subscribe("j9", 3).is_none(), "the cap holds");
+        drop(held);
+        assert_eq!(hub.channels(), 0, "nothing is left behind");
+        assert!(hub.subscribe("j9", 3).is_some());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::error::ApiError;
 use crate::events::JobEvent;
 use crate::store::JobState;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use std::convert::Infallible;
@@ -17,18 +18,22 @@ pub async fn stream(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    // Subscribe before reading the state so that no transition in between is lost.
-    let mut rx = app.node.events.subscribe(&job_id);
+    // Subscribe before reading the state so that no transition in between
+    // is lost; the subscription ends with the stream, however it ends.
+    let max = app.node.config.api.max_event_streams;
+    let mut rx = app.node.events.subscribe(&job_id, max).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TOO_MANY_STREAMS",
+            format!("{max} event streams are open already (api.max_event_streams); retry later"),
+        )
+        .retry_after(5)
+    })?;
     let record = match app.node.store.get(&job_id) {
         Ok(Some(record)) => record,
-        Ok(None) => {
-            drop(rx);
-            app.node.events.release(&job_id);
-            return Err(ApiError::job_not_found(&job_id));
-        }
+        Ok(None) => return Err(ApiError::job_not_found(&job_id)),
         Err(e) => return Err(ApiError::store(e)),
     };
-    let hub = app.node.events.clone();
     let stream = async_stream::stream! {
         let initial = JobEvent::State {
             state: record.state.as_str().into(),
@@ -59,7 +64,6 @@ pub async fn stream(
             }
         }
         drop(rx);
-        hub.release(&job_id);
         yield Ok(Event::default().event("end").data("{}"));
     };
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

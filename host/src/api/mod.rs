@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod jobs;
 mod node;
+pub mod server;
 mod vera;
 
 pub use error::ApiError;

@@ -5,6 +5,7 @@
 use super::{Printed, load_config};
 use crate::agent::protocol::ControlPlane;
 use crate::agent::{Agent, AgentSettings};
+use crate::api::server::ConnectionLimits;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::node::Node;
@@ -12,7 +13,6 @@ use anyhow::{Context, bail};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Grace after the drain deadline for cancelled jobs to record their state.
@@ -52,6 +52,12 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let address = listener.local_addr()?;
+    let nofile = crate::api::server::raise_fd_limit();
+    let limits = ConnectionLimits::fitted(
+        config.api.max_connections,
+        Duration::from_secs(config.api.header_timeout_seconds),
+        nofile,
+    );
     let node = Arc::new(Node::start(config).await?);
     node.spawn_retention();
     node.spawn_warm_up();
@@ -61,6 +67,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         worker_id = %node.config.node.worker_id,
         data_dir = %node.config.node.data_dir.display(),
         max_concurrent_jobs = node.scheduler.max_concurrent(),
+        max_connections = limits.max_connections,
         "wasmnode serving the job API on http://{address}"
     );
     let agent = attachment.map(|a| {
@@ -71,15 +78,10 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         AgentTask { stop, flush, task }
     });
 
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    tokio::spawn(handle_signals(node.clone(), agent, stop_tx));
+    let stop = CancellationToken::new();
+    tokio::spawn(handle_signals(node.clone(), agent, stop.clone()));
     let app = crate::api::router(node.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("the API server failed")?;
+    crate::api::server::serve(listener, app, limits, stop).await;
     // The node goes with its last handle (HTTP connections may still hold
     // one): dropping its task runtime never blocks, and every write was
     // committed before it was acknowledged.
@@ -108,7 +110,7 @@ fn check_exposure(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: watch::Sender<bool>) {
+async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: CancellationToken) {
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -158,7 +160,7 @@ async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: watch::
             task.abort();
         }
     }
-    let _ = stop.send(true);
+    stop.cancel();
 }
 
 #[cfg(test)]
