@@ -198,6 +198,8 @@ pub struct LlmSection {
     pub retrieval_api_key: String,
     /// Backends by name (`ollama`, `vllm`, `llama.cpp`, `remote_api`, or your own).
     pub backends: BTreeMap<String, BackendSection>,
+    /// Largest file `model_download` fetches, bytes.
+    pub max_download_bytes: u64,
 }
 
 /// One model server.
@@ -231,6 +233,7 @@ impl Default for LlmSection {
             retrieval_base_url: None,
             retrieval_api_key: String::new(),
             backends: BTreeMap::new(),
+            max_download_bytes: d.max_download_bytes,
         }
     }
 }
@@ -255,6 +258,8 @@ pub struct ControlPlaneSection {
     /// reachable backends, tools) changed, seconds; it registers again when
     /// it did.
     pub refresh_seconds: u64,
+    /// Largest answer read from the control plane, bytes.
+    pub max_answer_bytes: u64,
 }
 
 impl Default for ControlPlaneSection {
@@ -267,6 +272,7 @@ impl Default for ControlPlaneSection {
             backoff_max_seconds: 30,
             locality: None,
             refresh_seconds: 30,
+            max_answer_bytes: 16 << 20,
         }
     }
 }
@@ -879,6 +885,7 @@ impl Config {
             hf_token: secret(&self.llm.hf_token),
             retrieval_url: self.llm.retrieval_base_url.clone(),
             retrieval_api_key: secret(&self.llm.retrieval_api_key),
+            max_download_bytes: self.llm.max_download_bytes,
         }
     }
 

@@ -15,9 +15,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
+use wasmnode_runtime::peer;
 
 /// Largest config file accepted.
-const MAX_CONFIG_BYTES: usize = 16 << 20;
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Where the config directory appears in the task.
 pub const CONFIG_MOUNT: &str = "/config";
 
@@ -27,16 +28,20 @@ pub struct GoliatClient {
     machine_id: String,
     settings: GoliatSection,
     work_dir: PathBuf,
+    max_answer_bytes: u64,
     http: reqwest::Client,
 }
 
 impl GoliatClient {
-    /// A client for `base` as `machine_id`; downloaded configs go under `work_dir`.
+    /// A client for `base` as `machine_id`; downloaded configs go under
+    /// `work_dir`; an assignment larger than `max_answer_bytes` is refused
+    /// while it arrives.
     pub fn new(
         base: &str,
         machine_id: &str,
         settings: GoliatSection,
         work_dir: PathBuf,
+        max_answer_bytes: u64,
     ) -> Result<Self, CpError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
@@ -48,6 +53,7 @@ impl GoliatClient {
             machine_id: machine_id.into(),
             settings,
             work_dir,
+            max_answer_bytes,
             http,
         })
     }
@@ -94,12 +100,9 @@ impl GoliatClient {
                 response.status()
             )));
         }
-        let bytes = response.bytes().await.map_err(Self::unavailable)?;
-        if bytes.len() > MAX_CONFIG_BYTES {
-            return Err(CpError::Rejected(format!(
-                "config {url} is larger than {MAX_CONFIG_BYTES} bytes"
-            )));
-        }
+        let bytes = peer::read_capped(response, MAX_CONFIG_BYTES)
+            .await
+            .map_err(|e| CpError::Unavailable(format!("config {url}: {e}")))?;
         let key = blake3::hash(format!("{assignment_id:?}\u{0}{split_index}\u{0}{url}").as_bytes())
             .to_hex()[..16]
             .to_string();
@@ -167,6 +170,7 @@ impl ControlPlane for GoliatClient {
             &self.machine_id,
             self.settings.clone(),
             self.work_dir.clone(),
+            self.max_answer_bytes,
         )?))
     }
 
@@ -196,7 +200,10 @@ impl ControlPlane for GoliatClient {
             s if !s.is_success() => return Err(CpError::Rejected(s.to_string())),
             _ => {}
         }
-        let text = response.text().await.map_err(Self::unavailable)?;
+        let text = peer::read_capped(response, self.max_answer_bytes)
+            .await
+            .map_err(|e| CpError::Unavailable(format!("assignment: {e}")))?;
+        let text = String::from_utf8_lossy(&text);
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use wasmnode_runtime::peer;
 
 /// Default heartbeat interval when the control plane names none.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -19,12 +20,19 @@ pub struct SplaiClient {
     base: String,
     worker_id: String,
     token: Option<String>,
+    max_answer_bytes: u64,
     http: reqwest::Client,
 }
 
 impl SplaiClient {
-    /// A client for `base` (the gateway's URL) acting as `worker_id`.
-    pub fn new(base: &str, worker_id: &str, token: Option<String>) -> Result<Self, CpError> {
+    /// A client for `base` (the gateway's URL) acting as `worker_id`; an
+    /// answer larger than `max_answer_bytes` is refused while it arrives.
+    pub fn new(
+        base: &str,
+        worker_id: &str,
+        token: Option<String>,
+        max_answer_bytes: u64,
+    ) -> Result<Self, CpError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
@@ -34,6 +42,7 @@ impl SplaiClient {
             base: base.trim_end_matches('/').to_string(),
             worker_id: worker_id.to_string(),
             token,
+            max_answer_bytes,
             http,
         })
     }
@@ -52,10 +61,10 @@ impl SplaiClient {
             .await
             .map_err(|e| CpError::Unavailable(e.to_string()))?;
         let status = response.status();
-        let body = response
-            .text()
+        let body = peer::read_capped(response, self.max_answer_bytes)
             .await
             .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        let body = String::from_utf8_lossy(&body);
         match status {
             s if s.is_success() => Ok(serde_json::from_str(&body).unwrap_or(Value::Null)),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -151,6 +160,7 @@ impl ControlPlane for SplaiClient {
             &self.base,
             &self.worker_id,
             self.token.clone(),
+            self.max_answer_bytes,
         )?))
     }
 

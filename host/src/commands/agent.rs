@@ -49,6 +49,7 @@ pub async fn execute(
                 &url,
                 &config.node.worker_id,
                 config.control_plane.token(),
+                config.control_plane.max_answer_bytes,
             )?),
             AgentSettings {
                 max_parallel_tasks: config
@@ -101,6 +102,7 @@ pub async fn execute(
                     &config.goliat.machine_id,
                     config.goliat.clone(),
                     work_dir,
+                    config.control_plane.max_answer_bytes,
                 )?),
                 AgentSettings {
                     max_parallel_tasks: config.control_plane.max_parallel_tasks.unwrap_or(1),

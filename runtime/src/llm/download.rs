@@ -92,6 +92,8 @@ pub struct Fetch {
     pub target: PathBuf,
     /// Expected digest, if known.
     pub digest: Option<Digest>,
+    /// Largest file accepted, bytes.
+    pub max_bytes: u64,
 }
 
 /// What a fetch did.
@@ -174,7 +176,12 @@ pub async fn fetch(
                     fetch.url
                 )));
             }
-            Err(Transfer::Failed(failure)) => return Err(failure),
+            Err(Transfer::Failed(failure)) => {
+                if failure.kind == crate::failure::FailureKind::OutputExceeded {
+                    let _ = std::fs::remove_file(&partial);
+                }
+                return Err(failure);
+            }
         }
     }
     if let Err(e) = verify(fetch, &partial) {
@@ -262,6 +269,18 @@ async fn transfer(
     let total = response
         .content_length()
         .map(|len| if resuming { len + have } else { len });
+    let too_large = |size: u64| {
+        Transfer::Failed(TaskFailure::new(
+            crate::failure::FailureKind::OutputExceeded,
+            format!(
+                "{} is {size} bytes or more, over the limit of {} (llm.max_download_bytes)",
+                fetch.url, fetch.max_bytes
+            ),
+        ))
+    };
+    if let Some(total) = total.filter(|t| *t > fetch.max_bytes) {
+        return Err(too_large(total));
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(resuming)
@@ -279,6 +298,9 @@ async fn transfer(
         };
         match chunk {
             Some(Ok(bytes)) => {
+                if done + bytes.len() as u64 > fetch.max_bytes {
+                    return Err(too_large(done + bytes.len() as u64));
+                }
                 file.write_all(&bytes).map_err(|e| {
                     Transfer::Failed(TaskFailure::internal(format!("model cache: {e}")))
                 })?;

@@ -1,5 +1,6 @@
 //! A generation request and its result, independent of the backend.
 
+use crate::failure::{FailureKind, TaskFailure};
 use serde_json::{Value, json};
 use std::time::Instant;
 
@@ -38,12 +39,20 @@ pub struct Generated {
 }
 
 impl Generated {
-    /// Notes the arrival of streamed text.
-    pub fn push(&mut self, text: &str, started: Instant) {
+    /// Notes the arrival of generated text; more than `limit` bytes in all
+    /// fails the task with `OUTPUT_EXCEEDED`.
+    pub fn push(&mut self, text: &str, started: Instant, limit: u64) -> Result<(), TaskFailure> {
         if self.first_token_ms.is_none() && !text.is_empty() {
             self.first_token_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         }
+        if (self.text.len() + text.len()) as u64 > limit {
+            return Err(TaskFailure::new(
+                FailureKind::OutputExceeded,
+                format!("the model generated more than {limit} bytes of text"),
+            ));
+        }
         self.text.push_str(text);
+        Ok(())
     }
 
     /// The task output.

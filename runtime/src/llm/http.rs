@@ -5,6 +5,7 @@
 
 use crate::executor::TaskContext;
 use crate::failure::{FailureKind, TaskFailure};
+use crate::peer;
 use std::time::Duration;
 
 /// Sends `build()` (rebuilt per attempt), retrying connection failures up to
@@ -80,10 +81,7 @@ pub async fn check(
     if status.is_success() {
         return Ok(response);
     }
-    let body: String = response
-        .text()
-        .await
-        .unwrap_or_default()
+    let body: String = String::from_utf8_lossy(&peer::read_prefix(response, 1200).await)
         .chars()
         .take(300)
         .collect();
@@ -95,12 +93,27 @@ pub async fn check(
     })
 }
 
-/// Decodes a JSON body.
+/// Most bytes of one answer (or one streamed line) a model server may send:
+/// what the task may output, and a MiB for the envelope around it.
+pub fn answer_cap(ctx: &TaskContext) -> u64 {
+    ctx.limits.max_output_bytes.saturating_add(1 << 20)
+}
+
+/// Decodes a JSON body of at most [`answer_cap`] bytes.
 pub async fn json(
     what: &str,
     response: reqwest::Response,
+    ctx: &TaskContext,
 ) -> Result<serde_json::Value, TaskFailure> {
-    response.json().await.map_err(|e| {
+    let bytes = peer::read_capped(response, answer_cap(ctx))
+        .await
+        .map_err(|e| match e {
+            peer::BodyError::TooLarge { .. } => {
+                TaskFailure::new(FailureKind::OutputExceeded, format!("{what}: {e}"))
+            }
+            peer::BodyError::Transport(e) => transport(what, &e, ctx),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
         TaskFailure::backend_unavailable(format!("{what} sent a body that is not JSON: {e}"))
     })
 }

@@ -26,6 +26,10 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Largest model file fetched unless configured otherwise (the largest
+/// quantised open models are a few tens of GiB).
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 64 << 30;
+
 /// Task types this executor serves.
 pub const TASK_TYPES: &[&str] = &["llm_inference", "embedding", "model_download", "retrieval"];
 
@@ -56,6 +60,8 @@ pub struct LlmSettings {
     pub retrieval_url: Option<String>,
     /// Bearer key of the retrieval service.
     pub retrieval_api_key: Option<String>,
+    /// Largest file `model_download` fetches, bytes.
+    pub max_download_bytes: u64,
 }
 
 impl Default for LlmSettings {
@@ -73,6 +79,7 @@ impl Default for LlmSettings {
             hf_token: None,
             retrieval_url: None,
             retrieval_api_key: None,
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
         }
     }
 }
@@ -373,6 +380,7 @@ impl LlmExecutor {
                         .join(safe_relative(&repo)?)
                         .join(safe_relative(&file)?),
                     digest,
+                    max_bytes: self.settings.max_download_bytes,
                 }
             }
             "url" => {
@@ -395,6 +403,7 @@ impl LlmExecutor {
                         .join(safe_relative(&model)?)
                         .join(safe_relative(name)?),
                     digest,
+                    max_bytes: self.settings.max_download_bytes,
                 }
             }
             "ollama" => {
@@ -462,7 +471,7 @@ impl LlmExecutor {
             }
         })
         .await?;
-        let reply = http::json(&what, http::check(&what, response).await?).await?;
+        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
         let documents = reply
             .get("documents")
             .filter(|d| d.is_array())

@@ -58,8 +58,12 @@ pub async fn generate(
     };
     let mut generated = Generated::default();
     if !request.stream {
-        let reply = http::json(&what, response).await?;
-        generated.push(&piece_of(&reply).unwrap_or_default(), started);
+        let reply = http::json(&what, response, ctx).await?;
+        generated.push(
+            &piece_of(&reply).unwrap_or_default(),
+            started,
+            ctx.limits.max_output_bytes,
+        )?;
         finish(&reply, &mut generated);
         return Ok(generated);
     }
@@ -79,7 +83,7 @@ pub async fn generate(
             )));
         }
         if let Some(piece) = piece_of(&event).filter(|p| !p.is_empty()) {
-            generated.push(&piece, started);
+            generated.push(&piece, started, ctx.limits.max_output_bytes)?;
             ctx.emit(TaskEvent::Token(piece));
         }
         if event["done"] == Value::Bool(true) {
@@ -116,7 +120,7 @@ pub async fn embed(
     })
     .await?;
     if response.status() != reqwest::StatusCode::NOT_FOUND || response_is_model_error(&response) {
-        let reply = http::json(&what, http::check(&what, response).await?).await?;
+        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
         let vectors = reply["embeddings"].as_array().cloned().unwrap_or_default();
         return vectors.iter().map(|v| vector(v, &what)).collect();
     }
@@ -127,7 +131,7 @@ pub async fn embed(
             client.post(backend.url("/api/embeddings")).json(&body)
         })
         .await?;
-        let reply = http::json(&what, http::check(&what, response).await?).await?;
+        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
         out.push(vector(&reply["embedding"], &what)?);
     }
     Ok(out)
@@ -151,7 +155,7 @@ pub async fn tags(
 ) -> Result<Vec<String>, TaskFailure> {
     let what = backend.describe();
     let response = http::send(&what, 0, ctx, || client.get(backend.url("/api/tags"))).await?;
-    let reply = http::json(&what, http::check(&what, response).await?).await?;
+    let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
     Ok(reply["models"]
         .as_array()
         .into_iter()

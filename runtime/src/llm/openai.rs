@@ -50,7 +50,7 @@ pub async fn generate(
     .await?;
     let response = http::check(&what, response).await?;
     if !request.stream {
-        let reply = http::json(&what, response).await?;
+        let reply = http::json(&what, response, ctx).await?;
         let choice = &reply["choices"][0];
         let text = if chat {
             choice["message"]["content"].as_str()
@@ -61,7 +61,11 @@ pub async fn generate(
             finish_reason: choice["finish_reason"].as_str().map(String::from),
             ..Generated::default()
         };
-        generated.push(text.unwrap_or_default(), started);
+        generated.push(
+            text.unwrap_or_default(),
+            started,
+            ctx.limits.max_output_bytes,
+        )?;
         read_usage(&reply, &mut generated);
         return Ok(generated);
     }
@@ -85,7 +89,7 @@ pub async fn generate(
         };
         if let Some(piece) = piece.filter(|p| !p.is_empty()) {
             chunks += 1;
-            generated.push(piece, started);
+            generated.push(piece, started, ctx.limits.max_output_bytes)?;
             ctx.emit(TaskEvent::Token(piece.to_string()));
         }
         if let Some(reason) = choice["finish_reason"].as_str() {
@@ -121,7 +125,7 @@ pub async fn embed(
         backend.authorize(client.post(backend.url("/v1/embeddings")).json(&body))
     })
     .await?;
-    let reply = http::json(&what, http::check(&what, response).await?).await?;
+    let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
     let mut data: Vec<Value> = reply["data"].as_array().cloned().unwrap_or_default();
     data.sort_by_key(|d| d["index"].as_u64().unwrap_or(0));
     if data.len() != texts.len() {
@@ -167,7 +171,7 @@ pub async fn models(
         backend.authorize(client.get(backend.url("/v1/models")))
     })
     .await?;
-    let reply = http::json(&what, http::check(&what, response).await?).await?;
+    let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
     Ok(reply["data"]
         .as_array()
         .into_iter()

@@ -1,8 +1,9 @@
 //! Reading streamed bodies line by line: Ollama's NDJSON and the
-//! OpenAI-compatible Server-Sent Events.
+//! OpenAI-compatible Server-Sent Events. A line may not outgrow the answer
+//! cap (`http::answer_cap`).
 
 use crate::executor::TaskContext;
-use crate::failure::TaskFailure;
+use crate::failure::{FailureKind, TaskFailure};
 use futures::StreamExt;
 
 /// Yields complete lines of a streamed body, honouring cancellation.
@@ -47,7 +48,16 @@ impl Lines {
                 _ = ctx.cancel.cancelled() => return Err(TaskFailure::cancelled()),
             };
             match chunk {
-                Some(Ok(bytes)) => self.buffer.extend_from_slice(&bytes),
+                Some(Ok(bytes)) => {
+                    self.buffer.extend_from_slice(&bytes);
+                    let cap = super::http::answer_cap(ctx);
+                    if self.buffer.len() as u64 > cap && !self.buffer.contains(&b'\n') {
+                        return Err(TaskFailure::new(
+                            FailureKind::OutputExceeded,
+                            format!("{} streamed a line longer than {cap} bytes", self.what),
+                        ));
+                    }
+                }
                 Some(Err(e)) => return Err(super::http::transport(&self.what, &e, ctx)),
                 None => self.done = true,
             }
