@@ -420,6 +420,10 @@ pub struct LimitsConfig {
     pub default_pids: u32,
     /// Largest process limit.
     pub max_pids: u32,
+    /// Default cap on what a task writes into its scratch workspace, MiB.
+    pub default_workspace_mb: u64,
+    /// Largest workspace cap a task may ask for, MiB.
+    pub max_workspace_mb: u64,
 }
 
 impl Default for LimitsConfig {
@@ -436,6 +440,8 @@ impl Default for LimitsConfig {
             max_cpus: m.cpus,
             default_pids: d.pids,
             max_pids: m.pids,
+            default_workspace_mb: d.workspace_bytes >> 20,
+            max_workspace_mb: m.workspace_bytes >> 20,
         }
     }
 }
@@ -451,6 +457,7 @@ impl LimitsConfig {
                 max_output_bytes: self.default_output_bytes,
                 cpus: self.default_cpus,
                 pids: self.default_pids,
+                workspace_bytes: self.default_workspace_mb << 20,
             },
             maxima: Limits {
                 memory_bytes: self.max_memory_mb << 20,
@@ -459,6 +466,7 @@ impl LimitsConfig {
                 max_output_bytes: self.max_output_bytes,
                 cpus: self.max_cpus,
                 pids: self.max_pids,
+                workspace_bytes: self.max_workspace_mb << 20,
             },
         }
     }
@@ -485,6 +493,11 @@ impl LimitsConfig {
                 "pids",
                 f64::from(self.default_pids),
                 f64::from(self.max_pids),
+            ),
+            (
+                "workspace_mb",
+                self.default_workspace_mb as f64,
+                self.max_workspace_mb as f64,
             ),
         ];
         for (name, default, max) in pairs {

@@ -17,6 +17,7 @@ pub mod router;
 pub mod task;
 pub mod tools;
 pub mod wasm;
+pub mod workspace;
 
 pub use artifacts::ArtifactStore;
 pub use executor::{EventSink, Executor, Support, TaskContext, TaskEvent};

@@ -23,6 +23,8 @@ pub struct LimitRequest {
     pub cpus: Option<f64>,
     /// Process limit (containers).
     pub pids: Option<u32>,
+    /// Bytes the task may write into its scratch workspace, in MiB.
+    pub workspace_mb: Option<u64>,
 }
 
 /// The limits one run is held to.
@@ -40,6 +42,8 @@ pub struct Limits {
     pub cpus: f64,
     /// Process limit (containers).
     pub pids: u32,
+    /// Bytes the task may write into its scratch workspace.
+    pub workspace_bytes: u64,
 }
 
 impl Default for Limits {
@@ -52,6 +56,7 @@ impl Default for Limits {
             max_output_bytes: 4 * MIB,
             cpus: 1.0,
             pids: 128,
+            workspace_bytes: 1024 * MIB,
         }
     }
 }
@@ -66,6 +71,7 @@ impl Limits {
             max_output_bytes: 64 * MIB,
             cpus: 4.0,
             pids: 1024,
+            workspace_bytes: 16 * 1024 * MIB,
         }
     }
 }
@@ -119,6 +125,12 @@ impl LimitPolicy {
             None => d.pids,
             Some(p) => check("pids", f64::from(p), f64::from(m.pids))? as u32,
         };
+        let workspace_bytes = match request.workspace_mb {
+            None => d.workspace_bytes,
+            Some(mb) => {
+                check("workspace_mb", mb as f64, (m.workspace_bytes / MIB) as f64)? as u64 * MIB
+            }
+        };
         Ok(Limits {
             memory_bytes,
             timeout,
@@ -126,6 +138,7 @@ impl LimitPolicy {
             max_output_bytes,
             cpus,
             pids,
+            workspace_bytes,
         })
     }
 }

@@ -182,7 +182,7 @@ impl Router {
     }
 
     /// Plans and runs `task`, with a scratch workspace when it needs one
-    /// (removed afterwards).
+    /// (held to the task's workspace quota, and removed afterwards).
     pub async fn run(
         &self,
         task: TaskSpec,
@@ -203,15 +203,23 @@ impl Router {
         } else {
             None
         };
+        // The task gets a token of its own, so the workspace quota can stop
+        // it without cancelling the caller's.
+        let cancel = options.cancel.child_token();
+        let quota = plan.limits.workspace_bytes;
         let ctx = TaskContext {
-            cancel: options.cancel,
+            cancel: cancel.clone(),
             deadline: Instant::now() + plan.limits.timeout,
             limits: plan.limits,
             workspace: workspace.as_ref().map(|w| w.path().to_path_buf()),
             artifacts: self.artifacts.clone(),
             events: options.events,
         };
-        plan.executor.run(plan.task, ctx).await
+        let run = plan.executor.run(plan.task, ctx);
+        match &workspace {
+            Some(dir) => crate::workspace::within_quota(dir.path(), quota, cancel, run).await,
+            None => run.await,
+        }
     }
 
     fn route_by_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
