@@ -1,9 +1,12 @@
 //! Builds the guest components in `../guests` for wasm32-wasip2 and generates
 //! `builtins.rs`, which embeds the built-in guests in the binary (and, with
-//! the `test-guests` feature, names the test guests' files).
+//! the `test-guests` feature, names the test guests' files); and builds the
+//! containers' deadline helper (`deadline/`) as a static binary for the
+//! target being built, embedded as `deadline_helper.bin`.
 //!
-//! The guests get their own target directory (`target/wasm-guests`), so the
-//! nested cargo never waits on the lock of the build that runs this script.
+//! Each nested build gets its own target directory (`target/wasm-guests`,
+//! `target/deadline`), so the nested cargo never waits on the lock of the
+//! build that runs this script.
 
 use std::env;
 use std::fmt::Write as _;
@@ -96,8 +99,45 @@ fn main() {
     }
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join("builtins.rs");
-    std::fs::write(&out, generate(&wasm_dir, with_tests)).expect("write builtins.rs");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    std::fs::write(out_dir.join("builtins.rs"), generate(&wasm_dir, with_tests))
+        .expect("write builtins.rs");
+    let helper = build_deadline_helper(root, &manifest_dir);
+    std::fs::copy(&helper, out_dir.join("deadline_helper.bin")).expect("copy the deadline helper");
+}
+
+/// Builds `deadline/` for the target being built, statically linked (it runs
+/// inside containers whatever their image holds); returns the binary.
+fn build_deadline_helper(root: &Path, manifest_dir: &Path) -> PathBuf {
+    let crate_dir = manifest_dir.join("deadline");
+    println!("cargo:rerun-if-changed={}", crate_dir.display());
+    let target = env::var("TARGET").expect("TARGET");
+    let target_dir = root.join("target").join("deadline");
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.arg("build")
+        .arg("--release")
+        .args(["--target", &target])
+        .arg("--manifest-path")
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    if target.ends_with("-gnu") || target.ends_with("-gnueabihf") {
+        cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
+    }
+    let status = cmd
+        .status()
+        .expect("failed to start cargo for the deadline helper");
+    assert!(
+        status.success(),
+        "building the deadline helper failed ({status})"
+    );
+    target_dir
+        .join(&target)
+        .join("release")
+        .join("wasmnode-deadline")
 }
 
 fn generate(wasm_dir: &Path, with_tests: bool) -> String {

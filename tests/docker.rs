@@ -203,3 +203,113 @@ async fn splai_commands_run_in_the_sandbox_image_and_tools_map_to_images() {
     let result: Value = node.get_json("/jobs/shout/result").await;
     assert_eq!(result, json!({"WORD": "QUIET"}));
 }
+
+/// `docker inspect` of the containers labelled for `worker`, as JSON.
+fn inspect_labelled(worker: &str) -> Vec<Value> {
+    let ids = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.wasmnode.node={worker}"),
+        ])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let out = std::process::Command::new("docker")
+        .arg("inspect")
+        .args(&ids)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Seconds within the day of `2026-11-29T21:00:00.123456789Z`.
+fn rfc3339_seconds(text: &str) -> f64 {
+    let time = text.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}
+
+#[tokio::test]
+async fn a_container_stops_at_its_limit_even_when_the_node_was_killed() {
+    let mut node = NodeProcess::start(&config("e2e-backstop", "")).await;
+    let client = reqwest::Client::new();
+    let job = image_job("late", &["sleep", "300"], Value::Null, 2.0);
+    client
+        .post(node.at("/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    let running = |c: &Value| c["State"]["Running"] == true;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !inspect_labelled("e2e-backstop").iter().any(running) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    node.signal("KILL");
+    node.wait_exit(Duration::from_secs(10)).await;
+    let stopped = loop {
+        let containers = inspect_labelled("e2e-backstop");
+        if let Some(c) = containers.iter().find(|c| c["State"]["Running"] == false) {
+            break c.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container outlived its limit with the node gone: {containers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let state = &stopped["State"];
+    assert_eq!(state["ExitCode"], 124, "stopped by the backstop: {state}");
+    let ran = (rfc3339_seconds(state["FinishedAt"].as_str().unwrap())
+        - rfc3339_seconds(state["StartedAt"].as_str().unwrap()))
+    .rem_euclid(86_400.0);
+    assert!(
+        (2.0..20.0).contains(&ran),
+        "ran {ran:.1} s for a 2 s limit (plus the backstop's 5 s grace)"
+    );
+    node.restart().await;
+    assert_eq!(labelled("e2e-backstop"), 0, "the next start removes it");
+}
+
+#[tokio::test]
+async fn a_container_filling_its_workspace_is_stopped_as_output_exceeded() {
+    let node = NodeProcess::start(&config("e2e-quota", "")).await;
+    let client = reqwest::Client::new();
+    let mut job = image_job(
+        "filler",
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/workspace/big bs=1048576 count=400; echo done",
+        ],
+        Value::Null,
+        120.0,
+    );
+    job["runtime"]["limits"]["workspace_mb"] = json!(16);
+    client
+        .post(node.at("/jobs"))
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    let done = wait_terminal(&client, &node, "filler", WAIT).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "OUTPUT_EXCEEDED", "{done}");
+    assert!(!done["stdout"].as_str().unwrap().contains("done"), "{done}");
+    assert_eq!(labelled("e2e-quota"), 0, "the container is gone");
+}

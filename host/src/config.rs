@@ -918,6 +918,7 @@ impl Config {
             user: self.docker.user.clone(),
             tmpfs_mb: self.docker.tmpfs_mb,
             node_id: self.node.worker_id.clone(),
+            helper_dir: self.node.data_dir.join("bin"),
         }
     }
 

@@ -4,11 +4,13 @@
 //! Lifecycle per task: create → attach → start → feed stdin → wait with the
 //! deadline → kill if needed → collect → remove, also on cancellation. Every
 //! container carries the node's labels, so leftovers from a crash are swept
-//! at start-up. Defaults are hardened and can only be loosened within
+//! at start-up, and runs its command under the deadline backstop, so its
+//! wall-clock limit holds even if the node dies. Defaults are hardened and can only be loosened within
 //! policy: no network, read-only root filesystem with a small `/tmp` tmpfs,
 //! every capability dropped, no-new-privileges, a non-root user, pids,
 //! memory (no swap) and CPU limits.
 
+mod backstop;
 mod images;
 
 pub use images::{ImageAllowlist, normalize};
@@ -27,6 +29,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -56,6 +59,8 @@ pub struct DockerSettings {
     pub tmpfs_mb: u64,
     /// This node's id, put on every container for sweeping.
     pub node_id: String,
+    /// Where the deadline backstop is installed for containers to mount.
+    pub helper_dir: PathBuf,
 }
 
 impl Default for DockerSettings {
@@ -67,6 +72,7 @@ impl Default for DockerSettings {
             user: "65534:65534".into(),
             tmpfs_mb: 64,
             node_id: "wasmnode".into(),
+            helper_dir: std::env::temp_dir().join("wasmnode"),
         }
     }
 }
@@ -85,6 +91,8 @@ pub struct DockerUnavailable {
 pub struct DockerExecutor {
     docker: Docker,
     settings: DockerSettings,
+    /// The deadline backstop on the host.
+    helper: PathBuf,
 }
 
 impl DockerExecutor {
@@ -105,7 +113,17 @@ impl DockerExecutor {
             .map_err(|_| unavailable(&"no answer within 5 s"))?
             .map_err(|e| unavailable(&e))?;
         docker.ping().await.map_err(|e| unavailable(&e))?;
-        Ok(Self { docker, settings })
+        let helper = backstop::install(&settings.helper_dir).map_err(|e| {
+            unavailable(&format!(
+                "cannot install the deadline backstop under {}: {e}",
+                settings.helper_dir.display()
+            ))
+        })?;
+        Ok(Self {
+            docker,
+            settings,
+            helper,
+        })
     }
 
     /// Whether the engine answers now.
@@ -146,11 +164,19 @@ impl DockerExecutor {
 
     /// Whether `image` is present on this node.
     pub async fn has_image(&self, image: &str) -> Result<bool, TaskFailure> {
+        Ok(self.image(image).await?.is_some())
+    }
+
+    /// What the engine knows of `image`, if it is present.
+    async fn image(
+        &self,
+        image: &str,
+    ) -> Result<Option<bollard::models::ImageInspect>, TaskFailure> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
+            Ok(inspected) => Ok(Some(inspected)),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(false),
+            }) => Ok(None),
             Err(e) => Err(engine_error(e)),
         }
     }
@@ -203,6 +229,7 @@ impl DockerExecutor {
         &self,
         task: &TaskSpec,
         spec: &ImageRuntime,
+        argv: Vec<String>,
         ctx: &TaskContext,
     ) -> Result<ContainerCreateBody, TaskFailure> {
         let workspace = ctx
@@ -210,7 +237,10 @@ impl DockerExecutor {
             .as_ref()
             .ok_or_else(|| TaskFailure::internal("container tasks need a workspace"))?;
         open_permissions(workspace)?;
-        let mut binds = vec![format!("{}:{WORKSPACE}:rw", workspace.display())];
+        let mut binds = vec![
+            format!("{}:{WORKSPACE}:rw", workspace.display()),
+            format!("{}:{}:ro", self.helper.display(), backstop::MOUNT),
+        ];
         for mount in &task.mounts {
             let host = match &mount.source {
                 MountSource::Host(path) => path.clone(),
@@ -262,7 +292,8 @@ impl DockerExecutor {
         ]);
         Ok(ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            entrypoint: Some(backstop::entrypoint(limits.timeout, argv)),
+            cmd: Some(Vec::new()),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             user: Some(self.settings.user.clone()),
             working_dir: Some(WORKSPACE.into()),
@@ -346,13 +377,19 @@ impl Executor for DockerExecutor {
             ));
         };
         self.check_policy(spec)?;
-        if !self.has_image(&spec.image).await? {
+        let Some(image) = self.image(&spec.image).await? else {
             return Err(TaskFailure::backend_unavailable(format!(
                 "image `{}` is not present on this node and nodes never pull: preload it (`docker load -i image.tar`)",
                 spec.image
             )));
-        }
-        let body = self.container_body(&task, spec, &ctx)?;
+        };
+        let argv = command_of(&image, &spec.cmd).ok_or_else(|| {
+            TaskFailure::invalid_input(format!(
+                "image `{}` names no command, and the job gives none (runtime.cmd)",
+                spec.image
+            ))
+        })?;
+        let body = self.container_body(&task, spec, argv, &ctx)?;
         let name = container_name(&task.job_id);
         let created = self
             .docker
@@ -518,6 +555,22 @@ impl DockerExecutor {
         }
         Ok((ending, stdout, stderr))
     }
+}
+
+/// The command a container of `image` runs: the image's entrypoint
+/// followed by the job's `cmd` (or the image's own), as Docker would.
+fn command_of(image: &bollard::models::ImageInspect, cmd: &[String]) -> Option<Vec<String>> {
+    let config = image.config.as_ref();
+    let entrypoint = config
+        .and_then(|c| c.entrypoint.clone())
+        .unwrap_or_default();
+    let args = if cmd.is_empty() {
+        config.and_then(|c| c.cmd.clone()).unwrap_or_default()
+    } else {
+        cmd.to_vec()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(args).collect();
+    (!argv.is_empty()).then_some(argv)
 }
 
 /// `wasmnode-<job>-<random>`, keeping only characters Docker accepts.
