@@ -417,3 +417,184 @@ async fn the_node_registers_again_when_what_it_offers_changes() {
     }
     assert!(node.log().contains("registering again"), "{}", node.log());
 }
+
+#[tokio::test]
+async fn a_slow_control_plane_with_short_leases_gets_every_task_done_without_a_retry_storm() {
+    let cp = TestControlPlane::start().await;
+    cp.set_timing(1, Duration::from_secs(3));
+    cp.fixed_term_leases();
+    cp.set_latency(Duration::from_millis(300));
+    let artifacts = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_agent(
+        &cp.url(),
+        "w-slow",
+        &config(
+            artifacts.path(),
+            "max_parallel_tasks = 4\nlease_seconds = 3\n",
+        ),
+    )
+    .await;
+    let tasks = 40;
+    cp.submit((0..tasks).map(|i| {
+        TaskDef::new(
+            "s",
+            &format!("s{i:02}"),
+            "aggregation",
+            json!({"items_json": format!("[{{\"i\":{i}}}]")}),
+        )
+    }));
+    cp.wait_done(tasks, Duration::from_secs(300)).await;
+    assert_eq!(cp.completed().len(), tasks, "failed: {:?}", cp.failed());
+    let jobs: Value = node.get_json("/jobs?limit=1000").await;
+    for i in 0..tasks {
+        let prefix = format!("splai-s-s{i:02}-");
+        let runs: u64 = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|j| j["job_id"].as_str().unwrap().starts_with(&prefix))
+            .map(|j| j["attempts"].as_u64().unwrap())
+            .sum();
+        assert!(runs <= 2, "task s{i:02} ran {runs} times");
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health: Value = node.get_json("/health").await;
+        if health["control_plane"]["pending_reports"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reports left behind: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A hostile guest job that blocks until `gate` exists (mounted from `dir`).
+fn blocker(id: &str, dir: &std::path::Path) -> Value {
+    let mut job = wasm_job(
+        id,
+        "hostile",
+        json!({"action": "block", "until": "/gate/open"}),
+    );
+    job["runtime"]["mounts"] = json!([{"source": dir.display().to_string(), "target": "/gate"}]);
+    job
+}
+
+fn blocking_allowed(dir: &std::path::Path) -> String {
+    format!(
+        "[policy]\ncomponent_roots = [{:?}]\nmount_roots = [{:?}]\n[scheduler]\nmax_concurrent_jobs = 1\n",
+        test_guest_dir().display().to_string(),
+        dir.display().to_string()
+    )
+}
+
+#[tokio::test]
+async fn an_assignment_whose_lease_ran_out_before_it_could_start_is_not_started() {
+    let cp = TestControlPlane::start().await;
+    cp.set_timing(1, Duration::from_secs(2));
+    cp.fixed_term_leases();
+    let artifacts = tempfile::tempdir().unwrap();
+    let gate = tempfile::tempdir().unwrap();
+    let extra = format!("lease_seconds = 2\n{}", blocking_allowed(gate.path()));
+    let node =
+        NodeProcess::start_agent(&cp.url(), "w-lease", &config(artifacts.path(), &extra)).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .post(node.at("/jobs"))
+        .json(&blocker("hold", gate.path()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + WAIT;
+    while node.get_json("/jobs/hold").await["state"] != "running" {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cp.submit([TaskDef::new(
+        "l",
+        "l1",
+        "aggregation",
+        json!({"items_json": "[{\"a\":1}]"}),
+    )]);
+    while node.get_json("/jobs/splai-l-l1-a1").await["state"] != "queued" {
+        assert!(Instant::now() < deadline, "the assignment never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while !cp.lease_expired("l1") {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(gate.path().join("open"), b"").unwrap();
+    cp.wait_done(1, WAIT).await;
+    let stale: Value = node.get_json("/jobs/splai-l-l1-a1").await;
+    assert_eq!(
+        (
+            stale["state"].as_str(),
+            stale["error_code"].as_str(),
+            stale["attempts"].as_u64()
+        ),
+        (Some("cancelled"), Some("EXPIRED"), Some(0)),
+        "{stale}"
+    );
+    let report = &cp.completed()["l1"];
+    assert!(report.idempotency_key.ends_with(":l1:2"), "{report:?}");
+    assert!(
+        cp.reports()
+            .iter()
+            .all(|r| !r.idempotency_key.contains(":l1:1")),
+        "nothing was reported under the expired lease"
+    );
+}
+
+#[tokio::test]
+async fn a_task_handed_out_again_after_the_node_finished_it_gets_the_stored_result() {
+    let cp = TestControlPlane::start().await;
+    cp.set_timing(1, Duration::from_secs(2));
+    cp.fixed_term_leases();
+    cp.refuse_reports(true);
+    let artifacts = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start_agent(
+        &cp.url(),
+        "w-again",
+        &config(artifacts.path(), "max_parallel_tasks = 4\n"),
+    )
+    .await;
+    cp.submit([TaskDef::new(
+        "r",
+        "r1",
+        "aggregation",
+        json!({"items_json": "[{\"once\":true}]"}),
+    )]);
+    let deadline = Instant::now() + WAIT;
+    while node.get_json("/jobs/splai-r-r1-a1").await["state"] != "finished" {
+        assert!(Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its reports are refused until the lease has run out and the task was
+    // handed out again: the node then owes a Completed under each lease.
+    while node.get_json("/health").await["control_plane"]["pending_reports"] != 3 {
+        assert!(Instant::now() < deadline, "{}", node.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cp.refuse_reports(false);
+    cp.wait_done(1, WAIT).await;
+    let leases: Vec<String> = cp
+        .reports()
+        .iter()
+        .filter(|r| r.status == "Completed")
+        .map(|r| r.lease_id.clone())
+        .collect();
+    assert!(leases.contains(&"lease-2".to_string()), "{leases:?}");
+    let again: Value = node.get_json("/jobs/splai-r-r1-a2").await;
+    assert_eq!(
+        again["error"]["code"], "JOB_NOT_FOUND",
+        "not run again: {again}"
+    );
+    let first: Value = node.get_json("/jobs/splai-r-r1-a1").await;
+    assert_eq!(first["attempts"], 1);
+    assert!(
+        node.log().contains("already finished was handed out again"),
+        "{}",
+        node.log()
+    );
+}

@@ -260,6 +260,10 @@ pub struct ControlPlaneSection {
     pub refresh_seconds: u64,
     /// Largest answer read from the control plane, bytes.
     pub max_answer_bytes: u64,
+    /// The control plane's lease term in seconds, when its leases run a
+    /// fixed term from the assignment (heartbeats do not extend them): an
+    /// assignment not started within it is not started at all.
+    pub lease_seconds: Option<f64>,
 }
 
 impl Default for ControlPlaneSection {
@@ -273,6 +277,7 @@ impl Default for ControlPlaneSection {
             locality: None,
             refresh_seconds: 30,
             max_answer_bytes: 16 << 20,
+            lease_seconds: None,
         }
     }
 }
@@ -803,6 +808,15 @@ impl Config {
         if self.vera.callback_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "vera.callback_attempts must be at least 1".into(),
+            ));
+        }
+        if self
+            .control_plane
+            .lease_seconds
+            .is_some_and(|s| !(s.is_finite() && s > 0.0))
+        {
+            return Err(ConfigError::Invalid(
+                "control_plane.lease_seconds must be a positive number of seconds".into(),
             ));
         }
         if self.control_plane.max_parallel_tasks == Some(0) {

@@ -1,8 +1,10 @@
 //! A small SPLAI-protocol control plane for the tests (never shipped in the
 //! binary): registration, heartbeats, assignments under leases that expire
-//! and are re-assigned, reports deduplicated by task and idempotency key,
-//! dependencies between tasks, and a switch to take it down and up again on
-//! the same port.
+//! and are re-assigned (extended by heartbeats, or of a fixed term), reports deduplicated by task and idempotency key,
+//! dependencies between tasks, a switch to take it down and up again on
+//! the same port, and a slow mode in which it answers one request at a time,
+//! each after a delay (as a control plane that writes its state file on
+//! every request does).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -113,6 +115,12 @@ struct Inner {
     next_lease: u64,
     unauthorized: u64,
     refuse_reports: bool,
+    /// Each request waits this long, one request at a time.
+    latency: Duration,
+    /// Leases run for their term from the assignment; heartbeats do not extend them.
+    fixed_term: bool,
+    /// Taken by each request in slow mode.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Inner {
@@ -223,6 +231,16 @@ impl TestControlPlane {
         });
     }
 
+    /// Leases run for their term from the assignment, whatever the heartbeats.
+    pub fn fixed_term_leases(&self) {
+        self.inner.lock().unwrap().fixed_term = true;
+    }
+
+    /// Answers every request one at a time, each after `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.inner.lock().unwrap().latency = latency;
+    }
+
     /// Answers reports with 503 while `refuse` (the worker must keep them).
     pub fn refuse_reports(&self, refuse: bool) {
         self.inner.lock().unwrap().refuse_reports = refuse;
@@ -247,6 +265,16 @@ impl TestControlPlane {
             .get(worker)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Whether the current lease of `task` has run out.
+    pub fn lease_expired(&self, task: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap()
+            .leases
+            .get(task)
+            .is_some_and(|lease| lease.expires <= Instant::now())
     }
 
     /// Completed tasks: task id → the accepted report.
@@ -309,6 +337,21 @@ impl Drop for TestControlPlane {
 
 type Shared = State<Arc<Mutex<Inner>>>;
 
+/// In slow mode, waits for this request's turn and its delay; the returned
+/// guard holds the turn until the answer is built.
+async fn slow(state: &Arc<Mutex<Inner>>) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    let (latency, turn) = {
+        let inner = state.lock().unwrap();
+        (inner.latency, inner.turn.clone())
+    };
+    if latency.is_zero() {
+        return None;
+    }
+    let guard = turn.lock_owned().await;
+    tokio::time::sleep(latency).await;
+    Some(guard)
+}
+
 fn authorized(inner: &mut Inner, headers: &HeaderMap) -> Result<(), (StatusCode, Json<Value>)> {
     match &inner.token {
         Some(token)
@@ -330,6 +373,7 @@ async fn register(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
+    let _turn = slow(&state).await;
     let mut inner = state.lock().unwrap();
     if let Err(e) = authorized(&mut inner, &headers) {
         return e;
@@ -347,6 +391,7 @@ async fn heartbeat(
     headers: HeaderMap,
     Path(worker): Path<String>,
 ) -> (StatusCode, Json<Value>) {
+    let _turn = slow(&state).await;
     let mut inner = state.lock().unwrap();
     if let Err(e) = authorized(&mut inner, &headers) {
         return e;
@@ -363,8 +408,10 @@ async fn heartbeat(
         .or_default()
         .push(Instant::now());
     let ttl = inner.lease_ttl;
-    for lease in inner.leases.values_mut().filter(|l| l.worker == worker) {
-        lease.expires = Instant::now() + ttl;
+    if !inner.fixed_term {
+        for lease in inner.leases.values_mut().filter(|l| l.worker == worker) {
+            lease.expires = Instant::now() + ttl;
+        }
     }
     (StatusCode::OK, Json(json!({"accepted": true})))
 }
@@ -375,6 +422,7 @@ async fn assignments(
     Path(worker): Path<String>,
     Query(q): Query<PollQuery>,
 ) -> (StatusCode, Json<Value>) {
+    let _turn = slow(&state).await;
     let mut inner = state.lock().unwrap();
     if let Err(e) = authorized(&mut inner, &headers) {
         return e;
@@ -431,6 +479,7 @@ async fn report(
     headers: HeaderMap,
     Json(report): Json<Report>,
 ) -> (StatusCode, Json<Value>) {
+    let _turn = slow(&state).await;
     let mut inner = state.lock().unwrap();
     if let Err(e) = authorized(&mut inner, &headers) {
         return e;

@@ -4,7 +4,15 @@
 //! through the shared scheduler, and delivers every report through the
 //! durable outbox, retrying with capped exponential backoff and jitter until
 //! the control plane accepts it, across restarts.
+//!
+//! A slow control plane slows the node down instead of drowning it: no poll
+//! while assignments wait to start or reports wait to be delivered; an
+//! assignment whose fixed-term lease ran out before it could start is not
+//! started; and a task handed out again after the node already finished it
+//! gets the stored result reported under its new lease instead of a re-run.
 
+mod assignments;
+mod delivery;
 pub mod goliat;
 pub mod protocol;
 pub mod report;
@@ -13,10 +21,10 @@ pub mod status;
 
 use crate::facts::{self, Utilisation};
 use crate::node::Node;
-use crate::scheduler::{SubmitError, Submitted};
+use assignments::{Accepted, lease_check};
 use protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
-use report::{Channel, OutboxItem, ReportStatus};
-use std::collections::HashSet;
+use report::{Channel, Origin};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,6 +45,9 @@ pub struct AgentSettings {
     /// How often to check whether the registration is out of date (`None`:
     /// never, for protocols without a registration).
     pub refresh: Option<Duration>,
+    /// The control plane's fixed lease term, when it has one: an assignment
+    /// not started within it is not started at all.
+    pub lease: Option<Duration>,
 }
 
 /// Capped exponential backoff with jitter.
@@ -76,6 +87,8 @@ pub struct Agent {
     control_plane: Arc<dyn ControlPlane>,
     settings: AgentSettings,
     reregister: Arc<Notify>,
+    /// Told whenever a report left the outbox.
+    delivered: Notify,
     heartbeat_ms: Arc<AtomicU64>,
     /// What the control plane accepted last.
     registered: std::sync::Mutex<Option<Registration>>,
@@ -94,6 +107,7 @@ impl Agent {
             control_plane,
             settings,
             reregister: Arc::new(Notify::new()),
+            delivered: Notify::new(),
             heartbeat_ms: Arc::new(AtomicU64::new(5000)),
             registered: std::sync::Mutex::new(None),
         }
@@ -158,6 +172,9 @@ impl Agent {
     pub async fn run(self: Arc<Self>, stop: CancellationToken, flush: CancellationToken) {
         if !self.register(&stop).await {
             return;
+        }
+        if let Some(lease) = self.settings.lease {
+            self.node.scheduler.set_start_check(lease_check(lease));
         }
         self.spawn_heartbeats(flush.clone());
         if let Some(every) = self.settings.refresh {
@@ -257,11 +274,7 @@ impl Agent {
         let mut in_flight: HashSet<String> = match self.node.store.unfinished() {
             Ok(records) => records
                 .into_iter()
-                .filter(|r| {
-                    r.origin
-                        .as_ref()
-                        .is_some_and(report::Origin::is_control_plane)
-                })
+                .filter(|r| r.origin.as_ref().is_some_and(Origin::is_control_plane))
                 .map(|r| r.job_id)
                 .collect(),
             Err(e) => {
@@ -269,10 +282,13 @@ impl Agent {
                 HashSet::new()
             }
         };
+        // Assignments handed out again while an earlier attempt of theirs
+        // still runs, by that attempt's job id.
+        let mut deferred: HashMap<String, Assignment> = HashMap::new();
         let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
         loop {
             while let Ok(done) = terminal.try_recv() {
-                in_flight.remove(&done);
+                self.ended(&done, &mut in_flight, &mut deferred).await;
             }
             if stop.is_cancelled() {
                 return;
@@ -281,10 +297,18 @@ impl Agent {
                 .settings
                 .max_parallel_tasks
                 .saturating_sub(in_flight.len());
-            if free == 0 {
+            let held_back = match free {
+                0 => Some("every slot is taken".to_string()),
+                _ => self.held_back(&in_flight),
+            };
+            if let Some(reason) = held_back {
+                tracing::trace!(%reason, "not polling");
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    done = terminal.recv() => if let Ok(done) = done { in_flight.remove(&done); },
+                    done = terminal.recv() => if let Ok(done) = done {
+                        self.ended(&done, &mut in_flight, &mut deferred).await;
+                    },
+                    _ = self.delivered.notified() => {}
                     _ = tokio::time::sleep(self.settings.poll_interval) => {}
                 }
                 continue;
@@ -295,8 +319,15 @@ impl Agent {
                     backoff.reset();
                     let got_work = !assignments.is_empty();
                     for assignment in assignments {
-                        if let Some(id) = self.accept(assignment).await {
-                            in_flight.insert(id);
+                        match self.accept(assignment).await {
+                            Accepted::Running(id) => {
+                                in_flight.insert(id);
+                            }
+                            Accepted::After(earlier, assignment) => {
+                                in_flight.insert(earlier.clone());
+                                deferred.insert(earlier, *assignment);
+                            }
+                            Accepted::Done => {}
                         }
                     }
                     if got_work {
@@ -330,90 +361,22 @@ impl Agent {
         }
     }
 
-    /// Submits an assignment; one this node cannot run is reported failed at
-    /// once so the control plane does not wait for its lease to expire.
-    async fn accept(&self, assignment: Assignment) -> Option<String> {
-        let job_id = assignment.request.job_id.clone();
-        let origin = assignment.origin.clone();
-        match self
-            .node
-            .scheduler
-            .submit_from(assignment.request, Some(assignment.origin))
-            .await
+    /// Why the node should not ask for work now, if it should not: it
+    /// could not accept it, assignments still wait to start, or reports
+    /// still wait to be delivered.
+    fn held_back(&self, in_flight: &HashSet<String>) -> Option<String> {
+        if let Some(reason) = self.node.scheduler.refusal() {
+            return Some(reason);
+        }
+        if in_flight
+            .iter()
+            .any(|id| self.node.scheduler.is_waiting(id))
         {
-            Ok(Submitted::Accepted | Submitted::InFlight) => Some(job_id),
-            Ok(Submitted::Existing(record)) => (!record.state.is_terminal()).then_some(job_id),
-            Err(SubmitError::Rejected(failure)) => {
-                let report = OutboxItem {
-                    job_id: job_id.clone(),
-                    origin,
-                    status: ReportStatus::Failed,
-                    output_uri: None,
-                    error: Some(format!("{}: {}", failure.kind.code(), failure.message)),
-                    duration_ms: 0,
-                };
-                if let Err(e) = self.node.store.queue_report(report).await {
-                    tracing::error!(error = %e, "cannot queue the rejection report");
-                }
-                None
-            }
-            Err(e) => {
-                tracing::warn!(%job_id, error = %e, "assignment not accepted now; its lease will expire and it will be re-assigned");
-                None
-            }
+            return Some("assignments wait to start".into());
         }
-    }
-
-    /// Delivers outbox reports in order, until `flush` is cancelled and the
-    /// outbox is empty (the caller bounds that wait; the outbox is durable).
-    async fn deliver(self: Arc<Self>, flush: CancellationToken) {
-        let store = &self.node.store;
-        let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
-        loop {
-            let pending = match store.outbox(Channel::ControlPlane, 64) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the outbox");
-                    Vec::new()
-                }
-            };
-            if pending.is_empty() {
-                if flush.is_cancelled() {
-                    return;
-                }
-                tokio::select! {
-                    _ = flush.cancelled() => {}
-                    _ = store.outbox_ready(Channel::ControlPlane) => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                }
-                continue;
-            }
-            for (seq, item) in pending {
-                match self.control_plane.report(&item).await {
-                    Ok(()) => {
-                        self.node.control_plane.connected();
-                        backoff.reset();
-                        if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
-                            tracing::error!(seq, error = %e, "cannot drop a delivered report");
-                        }
-                    }
-                    Err(CpError::Rejected(why)) => {
-                        tracing::error!(seq, %why, status = item.status.as_str(), "the control plane refused a report for good; dropping it");
-                        if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
-                            tracing::error!(seq, error = %e, "cannot drop a refused report");
-                        }
-                    }
-                    Err(e) => {
-                        if e == CpError::UnknownWorker {
-                            self.reregister.notify_one();
-                        }
-                        self.node.control_plane.disconnected(&e.to_string());
-                        tokio::time::sleep(backoff.delay()).await;
-                        break;
-                    }
-                }
-            }
-        }
+        let pending = self.node.store.outbox_len(Channel::ControlPlane);
+        (pending > self.settings.max_parallel_tasks)
+            .then(|| format!("{pending} reports wait to be delivered"))
     }
 }
 

@@ -89,4 +89,9 @@ pub trait ControlPlane: Send + Sync {
     async fn poll(&self, max: usize) -> Result<Vec<Assignment>, CpError>;
     /// Delivers one report; a duplicate the control plane already has counts as delivered.
     async fn report(&self, item: &OutboxItem) -> Result<(), CpError>;
+    /// The local job ids the earlier attempts of `assignment`'s task would
+    /// have had, newest first (none for protocols without attempts).
+    fn earlier_attempts(&self, _assignment: &Assignment) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -61,6 +61,11 @@ pub enum ReportStatus {
 }
 
 impl ReportStatus {
+    /// Whether this is a task's last word (completed or failed).
+    pub fn is_final(self) -> bool {
+        self != Self::Running
+    }
+
     /// The protocol name.
     pub fn as_str(self) -> &'static str {
         match self {

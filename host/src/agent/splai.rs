@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use wasmnode_runtime::peer;
 
+/// Earlier attempts of a task looked for when it is handed out again.
+const MAX_EARLIER_ATTEMPTS: usize = 16;
+
 /// Default heartbeat interval when the control plane names none.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -199,6 +202,23 @@ impl ControlPlane for SplaiClient {
             .into_iter()
             .map(WireAssignment::into_assignment)
             .collect())
+    }
+
+    fn earlier_attempts(&self, assignment: &Assignment) -> Vec<String> {
+        let Origin::Splai {
+            job_id,
+            task_id,
+            attempt,
+            ..
+        } = &assignment.origin
+        else {
+            return Vec::new();
+        };
+        (1..*attempt)
+            .rev()
+            .take(MAX_EARLIER_ATTEMPTS)
+            .map(|a| local_job_id(job_id, task_id, a))
+            .collect()
     }
 
     async fn report(&self, item: &OutboxItem) -> Result<(), CpError> {

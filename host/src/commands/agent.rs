@@ -62,6 +62,10 @@ pub async fn execute(
                 refresh: Some(Duration::from_secs(
                     config.control_plane.refresh_seconds.max(1),
                 )),
+                lease: config
+                    .control_plane
+                    .lease_seconds
+                    .map(Duration::from_secs_f64),
             },
         ),
         Protocol::Goliat => {
@@ -110,6 +114,7 @@ pub async fn execute(
                     backoff_max,
                     locality: None,
                     refresh: None,
+                    lease: None,
                 },
             )
         }

@@ -82,6 +82,11 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+/// Decides, just before a job starts, whether it still may; a job refused
+/// ends as cancelled with code `EXPIRED` and the given reason, and nothing
+/// is reported for it (whoever installed the check owns that decision).
+pub type StartCheck = Arc<dyn Fn(&JobRecord) -> Result<(), String> + Send + Sync>;
+
 /// A successful submission.
 #[derive(Debug)]
 pub enum Submitted {
@@ -136,6 +141,7 @@ struct Inner {
     wake: Notify,
     changed: Notify,
     terminal: broadcast::Sender<String>,
+    start_check: Mutex<Option<StartCheck>>,
 }
 
 /// The job scheduler (cheap to clone).
@@ -172,6 +178,7 @@ impl Scheduler {
             wake: Notify::new(),
             changed: Notify::new(),
             terminal: broadcast::channel(1024).0,
+            start_check: Mutex::new(None),
         });
         let scheduler = Self { inner };
         scheduler.recover().await?;
@@ -336,6 +343,33 @@ impl Scheduler {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Installs the check every job passes just before it starts.
+    pub fn set_start_check(&self, check: StartCheck) {
+        *self.inner.start_check.lock().expect("start check lock") = Some(check);
+    }
+
+    /// Why new jobs would be refused now (draining, a store that cannot be
+    /// written, a nearly full disk), or `None` when they would be accepted.
+    pub fn refusal(&self) -> Option<String> {
+        if self.is_draining() {
+            return Some(SubmitError::Draining.to_string());
+        }
+        if let Some(reason) = self.inner.store.degraded() {
+            return Some(StoreError::Unavailable(reason).to_string());
+        }
+        self.check_disk().err().map(|e| e.to_string())
+    }
+
+    /// Whether `job_id` waits in the queue.
+    pub fn is_waiting(&self, job_id: &str) -> bool {
+        self.inner
+            .state
+            .lock()
+            .expect("scheduler lock")
+            .queue
+            .contains(job_id)
     }
 
     /// Ids of jobs reaching a terminal state, as they do.

@@ -56,6 +56,11 @@ impl JobQueue {
         self.index.len()
     }
 
+    /// Whether `id` is waiting.
+    pub fn contains(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+
     /// Total size of the waiting jobs' requests, bytes.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -149,7 +154,9 @@ mod tests {
         let t = Instant::now();
         q.push("a".into(), 1, Priority::Normal, t, 7);
         assert_eq!((q.len(), q.bytes()), (1, 7));
+        assert!(q.contains("a"));
         assert!(q.remove("a"));
+        assert!(!q.contains("a"));
         assert!(!q.remove("a"));
         assert_eq!(q.bytes(), 0);
         assert_eq!(q.pop(t), None);

@@ -77,6 +77,25 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
             "the request of queued job {job_id} is missing from the store"
         )));
     };
+    let check = inner.start_check.lock().expect("start check lock").clone();
+    if let Some(Err(reason)) = check.map(|check| check(&record)) {
+        tracing::info!(%job_id, %reason, "job not started");
+        record.state = JobState::Cancelled;
+        record.finished_at_ms = Some(now_ms());
+        record.result = Some(JobResult::error("EXPIRED", reason));
+        let task_type = record.task_type.clone();
+        inner.store.put_reporting(record, None, None).await?;
+        {
+            let mut state = inner.state.lock().expect("scheduler lock");
+            state.running.remove(job_id);
+            state.executing -= 1;
+        }
+        let _ = inner.terminal.send(job_id.to_string());
+        inner.announce(job_id, JobState::Cancelled, Some("EXPIRED"), &task_type);
+        inner.changed.notify_waiters();
+        inner.wake.notify_one();
+        return Ok(());
+    }
     record.state = JobState::Running;
     record.attempts += 1;
     record.started_at_ms = Some(now_ms());
