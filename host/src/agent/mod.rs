@@ -246,6 +246,8 @@ impl Agent {
                 memory_utilization: memory,
                 health: if self.node.scheduler.is_draining() {
                     "draining"
+                } else if self.node.scheduler.refusal().is_some() {
+                    "degraded"
                 } else {
                     "healthy"
                 }

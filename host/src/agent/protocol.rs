@@ -41,7 +41,7 @@ pub struct Heartbeat {
     pub cpu_utilization: f64,
     /// Memory utilisation, 0..1.
     pub memory_utilization: f64,
-    /// `healthy` or `draining`.
+    /// `healthy`, `degraded` (it refuses new work: a full disk, a store that cannot be written) or `draining`.
     pub health: String,
     /// Seconds since the Unix epoch.
     pub timestamp_unix: u64,
