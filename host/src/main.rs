@@ -22,6 +22,12 @@ use cli::{Cli, Command, StoreCommand, ToolCommand};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Past a file-size limit (RLIMIT_FSIZE) a write should fail, and the
+    // store degrade and heal, rather than the kernel kill the node.
+    // SAFETY: setting a signal's disposition to "ignore" before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     if let Err(e) = telemetry::init(cli.log_format, &cli.log) {
         eprintln!("error: {e:#}");

@@ -10,11 +10,19 @@ fn store_path(config_file: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Pat
     Ok(config.node.data_dir.join("jobs.redb"))
 }
 
+fn sound(repaired: bool) -> &'static str {
+    if repaired { "repaired in place" } else { "ok" }
+}
+
 /// Verifies every page and prints what the store holds.
 pub fn check(config_file: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Printed> {
     let path = store_path(config_file, args)?;
-    let census = store::check(&path)?;
-    out(&format!("{}: ok, {census}\n", path.display()));
+    let (census, repaired) = store::check(&path)?;
+    out(&format!(
+        "{}: {}, {census}\n",
+        path.display(),
+        sound(repaired)
+    ));
     Ok(Printed { status: 0 })
 }
 
@@ -22,8 +30,12 @@ pub fn check(config_file: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Prin
 pub fn repair(config_file: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Printed> {
     let path = store_path(config_file, args)?;
     match store::repair(&path)? {
-        Repaired::InPlace(census) => {
-            out(&format!("{}: ok, {census}\n", path.display()));
+        Repaired::InPlace { census, repaired } => {
+            out(&format!(
+                "{}: {}, {census}\n",
+                path.display(),
+                sound(repaired)
+            ));
         }
         Repaired::Rebuilt {
             census,

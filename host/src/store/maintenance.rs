@@ -3,7 +3,7 @@
 //! can still be read (the damaged file is kept beside it).
 
 use super::StoreError;
-use super::open::{open_checked, open_db, quietly};
+use super::open::{builder, open_checked, open_db, quietly};
 use super::records::{JobRecord, JobResult, JobState, now_ms};
 use super::tables::{self, JOBS, LOGS, OUTBOX, OUTPUTS, REQUESTS, Write};
 use redb::{Database, ReadableDatabase, ReadableTable, TableHandle};
@@ -31,26 +31,33 @@ impl std::fmt::Display for Census {
     }
 }
 
-/// Verifies every page of the store at `path` (the node must be stopped).
-pub fn check(path: &Path) -> Result<Census, StoreError> {
+/// Verifies every page of the store at `path` (the node must be stopped);
+/// redb repairs in place what it can (the answer says whether it did).
+pub fn check(path: &Path) -> Result<(Census, bool), StoreError> {
     if !path.exists() {
         return Err(StoreError::Open {
             path: path.display().to_string(),
             message: "no such file".into(),
         });
     }
-    let db = open_checked(path)?;
-    census(&db).map_err(|e| StoreError::Damaged {
+    let (db, repaired) = open_checked(path)?;
+    let census = census(&db).map_err(|e| StoreError::Damaged {
         path: path.display().to_string(),
         message: e.to_string(),
-    })
+    })?;
+    Ok((census, repaired))
 }
 
 /// What a repair did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repaired {
     /// The store was sound, or redb repaired it in place.
-    InPlace(Census),
+    InPlace {
+        /// What it holds.
+        census: Census,
+        /// Whether redb repaired anything.
+        repaired: bool,
+    },
     /// The store was rebuilt from what could be read; the damaged file was
     /// moved to `moved_to`.
     Rebuilt {
@@ -68,9 +75,9 @@ pub enum Repaired {
 /// output and pending report that can still be read into a new store.
 pub fn repair(path: &Path) -> Result<Repaired, StoreError> {
     match open_checked(path) {
-        Ok(db) => {
+        Ok((db, repaired)) => {
             return census(&db)
-                .map(Repaired::InPlace)
+                .map(|census| Repaired::InPlace { census, repaired })
                 .map_err(|e| StoreError::Read(e.to_string()));
         }
         Err(StoreError::Damaged { .. }) => {}
@@ -108,7 +115,7 @@ fn census(db: &Database) -> Result<Census, redb::Error> {
 /// Copies what `damaged` still yields into `fresh`; returns how many
 /// unfinished jobs lost their request.
 fn salvage(damaged: &Path, fresh: &Database) -> usize {
-    let old = match quietly(|| open_db(damaged)) {
+    let old = match quietly(|| builder(false).create(damaged)) {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "nothing could be read from the damaged store");

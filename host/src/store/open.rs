@@ -30,7 +30,8 @@ pub fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-fn builder(check_integrity: bool) -> redb::Builder {
+/// A builder with the store's settings.
+pub fn builder(check_integrity: bool) -> redb::Builder {
     let mut builder = Database::builder();
     builder
         .set_cache_size(CACHE_BYTES)
@@ -41,21 +42,27 @@ fn builder(check_integrity: bool) -> redb::Builder {
 /// Opens (or creates) the database at `path` and brings it to this
 /// version's layout.
 pub fn open_db(path: &Path) -> Result<Database, StoreError> {
-    open_with(path, false)
+    open_with(path, builder(false))
 }
 
-/// Like [`open_db`], verifying (and where redb can, repairing) every page first.
-pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
-    open_with(path, true)
+/// Like [`open_db`], verifying every page first and letting redb repair
+/// what it can; also says whether it repaired anything.
+pub fn open_checked(path: &Path) -> Result<(Database, bool), StoreError> {
+    let repaired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut builder = builder(true);
+    let flag = repaired.clone();
+    builder.set_repair_callback(move |_| flag.store(true, std::sync::atomic::Ordering::Relaxed));
+    let db = open_with(path, builder)?;
+    Ok((db, repaired.load(std::sync::atomic::Ordering::Relaxed)))
 }
 
-fn open_with(path: &Path, check_integrity: bool) -> Result<Database, StoreError> {
+fn open_with(path: &Path, builder: redb::Builder) -> Result<Database, StoreError> {
     let shown = path.display().to_string();
     let damaged = |message: String| StoreError::Damaged {
         path: shown.clone(),
         message,
     };
-    let opened = quietly(|| builder(check_integrity).create(path)).map_err(&damaged)?;
+    let opened = quietly(|| builder.create(path)).map_err(&damaged)?;
     let db = match opened {
         Ok(db) => db,
         Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(message))) => {
