@@ -92,6 +92,8 @@ pub struct NodeProcess {
     port: u16,
     log: PathBuf,
     command: Vec<String>,
+    /// `prlimit` options the node starts under (e.g. `--nofile=256:256`).
+    limits: Vec<String>,
 }
 
 impl NodeProcess {
@@ -117,13 +119,20 @@ impl NodeProcess {
 
     /// Starts `wasmnode COMMAND...` with `config_toml`.
     pub async fn start_command(command: &[&str], config_toml: &str) -> Self {
+        Self::start_limited(command, config_toml, &[]).await
+    }
+
+    /// Starts `wasmnode COMMAND...` with `config_toml` under the resource
+    /// limits `prlimit` options give (e.g. `--nofile=256:256`).
+    pub async fn start_limited(command: &[&str], config_toml: &str, limits: &[&str]) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config = data_dir.path().join("node.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let port = free_port();
         let log = data_dir.path().join("node.log");
         let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
-        let child = spawn_node(&command, &config, data_dir.path(), port, &log);
+        let limits: Vec<String> = limits.iter().map(|s| s.to_string()).collect();
+        let child = spawn_node(&command, &config, data_dir.path(), port, &log, &limits);
         let node = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -132,6 +141,7 @@ impl NodeProcess {
             port,
             log,
             command,
+            limits,
         };
         node.wait_ready().await;
         node
@@ -155,6 +165,39 @@ impl NodeProcess {
             .json()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// A line of the node's `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the node's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Resident memory now, MiB.
+    pub fn rss_mib(&self) -> u64 {
+        self.memory_kib("VmRSS") >> 10
+    }
+
+    /// The most resident memory the process has had, MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        self.memory_kib("VmHWM") >> 10
+    }
+
+    /// Sets the node's resource limits while it runs (`prlimit --pid`
+    /// options, e.g. `--fsize=100000:`).
+    pub fn set_limit(&self, option: &str) {
+        let status = Command::new("prlimit")
+            .arg("--pid")
+            .arg(self.pid().to_string())
+            .arg(option)
+            .status()
+            .expect("prlimit");
+        assert!(status.success(), "prlimit {option} failed");
     }
 
     /// The node's log so far.
@@ -216,6 +259,7 @@ impl NodeProcess {
             self.data_dir.path(),
             self.port,
             &self.log,
+            &self.limits,
         );
         self.wait_ready().await;
     }
@@ -234,14 +278,23 @@ fn spawn_node(
     data_dir: &std::path::Path,
     port: u16,
     log: &std::path::Path,
+    limits: &[String],
 ) -> std::process::Child {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("log file");
-    Command::new(binary())
-        .arg("--config")
+    // `prlimit OPTIONS -- wasmnode ...` sets the limits and execs the node,
+    // which keeps prlimit's process id.
+    let mut node = if limits.is_empty() {
+        Command::new(binary())
+    } else {
+        let mut prlimit = Command::new("prlimit");
+        prlimit.args(limits).arg("--").arg(binary());
+        prlimit
+    };
+    node.arg("--config")
         .arg(config)
         .args(command)
         .arg("--listen")

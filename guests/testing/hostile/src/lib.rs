@@ -22,6 +22,10 @@ impl Guest for Hostile {
         let n = |key: &str, default: u64| input[key].as_u64().unwrap_or(default);
         match action {
             "echo" => Ok(input.to_string()),
+            "deep" => {
+                let depth = n("depth", 1) as usize;
+                Ok("[".repeat(depth) + &"]".repeat(depth))
+            }
             "env" => Ok(json!({
                 "env": std::env::vars().collect::<Vec<_>>(),
                 "args": std::env::args().collect::<Vec<_>>(),
