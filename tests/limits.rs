@@ -1,1 +1,422 @@
-//! placeholder
+//! Memory stays bounded and the API keeps answering whatever clients and
+//! peers do, against the real binary: large queued payloads through list
+//! and restart, event streams of clients that hang up, submitter-chosen
+//! metric labels, slow clients under a small descriptor limit, endless
+//! control-plane answers and model downloads.
+
+use axum::body::Body;
+use axum::routing::{get, post};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use wasmnode_e2e::{NodeProcess, test_guest_dir, wait_terminal, wasm_job};
+
+const WAIT: Duration = Duration::from_secs(120);
+/// Resident memory the node may reach in these tests.
+const CEILING_MIB: u64 = 150;
+
+fn blocking_allowed(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[policy]\ncomponent_roots = [{:?}]\nmount_roots = [{:?}]\n{extra}",
+        test_guest_dir().display().to_string(),
+        dir.display().to_string()
+    )
+}
+
+/// A job that blocks until the file `open` appears in `dir`.
+fn blocker(id: &str, dir: &std::path::Path) -> Value {
+    let mut job = wasm_job(
+        id,
+        "hostile",
+        json!({"action": "block", "until": "/gate/open"}),
+    );
+    job["runtime"]["mounts"] = json!([{"source": dir.display().to_string(), "target": "/gate"}]);
+    job
+}
+
+async fn submit(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> u16 {
+    client
+        .post(node.at("/jobs"))
+        .json(job)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn wait_running(node: &NodeProcess, id: &str) {
+    let deadline = Instant::now() + WAIT;
+    while node.get_json(&format!("/jobs/{id}")).await["state"] != "running" {
+        assert!(Instant::now() < deadline, "{id} never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A local HTTP server for `app`; returns its base URL.
+async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// A body that never ends (1 MiB chunks), without a length.
+fn endless() -> Body {
+    let chunk = axum::body::Bytes::from(vec![b'['; 1 << 20]);
+    Body::from_stream(futures::stream::repeat_with(move || {
+        Ok::<_, std::io::Error>(chunk.clone())
+    }))
+}
+
+#[tokio::test]
+async fn listing_and_restarting_with_large_queued_payloads_stays_small() {
+    let gate = tempfile::tempdir().unwrap();
+    let extra = "[scheduler]\nmax_concurrent_jobs = 1\n";
+    let mut node = NodeProcess::start(&blocking_allowed(gate.path(), extra)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        submit(&client, &node, &blocker("hold", gate.path())).await,
+        200
+    );
+    wait_running(&node, "hold").await;
+    let pad = "x".repeat(4 << 20);
+    for i in 0..40 {
+        let job = wasm_job(
+            &format!("big-{i}"),
+            "builtin:aggregation",
+            json!({"items_json": "[]", "pad": pad}),
+        );
+        assert_eq!(submit(&client, &node, &job).await, 200);
+    }
+    for _ in 0..3 {
+        let list = node.get_json("/jobs?limit=1000").await;
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 41);
+        let queued = node.get_json("/jobs?state=queued&limit=1000").await;
+        assert_eq!(queued["jobs"].as_array().unwrap().len(), 40);
+    }
+    let peak = node.peak_rss_mib();
+    assert!(
+        peak < CEILING_MIB,
+        "{peak} MiB while holding 160 MiB of queued payloads"
+    );
+
+    node.crash_and_restart().await;
+    let queued = node.get_json("/jobs?limit=1000").await;
+    assert_eq!(queued["jobs"].as_array().unwrap().len(), 41);
+    let peak = node.peak_rss_mib();
+    assert!(
+        peak < CEILING_MIB,
+        "{peak} MiB after recovering 160 MiB of queued payloads"
+    );
+}
+
+#[tokio::test]
+async fn event_streams_of_clients_that_hang_up_are_released_and_streams_are_capped() {
+    let gate = tempfile::tempdir().unwrap();
+    let extra = "[scheduler]\nmax_concurrent_jobs = 1\n[api]\nmax_event_streams = 8\n";
+    let node = NodeProcess::start(&blocking_allowed(gate.path(), extra)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        submit(&client, &node, &blocker("hold", gate.path())).await,
+        200
+    );
+    wait_running(&node, "hold").await;
+    let jobs = 600;
+    for i in 0..jobs {
+        let job = wasm_job(
+            &format!("w{i}"),
+            "builtin:aggregation",
+            json!({"items_json": "[]"}),
+        );
+        assert_eq!(submit(&client, &node, &job).await, 200);
+    }
+    let before = node.rss_mib();
+    // Each client reads the queued job's first event and hangs up.
+    for i in 0..jobs {
+        let response = client
+            .get(node.at(&format!("/jobs/w{i}/events")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "stream {i}");
+        let mut body = response.bytes_stream();
+        let first = body.next().await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&first).contains("queued"));
+    }
+    // A stream the node holds at the cap is answered with 429; the ones
+    // dropped above left nothing behind.
+    let mut open = Vec::new();
+    for i in 0..8 {
+        let response = client
+            .get(node.at(&format!("/jobs/w{i}/events")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "stream {i} of 8");
+        open.push(response);
+    }
+    let refused = client.get(node.at("/jobs/w9/events")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TOO_MANY_STREAMS");
+    drop(open);
+    let grown = node.rss_mib().saturating_sub(before);
+    assert!(grown < 24, "{grown} MiB kept after {jobs} dropped streams");
+    assert!(node.peak_rss_mib() < CEILING_MIB);
+    // Once the clients are gone, streams open again.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = client
+            .get(node.at("/jobs/w9/events"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "streams stayed refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn submitter_chosen_task_types_cannot_grow_the_metrics() {
+    let node = NodeProcess::start("").await;
+    let client = reqwest::Client::new();
+    let huge = wasm_job("huge", "builtin:aggregation", json!({"items_json": "[]"}));
+    let mut huge = huge;
+    huge["task"]["type"] = json!("t".repeat(1 << 20));
+    let r = client
+        .post(node.at("/jobs"))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    for i in 0..150 {
+        let mut job = wasm_job(
+            &format!("typed-{i}"),
+            "builtin:aggregation",
+            json!({"items_json": "[]"}),
+        );
+        job["task"]["type"] = json!(format!("type-{i}"));
+        assert_eq!(submit(&client, &node, &job).await, 200);
+    }
+    wait_terminal(&client, &node, "typed-149", WAIT).await;
+    let metrics = client
+        .get(node.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let submitted = metrics
+        .lines()
+        .filter(|l| l.starts_with("wasmnode_jobs_submitted_total{"))
+        .count();
+    assert!(submitted <= 65, "{submitted} label values");
+    assert!(
+        metrics.contains("task_type=\"other\""),
+        "the rest counted as other"
+    );
+    assert!(
+        metrics.len() < 256 << 10,
+        "{} bytes of metrics",
+        metrics.len()
+    );
+}
+
+#[tokio::test]
+async fn slow_clients_never_stop_health_answering_under_a_small_descriptor_limit() {
+    let node = NodeProcess::start_limited(
+        &["serve"],
+        "[api]\nheader_timeout_seconds = 30\n",
+        &["--nofile=256:256"],
+    )
+    .await;
+    let address = node.url.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let _ = stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await;
+        slow.push(stream);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    for round in 0..10 {
+        let health = client.get(node.at("/health")).send().await;
+        assert!(
+            health.as_ref().is_ok_and(|r| r.status() == 200),
+            "round {round}: {health:?}"
+        );
+    }
+    let job = wasm_job(
+        "still-works",
+        "builtin:aggregation",
+        json!({"items_json": "[]"}),
+    );
+    let patient = reqwest::Client::new();
+    assert_eq!(submit(&patient, &node, &job).await, 200);
+    let done = wait_terminal(&patient, &node, "still-works", WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    drop(slow);
+    assert!(
+        !node.log().contains("Too many open files"),
+        "{}",
+        node.log()
+    );
+}
+
+#[tokio::test]
+async fn endless_control_plane_answers_are_cut_off_while_they_arrive() {
+    let app = axum::Router::new()
+        .route(
+            "/v1/workers/register",
+            post(|| async {
+                axum::Json(json!({"accepted": true, "heartbeat_interval_seconds": 1}))
+            }),
+        )
+        .route(
+            "/v1/workers/{id}/heartbeat",
+            post(|| async { axum::Json(json!({"accepted": true})) }),
+        )
+        .route("/v1/workers/{id}/assignments", get(|| async { endless() }));
+    let url = serve(app).await;
+    let node = NodeProcess::start_agent(
+        &url,
+        "w-endless",
+        "[control_plane]\npoll_millis = 100\nbackoff_max_seconds = 1\n",
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health = node.get_json("/health").await;
+        let error = health["control_plane"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if error.contains("larger than") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peak = node.peak_rss_mib();
+    assert!(
+        peak < CEILING_MIB,
+        "{peak} MiB reading an endless poll answer"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_goliat_config_is_cut_off_while_it_arrives() {
+    let app = axum::Router::new()
+        .route("/api/heartbeat", post(|| async { "ok" }))
+        .route(
+            "/api/assignment",
+            get(|| async {
+                axum::Json(json!({"id": "a1", "config_url": "/config.json", "split_index": 0}))
+            }),
+        )
+        .route("/config.json", get(|| async { endless() }))
+        .route("/api/report", post(|| async { "ok" }));
+    let url = serve(app).await;
+    let config = format!(
+        "[goliat]\npoll_seconds = 1\nheartbeat_seconds = 1\n[goliat.job]\ncomponent = {:?}\n[control_plane]\nbackoff_max_seconds = 1\n",
+        test_guest_dir().join("hostile.wasm").display().to_string()
+    );
+    let node = NodeProcess::start_command(
+        &[
+            "agent",
+            "--protocol",
+            "goliat",
+            "--control-plane",
+            &url,
+            "--machine-id",
+            "m1",
+        ],
+        &config,
+    )
+    .await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let health = node.get_json("/health").await;
+        let error = health["control_plane"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if error.contains("larger than") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let peak = node.peak_rss_mib();
+    assert!(peak < CEILING_MIB, "{peak} MiB reading an endless config");
+}
+
+#[tokio::test]
+async fn model_downloads_stop_at_their_size_limit() {
+    let app = axum::Router::new()
+        .route("/endless.bin", get(|| async { endless() }))
+        .route(
+            "/declared.bin",
+            get(|| async {
+                axum::response::Response::builder()
+                    .header("content-length", "3000000000")
+                    .body(endless())
+                    .unwrap()
+            }),
+        );
+    let url = serve(app).await;
+    let node = NodeProcess::start("[llm]\nmax_download_bytes = 4194304\n").await;
+    let client = reqwest::Client::new();
+    for file in ["endless.bin", "declared.bin"] {
+        let id = file.trim_end_matches(".bin");
+        let job = json!({"protocol_version": 1, "job_id": id, "task": {"type": "model_download",
+            "payload": {"model": "org/model", "source": "url", "url": format!("{url}/{file}"),
+                "sha256": "0".repeat(64)}}, "runtime": {"mode": "auto"}});
+        assert_eq!(submit(&client, &node, &job).await, 200);
+        let done = wait_terminal(&client, &node, id, WAIT).await;
+        assert_eq!(done["error"]["code"], "OUTPUT_EXCEEDED", "{done}");
+        assert!(
+            done["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_download_bytes"),
+            "{done}"
+        );
+    }
+    let cache = node.data_dir.path().join("models");
+    let files: Vec<String> = walk(&cache);
+    assert!(
+        files.iter().all(|f| f.ends_with(".lock")),
+        "nothing but lock files stays in the cache: {files:?}"
+    );
+    assert!(node.peak_rss_mib() < CEILING_MIB);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                found.push(entry.path().display().to_string());
+            }
+        }
+    }
+    found
+}

@@ -227,6 +227,12 @@ impl JobRequest {
 
     /// The task this job runs.
     pub fn to_task(&self) -> TaskSpec {
+        self.clone().into_task()
+    }
+
+    /// The task this job runs, taking the request apart (no copy of the
+    /// payload).
+    pub fn into_task(self) -> TaskSpec {
         let rt = &self.runtime;
         let runtime = match rt.mode.as_str() {
             "image" => Runtime::Image(ImageRuntime {
@@ -257,14 +263,15 @@ impl JobRequest {
                 writable: m.mode == "rw",
             })
             .collect();
+        let limits = rt.limits.clone();
         TaskSpec {
-            job_id: self.job_id.clone(),
             task_id: self.job_id.clone(),
-            task_type: self.task.task_type.clone(),
-            payload: self.task.payload.clone(),
+            job_id: self.job_id,
+            task_type: self.task.task_type,
+            payload: self.task.payload,
             runtime,
             mounts,
-            limits: rt.limits.clone(),
+            limits,
         }
     }
 }

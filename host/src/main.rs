@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    facts::tune_allocator();
     let cli = Cli::parse();
     if let Err(e) = telemetry::init(cli.log_format, &cli.log) {
         eprintln!("error: {e:#}");

@@ -238,18 +238,22 @@ impl Scheduler {
         request.validate()?;
         let (canonical, hash) = JobRecord::canonical(&request);
         let bytes = canonical.len() as u64;
+        // The record takes what it needs; routing takes the request apart.
+        let mut record = JobRecord::queued(&request, &canonical, 0, now_ms());
+        let priority = Priority::parse(request.priority.as_deref());
         inner
             .router
-            .plan(request.to_task())
+            .plan(request.into_task())
             .map_err(SubmitError::Rejected)?;
-        let Some(reserved) = self.reserve(&request.job_id, &hash, bytes)? else {
+        let job_id = record.job_id.clone();
+        let Some(reserved) = self.reserve(&job_id, &hash, bytes)? else {
             return Ok(Submitted::InFlight);
         };
-        if let Some(existing) = inner.store.get(&request.job_id)? {
+        if let Some(existing) = inner.store.get(&job_id)? {
             return if existing.spec_hash == hash {
                 Ok(Submitted::Existing(Box::new(existing)))
             } else {
-                Err(SubmitError::Conflict(request.job_id.clone()))
+                Err(SubmitError::Conflict(job_id))
             };
         }
         if let Some(reason) = inner.store.degraded() {
@@ -258,7 +262,7 @@ impl Scheduler {
         self.check_disk()?;
         self.check_capacity()?;
         let seq = inner.store.next_seq();
-        let mut record = JobRecord::queued(&request, &canonical, seq, now_ms());
+        record.seq = seq;
         if let Some(Origin::Callback { url }) = &origin {
             record.callback = Some(crate::store::CallbackStatus {
                 url: url.clone(),
@@ -270,7 +274,7 @@ impl Scheduler {
         record.origin = origin;
         let label = inner.metrics.type_label(&record.task_type);
         inner.store.accept(record, canonical).await?;
-        reserved.enqueue(seq, Priority::parse(request.priority.as_deref()));
+        reserved.enqueue(seq, priority);
         inner.metrics.submitted.get_or_create(&label).inc();
         inner.wake.notify_one();
         Ok(Submitted::Accepted)

@@ -120,8 +120,7 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
             cancel,
             events: Some(task_inner.events.sink(&record.job_id)),
         };
-        let result = task_inner.router.run(request.to_task(), options).await;
-        drop(request);
+        let result = task_inner.router.run(request.into_task(), options).await;
         let label = task_inner.metrics.type_label(&record.task_type);
         task_inner
             .metrics
