@@ -4,7 +4,7 @@
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
-use wasmnode_e2e::{NodeProcess, test_guest_dir, wait_terminal, wasm_job};
+use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir, wait_state, wait_terminal, wasm_job};
 
 fn guests_allowed(extra: &str) -> String {
     format!(
@@ -124,15 +124,11 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
 
 #[tokio::test]
 async fn events_stream_state_changes_and_output_in_order() {
-    let node = NodeProcess::start(&guests_allowed("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
+    let gate = Gate::new();
+    let node = NodeProcess::start(&gate.policy("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
     let client = reqwest::Client::new();
     // A blocker keeps the slot busy so the followed job is still queued when we subscribe.
-    post(
-        &client,
-        &node,
-        &wasm_job("blocker", "hostile", json!({"action": "sleep", "ms": 700})),
-    )
-    .await;
+    post(&client, &node, &gate.job("blocker")).await;
     post(
         &client,
         &node,
@@ -151,6 +147,14 @@ async fn events_stream_state_changes_and_output_in_order() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = String::new();
     let mut stream = response.bytes_stream();
+    // The first event (queued) arrived: let the blocker go.
+    let first = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("the first event in time")
+        .unwrap()
+        .unwrap();
+    body.push_str(&String::from_utf8_lossy(&first));
+    gate.open();
     while let Some(chunk) = tokio::time::timeout(WAIT, stream.next())
         .await
         .expect("events in time")
@@ -260,21 +264,16 @@ fn humantime_ms(rfc3339: &str) -> u64 {
 
 #[tokio::test]
 async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_clearly() {
-    let node = NodeProcess::start(&guests_allowed(
+    let gate = Gate::new();
+    let node = NodeProcess::start(&gate.policy(
         "[scheduler]\nmax_concurrent_jobs = 1\nqueue_capacity = 1\n[api]\nmax_body_bytes = 4096\n",
     ))
     .await;
     let client = reqwest::Client::new();
-    let sleeper = |id: &str| wasm_job(id, "hostile", json!({"action": "sleep", "ms": 3000}));
+    let sleeper = |id: &str| gate.job(id);
     assert_eq!(post(&client, &node, &sleeper("s1")).await.0, 200);
     // Wait until s1 runs so the queue is empty again, then fill it.
-    for _ in 0..100 {
-        let job: Value = node.get_json("/jobs/s1").await;
-        if job["state"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_state(&node, "s1", "running").await;
     assert_eq!(post(&client, &node, &sleeper("s2")).await.0, 200);
     let r = client
         .post(node.at("/jobs"))
@@ -366,7 +365,7 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
         "same request again is idempotent: {body}"
     );
     let mut changed = sleeper("s1");
-    changed["task"]["payload"]["ms"] = json!(1);
+    changed["task"]["payload"]["until"] = json!("/gate/other");
     let (status, body) = post(&client, &node, &changed).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -400,8 +399,8 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
 
 #[tokio::test]
 async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupted_jobs() {
-    let mut node =
-        NodeProcess::start(&guests_allowed("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
+    let gate = Gate::new();
+    let mut node = NodeProcess::start(&gate.policy("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
     let client = reqwest::Client::new();
     post(
         &client,
@@ -413,12 +412,7 @@ async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupt
         wait_terminal(&client, &node, "done", WAIT).await["state"],
         "finished"
     );
-    post(
-        &client,
-        &node,
-        &wasm_job("long", "hostile", json!({"action": "sleep", "ms": 30000})),
-    )
-    .await;
+    post(&client, &node, &gate.job("long")).await;
     let mut again = wasm_job("again", "hostile", json!({"action": "sleep", "ms": 500}));
     again["idempotent"] = json!(true);
     post(&client, &node, &again).await;
@@ -428,13 +422,7 @@ async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupt
         &wasm_job("waiting", "hostile", json!({"action": "echo", "v": 2})),
     )
     .await;
-    for _ in 0..200 {
-        let job: Value = node.get_json("/jobs/long").await;
-        if job["state"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_state(&node, "long", "running").await;
 
     node.crash_and_restart().await;
 
@@ -458,19 +446,15 @@ async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupt
 
 #[tokio::test]
 async fn an_idempotent_job_running_at_the_crash_runs_again() {
-    let mut node = NodeProcess::start(&guests_allowed("")).await;
+    let gate = Gate::new();
+    let mut node = NodeProcess::start(&gate.policy("")).await;
     let client = reqwest::Client::new();
-    let mut job = wasm_job("rerun", "hostile", json!({"action": "sleep", "ms": 1500}));
+    let mut job = gate.job("rerun");
     job["idempotent"] = json!(true);
     post(&client, &node, &job).await;
-    for _ in 0..200 {
-        let j: Value = node.get_json("/jobs/rerun").await;
-        if j["state"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_state(&node, "rerun", "running").await;
     node.crash_and_restart().await;
+    gate.open();
     let done = wait_terminal(&client, &node, "rerun", WAIT).await;
     assert_eq!(
         (done["state"].as_str(), done["attempts"].as_u64()),
@@ -481,34 +465,26 @@ async fn an_idempotent_job_running_at_the_crash_runs_again() {
 
 #[tokio::test]
 async fn drain_finishes_running_jobs_and_refuses_new_ones() {
-    let mut node = NodeProcess::start(&guests_allowed(
-        "[scheduler]\nmax_concurrent_jobs = 1\ndrain_timeout_seconds = 20\n",
-    ))
-    .await;
-    let client = reqwest::Client::new();
-    post(
-        &client,
-        &node,
-        &wasm_job("runner", "hostile", json!({"action": "sleep", "ms": 1500})),
+    let gate = Gate::new();
+    let mut node = NodeProcess::start(
+        &gate.policy("[scheduler]\nmax_concurrent_jobs = 1\ndrain_timeout_seconds = 60\n"),
     )
     .await;
+    let client = reqwest::Client::new();
+    post(&client, &node, &gate.job("runner")).await;
     post(
         &client,
         &node,
         &wasm_job("queued", "hostile", json!({"action": "echo"})),
     )
     .await;
-    for _ in 0..200 {
-        let j: Value = node.get_json("/jobs/runner").await;
-        if j["state"] == "running" {
-            break;
-        }
+    wait_state(&node, "runner", "running").await;
+    node.signal("TERM");
+    let deadline = std::time::Instant::now() + WAIT;
+    while node.get_json("/health").await["status"] != "draining" {
+        assert!(std::time::Instant::now() < deadline, "never drained");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    node.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let health: Value = node.get_json("/health").await;
-    assert_eq!(health["status"], "draining");
     let (status, body) = post(
         &client,
         &node,
@@ -519,7 +495,9 @@ async fn drain_finishes_running_jobs_and_refuses_new_ones() {
         (status, body["error"]["code"].as_str()),
         (503, Some("DRAINING"))
     );
-    assert_eq!(node.wait_exit(Duration::from_secs(30)).await, Some(0));
+    // The running job may finish during the drain.
+    gate.open();
+    assert_eq!(node.wait_exit(WAIT).await, Some(0));
     let log = node.log();
     assert!(
         log.contains("stopped") && !log.contains("panicked"),

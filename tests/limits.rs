@@ -10,30 +10,11 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use wasmnode_e2e::{NodeProcess, test_guest_dir, wait_terminal, wasm_job};
+use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir, wait_state, wait_terminal, wasm_job};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// Resident memory the node may reach in these tests.
 const CEILING_MIB: u64 = 150;
-
-fn blocking_allowed(dir: &std::path::Path, extra: &str) -> String {
-    format!(
-        "[policy]\ncomponent_roots = [{:?}]\nmount_roots = [{:?}]\n{extra}",
-        test_guest_dir().display().to_string(),
-        dir.display().to_string()
-    )
-}
-
-/// A job that blocks until the file `open` appears in `dir`.
-fn blocker(id: &str, dir: &std::path::Path) -> Value {
-    let mut job = wasm_job(
-        id,
-        "hostile",
-        json!({"action": "block", "until": "/gate/open"}),
-    );
-    job["runtime"]["mounts"] = json!([{"source": dir.display().to_string(), "target": "/gate"}]);
-    job
-}
 
 async fn submit(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> u16 {
     client
@@ -44,14 +25,6 @@ async fn submit(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> u1
         .unwrap()
         .status()
         .as_u16()
-}
-
-async fn wait_running(node: &NodeProcess, id: &str) {
-    let deadline = Instant::now() + WAIT;
-    while node.get_json(&format!("/jobs/{id}")).await["state"] != "running" {
-        assert!(Instant::now() < deadline, "{id} never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A local HTTP server for `app`; returns its base URL.
@@ -74,15 +47,12 @@ fn endless() -> Body {
 
 #[tokio::test]
 async fn listing_and_restarting_with_large_queued_payloads_stays_small() {
-    let gate = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
     let extra = "[scheduler]\nmax_concurrent_jobs = 1\n";
-    let mut node = NodeProcess::start(&blocking_allowed(gate.path(), extra)).await;
+    let mut node = NodeProcess::start(&gate.policy(extra)).await;
     let client = reqwest::Client::new();
-    assert_eq!(
-        submit(&client, &node, &blocker("hold", gate.path())).await,
-        200
-    );
-    wait_running(&node, "hold").await;
+    assert_eq!(submit(&client, &node, &gate.job("hold")).await, 200);
+    wait_state(&node, "hold", "running").await;
     let pad = "x".repeat(4 << 20);
     for i in 0..40 {
         let job = wasm_job(
@@ -116,15 +86,12 @@ async fn listing_and_restarting_with_large_queued_payloads_stays_small() {
 
 #[tokio::test]
 async fn event_streams_of_clients_that_hang_up_are_released_and_streams_are_capped() {
-    let gate = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
     let extra = "[scheduler]\nmax_concurrent_jobs = 1\n[api]\nmax_event_streams = 8\n";
-    let node = NodeProcess::start(&blocking_allowed(gate.path(), extra)).await;
+    let node = NodeProcess::start(&gate.policy(extra)).await;
     let client = reqwest::Client::new();
-    assert_eq!(
-        submit(&client, &node, &blocker("hold", gate.path())).await,
-        200
-    );
-    wait_running(&node, "hold").await;
+    assert_eq!(submit(&client, &node, &gate.job("hold")).await, 200);
+    wait_state(&node, "hold", "running").await;
     let jobs = 600;
     for i in 0..jobs {
         let job = wasm_job(

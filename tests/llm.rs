@@ -11,15 +11,22 @@ use sha2::Digest;
 use std::time::Duration;
 use wasmnode_e2e::files::FileServer;
 use wasmnode_e2e::ollama::{FakeOllama, WORDS};
-use wasmnode_e2e::{NodeProcess, free_port, test_guest_dir, wait_terminal, wasm_job};
+use wasmnode_e2e::{Gate, NodeProcess, free_port, test_guest_dir, wait_terminal};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 fn config(ollama: &FakeOllama, files: &FileServer, extra: &str) -> String {
+    let policy = format!(
+        "[policy]\ncomponent_roots = [{:?}]\n",
+        test_guest_dir().display().to_string()
+    );
+    with_policy(&policy, ollama, files, extra)
+}
+
+fn with_policy(policy: &str, ollama: &FakeOllama, files: &FileServer, extra: &str) -> String {
     format!(
-        "[policy]\ncomponent_roots = [{guests:?}]\n[llm]\nhf_endpoint = {files:?}\nhf_token = \"hf_test\"\nretrieval_base_url = {files:?}\ngpu_models = [\"big-gpu-*\"]\n\
+        "{policy}[llm]\nhf_endpoint = {files:?}\nhf_token = \"hf_test\"\nretrieval_base_url = {files:?}\ngpu_models = [\"big-gpu-*\"]\n\
          [llm.backends.ollama]\nurl = {ollama:?}\n[llm.backends.vllm]\nurl = \"http://127.0.0.1:{dead}\"\n{extra}",
-        guests = test_guest_dir().display().to_string(),
         files = files.url,
         ollama = ollama.url,
         dead = free_port(),
@@ -47,7 +54,14 @@ async fn result(client: &reqwest::Client, node: &NodeProcess, id: &str) -> Value
 }
 
 /// Follows a job's events to the end; returns (event name, data) pairs.
-async fn events(client: &reqwest::Client, node: &NodeProcess, id: &str) -> Vec<(String, Value)> {
+/// The events of job `id` to their end; `then_open` is opened once the
+/// first event arrived (the job is followed from its start).
+async fn events(
+    client: &reqwest::Client,
+    node: &NodeProcess,
+    id: &str,
+    then_open: Option<&Gate>,
+) -> Vec<(String, Value)> {
     let response = client
         .get(node.at(&format!("/jobs/{id}/events")))
         .send()
@@ -55,6 +69,15 @@ async fn events(client: &reqwest::Client, node: &NodeProcess, id: &str) -> Vec<(
         .unwrap();
     let mut body = String::new();
     let mut stream = response.bytes_stream();
+    if let Some(gate) = then_open {
+        let first = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("the first event in time")
+            .unwrap()
+            .unwrap();
+        body.push_str(&String::from_utf8_lossy(&first));
+        gate.open();
+    }
     while let Some(chunk) = tokio::time::timeout(WAIT, stream.next())
         .await
         .expect("events in time")
@@ -74,22 +97,19 @@ async fn events(client: &reqwest::Client, node: &NodeProcess, id: &str) -> Vec<(
 async fn ollama_generation_streams_tokens_and_reports_usage() {
     let ollama = FakeOllama::start(&["llama3.2:latest"], false).await;
     let files = FileServer::start().await;
-    let node = NodeProcess::start(&config(
+    let gate = Gate::new();
+    let node = NodeProcess::start(&with_policy(
+        &gate.policy(""),
         &ollama,
         &files,
         "[scheduler]\nmax_concurrent_jobs = 1\n",
     ))
     .await;
     let client = reqwest::Client::new();
-    submit(
-        &client,
-        &node,
-        &wasm_job("blocker", "hostile", json!({"action": "sleep", "ms": 500})),
-    )
-    .await;
+    submit(&client, &node, &gate.job("blocker")).await;
     let (status, body) = submit(&client, &node, &job("gen", "llm_inference", json!({"prompt": "Why is the sky blue?", "model": "llama3.2", "max_tokens": "64", "seed": "7"}))).await;
     assert_eq!(status, 200, "{body}");
-    let seen = events(&client, &node, "gen").await;
+    let seen = events(&client, &node, "gen", Some(&gate)).await;
     let tokens: Vec<&str> = seen
         .iter()
         .filter(|(n, _)| n == "token")

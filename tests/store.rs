@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use wasmnode_e2e::{NodeProcess, test_guest_dir, wait_terminal, wasm_job};
+use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir, wait_state, wait_terminal, wasm_job};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -119,50 +119,12 @@ async fn two_documents_under_one_id_never_both_become_jobs() {
     }
 }
 
-/// A job that blocks until the file `open` appears in `dir`.
-fn blocker(id: &str, dir: &std::path::Path) -> Value {
-    let mut job = wasm_job(
-        id,
-        "hostile",
-        json!({"action": "block", "until": "/gate/open"}),
-    );
-    job["runtime"]["mounts"] = json!([{"source": dir.display().to_string(), "target": "/gate"}]);
-    job
-}
-
-fn blocking_allowed(dir: &std::path::Path, extra: &str) -> String {
-    guests_allowed(&format!(
-        "mount_roots = [{:?}]\n{extra}",
-        dir.display().to_string()
-    ))
-}
-
-async fn wait_state(node: &NodeProcess, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let job = node.get_json(&format!("/jobs/{id}")).await;
-        if job["state"] == state {
-            return job;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never became {state}: {job}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_full_disk_degrades_the_node_and_it_heals_without_a_restart() {
-    let gate = tempfile::tempdir().unwrap();
-    let node = NodeProcess::start(&blocking_allowed(gate.path(), "")).await;
+    let gate = Gate::new();
+    let node = NodeProcess::start(&gate.policy("")).await;
     let client = reqwest::Client::new();
-    assert_eq!(
-        post(&client, &node, &blocker("during", gate.path()))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(post(&client, &node, &gate.job("during")).await.0, 200);
     wait_state(&node, "during", "running").await;
 
     // The store may not grow any more: every write that needs room fails.
@@ -195,7 +157,7 @@ async fn a_full_disk_degrades_the_node_and_it_heals_without_a_restart() {
     assert_eq!(health["store"]["writable"], false, "{health}");
 
     // The running job ends while nothing can be written: its result is kept.
-    std::fs::write(gate.path().join("open"), b"").unwrap();
+    gate.open();
     let (status, _) = post(
         &client,
         &node,
@@ -330,14 +292,11 @@ async fn a_damaged_store_is_a_clear_error_with_status_2_and_store_repair_brings_
 
 #[tokio::test]
 async fn the_queue_s_byte_cap_and_the_disk_floor_refuse_new_work() {
-    let gate = tempfile::tempdir().unwrap();
+    let gate = Gate::new();
     let extra = "[scheduler]\nmax_concurrent_jobs = 1\nmax_queued_bytes = 300000\n";
-    let node = NodeProcess::start(&blocking_allowed(gate.path(), extra)).await;
+    let node = NodeProcess::start(&gate.policy(extra)).await;
     let client = reqwest::Client::new();
-    assert_eq!(
-        post(&client, &node, &blocker("hold", gate.path())).await.0,
-        200
-    );
+    assert_eq!(post(&client, &node, &gate.job("hold")).await.0, 200);
     wait_state(&node, "hold", "running").await;
     let pad = "x".repeat(100_000);
     let job = |i: usize| {
@@ -372,7 +331,7 @@ async fn the_queue_s_byte_cap_and_the_disk_floor_refuse_new_work() {
         health["queued_bytes"].as_u64().unwrap() > 200_000,
         "{health}"
     );
-    std::fs::write(gate.path().join("open"), b"").unwrap();
+    gate.open();
 
     let floor = NodeProcess::start("[node]\nmin_free_disk_mb = 999999999\n").await;
     let r = client

@@ -7,7 +7,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmnode_e2e::{NodeProcess, test_guest_dir};
+use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -47,9 +47,18 @@ impl Receiver {
 }
 
 fn config(extra: &str) -> String {
+    with_policy(
+        &format!(
+            "[policy]\ncomponent_roots = [{:?}]\n",
+            test_guest_dir().display().to_string()
+        ),
+        extra,
+    )
+}
+
+fn with_policy(policy: &str, extra: &str) -> String {
     format!(
-        "[policy]\ncomponent_roots = [{:?}]\n[vera]\ncallback_allowlist = [\"http://127.0.0.1:\"]\ncallback_backoff_ms = 100\n{extra}",
-        test_guest_dir().display().to_string()
+        "{policy}[vera]\ncallback_allowlist = [\"http://127.0.0.1:\"]\ncallback_backoff_ms = 100\n{extra}"
     )
 }
 
@@ -267,10 +276,16 @@ async fn callbacks_are_allowlisted_retried_and_recorded() {
 
 #[tokio::test]
 async fn priorities_are_honoured_under_load() {
-    let node = NodeProcess::start(&config("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
+    let gate = Gate::new();
+    let node = NodeProcess::start(&with_policy(
+        &gate.policy(""),
+        "[scheduler]\nmax_concurrent_jobs = 1\n",
+    ))
+    .await;
     let client = reqwest::Client::new();
     let hostile = test_guest_dir().join("hostile.wasm").display().to_string();
-    let blocker = json!({"task_id": "blocker", "task_type": "custom", "payload": {"component": hostile, "action": "sleep", "ms": 800}});
+    let blocker = json!({"task_id": "blocker", "task_type": "custom", "payload": {"component": hostile,
+        "action": "block", "until": "/gate/open", "mounts": gate.mount()}});
     assert_eq!(execute(&client, &node, blocker).await.0, 200);
     wait_status(&node, "blocker", |s| s["status"] == "running").await;
     let mut order = Vec::new();
@@ -284,6 +299,7 @@ async fn priorities_are_honoured_under_load() {
             assert_eq!(execute(&client, &node, body).await.0, 200);
         }
     }
+    gate.open();
     let mut started = Vec::new();
     for id in &order {
         let status = wait_status(&node, id, done).await;

@@ -207,7 +207,8 @@ impl NodeProcess {
 
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
             if let Ok(r) = client.get(self.at("/health")).send().await
                 && r.status().is_success()
             {
@@ -362,6 +363,75 @@ pub async fn wait_terminal(
             std::time::Instant::now() < deadline,
             "job {job_id} still {} after {timeout:?}",
             job["state"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A gate that jobs of the hostile test guest wait behind: a directory
+/// mounted into them, opened by creating a file in it. Tests hold a slot
+/// or keep a job running with it, never with a sleep.
+pub struct Gate {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Gate {
+    /// A closed gate.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("gate directory"),
+        }
+    }
+
+    /// The `[policy]` table letting a node run the test guests and mount the
+    /// gate (`extra` lines are added to it).
+    pub fn policy(&self, extra: &str) -> String {
+        format!(
+            "[policy]\ncomponent_roots = [{:?}]\nmount_roots = [{:?}]\n{extra}",
+            test_guest_dir().display().to_string(),
+            self.dir.path().display().to_string()
+        )
+    }
+
+    /// The gate's directory, as a mount of the hostile guest's payloads.
+    pub fn mount(&self) -> serde_json::Value {
+        serde_json::json!([{"source": self.dir.path().display().to_string(), "target": "/gate"}])
+    }
+
+    /// A job that runs (printing `running`) until the gate opens.
+    pub fn job(&self, job_id: &str) -> serde_json::Value {
+        let mut job = wasm_job(
+            job_id,
+            "hostile",
+            serde_json::json!({"action": "block", "until": "/gate/open"}),
+        );
+        job["runtime"]["mounts"] = self.mount();
+        job
+    }
+
+    /// Opens the gate: every job waiting behind it ends.
+    pub fn open(&self) {
+        std::fs::write(self.dir.path().join("open"), b"").expect("open the gate");
+    }
+}
+
+/// Polls `GET /jobs/{id}` until the job is in `state` (panics after 120 s).
+pub async fn wait_state(node: &NodeProcess, job_id: &str, state: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job = node.get_json(&format!("/jobs/{job_id}")).await;
+        if job["state"] == state {
+            return job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{job_id} never became {state}: {job}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
