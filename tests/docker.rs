@@ -285,29 +285,36 @@ async fn a_container_stops_at_its_limit_even_when_the_node_was_killed() {
 }
 
 #[tokio::test]
-async fn a_container_filling_its_workspace_is_stopped_as_output_exceeded() {
+async fn a_container_filling_its_workspace_fails_as_output_exceeded() {
     let node = NodeProcess::start(&config("e2e-quota", "")).await;
     let client = reqwest::Client::new();
-    let mut job = image_job(
-        "filler",
-        &[
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/workspace/big bs=1048576 count=400; echo done",
-        ],
-        Value::Null,
-        120.0,
-    );
-    job["runtime"]["limits"]["workspace_mb"] = json!(16);
-    client
-        .post(node.at("/jobs"))
-        .json(&job)
-        .send()
-        .await
-        .unwrap();
-    let done = wait_terminal(&client, &node, "filler", WAIT).await;
-    assert_eq!(done["state"], "failed", "{done}");
-    assert_eq!(done["error"]["code"], "OUTPUT_EXCEEDED", "{done}");
-    assert!(!done["stdout"].as_str().unwrap().contains("done"), "{done}");
-    assert_eq!(labelled("e2e-quota"), 0, "the container is gone");
+    // One writes until it is stopped; one writes 400 MiB and ends at once.
+    let endless = "i=0; while true; do dd if=/dev/zero of=/workspace/f$i bs=1048576 count=4 2>/dev/null; i=$((i+1)); done";
+    let burst = "dd if=/dev/zero of=/workspace/big bs=1048576 count=400; echo done";
+    for (id, script) in [("endless", endless), ("burst", burst)] {
+        let mut job = image_job(id, &["sh", "-c", script], Value::Null, 120.0);
+        job["runtime"]["limits"]["workspace_mb"] = json!(16);
+        client
+            .post(node.at("/jobs"))
+            .json(&job)
+            .send()
+            .await
+            .unwrap();
+    }
+    for id in ["endless", "burst"] {
+        let done = wait_terminal(&client, &node, id, WAIT).await;
+        assert_eq!(
+            (done["state"].as_str(), done["error"]["code"].as_str()),
+            (Some("failed"), Some("OUTPUT_EXCEEDED")),
+            "{done}"
+        );
+        assert!(
+            done["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("workspace"),
+            "{done}"
+        );
+    }
+    assert_eq!(labelled("e2e-quota"), 0, "the containers are gone");
 }

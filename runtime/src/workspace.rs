@@ -1,10 +1,11 @@
 //! A task's scratch workspace and its quota: the node measures what the
-//! task has written there every quarter second and stops the task with
-//! `OUTPUT_EXCEEDED` once it passes `limits.workspace_bytes` (or holds more
-//! than `MAX_ENTRIES` files and directories), so no guest or container can
-//! fill the node's disk through it.
+//! task has written there every quarter second, and once more when it ends,
+//! and fails it with `OUTPUT_EXCEEDED` (stopping it if it still runs) once
+//! it passes `limits.workspace_bytes` or holds more than `MAX_ENTRIES` files
+//! and directories, so no guest or container can fill the node's disk
+//! through it, however fast it writes.
 
-use crate::failure::{FailureKind, TaskFailure};
+use crate::failure::{CapturedOutput, FailureKind, TaskFailure};
 use crate::task::TaskOutcome;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -55,9 +56,20 @@ pub fn usage(dir: &Path) -> Usage {
     usage
 }
 
+/// Measures `dir` off the async threads.
+async fn measure(dir: &Path) -> Option<Usage> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || usage(&dir)).await.ok()
+}
+
+fn over(usage: Usage, quota: u64) -> bool {
+    usage.bytes > quota || usage.entries > MAX_ENTRIES
+}
+
 /// Runs `task` (started with `cancel`, the task's own token) while
-/// watching `dir`; past the quota the task is cancelled and fails with
-/// `OUTPUT_EXCEEDED`, keeping whatever output it had captured.
+/// watching `dir`; past the quota, while it runs or when it ends, it fails
+/// with `OUTPUT_EXCEEDED` (a running task is cancelled first), keeping
+/// whatever output it had captured.
 pub async fn within_quota(
     dir: &Path,
     quota: u64,
@@ -67,22 +79,32 @@ pub async fn within_quota(
     let watch = async {
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
-            let measured = dir.to_path_buf();
-            let Ok(now) = tokio::task::spawn_blocking(move || usage(&measured)).await else {
-                continue;
-            };
-            if now.bytes > quota || now.entries > MAX_ENTRIES {
+            if let Some(now) = measure(dir).await.filter(|now| over(*now, quota)) {
                 return now;
             }
         }
     };
     tokio::pin!(task);
-    let exceeded = tokio::select! {
-        result = &mut task => return result,
-        exceeded = watch => exceeded,
+    let (result, exceeded) = tokio::select! {
+        result = &mut task => {
+            match measure(dir).await.filter(|now| over(*now, quota)) {
+                Some(exceeded) => (result, exceeded),
+                None => return result,
+            }
+        }
+        exceeded = watch => {
+            cancel.cancel();
+            (task.await, exceeded)
+        }
     };
-    cancel.cancel();
-    let captured = task.await.err().and_then(|failure| failure.captured);
+    let captured = match result {
+        Ok(outcome) => Some(CapturedOutput {
+            stdout: outcome.stdout,
+            stderr: outcome.stderr,
+            exit_code: outcome.exit_code,
+        }),
+        Err(failure) => failure.captured.map(|c| *c),
+    };
     let message = if exceeded.entries > MAX_ENTRIES {
         format!("the task created more than {MAX_ENTRIES} files in its workspace")
     } else {
@@ -90,7 +112,7 @@ pub async fn within_quota(
     };
     let failure = TaskFailure::new(FailureKind::OutputExceeded, message);
     Err(match captured {
-        Some(output) => failure.with_output(*output),
+        Some(output) => failure.with_output(output),
         None => failure,
     })
 }
@@ -132,5 +154,38 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, FailureKind::OutputExceeded, "{err}");
         assert!(cancel.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ended_past_its_quota_fails_as_output_exceeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let quick = async move {
+            std::fs::write(path.join("big"), vec![0u8; 2 << 20]).unwrap();
+            Ok(TaskOutcome {
+                output: serde_json::Value::Null,
+                stdout: "done".into(),
+                stderr: String::new(),
+                exit_code: Some(0),
+                metrics: Default::default(),
+                artifacts: Vec::new(),
+                executor: "test",
+            })
+        };
+        let err = within_quota(dir.path(), 1 << 20, CancellationToken::new(), quick)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, FailureKind::OutputExceeded, "{err}");
+        assert_eq!(err.captured.unwrap().stdout, "done");
+        let fine = within_quota(dir.path(), 4 << 20, CancellationToken::new(), async {
+            Err(TaskFailure::cancelled())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(
+            fine.kind,
+            FailureKind::Cancelled,
+            "within the quota, the task's own result"
+        );
     }
 }
