@@ -13,17 +13,6 @@ fn guests_allowed(extra: &str) -> String {
     )
 }
 
-async fn post(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> (u16, Value) {
-    let r = client
-        .post(node.at("/jobs"))
-        .json(job)
-        .send()
-        .await
-        .expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().await.expect("json body"))
-}
-
 const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
@@ -54,7 +43,7 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
         ),
     ];
     for (id, job) in &jobs {
-        let (status, body) = post(&client, &node, job).await;
+        let (status, body) = node.post_json("/jobs", job).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(
             body,
@@ -126,12 +115,10 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
 async fn events_stream_state_changes_and_output_in_order() {
     let gate = Gate::new();
     let node = NodeProcess::start(&gate.policy("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
-    let client = reqwest::Client::new();
     // A blocker keeps the slot busy so the followed job is still queued when we subscribe.
-    post(&client, &node, &gate.job("blocker")).await;
-    post(
-        &client,
-        &node,
+    node.post_json("/jobs", &gate.job("blocker")).await;
+    node.post_json(
+        "/jobs",
         &wasm_job(
             "talker",
             "hostile",
@@ -139,36 +126,9 @@ async fn events_stream_state_changes_and_output_in_order() {
         ),
     )
     .await;
-    let response = client
-        .get(node.at("/jobs/talker/events"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut body = String::new();
-    let mut stream = response.bytes_stream();
-    // The first event (queued) arrived: let the blocker go.
-    let first = tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("the first event in time")
-        .unwrap()
-        .unwrap();
-    body.push_str(&String::from_utf8_lossy(&first));
-    gate.open();
-    while let Some(chunk) = tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("events in time")
-    {
-        body.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-    }
-    let events: Vec<(String, Value)> = body
-        .split("\n\n")
-        .filter_map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name.to_string(), serde_json::from_str(data).unwrap()))
-        })
-        .collect();
+    // The blocker goes once the first event (queued) came.
+    let events = node.job_events("talker", Some(&gate)).await;
+    let body = format!("{events:?}");
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     let states: Vec<&str> = events
         .iter()
@@ -271,10 +231,10 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
     .await;
     let client = reqwest::Client::new();
     let sleeper = |id: &str| gate.job(id);
-    assert_eq!(post(&client, &node, &sleeper("s1")).await.0, 200);
+    assert_eq!(node.post_json("/jobs", &sleeper("s1")).await.0, 200);
     // Wait until s1 runs so the queue is empty again, then fill it.
     wait_state(&node, "s1", "running").await;
-    assert_eq!(post(&client, &node, &sleeper("s2")).await.0, 200);
+    assert_eq!(node.post_json("/jobs", &sleeper("s2")).await.0, 200);
     let r = client
         .post(node.at("/jobs"))
         .json(&sleeper("s3"))
@@ -294,13 +254,13 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
     );
 
     let big = json!({"protocol_version": 1, "job_id": "big", "task": {"type": "retrieval", "payload": {"query": "x".repeat(8000)}}, "runtime": {"mode": "wasm"}});
-    let (status, body) = post(&client, &node, &big).await;
+    let (status, body) = node.post_json("/jobs", &big).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (413, Some("BODY_TOO_LARGE"))
     );
 
-    let (status, body) = post(&client, &node, &json!({"protocol_version": 7, "job_id": "v", "task": {"type": "x"}, "runtime": {"mode": "wasm"}})).await;
+    let (status, body) = node.post_json("/jobs", &json!({"protocol_version": 7, "job_id": "v", "task": {"type": "x"}, "runtime": {"mode": "wasm"}})).await;
     assert_eq!(
         (
             status,
@@ -309,18 +269,18 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
         ),
         (400, Some("BAD_PROTOCOL_VERSION"), Some("v"))
     );
-    let (status, body) = post(&client, &node, &json!({"protocol_version": 1, "job_id": "m", "task": {"type": "x"}, "runtime": {"mode": "vm"}})).await;
+    let (status, body) = node.post_json("/jobs", &json!({"protocol_version": 1, "job_id": "m", "task": {"type": "x"}, "runtime": {"mode": "vm"}})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("BAD_RUNTIME_MODE"))
     );
-    let (status, body) = post(
-        &client,
-        &node,
-        &json!({"protocol_version": 1, "job_id": "p", "task": {"type": "x"},
+    let (status, body) = node
+        .post_json(
+            "/jobs",
+            &json!({"protocol_version": 1, "job_id": "p", "task": {"type": "x"},
         "runtime": {"mode": "wasm", "component": "/etc/passwd"}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (422, Some("POLICY_DENIED"))
@@ -358,7 +318,7 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
         404
     );
 
-    let (status, body) = post(&client, &node, &sleeper("s1")).await;
+    let (status, body) = node.post_json("/jobs", &sleeper("s1")).await;
     assert_eq!(
         (status, body["accepted"].as_bool()),
         (200, Some(true)),
@@ -366,7 +326,7 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
     );
     let mut changed = sleeper("s1");
     changed["task"]["payload"]["until"] = json!("/gate/other");
-    let (status, body) = post(&client, &node, &changed).await;
+    let (status, body) = node.post_json("/jobs", &changed).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("DUPLICATE_JOB_ID"))
@@ -402,9 +362,8 @@ async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupt
     let gate = Gate::new();
     let mut node = NodeProcess::start(&gate.policy("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
     let client = reqwest::Client::new();
-    post(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &wasm_job("done", "hostile", json!({"action": "echo", "v": 1})),
     )
     .await;
@@ -412,13 +371,12 @@ async fn kill_dash_nine_keeps_finished_results_reruns_queued_and_fails_interrupt
         wait_terminal(&client, &node, "done", WAIT).await["state"],
         "finished"
     );
-    post(&client, &node, &gate.job("long")).await;
+    node.post_json("/jobs", &gate.job("long")).await;
     let mut again = wasm_job("again", "hostile", json!({"action": "sleep", "ms": 500}));
     again["idempotent"] = json!(true);
-    post(&client, &node, &again).await;
-    post(
-        &client,
-        &node,
+    node.post_json("/jobs", &again).await;
+    node.post_json(
+        "/jobs",
         &wasm_job("waiting", "hostile", json!({"action": "echo", "v": 2})),
     )
     .await;
@@ -451,7 +409,7 @@ async fn an_idempotent_job_running_at_the_crash_runs_again() {
     let client = reqwest::Client::new();
     let mut job = gate.job("rerun");
     job["idempotent"] = json!(true);
-    post(&client, &node, &job).await;
+    node.post_json("/jobs", &job).await;
     wait_state(&node, "rerun", "running").await;
     node.crash_and_restart().await;
     gate.open();
@@ -471,10 +429,9 @@ async fn drain_finishes_running_jobs_and_refuses_new_ones() {
     )
     .await;
     let client = reqwest::Client::new();
-    post(&client, &node, &gate.job("runner")).await;
-    post(
-        &client,
-        &node,
+    node.post_json("/jobs", &gate.job("runner")).await;
+    node.post_json(
+        "/jobs",
         &wasm_job("queued", "hostile", json!({"action": "echo"})),
     )
     .await;
@@ -485,12 +442,12 @@ async fn drain_finishes_running_jobs_and_refuses_new_ones() {
         assert!(std::time::Instant::now() < deadline, "never drained");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, body) = post(
-        &client,
-        &node,
-        &wasm_job("late", "hostile", json!({"action": "echo"})),
-    )
-    .await;
+    let (status, body) = node
+        .post_json(
+            "/jobs",
+            &wasm_job("late", "hostile", json!({"action": "echo"})),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("DRAINING"))

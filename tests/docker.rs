@@ -34,7 +34,8 @@ fn image_job(id: &str, cmd: &[&str], payload: Value, seconds: f64) -> Value {
         "runtime": {"mode": "image", "image": image(), "cmd": cmd, "limits": {"max_runtime_seconds": seconds}}})
 }
 
-fn labelled(worker: &str) -> usize {
+/// Ids of the containers labelled for `worker`, running or not.
+fn labelled_ids(worker: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
         .args([
             "ps",
@@ -44,7 +45,14 @@ fn labelled(worker: &str) -> usize {
         ])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn labelled(worker: &str) -> usize {
+    labelled_ids(worker).len()
 }
 
 #[tokio::test]
@@ -59,13 +67,8 @@ async fn image_jobs_return_stdout_stderr_and_exit_code() {
         json!({"x": 1}),
         30.0,
     );
-    let r = client
-        .post(node.at("/jobs"))
-        .json(&job)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let (status, body) = node.post_json("/jobs", &job).await;
+    assert_eq!(status, 200, "{body}");
     let done = wait_terminal(&client, &node, "img", WAIT).await;
     assert_eq!(done["state"], "failed");
     assert_eq!(done["error"]["code"], "NON_ZERO_EXIT");
@@ -75,13 +78,7 @@ async fn image_jobs_return_stdout_stderr_and_exit_code() {
 
     let mut denied = image_job("denied", &["true"], Value::Null, 5.0);
     denied["runtime"]["image"] = json!("busybox:latest");
-    let r = client
-        .post(node.at("/jobs"))
-        .json(&denied)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let (_, body) = node.post_json("/jobs", &denied).await;
     assert_eq!(
         body["error"]["code"], "POLICY_DENIED",
         "image allowlist enforced at submit: {body}"
@@ -127,12 +124,7 @@ async fn leftover_containers_are_swept_after_kill_dash_nine() {
     let mut node = NodeProcess::start(&config("e2e-sweep", "")).await;
     let client = reqwest::Client::new();
     let job = image_job("long", &["sleep", "300"], Value::Null, 600.0);
-    client
-        .post(node.at("/jobs"))
-        .json(&job)
-        .send()
-        .await
-        .unwrap();
+    node.post_json("/jobs", &job).await;
     let started = std::time::Instant::now();
     while labelled("e2e-sweep") != 1 && started.elapsed() < WAIT {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -204,19 +196,7 @@ async fn splai_commands_run_in_the_sandbox_image_and_tools_map_to_images() {
 
 /// `docker inspect` of the containers labelled for `worker`, as JSON.
 fn inspect_labelled(worker: &str) -> Vec<Value> {
-    let ids = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.wasmnode.node={worker}"),
-        ])
-        .output()
-        .unwrap();
-    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
-        .lines()
-        .map(String::from)
-        .collect();
+    let ids = labelled_ids(worker);
     if ids.is_empty() {
         return Vec::new();
     }
@@ -241,14 +221,8 @@ fn rfc3339_seconds(text: &str) -> f64 {
 #[tokio::test]
 async fn a_container_stops_at_its_limit_even_when_the_node_was_killed() {
     let mut node = NodeProcess::start(&config("e2e-backstop", "")).await;
-    let client = reqwest::Client::new();
     let job = image_job("late", &["sleep", "300"], Value::Null, 2.0);
-    client
-        .post(node.at("/jobs"))
-        .json(&job)
-        .send()
-        .await
-        .unwrap();
+    node.post_json("/jobs", &job).await;
     let running = |c: &Value| c["State"]["Running"] == true;
     let deadline = std::time::Instant::now() + WAIT;
     while !inspect_labelled("e2e-backstop").iter().any(running) {
@@ -294,12 +268,7 @@ async fn a_container_filling_its_workspace_fails_as_output_exceeded() {
     for (id, script) in [("endless", endless), ("burst", burst)] {
         let mut job = image_job(id, &["sh", "-c", script], Value::Null, 120.0);
         job["runtime"]["limits"]["workspace_mb"] = json!(16);
-        client
-            .post(node.at("/jobs"))
-            .json(&job)
-            .send()
-            .await
-            .unwrap();
+        node.post_json("/jobs", &job).await;
     }
     for id in ["endless", "burst"] {
         let done = wait_terminal(&client, &node, id, WAIT).await;

@@ -16,15 +16,12 @@ const WAIT: Duration = Duration::from_secs(120);
 /// Resident memory the node may reach in these tests.
 const CEILING_MIB: u64 = 150;
 
-async fn submit(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> u16 {
-    client
-        .post(node.at("/jobs"))
-        .json(job)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+/// Whether the node's last error from its control plane says an answer was
+/// cut off for its size.
+fn cut_off(health: &Value) -> bool {
+    health["control_plane"]["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("larger than"))
 }
 
 /// A local HTTP server for `app`; returns its base URL.
@@ -50,8 +47,7 @@ async fn listing_and_restarting_with_large_queued_payloads_stays_small() {
     let gate = Gate::new();
     let extra = "[scheduler]\nmax_concurrent_jobs = 1\n";
     let mut node = NodeProcess::start(&gate.policy(extra)).await;
-    let client = reqwest::Client::new();
-    assert_eq!(submit(&client, &node, &gate.job("hold")).await, 200);
+    assert_eq!(node.post_json("/jobs", &gate.job("hold")).await.0, 200);
     wait_state(&node, "hold", "running").await;
     let pad = "x".repeat(4 << 20);
     for i in 0..40 {
@@ -60,7 +56,7 @@ async fn listing_and_restarting_with_large_queued_payloads_stays_small() {
             "builtin:aggregation",
             json!({"items_json": "[]", "pad": pad}),
         );
-        assert_eq!(submit(&client, &node, &job).await, 200);
+        assert_eq!(node.post_json("/jobs", &job).await.0, 200);
     }
     for _ in 0..3 {
         let list = node.get_json("/jobs?limit=1000").await;
@@ -90,7 +86,7 @@ async fn event_streams_of_clients_that_hang_up_are_released_and_streams_are_capp
     let extra = "[scheduler]\nmax_concurrent_jobs = 1\n[api]\nmax_event_streams = 8\n";
     let node = NodeProcess::start(&gate.policy(extra)).await;
     let client = reqwest::Client::new();
-    assert_eq!(submit(&client, &node, &gate.job("hold")).await, 200);
+    assert_eq!(node.post_json("/jobs", &gate.job("hold")).await.0, 200);
     wait_state(&node, "hold", "running").await;
     let jobs = 600;
     for i in 0..jobs {
@@ -99,7 +95,7 @@ async fn event_streams_of_clients_that_hang_up_are_released_and_streams_are_capp
             "builtin:aggregation",
             json!({"items_json": "[]"}),
         );
-        assert_eq!(submit(&client, &node, &job).await, 200);
+        assert_eq!(node.post_json("/jobs", &job).await.0, 200);
     }
     let before = node.rss_mib();
     // Each client reads the queued job's first event and hangs up.
@@ -172,17 +168,10 @@ async fn submitter_chosen_task_types_cannot_grow_the_metrics() {
             json!({"items_json": "[]"}),
         );
         job["task"]["type"] = json!(format!("type-{i}"));
-        assert_eq!(submit(&client, &node, &job).await, 200);
+        assert_eq!(node.post_json("/jobs", &job).await.0, 200);
     }
     wait_terminal(&client, &node, "typed-149", WAIT).await;
-    let metrics = client
-        .get(node.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.get_text("/metrics").await;
     let submitted = metrics
         .lines()
         .filter(|l| l.starts_with("wasmnode_jobs_submitted_total{"))
@@ -233,7 +222,7 @@ async fn slow_clients_never_stop_health_answering_under_a_small_descriptor_limit
         json!({"items_json": "[]"}),
     );
     let patient = reqwest::Client::new();
-    assert_eq!(submit(&patient, &node, &job).await, 200);
+    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
     let done = wait_terminal(&patient, &node, "still-works", WAIT).await;
     assert_eq!(done["state"], "finished", "{done}");
     drop(slow);
@@ -265,19 +254,7 @@ async fn endless_control_plane_answers_are_cut_off_while_they_arrive() {
         "[control_plane]\npoll_millis = 100\nbackoff_max_seconds = 1\n",
     )
     .await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = node.get_json("/health").await;
-        let error = health["control_plane"]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if error.contains("larger than") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    node.wait_health(cut_off).await;
     let peak = node.peak_rss_mib();
     assert!(
         peak < CEILING_MIB,
@@ -315,19 +292,7 @@ async fn an_endless_goliat_config_is_cut_off_while_it_arrives() {
         &config,
     )
     .await;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let health = node.get_json("/health").await;
-        let error = health["control_plane"]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if error.contains("larger than") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{health}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    node.wait_health(cut_off).await;
     let peak = node.peak_rss_mib();
     assert!(peak < CEILING_MIB, "{peak} MiB reading an endless config");
 }
@@ -353,7 +318,7 @@ async fn model_downloads_stop_at_their_size_limit() {
         let job = json!({"protocol_version": 1, "job_id": id, "task": {"type": "model_download",
             "payload": {"model": "org/model", "source": "url", "url": format!("{url}/{file}"),
                 "sha256": "0".repeat(64)}}, "runtime": {"mode": "auto"}});
-        assert_eq!(submit(&client, &node, &job).await, 200);
+        assert_eq!(node.post_json("/jobs", &job).await.0, 200);
         let done = wait_terminal(&client, &node, id, WAIT).await;
         assert_eq!(done["error"]["code"], "OUTPUT_EXCEEDED", "{done}");
         assert!(

@@ -5,7 +5,6 @@
 //! server in the Hugging Face URL layout (resume, digests, one download for
 //! concurrent requests).
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::time::Duration;
@@ -37,60 +36,10 @@ fn job(id: &str, task_type: &str, payload: Value) -> Value {
     json!({"protocol_version": 1, "job_id": id, "task": {"type": task_type, "payload": payload}, "runtime": {"mode": "auto"}})
 }
 
-async fn submit(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> (u16, Value) {
-    let r = client
-        .post(node.at("/jobs"))
-        .json(job)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 async fn result(client: &reqwest::Client, node: &NodeProcess, id: &str) -> Value {
     let done = wait_terminal(client, node, id, WAIT).await;
     assert_eq!(done["state"], "finished", "{done}");
     node.get_json(&format!("/jobs/{id}/result")).await
-}
-
-/// Follows a job's events to the end; returns (event name, data) pairs.
-/// The events of job `id` to their end; `then_open` is opened once the
-/// first event arrived (the job is followed from its start).
-async fn events(
-    client: &reqwest::Client,
-    node: &NodeProcess,
-    id: &str,
-    then_open: Option<&Gate>,
-) -> Vec<(String, Value)> {
-    let response = client
-        .get(node.at(&format!("/jobs/{id}/events")))
-        .send()
-        .await
-        .unwrap();
-    let mut body = String::new();
-    let mut stream = response.bytes_stream();
-    if let Some(gate) = then_open {
-        let first = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .expect("the first event in time")
-            .unwrap()
-            .unwrap();
-        body.push_str(&String::from_utf8_lossy(&first));
-        gate.open();
-    }
-    while let Some(chunk) = tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("events in time")
-    {
-        body.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-    }
-    body.split("\n\n")
-        .filter_map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name.to_string(), serde_json::from_str(data).unwrap()))
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -106,10 +55,10 @@ async fn ollama_generation_streams_tokens_and_reports_usage() {
     ))
     .await;
     let client = reqwest::Client::new();
-    submit(&client, &node, &gate.job("blocker")).await;
-    let (status, body) = submit(&client, &node, &job("gen", "llm_inference", json!({"prompt": "Why is the sky blue?", "model": "llama3.2", "max_tokens": "64", "seed": "7"}))).await;
+    node.post_json("/jobs", &gate.job("blocker")).await;
+    let (status, body) = node.post_json("/jobs", &job("gen", "llm_inference", json!({"prompt": "Why is the sky blue?", "model": "llama3.2", "max_tokens": "64", "seed": "7"}))).await;
     assert_eq!(status, 200, "{body}");
-    let seen = events(&client, &node, "gen", Some(&gate)).await;
+    let seen = node.job_events("gen", Some(&gate)).await;
     let tokens: Vec<&str> = seen
         .iter()
         .filter(|(n, _)| n == "token")
@@ -144,7 +93,7 @@ async fn ollama_generation_streams_tokens_and_reports_usage() {
         "llm_inference",
         json!({"messages_json": "[{\"role\":\"user\",\"content\":\"hi\"}]", "model": "llama3.2", "stream": "false"}),
     );
-    submit(&client, &node, &chat).await;
+    node.post_json("/jobs", &chat).await;
     let out = result(&client, &node, "chat").await;
     assert_eq!(
         (
@@ -163,9 +112,8 @@ async fn missing_models_are_installed_first_when_asked() {
     let files = FileServer::start().await;
     let node = NodeProcess::start(&config(&ollama, &files, "")).await;
     let client = reqwest::Client::new();
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "nomodel",
             "llm_inference",
@@ -179,9 +127,8 @@ async fn missing_models_are_installed_first_when_asked() {
         (Some("failed"), Some("INVALID_INPUT")),
         "{done}"
     );
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "install",
             "llm_inference",
@@ -215,7 +162,8 @@ async fn embeddings_local_ollama_and_the_older_ollama_endpoint() {
     .await;
     let client = reqwest::Client::new();
     let batch = json!({"texts_json": "[\"first text\", \"second\"]", "embedding_backend": "ollama", "embedding_model": "all-minilm"});
-    submit(&client, &node, &job("emb", "embedding", batch.clone())).await;
+    node.post_json("/jobs", &job("emb", "embedding", batch.clone()))
+        .await;
     let out = result(&client, &node, "emb").await;
     assert_eq!(
         (out["count"].as_u64(), out["dimension"].as_u64()),
@@ -227,7 +175,8 @@ async fn embeddings_local_ollama_and_the_older_ollama_endpoint() {
     );
     let mut old = batch.clone();
     old["embedding_backend"] = json!("old");
-    submit(&client, &node, &job("emb-old", "embedding", old)).await;
+    node.post_json("/jobs", &job("emb-old", "embedding", old))
+        .await;
     let out = result(&client, &node, "emb-old").await;
     assert_eq!(out["count"], 2);
     assert_eq!(
@@ -240,9 +189,8 @@ async fn embeddings_local_ollama_and_the_older_ollama_endpoint() {
         "one call per text on the older endpoint"
     );
 
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "emb-local",
             "embedding",
@@ -264,7 +212,8 @@ async fn embeddings_local_ollama_and_the_older_ollama_endpoint() {
     assert!((norm - 1.0).abs() < 1e-4);
     let mut wrong = batch;
     wrong["embedding_dimension"] = json!("384");
-    submit(&client, &node, &job("emb-dim", "embedding", wrong)).await;
+    node.post_json("/jobs", &job("emb-dim", "embedding", wrong))
+        .await;
     let done = wait_terminal(&client, &node, "emb-dim", WAIT).await;
     assert_eq!(
         done["error"]["code"], "INVALID_INPUT",
@@ -279,9 +228,8 @@ async fn down_missing_and_gpu_only_backends_fail_fast_and_clearly() {
     let node = NodeProcess::start(&config(&ollama, &files, "")).await;
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "down",
             "llm_inference",
@@ -303,24 +251,23 @@ async fn down_missing_and_gpu_only_backends_fail_fast_and_clearly() {
         "no hang: {:?}",
         started.elapsed()
     );
-    let (status, body) = submit(
-        &client,
-        &node,
-        &job(
-            "none",
-            "llm_inference",
-            json!({"prompt": "x", "model": "m", "backend": "remote_api"}),
-        ),
-    )
-    .await;
+    let (status, body) = node
+        .post_json(
+            "/jobs",
+            &job(
+                "none",
+                "llm_inference",
+                json!({"prompt": "x", "model": "m", "backend": "remote_api"}),
+            ),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (422, Some("BACKEND_UNAVAILABLE")),
         "{body}"
     );
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "gpu",
             "llm_inference",
@@ -342,9 +289,8 @@ async fn remote_retrieval_and_info_advertise_backends() {
     let files = FileServer::start().await;
     let node = NodeProcess::start(&config(&ollama, &files, "")).await;
     let client = reqwest::Client::new();
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "remote",
             "retrieval",
@@ -392,7 +338,7 @@ async fn model_downloads_resume_verify_and_download_once() {
         )
     };
 
-    submit(&client, &node, &download("dl1", &sha)).await;
+    node.post_json("/jobs", &download("dl1", &sha)).await;
     let out = result(&client, &node, "dl1").await;
     assert_eq!(
         (
@@ -421,7 +367,7 @@ async fn model_downloads_resume_verify_and_download_once() {
         "HF_TOKEN is sent"
     );
 
-    submit(&client, &node, &download("dl2", &sha)).await;
+    node.post_json("/jobs", &download("dl2", &sha)).await;
     assert_eq!(
         result(&client, &node, "dl2").await["cached"],
         true,
@@ -430,9 +376,8 @@ async fn model_downloads_resume_verify_and_download_once() {
     assert_eq!(files.requests().len(), 2);
 
     files.add("acme/other", "b.gguf", vec![7u8; 200_000]);
-    submit(
-        &client,
-        &node,
+    node.post_json(
+        "/jobs",
         &job(
             "bad",
             "model_download",
@@ -462,9 +407,8 @@ async fn model_downloads_resume_verify_and_download_once() {
     files.add("acme/big", "big.gguf", big);
     let before = files.requests().len();
     for id in ["same1", "same2"] {
-        submit(
-            &client,
-            &node,
+        node.post_json(
+            "/jobs",
             &job(
                 id,
                 "model_download",

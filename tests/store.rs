@@ -21,16 +21,6 @@ fn nested(depth: usize) -> Value {
     (0..depth).fold(json!(1), |inner, _| json!([inner]))
 }
 
-async fn post(client: &reqwest::Client, node: &NodeProcess, job: &Value) -> (u16, Value) {
-    let r = client
-        .post(node.at("/jobs"))
-        .json(job)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn what_is_accepted_reads_back_at_the_nesting_limits() {
     let mut node = NodeProcess::start(&guests_allowed("")).await;
@@ -41,14 +31,14 @@ async fn what_is_accepted_reads_back_at_the_nesting_limits() {
         "builtin:aggregation",
         json!({"items_json": "[]", "deep": nested(63)}),
     );
-    let (status, body) = post(&client, &node, &at_limit).await;
+    let (status, body) = node.post_json("/jobs", &at_limit).await;
     assert_eq!(status, 200, "{body}");
     let too_deep = wasm_job(
         "p65",
         "builtin:aggregation",
         json!({"items_json": "[]", "deep": nested(64)}),
     );
-    let (status, body) = post(&client, &node, &too_deep).await;
+    let (status, body) = node.post_json("/jobs", &too_deep).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("INVALID_JOB")),
@@ -65,21 +55,14 @@ async fn what_is_accepted_reads_back_at_the_nesting_limits() {
         "hostile",
         json!({"action": "deep", "depth": deepest}),
     );
-    assert_eq!(post(&client, &node, &deep_out).await.0, 200);
+    assert_eq!(node.post_json("/jobs", &deep_out).await.0, 200);
     for id in ["p64", "o-deep"] {
         let done = wait_terminal(&client, &node, id, WAIT).await;
         assert_eq!(done["state"], "finished", "{done}");
     }
     node.crash_and_restart().await;
     assert_eq!(node.get_json("/jobs/p64").await["state"], "finished");
-    let served = client
-        .get(node.at("/jobs/o-deep/result"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let served = node.get_text("/jobs/o-deep/result").await;
     let expected = "[".repeat(deepest as usize) + &"]".repeat(deepest as usize);
     assert_eq!(
         served, expected,
@@ -102,7 +85,10 @@ async fn two_documents_under_one_id_never_both_become_jobs() {
     for round in 0..200 {
         let id = format!("race-{round}");
         let (doc_a, doc_b) = (doc(&id, "a"), doc(&id, "b"));
-        let (a, b) = tokio::join!(post(&client, &node, &doc_a), post(&client, &node, &doc_b));
+        let (a, b) = tokio::join!(
+            node.post_json("/jobs", &doc_a),
+            node.post_json("/jobs", &doc_b)
+        );
         let mut codes = [a.0, b.0];
         codes.sort();
         assert_eq!(codes, [200, 409], "round {round}: {a:?} {b:?}");
@@ -124,7 +110,7 @@ async fn a_full_disk_degrades_the_node_and_it_heals_without_a_restart() {
     let gate = Gate::new();
     let node = NodeProcess::start(&gate.policy("")).await;
     let client = reqwest::Client::new();
-    assert_eq!(post(&client, &node, &gate.job("during")).await.0, 200);
+    assert_eq!(node.post_json("/jobs", &gate.job("during")).await.0, 200);
     wait_state(&node, "during", "running").await;
 
     // The store may not grow any more: every write that needs room fails.
@@ -140,7 +126,7 @@ async fn a_full_disk_degrades_the_node_and_it_heals_without_a_restart() {
             "builtin:aggregation",
             json!({"items_json": "[]", "pad": pad}),
         );
-        let (status, body) = post(&client, &node, &job).await;
+        let (status, body) = node.post_json("/jobs", &job).await;
         if status != 200 {
             refused = Some((status, body));
             break;
@@ -158,16 +144,16 @@ async fn a_full_disk_degrades_the_node_and_it_heals_without_a_restart() {
 
     // The running job ends while nothing can be written: its result is kept.
     gate.open();
-    let (status, _) = post(
-        &client,
-        &node,
-        &wasm_job(
-            "refused",
-            "builtin:aggregation",
-            json!({"items_json": "[]"}),
-        ),
-    )
-    .await;
+    let (status, _) = node
+        .post_json(
+            "/jobs",
+            &wasm_job(
+                "refused",
+                "builtin:aggregation",
+                json!({"items_json": "[]"}),
+            ),
+        )
+        .await;
     assert_eq!(status, 503);
 
     node.set_limit("--fsize=unlimited:");
@@ -186,9 +172,8 @@ async fn a_full_disk_degrades_the_node_and_it_heals_without_a_restart() {
         "the result written once it could be: {during}"
     );
     assert_eq!(
-        post(
-            &client,
-            &node,
+        node.post_json(
+            "/jobs",
             &wasm_job("after", "builtin:aggregation", json!({"items_json": "[]"}))
         )
         .await
@@ -240,7 +225,7 @@ async fn a_damaged_store_is_a_clear_error_with_status_2_and_store_repair_brings_
             "builtin:aggregation",
             json!({"items_json": "[]"}),
         );
-        assert_eq!(post(&client, &node, &job).await.0, 200);
+        assert_eq!(node.post_json("/jobs", &job).await.0, 200);
     }
     wait_terminal(&client, &node, "j29", WAIT).await;
     node.signal("TERM");
@@ -283,7 +268,7 @@ async fn a_damaged_store_is_a_clear_error_with_status_2_and_store_repair_brings_
 
     node.restart().await;
     let job = wasm_job("again", "builtin:aggregation", json!({"items_json": "[]"}));
-    assert_eq!(post(&client, &node, &job).await.0, 200);
+    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
     assert_eq!(
         wait_terminal(&client, &node, "again", WAIT).await["state"],
         "finished"
@@ -296,7 +281,7 @@ async fn the_queue_s_byte_cap_and_the_disk_floor_refuse_new_work() {
     let extra = "[scheduler]\nmax_concurrent_jobs = 1\nmax_queued_bytes = 300000\n";
     let node = NodeProcess::start(&gate.policy(extra)).await;
     let client = reqwest::Client::new();
-    assert_eq!(post(&client, &node, &gate.job("hold")).await.0, 200);
+    assert_eq!(node.post_json("/jobs", &gate.job("hold")).await.0, 200);
     wait_state(&node, "hold", "running").await;
     let pad = "x".repeat(100_000);
     let job = |i: usize| {
@@ -307,7 +292,7 @@ async fn the_queue_s_byte_cap_and_the_disk_floor_refuse_new_work() {
         )
     };
     for i in 0..2 {
-        assert_eq!(post(&client, &node, &job(i)).await.0, 200);
+        assert_eq!(node.post_json("/jobs", &job(i)).await.0, 200);
     }
     let r = client
         .post(node.at("/jobs"))

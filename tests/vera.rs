@@ -62,16 +62,6 @@ fn with_policy(policy: &str, extra: &str) -> String {
     )
 }
 
-async fn execute(client: &reqwest::Client, node: &NodeProcess, body: Value) -> (u16, Value) {
-    let r = client
-        .post(node.at("/execute"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 async fn wait_status(node: &NodeProcess, id: &str, until: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -95,7 +85,7 @@ fn done(status: &Value) -> bool {
 async fn execute_status_result_and_cancel() {
     let node = NodeProcess::start(&config("")).await;
     let client = reqwest::Client::new();
-    let (status, body) = execute(&client, &node, json!({"task_id": "v1", "task_type": "data_processing",
+    let (status, body) = node.post_json("/execute", &json!({"task_id": "v1", "task_type": "data_processing",
         "payload": {"operation": "aggregation", "items_json": "[{\"k\":\"v\"}]", "timeout": 10}, "priority": "high"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "accepted");
@@ -127,11 +117,11 @@ async fn execute_status_result_and_cancel() {
             json!({"task_id": "v3", "task_type": "toolchain_execution", "payload": {"component": "builtin:retrieval", "query": "x", "documents": "x marks"}}),
         ),
     ] {
-        assert_eq!(execute(&client, &node, body).await.0, 200);
+        assert_eq!(node.post_json("/execute", &body).await.0, 200);
         assert_eq!(wait_status(&node, id, done).await["status"], "completed");
     }
 
-    let (status, body) = execute(&client, &node, json!({"task_id": "slow", "task_type": "custom",
+    let (status, body) = node.post_json("/execute", &json!({"task_id": "slow", "task_type": "custom",
         "payload": {"component": test_guest_dir().join("hostile.wasm").display().to_string(), "action": "sleep", "ms": 30000}})).await;
     assert_eq!(status, 200, "{body}");
     wait_status(&node, "slow", |s| s["status"] == "running").await;
@@ -149,7 +139,7 @@ async fn execute_status_result_and_cancel() {
         "cancelled"
     );
 
-    let (status, body) = execute(&client, &node, json!({"task_id": "py", "task_type": "sandboxed_execution", "payload": {"code": "print(1)", "language": "python"}})).await;
+    let (status, body) = node.post_json("/execute", &json!({"task_id": "py", "task_type": "sandboxed_execution", "payload": {"code": "print(1)", "language": "python"}})).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (422, Some("BACKEND_UNAVAILABLE")),
@@ -160,12 +150,12 @@ async fn execute_status_result_and_cancel() {
         (Some("py"), Some("rejected")),
         "refusals come in the Vera task shape: {body}"
     );
-    let (status, body) = execute(
-        &client,
-        &node,
-        json!({"task_id": "x", "task_type": "teleport"}),
-    )
-    .await;
+    let (status, body) = node
+        .post_json(
+            "/execute",
+            &json!({"task_id": "x", "task_type": "teleport"}),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (400, Some("UNKNOWN_TASK_TYPE"))
@@ -229,13 +219,15 @@ async fn execute_status_result_and_cancel() {
 #[tokio::test]
 async fn callbacks_are_allowlisted_retried_and_recorded() {
     let node = NodeProcess::start(&config("")).await;
-    let client = reqwest::Client::new();
     let flaky = Receiver::start(2).await;
     let job = |id: &str, url: &str| {
         json!({"task_id": id, "task_type": "data_processing",
         "payload": {"operation": "aggregation", "items_json": "[{\"n\":1}]"}, "callback_url": url})
     };
-    assert_eq!(execute(&client, &node, job("cb1", &flaky.url)).await.0, 200);
+    assert_eq!(
+        node.post_json("/execute", &job("cb1", &flaky.url)).await.0,
+        200
+    );
     let status = wait_status(&node, "cb1", |s| s["callback"]["state"] == "delivered").await;
     assert_eq!(
         status["callback"]["attempts"], 3,
@@ -253,7 +245,7 @@ async fn callbacks_are_allowlisted_retried_and_recorded() {
     assert_eq!(received[0]["result"]["report"]["n"], 1);
 
     let dead = "http://127.0.0.1:9/hooks/done";
-    assert_eq!(execute(&client, &node, job("cb2", dead)).await.0, 200);
+    assert_eq!(node.post_json("/execute", &job("cb2", dead)).await.0, 200);
     let status = wait_status(&node, "cb2", |s| s["callback"]["state"] == "failed").await;
     assert_eq!(
         status["callback"]["attempts"], 4,
@@ -261,12 +253,12 @@ async fn callbacks_are_allowlisted_retried_and_recorded() {
     );
     assert!(status["callback"]["last_error"].is_string());
 
-    let (status, body) = execute(
-        &client,
-        &node,
-        job("cb3", "http://169.254.169.254/latest/meta-data"),
-    )
-    .await;
+    let (status, body) = node
+        .post_json(
+            "/execute",
+            &job("cb3", "http://169.254.169.254/latest/meta-data"),
+        )
+        .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (422, Some("POLICY_DENIED")),
@@ -282,11 +274,10 @@ async fn priorities_are_honoured_under_load() {
         "[scheduler]\nmax_concurrent_jobs = 1\n",
     ))
     .await;
-    let client = reqwest::Client::new();
     let hostile = test_guest_dir().join("hostile.wasm").display().to_string();
     let blocker = json!({"task_id": "blocker", "task_type": "custom", "payload": {"component": hostile,
         "action": "block", "until": "/gate/open", "mounts": gate.mount()}});
-    assert_eq!(execute(&client, &node, blocker).await.0, 200);
+    assert_eq!(node.post_json("/execute", &blocker).await.0, 200);
     wait_status(&node, "blocker", |s| s["status"] == "running").await;
     let mut order = Vec::new();
     for i in 0..4 {
@@ -296,7 +287,7 @@ async fn priorities_are_honoured_under_load() {
             // Each job sleeps 5 ms, so start times (in ms) never tie.
             let body = json!({"task_id": id, "task_type": "custom", "priority": priority,
                 "payload": {"component": hostile, "action": "sleep", "ms": 5}});
-            assert_eq!(execute(&client, &node, body).await.0, 200);
+            assert_eq!(node.post_json("/execute", &body).await.0, 200);
         }
     }
     gate.open();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 use wasmnode_runtime::{
     ArtifactStore, ComponentSource, Executor, FailureKind, LimitPolicy, LimitRequest, Runtime,
-    TaskContext, TaskEvent, TaskSpec, WasmExecutor, WasmRuntime,
+    TaskContext, TaskEvent, TaskFailure, TaskOutcome, TaskSpec, WasmExecutor, WasmRuntime,
 };
 
 const S8: &str = "8. cancellation";
@@ -23,20 +23,6 @@ const SPINNER: &str = r#"(module
     (i32.store (i32.const 4) (i32.const 8))
     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (loop (br 0))))"#;
-
-/// A program with enough code that compiling it takes a while.
-fn slow_to_compile() -> Vec<u8> {
-    let mut wat = String::from("(module (memory (export \"memory\") 1)");
-    for f in 0..2000 {
-        wat.push_str(&format!("(func $f{f} (param i64) (result i64) local.get 0"));
-        for i in 0..150 {
-            wat.push_str(&format!(" i64.const {i} i64.mul local.get 0 i64.xor"));
-        }
-        wat.push(')');
-    }
-    wat.push_str("(func (export \"_start\")))");
-    wat.into_bytes()
-}
 
 fn executor() -> anyhow::Result<Arc<WasmExecutor>> {
     Ok(Arc::new(WasmExecutor::new(WasmConfig {
@@ -78,13 +64,22 @@ async fn cancel_spinning(executor: &Arc<WasmExecutor>) -> anyhow::Result<Duratio
     let task =
         tokio::spawn(async move { runner.run(program(SPINNER.as_bytes().to_vec()), ctx).await });
     while !matches!(rx.recv().await, Some(TaskEvent::Stdout(b)) if b.starts_with(b"running")) {}
+    time_to_cancel(cancel, task).await
+}
+
+/// Cancels `task`; returns the time it took to end as cancelled.
+async fn time_to_cancel(
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<TaskOutcome, TaskFailure>>,
+) -> anyhow::Result<Duration> {
     let at = Instant::now();
     cancel.cancel();
     let result = task.await?;
     let took = at.elapsed();
     anyhow::ensure!(
         matches!(&result, Err(f) if f.kind == FailureKind::Cancelled),
-        "the spinner did not end as cancelled"
+        "the task did not end as cancelled: {:?}",
+        result.err()
     );
     Ok(took)
 }
@@ -96,19 +91,15 @@ async fn cancel_compiling() -> anyhow::Result<Duration> {
     let ctx = context();
     let cancel = ctx.cancel.clone();
     let runner = executor.clone();
-    let task = tokio::spawn(async move { runner.run(program(slow_to_compile()), ctx).await });
+    let task = tokio::spawn(async move {
+        runner
+            .run(program(wasmnode_e2e::slow_to_compile()), ctx)
+            .await
+    });
     while executor.cache_stats().preparing == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let at = Instant::now();
-    cancel.cancel();
-    let result = task.await?;
-    let took = at.elapsed();
-    anyhow::ensure!(
-        matches!(&result, Err(f) if f.kind == FailureKind::Cancelled),
-        "the compiling task did not end as cancelled"
-    );
-    Ok(took)
+    time_to_cancel(cancel, task).await
 }
 
 fn row(metric: &str, samples: &Samples) -> Row {

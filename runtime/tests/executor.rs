@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use wasmnode_runtime::builtins::test_guests;
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig, World};
 use wasmnode_runtime::{
-    ComponentSource, Executor, FailureKind, MountSource, TaskContext, TaskEvent, WasmExecutor,
-    WasmRuntime,
+    ComponentSource, Executor, FailureKind, MountSource, TaskContext, TaskEvent, TaskFailure,
+    TaskOutcome, WasmExecutor, WasmRuntime,
 };
 
 fn builtin(name: &str) -> ComponentSource {
@@ -272,6 +272,19 @@ fn watched(
     (ctx, rx, dir)
 }
 
+/// Cancels the task `handle` runs and returns how it failed.
+async fn cancelled(
+    cancel: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<Result<TaskOutcome, TaskFailure>>,
+) -> TaskFailure {
+    cancel.cancel();
+    tokio::time::timeout(STEP, handle)
+        .await
+        .expect("the task ended")
+        .unwrap()
+        .expect_err("the task failed")
+}
+
 #[tokio::test]
 async fn a_cancelled_task_stops_promptly_when_spinning_or_blocked() {
     for action in ["loop", "sleep"] {
@@ -287,12 +300,7 @@ async fn a_cancelled_task_stops_promptly_when_spinning_or_blocked() {
             }
         }
         let cancelled_at = Instant::now();
-        cancel.cancel();
-        let err = tokio::time::timeout(STEP, handle)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap_err();
+        let err = cancelled(cancel, handle).await;
         let took = cancelled_at.elapsed();
         assert_eq!(err.kind, FailureKind::Cancelled, "{action}: {err}");
         // The 100 ms target is measured by `make bench`; here it only must
@@ -304,20 +312,6 @@ async fn a_cancelled_task_stops_promptly_when_spinning_or_blocked() {
     }
     let out = run(hostile(json!({"action": "echo"}))).await;
     assert!(out.is_ok());
-}
-
-/// A core WASI module with enough code that compiling it takes a while.
-fn slow_to_compile() -> Vec<u8> {
-    let mut wat = String::from("(module (memory (export \"memory\") 1)");
-    for f in 0..2000 {
-        wat.push_str(&format!("(func $f{f} (param i64) (result i64) local.get 0"));
-        for i in 0..150 {
-            wat.push_str(&format!(" i64.const {i} i64.mul local.get 0 i64.xor"));
-        }
-        wat.push(')');
-    }
-    wat.push_str("(func (export \"_start\")))");
-    wat.into_bytes()
 }
 
 #[tokio::test]
@@ -333,7 +327,7 @@ async fn a_task_cancelled_while_its_code_compiles_ends_without_waiting_for_the_c
         .unwrap(),
     );
     let spec = task(
-        ComponentSource::Bytes(slow_to_compile().into()),
+        ComponentSource::Bytes(wasmnode_e2e::slow_to_compile().into()),
         json!(null),
     );
     let (_dir, store) = artifacts();
@@ -346,12 +340,7 @@ async fn a_task_cancelled_while_its_code_compiles_ends_without_waiting_for_the_c
         assert!(started.elapsed() < STEP, "the compile never started");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    cancel.cancel();
-    let err = tokio::time::timeout(STEP, handle)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap_err();
+    let err = cancelled(cancel, handle).await;
     assert_eq!(err.kind, FailureKind::Cancelled, "{err}");
     let stats = executor.cache_stats();
     assert_eq!(

@@ -324,6 +324,21 @@ pub fn test_guest_dir() -> PathBuf {
     test_guest("hostile").parent().expect("dir").to_path_buf()
 }
 
+/// A WASI preview 1 program (WAT) with enough code that compiling it takes
+/// a while (about a second on one core), and nothing to do when it runs.
+pub fn slow_to_compile() -> Vec<u8> {
+    let mut wat = String::from("(module (memory (export \"memory\") 1)");
+    for f in 0..2000 {
+        wat.push_str(&format!("(func $f{f} (param i64) (result i64) local.get 0"));
+        for i in 0..150 {
+            wat.push_str(&format!(" i64.const {i} i64.mul local.get 0 i64.xor"));
+        }
+        wat.push(')');
+    }
+    wat.push_str("(func (export \"_start\")))");
+    wat.into_bytes()
+}
+
 /// A Job Protocol v1 request running `component` (a test guest stem or `builtin:NAME`).
 pub fn wasm_job(job_id: &str, component: &str, payload: serde_json::Value) -> serde_json::Value {
     let component = if component.starts_with("builtin:") {
@@ -434,5 +449,96 @@ pub async fn wait_state(node: &NodeProcess, job_id: &str, state: &str) -> serde_
             "{job_id} never became {state}: {job}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+impl NodeProcess {
+    /// `POST path` with the JSON `body`: the status and the JSON answer
+    /// (null when the answer is not JSON).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(self.at(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `GET path` as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        reqwest::get(self.at(path))
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Polls `/health` until `until` holds for it (panics after 120 s).
+    pub async fn wait_health(
+        &self,
+        until: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let health = self.get_json("/health").await;
+            if until(&health) {
+                return health;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "health never came: {health}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The events of job `job_id` until its stream ends, as (name, data)
+    /// pairs; with `then_open`, that gate opens once the first event came
+    /// (the job is followed from before it starts).
+    pub async fn job_events(
+        &self,
+        job_id: &str,
+        then_open: Option<&Gate>,
+    ) -> Vec<(String, serde_json::Value)> {
+        use futures::StreamExt;
+        let wait = std::time::Duration::from_secs(120);
+        let response = reqwest::get(self.at(&format!("/jobs/{job_id}/events")))
+            .await
+            .expect("events");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut body = String::new();
+        let mut stream = response.bytes_stream();
+        let mut gate = then_open;
+        while let Some(chunk) = tokio::time::timeout(wait, stream.next())
+            .await
+            .expect("events in time")
+        {
+            body.push_str(&String::from_utf8_lossy(&chunk.expect("an event")));
+            if let Some(gate) = gate.take() {
+                gate.open();
+            }
+        }
+        body.split("\n\n")
+            .filter_map(|block| {
+                let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
+                Some((
+                    name.to_string(),
+                    serde_json::from_str(data).expect("JSON data"),
+                ))
+            })
+            .collect()
     }
 }
