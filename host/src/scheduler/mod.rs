@@ -13,12 +13,12 @@
 
 mod queue;
 mod run;
+mod submit;
 
 pub use queue::Priority;
+pub use submit::{SubmitError, Submitted};
 
-use crate::agent::report::Origin;
 use crate::events::{EventHub, JobEvent};
-use crate::job::{JobError, JobRequest};
 use crate::metrics::{Metrics, StateLabel};
 use crate::store::{JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
 use queue::JobQueue;
@@ -26,9 +26,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use submit::Reservation;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-use wasmnode_runtime::{Router, TaskFailure};
+use wasmnode_runtime::Router;
 
 /// How long a waiting job takes to be raised one priority step.
 const PRIORITY_BOOST_AFTER: Duration = Duration::from_secs(30);
@@ -49,54 +50,10 @@ pub struct Settings {
     pub min_free_disk_bytes: u64,
 }
 
-/// Why a submission was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The request is malformed.
-    #[error(transparent)]
-    Invalid(#[from] JobError),
-    /// The node is draining and accepts nothing new.
-    #[error("the node is shutting down and accepts no new jobs")]
-    Draining,
-    /// The queue holds as many jobs, or as many bytes of requests, as it may.
-    #[error("the queue is full ({0}); retry later")]
-    QueueFull(String),
-    /// The disk is nearly full.
-    #[error(
-        "the disk holding the node's data has {free_mb} MiB free, below the floor of {floor_mb} MiB (node.min_free_disk_mb); retry later"
-    )]
-    LowDisk {
-        /// Free space, MiB.
-        free_mb: u64,
-        /// The floor, MiB.
-        floor_mb: u64,
-    },
-    /// The job id exists with a different request.
-    #[error("job `{0}` already exists with a different request")]
-    Conflict(String),
-    /// The task cannot run here (routing, policy, limits).
-    #[error("{0}")]
-    Rejected(TaskFailure),
-    /// The store failed; the job was not accepted.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Decides, just before a job starts, whether it still may; a job refused
 /// ends as cancelled with code `EXPIRED` and the given reason, and nothing
 /// is reported for it (whoever installed the check owns that decision).
 pub type StartCheck = Arc<dyn Fn(&JobRecord) -> Result<(), String> + Send + Sync>;
-
-/// A successful submission.
-#[derive(Debug)]
-pub enum Submitted {
-    /// Newly accepted (queued).
-    Accepted,
-    /// The same request was submitted before; this is its current record.
-    Existing(Box<JobRecord>),
-    /// The same request is being accepted by a concurrent call.
-    InFlight,
-}
 
 /// What a cancellation did.
 #[derive(Debug, PartialEq, Eq)]
@@ -110,12 +67,6 @@ pub struct Cancelled {
 struct RunningJob {
     cancel: CancellationToken,
     interrupted: bool,
-}
-
-/// A job id being accepted: its request's hash and size.
-struct Reservation {
-    hash: String,
-    bytes: u64,
 }
 
 struct State {
@@ -219,134 +170,6 @@ impl Scheduler {
         }
         self.inner.metrics.queued.set(self.queue_depth() as i64);
         Ok(())
-    }
-
-    /// Accepts `request`: validated against routing and policy, written to
-    /// the store, then queued.
-    pub async fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
-        self.submit_from(request, None).await
-    }
-
-    /// Like [`Scheduler::submit`], for a job that a control-plane task
-    /// (`origin`) asked for: its reports are queued with its state changes.
-    pub async fn submit_from(
-        &self,
-        request: JobRequest,
-        origin: Option<Origin>,
-    ) -> Result<Submitted, SubmitError> {
-        let inner = &self.inner;
-        request.validate()?;
-        let (canonical, hash) = JobRecord::canonical(&request);
-        let bytes = canonical.len() as u64;
-        // The record takes what it needs; routing takes the request apart.
-        let mut record = JobRecord::queued(&request, &canonical, 0, now_ms());
-        let priority = Priority::parse(request.priority.as_deref());
-        inner
-            .router
-            .plan(request.into_task())
-            .map_err(SubmitError::Rejected)?;
-        let job_id = record.job_id.clone();
-        let Some(reserved) = self.reserve(&job_id, &hash, bytes)? else {
-            return Ok(Submitted::InFlight);
-        };
-        if let Some(existing) = inner.store.get(&job_id)? {
-            return if existing.spec_hash == hash {
-                Ok(Submitted::Existing(Box::new(existing)))
-            } else {
-                Err(SubmitError::Conflict(job_id))
-            };
-        }
-        if let Some(reason) = inner.store.degraded() {
-            return Err(StoreError::Unavailable(reason).into());
-        }
-        self.check_disk()?;
-        self.check_capacity()?;
-        let seq = inner.store.next_seq();
-        record.seq = seq;
-        if let Some(Origin::Callback { url }) = &origin {
-            record.callback = Some(crate::store::CallbackStatus {
-                url: url.clone(),
-                state: "pending".into(),
-                attempts: 0,
-                last_error: None,
-            });
-        }
-        record.origin = origin;
-        let label = inner.metrics.type_label(&record.task_type);
-        inner.store.accept(record, canonical).await?;
-        reserved.enqueue(seq, priority);
-        inner.metrics.submitted.get_or_create(&label).inc();
-        inner.wake.notify_one();
-        Ok(Submitted::Accepted)
-    }
-
-    /// Reserves `job_id` for this submission; `None` when the same request
-    /// is being accepted by another call.
-    fn reserve(
-        &self,
-        job_id: &str,
-        hash: &str,
-        bytes: u64,
-    ) -> Result<Option<Reserved<'_>>, SubmitError> {
-        let mut state = self.inner.state.lock().expect("scheduler lock");
-        if state.draining {
-            return Err(SubmitError::Draining);
-        }
-        if let Some(other) = state.reserved.get(job_id) {
-            return if other.hash == hash {
-                Ok(None)
-            } else {
-                Err(SubmitError::Conflict(job_id.to_string()))
-            };
-        }
-        state.reserved.insert(
-            job_id.to_string(),
-            Reservation {
-                hash: hash.to_string(),
-                bytes,
-            },
-        );
-        Ok(Some(Reserved {
-            scheduler: self,
-            job_id: job_id.to_string(),
-            bytes,
-        }))
-    }
-
-    /// Whether the queue has room for the jobs being accepted (this one among
-    /// them), by count and by bytes of requests.
-    fn check_capacity(&self) -> Result<(), SubmitError> {
-        let settings = &self.inner.settings;
-        let state = self.inner.state.lock().expect("scheduler lock");
-        let waiting = state.queue.len() + state.reserved.len();
-        if waiting > settings.queue_capacity {
-            return Err(SubmitError::QueueFull(format!(
-                "{} jobs waiting",
-                waiting - 1
-            )));
-        }
-        let bytes = state.queue.bytes() + state.reserved.values().map(|r| r.bytes).sum::<u64>();
-        if bytes > settings.max_queued_bytes {
-            return Err(SubmitError::QueueFull(format!(
-                "with this one, {bytes} bytes of requests would be waiting; the limit is {} (scheduler.max_queued_bytes)",
-                settings.max_queued_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    fn check_disk(&self) -> Result<(), SubmitError> {
-        let settings = &self.inner.settings;
-        if settings.min_free_disk_bytes == 0 {
-            return Ok(());
-        }
-        match wasmnode_runtime::disk::free_bytes(&settings.data_dir) {
-            Some(free) if free < settings.min_free_disk_bytes => Err(SubmitError::LowDisk {
-                free_mb: free >> 20,
-                floor_mb: settings.min_free_disk_bytes >> 20,
-            }),
-            _ => Ok(()),
-        }
     }
 
     /// Installs the check every job passes just before it starts.
@@ -481,41 +304,6 @@ impl Scheduler {
             running.interrupted = true;
             running.cancel.cancel();
         }
-    }
-}
-
-/// A job id reserved by a submission in progress; released when dropped.
-struct Reserved<'a> {
-    scheduler: &'a Scheduler,
-    job_id: String,
-    bytes: u64,
-}
-
-impl Reserved<'_> {
-    /// Queues the accepted job and releases the reservation in one step.
-    fn enqueue(self, seq: u64, priority: Priority) {
-        let inner = &self.scheduler.inner;
-        let mut state = inner.state.lock().expect("scheduler lock");
-        state.queue.push(
-            self.job_id.clone(),
-            seq,
-            priority,
-            Instant::now(),
-            self.bytes,
-        );
-        inner.metrics.queued.set(state.queue.len() as i64);
-    }
-}
-
-impl Drop for Reserved<'_> {
-    fn drop(&mut self) {
-        self.scheduler
-            .inner
-            .state
-            .lock()
-            .expect("scheduler lock")
-            .reserved
-            .remove(&self.job_id);
     }
 }
 
