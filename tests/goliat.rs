@@ -95,10 +95,18 @@ async fn wasm_assignments_get_their_config_and_report_success_and_failure() {
         "the assignment arrives on stdin: {stdout}"
     );
 
-    let beats = dashboard.heartbeats();
-    assert!(beats.iter().all(|(id, _)| *id == machine));
-    assert!(beats.len() >= 2, "{beats:?}");
-    assert!(dashboard.polls() >= 2, "polls go on while idle");
+    // Heartbeats (every second) and polls go on while the node is idle.
+    let deadline = Instant::now() + WAIT;
+    while dashboard.heartbeats().len() < 2 || dashboard.polls() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}, {} polls",
+            dashboard.heartbeats(),
+            dashboard.polls()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(dashboard.heartbeats().iter().all(|(id, _)| *id == machine));
 }
 
 #[tokio::test]
