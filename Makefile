@@ -18,7 +18,7 @@ run: wasm-target ## Build and start the node standalone on its defaults (API on 
 	@echo
 	@echo "wasmnode is starting on http://127.0.0.1:9000 (Ctrl-C drains and stops it)."
 	@echo "Submit a first job from another terminal:"
-	@echo "  curl -s localhost:9000/jobs -d @examples/jobs/retrieval.json"
+	@echo "  curl -s localhost:9000/jobs -H 'Content-Type: application/json' -d @examples/jobs/retrieval.json"
 	@echo "  curl -s localhost:9000/jobs/example-retrieval/result"
 	@echo
 	target/debug/wasmnode serve

@@ -287,6 +287,7 @@ async fn queue_full_oversized_bad_version_unknown_and_duplicates_are_refused_cle
     );
     let r = client
         .post(node.at("/jobs"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await

@@ -2,6 +2,10 @@
 //! callback is tried `vera.callback_attempts` times with doubling waits; the
 //! outcome is recorded on the job (visible at `/task/{id}/status`). Pending
 //! callbacks live in the durable outbox, so a restart resumes them.
+//!
+//! Before each attempt the URL is checked again against the allowlist and
+//! its host resolved: the request goes to the checked addresses only, and
+//! no redirect is followed (a redirect would lead past the allowlist).
 
 use crate::agent::report::{Channel, Origin, OutboxItem};
 use crate::node::Node;
@@ -9,6 +13,7 @@ use crate::store::{CallbackStatus, JobStore};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wasmnode_runtime::urls::UrlAllowlist;
 
 /// Callbacks delivered at once.
 const PARALLEL: usize = 16;
@@ -19,12 +24,12 @@ pub fn spawn(node: Arc<Node>) {
 }
 
 async fn run(node: Arc<Node>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "cannot create the callback client"),
+    let allowlist = match UrlAllowlist::new(
+        &node.config.vera.callback_allowlist,
+        "vera.callback_allowlist",
+    ) {
+        Ok(list) => Arc::new(list),
+        Err(e) => return tracing::error!(error = %e, "callbacks are not delivered"),
     };
     let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
     loop {
@@ -41,9 +46,9 @@ async fn run(node: Arc<Node>) {
             {
                 continue;
             }
-            let (node, client, in_flight) = (node.clone(), client.clone(), in_flight.clone());
+            let (node, allowlist, in_flight) = (node.clone(), allowlist.clone(), in_flight.clone());
             tokio::spawn(async move {
-                deliver(&node, &client, seq, item).await;
+                deliver(&node, &allowlist, seq, item).await;
                 in_flight.lock().expect("in-flight lock").remove(&seq);
             });
         }
@@ -54,7 +59,30 @@ async fn run(node: Arc<Node>) {
     }
 }
 
-async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxItem) {
+/// One attempt: the URL admitted now (allowlist and resolved addresses),
+/// posted to the checked addresses without following redirects.
+async fn post(allowlist: &UrlAllowlist, url: &str, body: Vec<u8>) -> Result<(), String> {
+    let admitted = allowlist.admit(url).await.map_err(|e| e.to_string())?;
+    let client = admitted
+        .client(reqwest::Client::builder().timeout(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .post(admitted.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the callback target answered {status}"))
+    }
+}
+
+async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxItem) {
     let Origin::Callback { url } = &item.origin else {
         return;
     };
@@ -81,14 +109,7 @@ async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxIt
     });
     for attempt in 1..=settings.callback_attempts {
         status.attempts += 1;
-        match client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-        {
+        match post(allowlist, url, body.clone()).await {
             Ok(_) => {
                 status.state = "delivered".into();
                 status.last_error = None;
@@ -96,8 +117,7 @@ async fn deliver(node: &Node, client: &reqwest::Client, seq: u64, item: OutboxIt
                 let _ = node.store.outbox_remove(Channel::Callback, seq).await;
                 return;
             }
-            Err(e) => {
-                let error = e.without_url().to_string();
+            Err(error) => {
                 tracing::warn!(job_id = %item.job_id, attempt, %error, "callback failed");
                 status.last_error = Some(error);
                 if attempt < settings.callback_attempts {

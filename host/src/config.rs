@@ -351,6 +351,8 @@ pub struct ApiConfig {
     /// Seconds a client has to send a request's headers; an idle keep-alive
     /// connection is closed after as long.
     pub header_timeout_seconds: u64,
+    /// Further `Host` values (`name:port`) a keyless loopback API answers.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ApiConfig {
@@ -364,6 +366,7 @@ impl Default for ApiConfig {
             max_event_streams: 256,
             max_connections: 1024,
             header_timeout_seconds: 10,
+            allowed_hosts: Vec::new(),
         }
     }
 }

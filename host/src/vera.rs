@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use wasmnode_runtime::LimitRequest;
+use wasmnode_runtime::urls::{UrlAllowlist, UrlRefused};
 
 /// A `POST /execute` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,30 +230,17 @@ fn language_runtime(runtime: &LanguageRuntime, code: String) -> Result<JobRuntim
     ))
 }
 
-/// Whether `url` is an http(s) URL that the operator's allowlist admits
-/// (entries are URL prefixes; `*` admits any).
+/// Whether `url` is an http(s) URL that the operator's allowlist admits,
+/// compared by scheme, host, port and path prefix (`*` admits any).
 pub fn callback_allowed(url: &str, allowlist: &[String]) -> Result<(), JobError> {
-    let parsed = reqwest::Url::parse(url)
-        .map_err(|e| JobError::new("INVALID_CALLBACK", format!("callback_url `{url}`: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(JobError::new(
-            "INVALID_CALLBACK",
-            "callback_url must be http or https",
-        ));
-    }
-    let normalized = parsed.as_str();
-    if allowlist
-        .iter()
-        .any(|entry| entry == "*" || normalized.starts_with(entry.as_str()))
-    {
-        Ok(())
-    } else {
-        Err(JobError::new(
-            "POLICY_DENIED",
-            format!(
-                "callback_url `{url}` is not on this node's callback allowlist (vera.callback_allowlist)"
-            ),
-        ))
+    let allowlist = UrlAllowlist::new(allowlist, "vera.callback_allowlist")
+        .map_err(|e| JobError::new("POLICY_DENIED", e))?;
+    match allowlist.check(url) {
+        Ok(_) => Ok(()),
+        Err(e @ UrlRefused::NotAllowed { .. }) => {
+            Err(JobError::new("POLICY_DENIED", e.to_string()))
+        }
+        Err(e) => Err(JobError::new("INVALID_CALLBACK", e.to_string())),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod router;
 pub mod task;
 pub mod tools;
+pub mod urls;
 pub mod wasm;
 pub mod workspace;
 

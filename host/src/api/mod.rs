@@ -3,6 +3,7 @@
 
 mod error;
 mod events;
+mod guard;
 mod jobs;
 mod node;
 pub mod server;
@@ -27,6 +28,9 @@ pub struct AppState {
     /// The node.
     pub node: Arc<Node>,
     key_hash: Option<[u8; 32]>,
+    /// `Host` values answered, when the API has no key and listens on
+    /// loopback (`None`: any).
+    hosts: Option<Arc<Vec<String>>>,
 }
 
 /// The API's routes with auth, body limit and CORS applied.
@@ -35,6 +39,7 @@ pub fn router(node: Arc<Node>) -> Router {
     let state = AppState {
         key_hash: (!api.api_key.is_empty())
             .then(|| *blake3::hash(api.api_key.as_bytes()).as_bytes()),
+        hosts: guard::allowed_hosts(&api).map(Arc::new),
         node,
     };
     let protected = Router::new()
@@ -54,6 +59,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(protected)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            guard::browsers,
+        ))
         .with_state(state);
     match cors(&api) {
         Some(layer) => app.layer(layer),
@@ -159,8 +168,16 @@ mod tests {
         })
     }
 
-    fn send(request: Request<Body>) -> (StatusCode, serde_json::Value) {
+    /// Sends `request` as a local client would (its `Host` and, with a
+    /// body, a JSON content type).
+    fn send(mut request: Request<Body>) -> (StatusCode, serde_json::Value) {
         let (rt, router, _) = app();
+        let headers = request.headers_mut();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:9000"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         rt.block_on(async {
             let response = router.clone().oneshot(request).await.unwrap();
             let status = response.status();
@@ -173,6 +190,47 @@ mod tests {
                 serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
             )
         })
+    }
+
+    /// A body that is not declared JSON, or a foreign `Host`, is refused
+    /// before any handler reads it.
+    #[test]
+    fn browsers_cannot_post_forms_or_rebind_names() {
+        let (rt, router, _) = app();
+        for (host, content_type, expected) in [
+            (
+                "127.0.0.1:9000",
+                "application/x-www-form-urlencoded",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                "127.0.0.1:9000",
+                "text/plain",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
+                "attacker.example:9000",
+                "application/json",
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "localhost:9000",
+                "application/json; charset=utf-8",
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let mut request = Request::post("/jobs")
+                .body(Body::from("protocol_version=1"))
+                .unwrap();
+            let headers = request.headers_mut();
+            headers.insert(header::HOST, HeaderValue::from_static(host));
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            let status = rt
+                .block_on(router.clone().oneshot(request))
+                .unwrap()
+                .status();
+            assert_eq!(status, expected, "{host} {content_type}");
+        }
     }
 
     proptest! {
