@@ -394,7 +394,10 @@ async fn model_downloads_resume_verify_and_download_once() {
             .contains("does not match"),
         "{done}"
     );
-    let cache = node.data_dir.path().join("models/huggingface/acme/other");
+    let cache = node
+        .data_dir
+        .path()
+        .join("models/huggingface/acme/other/main");
     let left: Vec<_> = std::fs::read_dir(&cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -434,7 +437,7 @@ async fn model_downloads_resume_verify_and_download_once() {
         info["cached_models"]
             .as_array()
             .unwrap()
-            .contains(&json!("huggingface/acme/big/big.gguf")),
+            .contains(&json!("huggingface/acme/big/main/big.gguf")),
         "{info}"
     );
 }

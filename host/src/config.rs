@@ -12,7 +12,8 @@ use wasmnode_runtime::Policy;
 use wasmnode_runtime::docker::{DockerSettings, ImageAllowlist};
 use wasmnode_runtime::limits::{LimitPolicy, Limits};
 use wasmnode_runtime::llm::backends::normalize as normalize_backend;
-use wasmnode_runtime::llm::{Backend, LlmSettings, Protocol};
+use wasmnode_runtime::llm::{Backend, Digest, LlmSettings, Protocol};
+use wasmnode_runtime::urls::redact;
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 
 /// Shown instead of a secret.
@@ -200,6 +201,12 @@ pub struct LlmSection {
     pub backends: BTreeMap<String, BackendSection>,
     /// Largest file `model_download` fetches, bytes.
     pub max_download_bytes: u64,
+    /// Digests pinned for hub files, `ORG/REPO/FILE` → `sha256:HEX` (or
+    /// `blake3:HEX`); used instead of the digest the hub publishes.
+    pub model_digests: BTreeMap<String, String>,
+    /// URLs `model_download` may fetch with `source: url`, by scheme, host,
+    /// port and path prefix (default: the hub and the configured backends).
+    pub download_allowlist: Vec<String>,
 }
 
 /// One model server.
@@ -234,6 +241,8 @@ impl Default for LlmSection {
             retrieval_api_key: String::new(),
             backends: BTreeMap::new(),
             max_download_bytes: d.max_download_bytes,
+            model_digests: BTreeMap::new(),
+            download_allowlist: Vec::new(),
         }
     }
 }
@@ -797,6 +806,17 @@ impl Config {
                 )));
             }
         }
+        for (file, digest) in &self.llm.model_digests {
+            Digest::parse(digest)
+                .map_err(|e| ConfigError::Invalid(format!("llm.model_digests.\"{file}\": {e}")))?;
+        }
+        for (name, entries) in [
+            ("llm.download_allowlist", &self.llm.download_allowlist),
+            ("vera.callback_allowlist", &self.vera.callback_allowlist),
+        ] {
+            wasmnode_runtime::urls::UrlAllowlist::new(entries, "")
+                .map_err(|e| ConfigError::Invalid(format!("{name}: {e}")))?;
+        }
         if !["auto", "on", "off"].contains(&self.docker.mode.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "docker.mode `{}` must be auto, on or off",
@@ -916,6 +936,13 @@ impl Config {
             retrieval_url: self.llm.retrieval_base_url.clone(),
             retrieval_api_key: secret(&self.llm.retrieval_api_key),
             max_download_bytes: self.llm.max_download_bytes,
+            model_digests: self
+                .llm
+                .model_digests
+                .iter()
+                .filter_map(|(file, digest)| Some((file.clone(), Digest::parse(digest).ok()?)))
+                .collect(),
+            download_allowlist: self.llm.download_allowlist.clone(),
         }
     }
 
@@ -957,6 +984,17 @@ impl Config {
             if !backend.api_key.is_empty() {
                 backend.api_key = MASK.into();
             }
+            backend.url = redact(&backend.url);
+        }
+        for url in [
+            shown.control_plane.url.as_mut(),
+            shown.llm.retrieval_base_url.as_mut(),
+            Some(&mut shown.llm.hf_endpoint),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = redact(url);
         }
         toml::to_string_pretty(&shown).expect("config serializes to TOML")
     }
@@ -1113,8 +1151,9 @@ mod tests {
         let mut config = Config::default();
         config.api.api_key = "s3cret".into();
         config.control_plane.token = "t0ken".into();
+        config.control_plane.url = Some("https://w:pa55@cp.example/".into());
         let text = config.to_masked_toml();
-        assert!(!text.contains("s3cret") && !text.contains("t0ken"));
+        assert!(!text.contains("s3cret") && !text.contains("t0ken") && !text.contains("pa55"));
         assert!(text.contains(MASK));
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.api.listen, config.api.listen);

@@ -1,12 +1,14 @@
 //! A file server in the Hugging Face hub's URL layout
-//! (`/{org}/{repo}/resolve/{revision}/{file}`) that honours `Range`, can drop
-//! the connection partway through a file once, and counts requests; plus a
+//! (`/{org}/{repo}/resolve/{revision}/{file}`) that publishes each file's
+//! SHA-256 as the hub does (`X-Linked-Etag`), honours `Range`, can drop the
+//! connection partway through a file once, and counts requests; plus a
 //! `/v1/retrieve` endpoint playing a remote retrieval service.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use sha2::Digest;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -18,6 +20,7 @@ struct Inner {
     files: HashMap<String, Vec<u8>>,
     drop_after: Option<usize>,
     requests: Vec<(String, Option<String>)>,
+    heads: usize,
     bearer: Vec<Option<String>>,
 }
 
@@ -63,7 +66,12 @@ impl FileServer {
         self.inner.lock().unwrap().drop_after = Some(bytes);
     }
 
-    /// Requests so far: (path, Range header).
+    /// Digest lookups (HEAD requests) so far.
+    pub fn heads(&self) -> usize {
+        self.inner.lock().unwrap().heads
+    }
+
+    /// Transfers (GET requests) so far: (path, Range header).
     pub fn requests(&self) -> Vec<(String, Option<String>)> {
         self.inner.lock().unwrap().requests.clone()
     }
@@ -78,6 +86,7 @@ type Shared = State<Arc<Mutex<Inner>>>;
 
 async fn serve(
     state: Shared,
+    method: Method,
     Path((org, repo, revision, file)): Path<(String, String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
@@ -87,7 +96,11 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(String::from);
     let mut inner = state.lock().unwrap();
-    inner.requests.push((key.clone(), range.clone()));
+    if method == Method::HEAD {
+        inner.heads += 1;
+    } else {
+        inner.requests.push((key.clone(), range.clone()));
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -110,14 +123,26 @@ async fn serve(
     } else {
         StatusCode::OK
     };
-    let mut response_headers = vec![(header::CONTENT_LENGTH, rest.len().to_string())];
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut response_headers = vec![
+        (header::CONTENT_LENGTH, rest.len().to_string()),
+        (header::HeaderName::from_static("x-linked-etag"), format!("\"{sha}\"")),
+    ];
     if start > 0 {
         response_headers.push((
             header::CONTENT_RANGE,
             format!("bytes {start}-{}/{total}", total - 1),
         ));
     }
-    let body = match inner.drop_after.take() {
+    let drop_after = if method == Method::HEAD {
+        None
+    } else {
+        inner.drop_after.take()
+    };
+    let body = match drop_after {
         Some(cut) => {
             let head = rest[..cut.min(rest.len())].to_vec();
             // Send the head, give it time to leave, then break the connection.

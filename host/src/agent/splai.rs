@@ -62,7 +62,7 @@ impl SplaiClient {
         let response = request
             .send()
             .await
-            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+            .map_err(|e| CpError::Unavailable(e.without_url().to_string()))?;
         let status = response.status();
         let body = peer::read_capped(response, self.max_answer_bytes)
             .await

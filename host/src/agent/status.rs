@@ -19,10 +19,11 @@ pub struct ControlPlaneStatus {
 }
 
 impl ControlPlaneStatus {
-    /// Starts tracking the connection to `url` (disconnected until it answers).
+    /// Starts tracking the connection to `url` (disconnected until it
+    /// answers); the URL is shown and logged without credentials.
     pub fn attach(&self, url: &str) {
         *self.state.lock().expect("status lock") = Some(State {
-            url: url.into(),
+            url: wasmnode_runtime::urls::redact(url),
             connected: false,
             since_ms: now_ms(),
             last_error: None,
@@ -78,8 +79,13 @@ mod tests {
     fn tracks_transitions() {
         let status = ControlPlaneStatus::default();
         assert!(status.snapshot(0).is_none());
-        status.attach("http://cp");
-        assert_eq!(status.snapshot(0).unwrap()["state"], "disconnected");
+        status.attach("http://worker:s3cret@cp/?token=t0ken");
+        let shown = status.snapshot(0).unwrap();
+        assert_eq!(shown["state"], "disconnected");
+        assert!(
+            !shown.to_string().contains("s3cret") && !shown.to_string().contains("t0ken"),
+            "{shown}"
+        );
         status.connected();
         assert_eq!(status.snapshot(2).unwrap()["state"], "connected");
         status.disconnected("connection refused");

@@ -36,11 +36,12 @@ pub async fn execute(
         .url
         .clone()
         .context("no control plane: pass --control-plane URL or set SPLAI_CONTROL_PLANE_URL")?;
-    let parsed =
-        reqwest::Url::parse(&url).with_context(|| format!("invalid control plane URL `{url}`"))?;
+    let shown = wasmnode_runtime::urls::redact(&url);
+    let parsed = reqwest::Url::parse(&url)
+        .with_context(|| format!("invalid control plane URL `{shown}`"))?;
     anyhow::ensure!(
         matches!(parsed.scheme(), "http" | "https"),
-        "control plane URL `{url}` must be http(s)"
+        "control plane URL `{shown}` must be http(s)"
     );
     let backoff_max = Duration::from_secs(config.control_plane.backoff_max_seconds.max(1));
     let (control_plane, settings): (Arc<dyn ControlPlane>, AgentSettings) = match args.protocol {

@@ -1,21 +1,21 @@
-//! `model_download`: fetch a model file into the model cache.
-//!
-//! Sources: `huggingface` (the hub's resolve API,
-//! `{endpoint}/{repo}/resolve/{revision}/{file}`, with `HF_TOKEN`; the endpoint
-//! is configurable so a mirror works) and `url` (with an expected sha256 or
-//! blake3 digest). Downloads resume from the partial file (HTTP `Range`),
-//! also when the server drops the connection mid-file; the digest is checked
-//! before the file is renamed into place atomically, and a mismatch removes
-//! the partial file. A lock (in-process and on disk) makes concurrent
-//! requests for the same file download it once.
+//! Fetching a model file into the model cache: resumed from the partial
+//! file (HTTP `Range`) when the connection breaks, capped in size, checked
+//! against every expected digest before it is renamed into place (a
+//! mismatch removes it), with a digest file kept beside it for later cache
+//! hits, and serialised (in-process and on disk) so concurrent requests for
+//! one file download it once. Where the operator trusts the source (the
+//! configured hub) the shared client follows redirects; any other URL is
+//! admitted by the download allowlist at every hop and fetched from the
+//! addresses that were checked.
 
+use super::digest::{self, Digest};
 use super::http;
 use crate::executor::{TaskContext, TaskEvent};
-use crate::failure::TaskFailure;
+use crate::failure::{FailureKind, TaskFailure};
+use crate::urls::UrlAllowlist;
 use futures::StreamExt;
-use sha2::Digest as _;
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -23,62 +23,17 @@ use std::sync::{Arc, Mutex};
 const MAX_RESUMES: u32 = 8;
 /// Progress events at most every this many bytes.
 const PROGRESS_STEP: u64 = 1 << 20;
+/// Redirects followed from a URL the allowlist checks, each checked too.
+const MAX_REDIRECTS: usize = 5;
 
-/// An expected digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Digest {
-    /// SHA-256, hex.
-    Sha256(String),
-    /// BLAKE3, hex.
-    Blake3(String),
-}
-
-impl Digest {
-    fn of_file(&self, path: &Path) -> std::io::Result<String> {
-        let mut file = std::fs::File::open(path)?;
-        let mut buffer = vec![0u8; 1 << 16];
-        match self {
-            Digest::Sha256(_) => {
-                let mut hasher = sha2::Sha256::new();
-                loop {
-                    let n = file.read(&mut buffer)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
-                }
-                Ok(hex(&hasher.finalize()))
-            }
-            Digest::Blake3(_) => {
-                let mut hasher = blake3::Hasher::new();
-                loop {
-                    let n = file.read(&mut buffer)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buffer[..n]);
-                }
-                Ok(hasher.finalize().to_hex().to_string())
-            }
-        }
-    }
-
-    fn expected(&self) -> &str {
-        match self {
-            Digest::Sha256(h) | Digest::Blake3(h) => h,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Digest::Sha256(_) => "sha256",
-            Digest::Blake3(_) => "blake3",
-        }
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// How a fetch reaches its URL.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// A source the operator configured (the hub): its redirects are followed.
+    Trusted,
+    /// A URL a task named: admitted by the list at every hop, fetched from
+    /// the checked addresses.
+    Checked(Arc<UrlAllowlist>),
 }
 
 /// One file to fetch.
@@ -90,10 +45,12 @@ pub struct Fetch {
     pub token: Option<String>,
     /// Where to, inside the cache.
     pub target: PathBuf,
-    /// Expected digest, if known.
-    pub digest: Option<Digest>,
+    /// Digests the file must have, all of them (at least one).
+    pub digests: Vec<Digest>,
     /// Largest file accepted, bytes.
     pub max_bytes: u64,
+    /// How the URL is reached.
+    pub route: Route,
 }
 
 /// What a fetch did.
@@ -152,14 +109,21 @@ pub async fn fetch(
         .map_err(io)?;
 
     if only_if_missing && fetch.target.exists() {
-        verify(fetch, &fetch.target)?;
-        let bytes = std::fs::metadata(&fetch.target).map_err(io)?.len();
-        return Ok(Fetched {
-            path: fetch.target.clone(),
-            bytes,
-            cached: true,
-            resumes: 0,
-        });
+        // A cached file is handed out only as what it was verified to be
+        // when it was downloaded (and what this request expects).
+        let mut known = digest::remembered(&fetch.target);
+        if !known.is_empty() {
+            known.extend(fetch.digests.iter().cloned());
+            verify(&fetch.url, &known, &fetch.target)?;
+            let bytes = std::fs::metadata(&fetch.target).map_err(io)?.len();
+            return Ok(Fetched {
+                path: fetch.target.clone(),
+                bytes,
+                cached: true,
+                resumes: 0,
+            });
+        }
+        tracing::warn!(path = %fetch.target.display(), "a cached model without a digest file is downloaded again");
     }
     let partial = with_suffix(&fetch.target, ".partial");
     let mut resumes = 0;
@@ -177,17 +141,18 @@ pub async fn fetch(
                 )));
             }
             Err(Transfer::Failed(failure)) => {
-                if failure.kind == crate::failure::FailureKind::OutputExceeded {
+                if failure.kind == FailureKind::OutputExceeded {
                     let _ = std::fs::remove_file(&partial);
                 }
                 return Err(failure);
             }
         }
     }
-    if let Err(e) = verify(fetch, &partial) {
+    if let Err(e) = verify(&fetch.url, &fetch.digests, &partial) {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
+    digest::remember(&fetch.target, &fetch.digests).map_err(io)?;
     std::fs::File::open(&partial)
         .and_then(|f| f.sync_all())
         .map_err(io)?;
@@ -201,29 +166,37 @@ pub async fn fetch(
     })
 }
 
+/// Whether `target` is in the cache with the digests it was verified against.
+pub fn is_verified(target: &Path) -> bool {
+    target.exists() && !digest::remembered(target).is_empty()
+}
+
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().expect("a file name").to_os_string();
     name.push(suffix);
     path.with_file_name(name)
 }
 
-fn verify(fetch: &Fetch, path: &Path) -> Result<(), TaskFailure> {
-    let Some(digest) = &fetch.digest else {
-        return Ok(());
-    };
-    let actual = digest
-        .of_file(path)
-        .map_err(|e| TaskFailure::internal(format!("model cache: {e}")))?;
-    if actual.eq_ignore_ascii_case(digest.expected()) {
-        Ok(())
-    } else {
-        Err(TaskFailure::invalid_input(format!(
-            "{} does not match the expected {} {} (got {actual}); the file was discarded",
-            fetch.url,
-            digest.name(),
-            digest.expected()
-        )))
+/// Checks `path` against every digest in `digests` (refusing an empty list).
+fn verify(url: &str, digests: &[Digest], path: &Path) -> Result<(), TaskFailure> {
+    if digests.is_empty() {
+        return Err(TaskFailure::policy_denied(format!(
+            "{url} has no digest to verify it against"
+        )));
     }
+    for digest in digests {
+        let actual = digest
+            .of_file(path)
+            .map_err(|e| TaskFailure::internal(format!("model cache: {e}")))?;
+        if !actual.eq_ignore_ascii_case(digest.expected()) {
+            return Err(TaskFailure::invalid_input(format!(
+                "{url} does not match the expected {} {} (got {actual}); the file was discarded",
+                digest.name(),
+                digest.expected()
+            )));
+        }
+    }
+    Ok(())
 }
 
 enum Transfer {
@@ -242,36 +215,47 @@ async fn transfer(
 ) -> Result<(), Transfer> {
     let have = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
     let what = format!("download of {}", fetch.url);
-    let response = http::send(&what, 2, ctx, || {
-        let mut request = client.get(&fetch.url);
-        if have > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+    let response = match &fetch.route {
+        Route::Trusted => {
+            http::send(&what, 2, ctx, || {
+                let mut request = client.get(&fetch.url);
+                if have > 0 {
+                    request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+                }
+                if let Some(token) = &fetch.token {
+                    request = request.bearer_auth(token);
+                }
+                request
+            })
+            .await
         }
-        if let Some(token) = &fetch.token {
-            request = request.bearer_auth(token);
-        }
-        request
-    })
-    .await
+        Route::Checked(allowlist) => get_checked(allowlist, &fetch.url, have, &what, ctx).await,
+    }
     .map_err(|failure| match failure.kind {
         // The request reached the server but the exchange broke: resume.
-        crate::failure::FailureKind::BackendUnavailable => Transfer::Broken(failure.message),
+        FailureKind::BackendUnavailable => Transfer::Broken(failure.message),
         _ => Transfer::Failed(failure),
     })?;
     let status = response.status();
     if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && have > 0 {
         return Ok(());
     }
-    let response = http::check(&what, response)
-        .await
-        .map_err(Transfer::Failed)?;
+    if !status.is_success() {
+        // The body of a page the node was sent to is never echoed.
+        let message = format!("{what} answered {status}");
+        return Err(Transfer::Failed(match status.as_u16() {
+            400 | 404 | 410 => TaskFailure::invalid_input(message),
+            401 | 403 => TaskFailure::policy_denied(message),
+            _ => TaskFailure::backend_unavailable(message),
+        }));
+    }
     let resuming = status == reqwest::StatusCode::PARTIAL_CONTENT;
     let total = response
         .content_length()
         .map(|len| if resuming { len + have } else { len });
     let too_large = |size: u64| {
         Transfer::Failed(TaskFailure::new(
-            crate::failure::FailureKind::OutputExceeded,
+            FailureKind::OutputExceeded,
             format!(
                 "{} is {size} bytes or more, over the limit of {} (llm.max_download_bytes)",
                 fetch.url, fetch.max_bytes
@@ -339,7 +323,55 @@ async fn transfer(
     Ok(())
 }
 
-/// Files in the model cache, as `source/name` paths (partial and lock files excluded).
+/// GETs `url` (from byte `have`), admitting it and every redirect by
+/// `allowlist` and connecting only to the addresses that were checked.
+async fn get_checked(
+    allowlist: &UrlAllowlist,
+    url: &str,
+    have: u64,
+    what: &str,
+    ctx: &TaskContext,
+) -> Result<reqwest::Response, TaskFailure> {
+    let mut url = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        let admitted = allowlist
+            .admit(&url)
+            .await
+            .map_err(|e| TaskFailure::policy_denied(e.to_string()))?;
+        let client = admitted
+            .client(reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)))
+            .build()
+            .map_err(|e| TaskFailure::internal(format!("HTTP client: {e}")))?;
+        let target = admitted.url.clone();
+        let response = http::send(what, 2, ctx, || {
+            let request = client.get(target.clone());
+            if have > 0 {
+                request.header(reqwest::header::RANGE, format!("bytes={have}-"))
+            } else {
+                request
+            }
+        })
+        .await?;
+        if !response.status().is_redirection() {
+            return Ok(response);
+        }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| admitted.url.join(l).ok())
+            .ok_or_else(|| {
+                TaskFailure::backend_unavailable(format!("{what} redirected without a location"))
+            })?;
+        url = location.to_string();
+    }
+    Err(TaskFailure::backend_unavailable(format!(
+        "{what} redirected more than {MAX_REDIRECTS} times"
+    )))
+}
+
+/// Files in the model cache, as `source/name` paths (partial, lock and
+/// digest files excluded).
 pub fn inventory(cache: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![cache.to_path_buf()];
@@ -354,6 +386,7 @@ pub fn inventory(cache: &Path) -> Vec<String> {
                 stack.push(path);
             } else if !name.ends_with(".partial")
                 && !name.ends_with(".lock")
+                && !name.ends_with(".digest")
                 && let Ok(rel) = path.strip_prefix(cache)
             {
                 found.push(rel.display().to_string());
@@ -367,21 +400,6 @@ pub fn inventory(cache: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digests_of_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"abc").unwrap();
-        assert_eq!(
-            Digest::Sha256(String::new()).of_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(
-            Digest::Blake3(String::new()).of_file(&path).unwrap(),
-            blake3::hash(b"abc").to_hex().to_string()
-        );
-    }
 
     #[test]
     fn inventory_skips_partial_and_lock_files() {

@@ -4,22 +4,25 @@
 //! executor interface.
 
 pub mod backends;
+mod digest;
 mod download;
 pub mod embedding;
 mod generation;
 mod http;
+mod model_download;
 mod ollama;
 mod openai;
 mod stream;
 
 pub use backends::{Backend, Protocol};
+pub use digest::Digest;
 pub use download::inventory;
 
 use crate::executor::{Executor, Support, TaskContext};
 use crate::failure::{FailureKind, TaskFailure};
 use crate::task::{Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
-use download::{Digest, Fetch, Locks};
+use download::Locks;
 use generation::Generation;
 use guest_kit::{GuestError, Inputs};
 use serde_json::{Value, json};
@@ -62,6 +65,11 @@ pub struct LlmSettings {
     pub retrieval_api_key: Option<String>,
     /// Largest file `model_download` fetches, bytes.
     pub max_download_bytes: u64,
+    /// Digests the operator pinned for hub files, by `ORG/REPO/FILE`.
+    pub model_digests: std::collections::BTreeMap<String, Digest>,
+    /// URLs `model_download` may fetch from with `source: url` (empty: the
+    /// hub endpoint and the configured backends).
+    pub download_allowlist: Vec<String>,
 }
 
 impl Default for LlmSettings {
@@ -80,6 +88,8 @@ impl Default for LlmSettings {
             retrieval_url: None,
             retrieval_api_key: None,
             max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
+            model_digests: Default::default(),
+            download_allowlist: Vec::new(),
         }
     }
 }
@@ -104,6 +114,7 @@ pub struct LlmExecutor {
     settings: LlmSettings,
     client: reqwest::Client,
     locks: Locks,
+    downloads: std::sync::Arc<crate::urls::UrlAllowlist>,
 }
 
 fn input_error(e: GuestError) -> TaskFailure {
@@ -122,10 +133,13 @@ impl LlmExecutor {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| TaskFailure::internal(format!("HTTP client: {e}")))?;
+        let downloads = model_download::allowlist(&settings)
+            .map_err(|e| TaskFailure::invalid_input(format!("llm.download_allowlist: {e}")))?;
         Ok(Self {
             settings,
             client,
             locks: Locks::default(),
+            downloads: std::sync::Arc::new(downloads),
         })
     }
 
@@ -169,7 +183,7 @@ impl LlmExecutor {
             };
             out.push(Probe {
                 name: backend.name.clone(),
-                url: backend.base_url.clone(),
+                url: crate::urls::redact(&backend.base_url),
                 available: models.is_ok(),
                 models: models.unwrap_or_default(),
                 gpu: backend.gpu,
@@ -345,97 +359,6 @@ impl LlmExecutor {
         }))
     }
 
-    async fn download(&self, inputs: &Inputs, ctx: &TaskContext) -> Result<Value, TaskFailure> {
-        let model = inputs.require_text(&["model"]).map_err(input_error)?;
-        let source = inputs
-            .text(&["source", "model_source"])
-            .unwrap_or_else(|| "huggingface".into());
-        let only_if_missing = inputs
-            .flag(&["only_if_missing"], true)
-            .map_err(input_error)?;
-        let digest = match (inputs.text(&["sha256"]), inputs.text(&["blake3"])) {
-            (Some(h), _) => Some(Digest::Sha256(h.to_lowercase())),
-            (None, Some(h)) => Some(Digest::Blake3(h.to_lowercase())),
-            (None, None) => None,
-        };
-        let cache = &self.settings.model_cache_dir;
-        let fetch = match source.as_str() {
-            "huggingface" | "hf" => {
-                let (repo, file) = match inputs.text(&["file", "filename"]) {
-                    Some(file) => (model.clone(), file),
-                    None => split_repo_file(&model)?,
-                };
-                let revision = inputs.text(&["revision"]).unwrap_or_else(|| "main".into());
-                let endpoint = inputs
-                    .text(&["endpoint"])
-                    .unwrap_or_else(|| self.settings.hf_endpoint.clone());
-                Fetch {
-                    url: format!(
-                        "{}/{repo}/resolve/{revision}/{file}",
-                        endpoint.trim_end_matches('/')
-                    ),
-                    token: self.settings.hf_token.clone(),
-                    target: cache
-                        .join("huggingface")
-                        .join(safe_relative(&repo)?)
-                        .join(safe_relative(&file)?),
-                    digest,
-                    max_bytes: self.settings.max_download_bytes,
-                }
-            }
-            "url" => {
-                let url = inputs.require_text(&["url"]).map_err(input_error)?;
-                if digest.is_none() {
-                    return Err(TaskFailure::invalid_input(
-                        "a `url` download needs an expected `sha256` or `blake3` digest",
-                    ));
-                }
-                let name = url
-                    .rsplit('/')
-                    .next()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or("model.bin");
-                Fetch {
-                    url: url.clone(),
-                    token: None,
-                    target: cache
-                        .join("url")
-                        .join(safe_relative(&model)?)
-                        .join(safe_relative(name)?),
-                    digest,
-                    max_bytes: self.settings.max_download_bytes,
-                }
-            }
-            "ollama" => {
-                let backend = self.backend("ollama")?;
-                if only_if_missing {
-                    self.install_if_missing(backend, &model, ctx).await?;
-                } else {
-                    ollama::pull(&self.client, backend, &model, ctx).await?;
-                }
-                return Ok(
-                    json!({"model": model, "source": "ollama", "backend": backend.base_url}),
-                );
-            }
-            other => {
-                return Err(TaskFailure::invalid_input(format!(
-                    "model source `{other}` is not supported (huggingface, url, ollama)"
-                )));
-            }
-        };
-        let fetched =
-            download::fetch(&self.client, &self.locks, &fetch, only_if_missing, ctx).await?;
-        Ok(json!({
-            "model": model,
-            "source": source,
-            "path": fetched.path.display().to_string(),
-            "bytes": fetched.bytes,
-            "cached": fetched.cached,
-            "resumes": fetched.resumes,
-            "url": fetch.url,
-        }))
-    }
-
     async fn retrieve_remote(
         &self,
         inputs: &Inputs,
@@ -520,31 +443,6 @@ fn optional_float(inputs: &Inputs, key: &str) -> Result<Option<f64>, TaskFailure
 }
 
 /// `org/repo/path/to/file` → (`org/repo`, `path/to/file`).
-fn split_repo_file(model: &str) -> Result<(String, String), TaskFailure> {
-    let parts: Vec<&str> = model.splitn(3, '/').collect();
-    match parts.as_slice() {
-        [org, repo, file] if !file.is_empty() => Ok((format!("{org}/{repo}"), file.to_string())),
-        _ => Err(TaskFailure::invalid_input(format!(
-            "huggingface downloads need a file: give `file`, or `model` as ORG/REPO/FILE (got `{model}`)"
-        ))),
-    }
-}
-
-/// A relative path of plain segments (no `..`, no absolute paths).
-fn safe_relative(path: &str) -> Result<PathBuf, TaskFailure> {
-    let ok = !path.is_empty()
-        && path
-            .split('/')
-            .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'));
-    if ok {
-        Ok(PathBuf::from(path))
-    } else {
-        Err(TaskFailure::invalid_input(format!(
-            "`{path}` is not a safe relative name"
-        )))
-    }
-}
-
 #[async_trait]
 impl Executor for LlmExecutor {
     fn name(&self) -> &'static str {
@@ -627,19 +525,6 @@ impl Executor for LlmExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn repo_file_splitting_and_safe_names() {
-        assert_eq!(
-            split_repo_file("org/repo/sub/f.gguf").unwrap(),
-            ("org/repo".into(), "sub/f.gguf".into())
-        );
-        assert!(split_repo_file("org/repo").is_err());
-        assert!(safe_relative("a/b.gguf").is_ok());
-        for bad in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
-            assert!(safe_relative(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn can_run_needs_the_backend_configured() {
