@@ -311,7 +311,10 @@ async fn model_downloads_stop_at_their_size_limit() {
             }),
         );
     let url = serve(app).await;
-    let node = NodeProcess::start("[llm]\nmax_download_bytes = 4194304\n").await;
+    let node = NodeProcess::start(&format!(
+        "[llm]\nmax_download_bytes = 4194304\ndownload_allowlist = [\"{url}/\"]\n"
+    ))
+    .await;
     let client = reqwest::Client::new();
     for file in ["endless.bin", "declared.bin"] {
         let id = file.trim_end_matches(".bin");

@@ -100,6 +100,11 @@ pub struct JobRuntime {
     /// Directories to mount.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<JobMount>,
+    /// Directories the node itself prepared for the job (a control plane's
+    /// downloaded config), outside the mount policy; a submitted request may
+    /// not name any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_mounts: Vec<JobMount>,
     /// Requested limits.
     #[serde(default)]
     pub limits: LimitRequest,
@@ -159,6 +164,12 @@ impl JobRequest {
         }
         let job: JobRequest = serde_json::from_value(value)
             .map_err(|e| JobError::new("INVALID_JOB", format!("invalid job: {e}")))?;
+        if !job.runtime.node_mounts.is_empty() {
+            return Err(JobError::new(
+                "INVALID_JOB",
+                "runtime.node_mounts is the node's own; a submitted job names its mounts in runtime.mounts",
+            ));
+        }
         job.validate()?;
         Ok(job)
     }
@@ -250,6 +261,11 @@ impl JobRequest {
             }),
             _ => Runtime::Auto,
         };
+        let prepared = rt.node_mounts.iter().map(|m| Mount {
+            source: MountSource::Prepared(PathBuf::from(&m.source)),
+            guest_path: m.target.clone(),
+            writable: m.mode == "rw",
+        });
         let mounts = rt
             .mounts
             .iter()
@@ -262,6 +278,7 @@ impl JobRequest {
                 guest_path: m.target.clone(),
                 writable: m.mode == "rw",
             })
+            .chain(prepared)
             .collect();
         let limits = rt.limits.clone();
         TaskSpec {
@@ -379,6 +396,9 @@ mod tests {
             "INVALID_JOB"
         );
         assert_eq!(with("priority", json!("urgent")), "INVALID_JOB");
+        let smuggled =
+            json!({"mode": "wasm", "node_mounts": [{"source": "/etc", "target": "/etc"}]});
+        assert_eq!(with("runtime", smuggled), "INVALID_JOB");
         let long_type = json!({"type": "t".repeat(MAX_TASK_TYPE_LEN + 1)});
         assert_eq!(with("task", long_type), "INVALID_JOB");
         let mut missing = ok.clone();

@@ -137,8 +137,16 @@ impl Router {
         };
         let limits = self.policy.limits.resolve(&task.limits)?;
         for mount in &mut task.mounts {
-            if let MountSource::Host(path) = &mount.source {
-                mount.source = MountSource::Host(self.policy.check_mount(path)?);
+            match &mount.source {
+                MountSource::Host(path) => {
+                    mount.source = MountSource::Host(self.policy.check_mount(path)?);
+                }
+                MountSource::Artifacts if mount.writable => {
+                    return Err(TaskFailure::policy_denied(
+                        "the artifact root holds every task's outputs and is mounted read-only only",
+                    ));
+                }
+                _ => {}
             }
         }
         let executor: Arc<dyn Executor> = match &mut task.runtime {
@@ -491,6 +499,14 @@ mod tests {
         let mut t = TaskSpec::new("j", "custom", json!({}));
         t.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::File("/bin/ls".into())));
         assert_eq!(r.plan(t).err().unwrap().kind, FailureKind::PolicyDenied);
+        let mut t = TaskSpec::new("j", "retrieval", json!({}));
+        t.mounts.push(Mount {
+            source: MountSource::Artifacts,
+            guest_path: "/artifacts".into(),
+            writable: true,
+        });
+        let err = r.plan(t).err().unwrap();
+        assert_eq!(err.kind, FailureKind::PolicyDenied, "{err}");
         let err = r
             .plan(TaskSpec::new("j", "compile_cpp", json!({})))
             .err()

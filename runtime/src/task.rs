@@ -98,6 +98,20 @@ impl std::fmt::Debug for ComponentSource {
 }
 
 impl ComponentSource {
+    /// The name a guest sees as its `argv[0]`: `builtin:NAME`, a file's
+    /// name without the directories it lives in (guests learn nothing of the
+    /// host's layout), or `component`.
+    pub fn program_name(&self) -> String {
+        match self {
+            Self::Builtin(name) => format!("builtin:{name}"),
+            Self::File(path) => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "component".into()),
+            Self::Bytes(_) => "component".into(),
+        }
+    }
+
     /// Parses `builtin:NAME` or a file path.
     pub fn parse(reference: &str) -> Self {
         match reference.strip_prefix("builtin:") {
@@ -150,8 +164,12 @@ pub struct ImageRuntime {
 /// Where a mount's host directory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
-    /// A directory on the node's disk.
+    /// A directory on the node's disk (held to the mount policy).
     Host(PathBuf),
+    /// A directory the node prepared for this task itself (a control
+    /// plane's downloaded config), outside the mount policy; never taken
+    /// from a submitted request.
+    Prepared(PathBuf),
     /// The node's artifact root.
     Artifacts,
     /// The task's scratch workspace.

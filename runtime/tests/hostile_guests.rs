@@ -184,4 +184,9 @@ async fn no_environment_arguments_or_cwd_are_inherited() {
     );
     assert_eq!(env.len(), 1, "only the mount table: {env:?}");
     assert_eq!(env[0][0], "WASMNODE_MOUNTS");
+    assert_eq!(
+        out.output["args"],
+        json!(["hostile.wasm"]),
+        "argv[0] names the component, not where it lives on the host"
+    );
 }

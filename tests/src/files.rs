@@ -8,10 +8,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use sha2::Digest;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -129,7 +129,10 @@ async fn serve(
         .collect();
     let mut response_headers = vec![
         (header::CONTENT_LENGTH, rest.len().to_string()),
-        (header::HeaderName::from_static("x-linked-etag"), format!("\"{sha}\"")),
+        (
+            header::HeaderName::from_static("x-linked-etag"),
+            format!("\"{sha}\""),
+        ),
     ];
     if start > 0 {
         response_headers.push((

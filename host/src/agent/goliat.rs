@@ -129,7 +129,8 @@ impl GoliatClient {
             env,
             stdin: None,
             gpus: None,
-            mounts: vec![JobMount {
+            mounts: Vec::new(),
+            node_mounts: vec![JobMount {
                 source: dir.display().to_string(),
                 target: CONFIG_MOUNT.into(),
                 mode: "ro".into(),

@@ -84,12 +84,12 @@ pub async fn execute(
                     "goliat.job must name a `component` (mode wasm) or an `image` (mode image)"
                 ),
             }
-            // The downloaded configs are mounted into the job; the operator's
+            // Each assignment's downloaded config is mounted into its own job
+            // only (a node mount, outside the mount policy); the operator's
             // own component and image are trusted.
             let work_dir = config.node.data_dir.join("goliat");
             std::fs::create_dir_all(&work_dir)
                 .with_context(|| format!("cannot create {}", work_dir.display()))?;
-            config.policy.mount_roots.push(work_dir.clone());
             if let Some(dir) = job
                 .component
                 .as_deref()

@@ -243,7 +243,7 @@ impl DockerExecutor {
         ];
         for mount in &task.mounts {
             let host = match &mount.source {
-                MountSource::Host(path) => path.clone(),
+                MountSource::Host(path) | MountSource::Prepared(path) => path.clone(),
                 MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
                 MountSource::Workspace => workspace.clone(),
             };

@@ -391,7 +391,7 @@ impl Executor for WasmExecutor {
             (None, true) if !task.payload.is_null() => Some(task.payload.to_string().into_bytes()),
             _ => None,
         };
-        let program = format!("{:?}", runtime.component);
+        let program = runtime.component.program_name();
         let spec = SandboxSpec {
             runtime,
             program: &program,

@@ -1,5 +1,11 @@
 //! Per-task sandbox state: the WASI context (only the task's mounts, env and
 //! stdio; no network, nothing inherited from the node) and the memory limiter.
+//!
+//! A mount's directory is opened once, from `/` one component at a time
+//! without following symbolic links (its path was canonicalised when it was
+//! checked against the policy, so it has none), and that very handle is what
+//! the guest gets: a link swapped into the path after the check is refused,
+//! never followed.
 
 use super::output::CappedPipe;
 use crate::capture::Stream;
@@ -7,6 +13,7 @@ use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource, WasmRuntime};
 use std::collections::BTreeSet;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -125,9 +132,15 @@ pub fn build(
         } else {
             FsPerms::ReadOnly
         };
-        builder.preopened_dir(&host, &guest, perms).map_err(|e| {
+        let opened = open_nofollow(&host).map_err(|e| {
             TaskFailure::invalid_input(format!("cannot mount {} at {guest}: {e}", host.display()))
         })?;
+        // The handle itself, by its descriptor: nothing is looked up by path again.
+        let handle = format!("/proc/self/fd/{}", opened.as_raw_fd());
+        builder.preopened_dir(&handle, &guest, perms).map_err(|e| {
+            TaskFailure::invalid_input(format!("cannot mount {} at {guest}: {e}", host.display()))
+        })?;
+        drop(opened);
         table.push(format!("{guest}:{}", if writable { "rw" } else { "ro" }));
     }
     builder.env(MOUNTS_ENV, table.join(","));
@@ -168,19 +181,54 @@ fn guest_path(path: &str) -> Result<String, TaskFailure> {
     Ok(trimmed.to_string())
 }
 
+/// The canonical host directory behind `mount` (a policy-checked host path
+/// is canonical already; the node's own directories are made so).
 fn host_dir(mount: &Mount, ctx: &TaskContext) -> Result<PathBuf, TaskFailure> {
-    let dir = match &mount.source {
-        MountSource::Host(path) => path.clone(),
-        MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
-        MountSource::Workspace => ctx.workspace.clone().ok_or_else(|| {
-            TaskFailure::internal("the task asked for a workspace but none was created")
-        })?,
+    let (dir, checked) = match &mount.source {
+        MountSource::Host(path) => (path.clone(), true),
+        MountSource::Prepared(path) => (path.clone(), false),
+        MountSource::Artifacts => (ctx.artifacts.root().to_path_buf(), true),
+        MountSource::Workspace => (
+            ctx.workspace.clone().ok_or_else(|| {
+                TaskFailure::internal("the task asked for a workspace but none was created")
+            })?,
+            false,
+        ),
     };
-    if !dir.is_dir() {
-        return Err(TaskFailure::invalid_input(format!(
+    let missing = |dir: &std::path::Path| {
+        TaskFailure::invalid_input(format!(
             "mount source {} does not exist or is not a directory",
             dir.display()
-        )));
+        ))
+    };
+    let dir = if checked {
+        dir
+    } else {
+        dir.canonicalize().map_err(|_| missing(&dir))?
+    };
+    if !dir.is_dir() {
+        return Err(missing(&dir));
+    }
+    Ok(dir)
+}
+
+/// Opens the directory at the absolute path `path` from `/`, one component
+/// at a time, refusing any symbolic link on the way.
+pub fn open_nofollow(path: &std::path::Path) -> std::io::Result<cap_std::fs::Dir> {
+    use cap_fs_ext::DirExt;
+    use std::path::Component;
+    let mut dir = cap_std::fs::Dir::open_ambient_dir("/", cap_std::ambient_authority())?;
+    for component in path.components() {
+        match component {
+            Component::RootDir => {}
+            Component::Normal(name) => dir = dir.open_dir_nofollow(name)?,
+            _ => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the path is not canonical",
+                ));
+            }
+        }
     }
     Ok(dir)
 }
@@ -251,6 +299,26 @@ impl wasmtime::ResourceLimiter for Limiter {
 mod tests {
     use super::*;
     use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn a_symlink_anywhere_in_a_mount_path_is_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("data")).unwrap();
+        assert!(open_nofollow(&real.join("data")).is_ok());
+        std::os::unix::fs::symlink("/etc", real.join("swapped")).unwrap();
+        assert!(
+            open_nofollow(&real.join("swapped")).is_err(),
+            "final component"
+        );
+        std::os::unix::fs::symlink(real.join("data"), real.join("via")).unwrap();
+        std::fs::create_dir(real.join("data/inner")).unwrap();
+        assert!(
+            open_nofollow(&real.join("via/inner")).is_err(),
+            "a middle component"
+        );
+        assert!(open_nofollow(std::path::Path::new("relative/path")).is_err());
+    }
 
     #[test]
     fn guest_paths_must_be_plain_absolute_paths() {
