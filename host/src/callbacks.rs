@@ -5,7 +5,9 @@
 //!
 //! Before each attempt the URL is checked again against the allowlist and
 //! its host resolved: the request goes to the checked addresses only, and
-//! no redirect is followed (a redirect would lead past the allowlist).
+//! no redirect is followed (a redirect would lead past the allowlist). A
+//! URL no longer admitted, or a target whose certificate is not trusted,
+//! fails the callback at once: no retry could succeed.
 
 use crate::agent::report::{Channel, Origin, OutboxItem};
 use crate::node::Node;
@@ -13,7 +15,7 @@ use crate::store::{CallbackStatus, JobStore};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use wasmnode_runtime::urls::UrlAllowlist;
+use wasmnode_runtime::urls::{self, UrlAllowlist, UrlRefused};
 
 /// Callbacks delivered at once.
 const PARALLEL: usize = 16;
@@ -59,26 +61,53 @@ async fn run(node: Arc<Node>) {
     }
 }
 
-/// One attempt: the URL admitted now (allowlist and resolved addresses),
-/// posted to the checked addresses without following redirects.
-async fn post(allowlist: &UrlAllowlist, url: &str, body: Vec<u8>) -> Result<(), String> {
-    let admitted = allowlist.admit(url).await.map_err(|e| e.to_string())?;
+/// Why an attempt failed.
+enum Failed {
+    /// Worth another attempt (the target did not answer, or not with 2xx).
+    Again(String),
+    /// Another attempt cannot succeed: the URL is no longer admitted, or
+    /// the target's certificate is not trusted.
+    Finally(String),
+}
+
+/// One attempt: the URL admitted now (allowlist, transport and resolved
+/// addresses), posted to the checked addresses without following redirects.
+async fn post(
+    allowlist: &UrlAllowlist,
+    allow_plain_http: bool,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<(), Failed> {
+    let admitted = allowlist.admit(url).await.map_err(|e| match e {
+        UrlRefused::Unresolved { .. } => Failed::Again(e.to_string()),
+        e => Failed::Finally(e.to_string()),
+    })?;
+    if urls::in_clear(&admitted.url) && !allow_plain_http {
+        return Err(Failed::Finally(
+            "plain http beyond this machine is refused (vera.allow_plain_http)".into(),
+        ));
+    }
     let client = admitted
-        .client(reqwest::Client::builder().timeout(Duration::from_secs(10)))
+        .client(wasmnode_runtime::tls::client().timeout(Duration::from_secs(10)))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failed::Finally(e.to_string()))?;
     let response = client
         .post(admitted.url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()
         .await
-        .map_err(|e| e.without_url().to_string())?;
+        .map_err(|e| match wasmnode_runtime::tls::failure(&e) {
+            Some(why) => Failed::Finally(why),
+            None => Failed::Again(e.without_url().to_string()),
+        })?;
     let status = response.status();
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("the callback target answered {status}"))
+        Err(Failed::Again(format!(
+            "the callback target answered {status}"
+        )))
     }
 }
 
@@ -109,7 +138,7 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
     });
     for attempt in 1..=settings.callback_attempts {
         status.attempts += 1;
-        match post(allowlist, url, body.clone()).await {
+        match post(allowlist, settings.allow_plain_http, url, body.clone()).await {
             Ok(_) => {
                 status.state = "delivered".into();
                 status.last_error = None;
@@ -117,7 +146,12 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
                 let _ = node.store.outbox_remove(Channel::Callback, seq).await;
                 return;
             }
-            Err(error) => {
+            Err(Failed::Finally(error)) => {
+                tracing::warn!(job_id = %item.job_id, attempt, %error, "callback refused");
+                status.last_error = Some(error);
+                break;
+            }
+            Err(Failed::Again(error)) => {
                 tracing::warn!(job_id = %item.job_id, attempt, %error, "callback failed");
                 status.last_error = Some(error);
                 if attempt < settings.callback_attempts {

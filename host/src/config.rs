@@ -79,6 +79,17 @@ pub struct Config {
     pub vera: VeraSection,
     /// Attached to a GOLIAT-style dashboard (`wasmnode agent --protocol goliat`).
     pub goliat: GoliatSection,
+    /// TLS for everything the node fetches.
+    pub tls: TlsSection,
+}
+
+/// TLS for everything the node fetches (control planes, callbacks, model
+/// servers, downloads): the platform's roots, plus these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file of further CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Attached to a GOLIAT-style dashboard.
@@ -157,6 +168,8 @@ pub struct VeraSection {
     pub capabilities: Vec<String>,
     /// How `sandboxed_execution` runs each language.
     pub languages: BTreeMap<String, crate::vera::LanguageRuntime>,
+    /// Send callbacks to hosts beyond loopback over plain `http://`.
+    pub allow_plain_http: bool,
 }
 
 impl Default for VeraSection {
@@ -167,6 +180,7 @@ impl Default for VeraSection {
             callback_backoff_ms: 1000,
             capabilities: Vec::new(),
             languages: BTreeMap::new(),
+            allow_plain_http: false,
         }
     }
 }
@@ -269,6 +283,13 @@ pub struct ControlPlaneSection {
     pub refresh_seconds: u64,
     /// Largest answer read from the control plane, bytes.
     pub max_answer_bytes: u64,
+    /// PEM certificate (chain) the node presents to the control plane.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// Talk to a control plane beyond loopback over plain `http://` (its
+    /// token and every report travel in clear).
+    pub allow_plain_http: bool,
     /// The control plane's lease term in seconds, when its leases run a
     /// fixed term from the assignment (heartbeats do not extend them): an
     /// assignment not started within it is not started at all.
@@ -286,6 +307,9 @@ impl Default for ControlPlaneSection {
             locality: None,
             refresh_seconds: 30,
             max_answer_bytes: 16 << 20,
+            client_cert: None,
+            client_key: None,
+            allow_plain_http: false,
             lease_seconds: None,
         }
     }
@@ -362,6 +386,10 @@ pub struct ApiConfig {
     pub header_timeout_seconds: u64,
     /// Further `Host` values (`name:port`) a keyless loopback API answers.
     pub allowed_hosts: Vec<String>,
+    /// PEM certificate (chain) to serve the API over HTTPS with.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -376,6 +404,8 @@ impl Default for ApiConfig {
             max_connections: 1024,
             header_timeout_seconds: 10,
             allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -770,6 +800,9 @@ impl Config {
         if let Some((_, v)) = first(&["WASMNODE_SANDBOX_IMAGE"]) {
             self.docker.sandbox_image = Some(v);
         }
+        if let Some((_, v)) = first(&["WASMNODE_CA_FILE"]) {
+            self.tls.ca_file = Some(v.into());
+        }
         Ok(())
     }
 
@@ -822,6 +855,16 @@ impl Config {
                 "docker.mode `{}` must be auto, on or off",
                 self.docker.mode
             )));
+        }
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "api.tls_cert and api.tls_key go together".into(),
+            ));
+        }
+        if self.control_plane.client_cert.is_some() != self.control_plane.client_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "control_plane.client_cert and control_plane.client_key go together".into(),
+            ));
         }
         if self.api.max_connections == 0 || self.api.header_timeout_seconds == 0 {
             return Err(ConfigError::Invalid(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use wasmnode_runtime::LimitRequest;
-use wasmnode_runtime::urls::{UrlAllowlist, UrlRefused};
+use wasmnode_runtime::urls::{self, UrlAllowlist, UrlRefused};
 
 /// A `POST /execute` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,11 +231,21 @@ fn language_runtime(runtime: &LanguageRuntime, code: String) -> Result<JobRuntim
 }
 
 /// Whether `url` is an http(s) URL that the operator's allowlist admits,
-/// compared by scheme, host, port and path prefix (`*` admits any).
-pub fn callback_allowed(url: &str, allowlist: &[String]) -> Result<(), JobError> {
-    let allowlist = UrlAllowlist::new(allowlist, "vera.callback_allowlist")
+/// compared by scheme, host, port and path prefix (`*` admits any), and
+/// not plain http beyond this machine unless `vera.allow_plain_http`.
+pub fn callback_allowed(url: &str, settings: &VeraSection) -> Result<(), JobError> {
+    let allowlist = UrlAllowlist::new(&settings.callback_allowlist, "vera.callback_allowlist")
         .map_err(|e| JobError::new("POLICY_DENIED", e))?;
     match allowlist.check(url) {
+        Ok((parsed, _)) if urls::in_clear(&parsed) && !settings.allow_plain_http => {
+            Err(JobError::new(
+                "POLICY_DENIED",
+                format!(
+                    "the callback `{}` would carry the result in clear over plain http; use https, or set vera.allow_plain_http = true",
+                    urls::redact(url)
+                ),
+            ))
+        }
         Ok(_) => Ok(()),
         Err(e @ UrlRefused::NotAllowed { .. }) => {
             Err(JobError::new("POLICY_DENIED", e.to_string()))
@@ -424,26 +434,40 @@ mod tests {
 
     #[test]
     fn callbacks_must_be_allowlisted_http_urls() {
-        let allow = vec!["http://127.0.0.1:8088/hooks/".to_string()];
-        assert!(callback_allowed("http://127.0.0.1:8088/hooks/done", &allow).is_ok());
+        let allow = |entries: &[&str], allow_plain_http| VeraSection {
+            callback_allowlist: entries.iter().map(|e| e.to_string()).collect(),
+            allow_plain_http,
+            ..Default::default()
+        };
+        let local = allow(&["http://127.0.0.1:8088/hooks/"], false);
+        assert!(callback_allowed("http://127.0.0.1:8088/hooks/done", &local).is_ok());
         assert_eq!(
-            callback_allowed("http://169.254.169.254/latest", &allow)
+            callback_allowed("http://169.254.169.254/latest", &local)
                 .unwrap_err()
                 .code,
             "POLICY_DENIED"
         );
         assert_eq!(
-            callback_allowed("http://127.0.0.1:8088/hooks/x", &[])
+            callback_allowed("http://127.0.0.1:8088/hooks/x", &allow(&[], false))
                 .unwrap_err()
                 .code,
             "POLICY_DENIED"
         );
+        let remote = allow(&["*"], false);
+        let in_clear = callback_allowed("http://hooks.example.com/done", &remote).unwrap_err();
+        assert!(
+            in_clear.message.contains("allow_plain_http"),
+            "{}",
+            in_clear.message
+        );
+        assert!(callback_allowed("https://hooks.example.com/done", &remote).is_ok());
+        assert!(callback_allowed("http://hooks.example.com/done", &allow(&["*"], true)).is_ok());
         assert_eq!(
-            callback_allowed("file:///etc/passwd", &["*".into()])
+            callback_allowed("file:///etc/passwd", &allow(&["*"], false))
                 .unwrap_err()
                 .code,
             "INVALID_CALLBACK"
         );
-        assert!(callback_allowed("https://any.example/x", &["*".into()]).is_ok());
+        assert!(callback_allowed("https://any.example/x", &allow(&["*"], false)).is_ok());
     }
 }

@@ -15,6 +15,7 @@ pub mod peer;
 pub mod policy;
 pub mod router;
 pub mod task;
+pub mod tls;
 pub mod tools;
 pub mod urls;
 pub mod wasm;

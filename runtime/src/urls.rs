@@ -293,6 +293,22 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether what is sent to `url` crosses a network in clear: plain `http`
+/// to a host other than this machine (`localhost` or a loopback address).
+pub fn in_clear(url: &reqwest::Url) -> bool {
+    if url.scheme() != "http" {
+        return false;
+    }
+    let host = url.host_str().unwrap_or_default();
+    match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        Ok(ip) => !ip.is_loopback(),
+        Err(_) => {
+            let name = host.trim_end_matches('.').to_ascii_lowercase();
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+    }
+}
+
 /// `url` with any credentials and query string replaced by `***`, for
 /// logs, errors and status pages.
 pub fn redact(url: &str) -> String {
@@ -321,6 +337,19 @@ mod tests {
     fn list(entries: &[&str]) -> UrlAllowlist {
         let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
         UrlAllowlist::new(&entries, "test.allowlist").unwrap()
+    }
+
+    #[test]
+    fn plain_http_is_in_clear_unless_it_stays_on_this_machine() {
+        let clear = |u: &str| in_clear(&reqwest::Url::parse(u).unwrap());
+        assert!(clear("http://cp.example.com/"));
+        assert!(clear("http://10.0.0.7:8080/"));
+        assert!(!clear("https://cp.example.com/"));
+        assert!(!clear("http://127.0.0.1:8080/"));
+        assert!(!clear("http://[::1]:8080/"));
+        assert!(!clear("http://localhost:8080/"));
+        assert!(!clear("http://node.localhost/"));
+        assert!(clear("http://localhost.example.com/"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
 use super::report::{Origin, OutboxItem, ReportStatus};
+use super::transport::Transport;
 use crate::config::GoliatSection;
 use crate::job::{JobMount, JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION};
 use async_trait::async_trait;
@@ -30,25 +31,29 @@ pub struct GoliatClient {
     work_dir: PathBuf,
     max_answer_bytes: u64,
     http: reqwest::Client,
+    transport: Transport,
 }
 
 impl GoliatClient {
-    /// A client for `base` as `machine_id`; downloaded configs go under
-    /// `work_dir`; an assignment larger than `max_answer_bytes` is refused
-    /// while it arrives.
+    /// A client for `base` as `machine_id`, reached through
+    /// `transport`; downloaded configs go under `work_dir`; an
+    /// assignment larger than `max_answer_bytes` is refused while it arrives.
     pub fn new(
+        transport: Transport,
         base: &str,
         machine_id: &str,
         settings: GoliatSection,
         work_dir: PathBuf,
         max_answer_bytes: u64,
     ) -> Result<Self, CpError> {
-        let http = reqwest::Client::builder()
+        let http = transport
+            .builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| CpError::Unavailable(e.to_string()))?;
         Ok(Self {
+            transport,
             base: base.trim_end_matches('/').into(),
             machine_id: machine_id.into(),
             settings,
@@ -59,7 +64,10 @@ impl GoliatClient {
     }
 
     fn unavailable(e: reqwest::Error) -> CpError {
-        CpError::Unavailable(e.without_url().to_string())
+        match wasmnode_runtime::tls::failure(&e) {
+            Some(why) => CpError::Tls(why),
+            None => CpError::Unavailable(e.without_url().to_string()),
+        }
     }
 
     /// Downloads the assignment's config and builds the configured job around it.
@@ -167,6 +175,7 @@ impl ControlPlane for GoliatClient {
 
     fn duplicate(&self) -> Result<Box<dyn ControlPlane>, CpError> {
         Ok(Box::new(Self::new(
+            self.transport.clone(),
             &self.base,
             &self.machine_id,
             self.settings.clone(),

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod report;
 pub mod splai;
 pub mod status;
+pub mod transport;
 
 use crate::facts::{self, Utilisation};
 use crate::node::Node;
@@ -158,6 +159,10 @@ impl Agent {
                 Err(CpError::Unauthorized(why)) => {
                     tracing::error!(%why, "the control plane refused our token; check control_plane.token (SPLAI_API_TOKEN)");
                     self.node.control_plane.disconnected(&why);
+                }
+                Err(e @ CpError::Tls(_)) => {
+                    tracing::error!(error = %e, "cannot talk to the control plane securely; check tls.ca_file");
+                    self.node.control_plane.disconnected(&e.to_string());
                 }
                 Err(e) => self.node.control_plane.disconnected(&e.to_string()),
             }

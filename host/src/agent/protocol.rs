@@ -62,6 +62,10 @@ pub enum CpError {
     /// The token was refused (401/403): keep trying slowly, say so clearly.
     #[error("the control plane refused our credentials: {0}")]
     Unauthorized(String),
+    /// The control plane's certificate is not trusted: say so clearly, keep
+    /// trying slowly (the operator fixes `tls.ca_file`).
+    #[error("the control plane's TLS certificate is not accepted: {0}")]
+    Tls(String),
     /// The control plane does not know this worker (404): register again.
     #[error("the control plane does not know this worker")]
     UnknownWorker,

@@ -3,6 +3,7 @@
 
 use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
 use super::report::{Origin, OutboxItem};
+use super::transport::Transport;
 use crate::job::{JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION, validate_job_id};
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -25,23 +26,28 @@ pub struct SplaiClient {
     token: Option<String>,
     max_answer_bytes: u64,
     http: reqwest::Client,
+    transport: Transport,
 }
 
 impl SplaiClient {
-    /// A client for `base` (the gateway's URL) acting as `worker_id`; an
-    /// answer larger than `max_answer_bytes` is refused while it arrives.
+    /// A client for `base` (the gateway's URL) acting as `worker_id`,
+    /// reached through `transport`; an answer larger than
+    /// `max_answer_bytes` is refused while it arrives.
     pub fn new(
+        transport: Transport,
         base: &str,
         worker_id: &str,
         token: Option<String>,
         max_answer_bytes: u64,
     ) -> Result<Self, CpError> {
-        let http = reqwest::Client::builder()
+        let http = transport
+            .builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| CpError::Unavailable(e.to_string()))?;
         Ok(Self {
+            transport,
             base: base.trim_end_matches('/').to_string(),
             worker_id: worker_id.to_string(),
             token,
@@ -59,10 +65,14 @@ impl SplaiClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CpError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| CpError::Unavailable(e.without_url().to_string()))?;
+        let response =
+            request
+                .send()
+                .await
+                .map_err(|e| match wasmnode_runtime::tls::failure(&e) {
+                    Some(why) => CpError::Tls(why),
+                    None => CpError::Unavailable(e.without_url().to_string()),
+                })?;
         let status = response.status();
         let body = peer::read_capped(response, self.max_answer_bytes)
             .await
@@ -160,6 +170,7 @@ impl ControlPlane for SplaiClient {
 
     fn duplicate(&self) -> Result<Box<dyn ControlPlane>, CpError> {
         Ok(Box::new(Self::new(
+            self.transport.clone(),
             &self.base,
             &self.worker_id,
             self.token.clone(),

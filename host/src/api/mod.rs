@@ -7,6 +7,7 @@ mod guard;
 mod jobs;
 mod node;
 pub mod server;
+pub mod tls;
 mod vera;
 
 pub use error::ApiError;

@@ -5,7 +5,8 @@
 //! once (kept below the process's file-descriptor limit, with descriptors
 //! in reserve for the store, the code cache and the tasks), and when the
 //! limit is reached the oldest connection that has no request in progress
-//! makes room for the new one.
+//! makes room for the new one. With a TLS acceptor the API is served over
+//! HTTPS, and the handshake must also finish within the header timeout.
 
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -142,10 +144,11 @@ impl http_body::Body for Counted {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then lets open
-/// connections finish (for up to 10 s).
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` is
+/// cancelled, then lets open connections finish (for up to 10 s).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
@@ -179,35 +182,32 @@ pub async fn serve(
         };
         refused_since_log = 0;
         let _ = stream.set_nodelay(true);
-        let (app, connections, shutdown) = (app.clone(), connections.clone(), shutdown.clone());
+        let (app, connections, shutdown, tls) = (
+            app.clone(),
+            connections.clone(),
+            shutdown.clone(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                let counted = InProgress::start(&in_progress);
-                let app = app.clone();
-                async move {
-                    let response = app
-                        .oneshot(request.map(Body::new))
-                        .await
-                        .unwrap_or_else(|never: Infallible| match never {});
-                    Ok::<_, Infallible>(response.map(|body| {
-                        Body::new(Counted {
-                            body,
-                            _in_progress: counted,
-                        })
-                    }))
-                }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                _ = evict.cancelled() => {}
-                _ = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+            let open = Open {
+                app,
+                in_progress,
+                evict,
+                shutdown,
+                header_timeout: limits.header_timeout,
+            };
+            match tls {
+                None => open.serve(stream).await,
+                Some(tls) => {
+                    let handshake = tokio::select! {
+                        done = tokio::time::timeout(limits.header_timeout, tls.accept(stream)) => done,
+                        _ = open.evict.cancelled() => Ok(Err(std::io::ErrorKind::Interrupted.into())),
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => open.serve(stream).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
                 }
             }
             connections.remove(id);
@@ -216,6 +216,55 @@ pub async fn serve(
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while connections.count() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One admitted connection, ready to be served.
+struct Open {
+    app: Router,
+    in_progress: Arc<AtomicUsize>,
+    evict: CancellationToken,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+}
+
+impl Open {
+    /// Serves HTTP/1.1 on `io` until the client leaves, the connection is
+    /// evicted, or shutdown (with its grace period).
+    async fn serve<Io>(self, io: Io)
+    where
+        Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (app, in_progress) = (self.app, self.in_progress);
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let counted = InProgress::start(&in_progress);
+            let app = app.clone();
+            async move {
+                let response = app
+                    .oneshot(request.map(Body::new))
+                    .await
+                    .unwrap_or_else(|never: Infallible| match never {});
+                Ok::<_, Infallible>(response.map(|body| {
+                    Body::new(Counted {
+                        body,
+                        _in_progress: counted,
+                    })
+                }))
+            }
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        tokio::select! {
+            _ = connection.as_mut() => {}
+            _ = self.evict.cancelled() => {}
+            _ = self.shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+            }
+        }
     }
 }
 

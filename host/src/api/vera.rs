@@ -46,7 +46,7 @@ pub async fn execute(
     let job = request.to_job(&app.node.config.vera).map_err(refuse)?;
     let origin = match &request.callback_url {
         Some(url) => {
-            callback_allowed(url, &app.node.config.vera.callback_allowlist).map_err(refuse)?;
+            callback_allowed(url, &app.node.config.vera).map_err(refuse)?;
             Some(Origin::Callback { url: url.clone() })
         }
         None => None,

@@ -7,6 +7,7 @@ use crate::agent::AgentSettings;
 use crate::agent::goliat::{GoliatClient, detect_machine_id};
 use crate::agent::protocol::ControlPlane;
 use crate::agent::splai::SplaiClient;
+use crate::agent::transport;
 use crate::cli::{AgentArgs, Protocol};
 use anyhow::Context;
 use std::sync::Arc;
@@ -36,17 +37,12 @@ pub async fn execute(
         .url
         .clone()
         .context("no control plane: pass --control-plane URL or set SPLAI_CONTROL_PLANE_URL")?;
-    let shown = wasmnode_runtime::urls::redact(&url);
-    let parsed = reqwest::Url::parse(&url)
-        .with_context(|| format!("invalid control plane URL `{shown}`"))?;
-    anyhow::ensure!(
-        matches!(parsed.scheme(), "http" | "https"),
-        "control plane URL `{shown}` must be http(s)"
-    );
+    let transport = transport::client(&url, &config.control_plane)?;
     let backoff_max = Duration::from_secs(config.control_plane.backoff_max_seconds.max(1));
     let (control_plane, settings): (Arc<dyn ControlPlane>, AgentSettings) = match args.protocol {
         Protocol::Splai => (
             Arc::new(SplaiClient::new(
+                transport.clone(),
                 &url,
                 &config.node.worker_id,
                 config.control_plane.token(),
@@ -103,6 +99,7 @@ pub async fn execute(
             tracing::info!(machine_id = %config.goliat.machine_id, "attaching to a GOLIAT-style dashboard");
             (
                 Arc::new(GoliatClient::new(
+                    transport.clone(),
                     &url,
                     &config.goliat.machine_id,
                     config.goliat.clone(),

@@ -22,6 +22,11 @@ pub fn load_config(file: Option<&Path>, node: &NodeArgs) -> anyhow::Result<Confi
         config.node.data_dir = dir.clone();
     }
     config.validate()?;
+    if let Some(ca_file) = &config.tls.ca_file {
+        wasmnode_runtime::tls::install(
+            wasmnode_runtime::tls::load_roots(ca_file).map_err(anyhow::Error::msg)?,
+        );
+    }
     Ok(config)
 }
 

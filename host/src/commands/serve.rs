@@ -52,6 +52,11 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot listen on {}", config.api.listen))?;
     let address = listener.local_addr()?;
+    let tls = match (&config.api.tls_cert, &config.api.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::api::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let nofile = crate::api::server::raise_fd_limit();
     let limits = ConnectionLimits::fitted(
         config.api.max_connections,
@@ -68,7 +73,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         data_dir = %node.config.node.data_dir.display(),
         max_concurrent_jobs = node.scheduler.max_concurrent(),
         max_connections = limits.max_connections,
-        "wasmnode serving the job API on http://{address}"
+        "wasmnode serving the job API on {scheme}://{address}"
     );
     let agent = attachment.map(|a| {
         let stop = CancellationToken::new();
@@ -81,7 +86,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
     let stop = CancellationToken::new();
     tokio::spawn(handle_signals(node.clone(), agent, stop.clone()));
     let app = crate::api::router(node.clone());
-    crate::api::server::serve(listener, app, limits, stop).await;
+    crate::api::server::serve(listener, tls, app, limits, stop).await;
     // The node goes with its last handle (HTTP connections may still hold
     // one): dropping its task runtime never blocks, and every write was
     // committed before it was acknowledged.

@@ -339,7 +339,7 @@ async fn get_checked(
             .await
             .map_err(|e| TaskFailure::policy_denied(e.to_string()))?;
         let client = admitted
-            .client(reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(5)))
+            .client(crate::tls::client().connect_timeout(std::time::Duration::from_secs(5)))
             .build()
             .map_err(|e| TaskFailure::internal(format!("HTTP client: {e}")))?;
         let target = admitted.url.clone();

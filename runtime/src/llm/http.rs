@@ -29,7 +29,9 @@ pub async fn send(
         };
         match sent {
             Ok(response) => return Ok(response),
-            Err(e) if e.is_connect() && attempt < retries => {
+            // A TLS failure is no network hiccup: retrying cannot make the
+            // peer trusted.
+            Err(e) if e.is_connect() && attempt < retries && crate::tls::failure(&e).is_none() => {
                 attempt += 1;
                 tracing::debug!(%what, attempt, error = %e, "connection failed; retrying");
                 tokio::select! {
@@ -43,9 +45,13 @@ pub async fn send(
     }
 }
 
-/// Maps a transport error: timeouts past the deadline are `Timeout`, the
-/// rest means the backend is not answering.
+/// Maps a transport error: an untrusted peer is `PolicyDenied`, timeouts
+/// past the deadline are `Timeout`, the rest means the backend is not
+/// answering.
 pub fn transport(what: &str, e: &reqwest::Error, ctx: &TaskContext) -> TaskFailure {
+    if let Some(why) = crate::tls::failure(e) {
+        return TaskFailure::policy_denied(format!("{what}: {why}"));
+    }
     if e.is_timeout() && std::time::Instant::now() >= ctx.deadline {
         return TaskFailure::new(
             FailureKind::Timeout,

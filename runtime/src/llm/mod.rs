@@ -129,7 +129,7 @@ fn input_error(e: GuestError) -> TaskFailure {
 impl LlmExecutor {
     /// An executor over `settings`.
     pub fn new(settings: LlmSettings) -> Result<Self, TaskFailure> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client()
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| TaskFailure::internal(format!("HTTP client: {e}")))?;

@@ -154,7 +154,7 @@ impl LlmExecutor {
     /// (SHA-256) of an LFS file, else the `ETag` (git blob id), read from the
     /// hub's own answer before any redirect.
     async fn published_digest(&self, url: &str, ctx: &TaskContext) -> Result<Digest, TaskFailure> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .build()
