@@ -1,18 +1,24 @@
-//! TLS on the real node: model backends, callbacks and a SPLAI control
-//! plane served over HTTPS by a private CA the node trusts through
-//! `tls.ca_file`; a certificate it does not trust fails at once, is never
-//! retried and says how to fix it; plain http beyond this machine needs the
-//! operator's consent; and the node's own API served over HTTPS.
+//! TLS on the real node, against every kind of peer it talks to (model
+//! backends, hub and URL downloads, callbacks, SPLAI and GOLIAT control
+//! planes) served over HTTPS with certificates of a private CA the node
+//! trusts through `tls.ca_file`: a certificate it does not trust fails at
+//! once, is never retried and says how to fix it; the node presents its
+//! client certificate to a control plane that asks; plain http beyond this
+//! machine needs the operator's consent; and the node's own API is served
+//! over HTTPS.
 
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
+use sha2::Digest;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmnode_e2e::control_plane::{TaskDef, TestControlPlane};
+use wasmnode_e2e::files::FileServer;
+use wasmnode_e2e::goliat::TestDashboard;
 use wasmnode_e2e::ollama::{FakeOllama, WORDS};
 use wasmnode_e2e::tls::{TestCa, TlsFront};
-use wasmnode_e2e::{NodeProcess, stderr, wait_terminal, wasmnode};
+use wasmnode_e2e::{NodeProcess, stderr, test_guest, wait_terminal, wasmnode};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -77,6 +83,122 @@ async fn an_untrusted_model_backend_fails_at_once_without_retries() {
     );
     assert_eq!(front.handshakes(), 0);
     assert!(ollama.calls().is_empty(), "nothing reached the backend");
+}
+
+fn download(id: &str, payload: Value) -> Value {
+    json!({"protocol_version": 1, "job_id": id,
+        "task": {"type": "model_download", "payload": payload}, "runtime": {"mode": "auto"}})
+}
+
+#[tokio::test]
+async fn model_downloads_over_https_from_the_hub_and_from_urls() {
+    let ca = TestCa::new();
+    let files = FileServer::start().await;
+    let model = vec![42u8; 100_000];
+    let sha: String = sha2::Sha256::digest(&model)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    files.add("acme/tiny", "tiny.gguf", model.clone());
+    let front = TlsFront::start(&ca.issue("hub"), &files.url).await;
+    let node = NodeProcess::start(&format!(
+        "{}[llm]\nhf_endpoint = {:?}\ndownload_allowlist = [\"{}/\"]\n",
+        trusting(&ca),
+        front.url,
+        front.url
+    ))
+    .await;
+    let client = reqwest::Client::new();
+
+    node.post_json(
+        "/jobs",
+        &download("hub", json!({"model": "acme/tiny", "file": "tiny.gguf"})),
+    )
+    .await;
+    let done = wait_terminal(&client, &node, "hub", WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    let out = node.get_json("/jobs/hub/result").await;
+    assert_eq!(std::fs::read(out["path"].as_str().unwrap()).unwrap(), model);
+
+    let url = format!("{}/acme/tiny/resolve/main/tiny.gguf", front.url);
+    node.post_json(
+        "/jobs",
+        &download(
+            "url",
+            json!({"model": "acme/copy", "source": "url", "url": url, "sha256": sha}),
+        ),
+    )
+    .await;
+    let done = wait_terminal(&client, &node, "url", WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    assert!(front.handshakes() >= 2);
+}
+
+#[tokio::test]
+async fn a_goliat_dashboard_over_https_is_served_with_the_ca_file() {
+    let ca = TestCa::new();
+    let mut dashboard = TestDashboard::new();
+    dashboard.serve().await;
+    let front = TlsFront::start(&ca.issue("dashboard"), &dashboard.url()).await;
+    let config = format!(
+        "{}[goliat]\nheartbeat_seconds = 1\npoll_seconds = 1\n[goliat.job]\nmode = \"wasm\"\ncomponent = {:?}\nargs = [\"0\", \"split\"]\n",
+        trusting(&ca),
+        test_guest("command").display().to_string()
+    );
+    let _node = NodeProcess::start_command(
+        &[
+            "agent",
+            "--protocol",
+            "goliat",
+            "--control-plane",
+            &front.url,
+        ],
+        &config,
+    )
+    .await;
+    dashboard.assign("c1.json", "{\"shard\": \"one\"}", 3);
+    let deadline = Instant::now() + WAIT;
+    while dashboard.reports().is_empty() {
+        assert!(Instant::now() < deadline, "no report over HTTPS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dashboard.reports()[0]["status"], "completed");
+}
+
+#[tokio::test]
+async fn the_node_presents_its_client_certificate_to_the_control_plane() {
+    let ca = TestCa::new();
+    let cp = TestControlPlane::start().await;
+    let front = TlsFront::start_mutual(&ca.issue("cp"), &cp.url(), &ca).await;
+    let node_id = ca.issue("node");
+    let artifacts = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}[node]\nartifact_root = {:?}\n[control_plane]\npoll_millis = 200\nclient_cert = {:?}\nclient_key = {:?}\n",
+        trusting(&ca),
+        artifacts.path().display().to_string(),
+        node_id.cert.display().to_string(),
+        node_id.key.display().to_string()
+    );
+    let _node = NodeProcess::start_agent(&front.url, "w-mtls", &config).await;
+    cp.submit([TaskDef::new(
+        "job1",
+        "a1",
+        "aggregation",
+        json!({"items_json": "[]"}),
+    )]);
+    cp.wait_done(1, WAIT).await;
+    assert_eq!(cp.completed().len(), 1, "failed: {:?}", cp.failed());
+
+    let anonymous = NodeProcess::start_agent(&front.url, "w-anonymous", &trusting(&ca)).await;
+    let deadline = Instant::now() + WAIT;
+    while !anonymous.get_json("/health").await["control_plane"]["last_error"].is_string() {
+        assert!(
+            Instant::now() < deadline,
+            "a node without a certificate got in"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!cp.registrations().contains_key("w-anonymous"));
 }
 
 /// A callback receiver answering 200 to every POST.

@@ -92,6 +92,16 @@ impl TlsFront {
     /// Serves `identity` on a free port, passing each connection on to the
     /// server at `backend` (`http://HOST:PORT`).
     pub async fn start(identity: &Issued, backend: &str) -> Self {
+        Self::serve(identity, backend, None).await
+    }
+
+    /// As [`TlsFront::start`], admitting only clients that present a
+    /// certificate `clients` issued.
+    pub async fn start_mutual(identity: &Issued, backend: &str, clients: &TestCa) -> Self {
+        Self::serve(identity, backend, Some(clients)).await
+    }
+
+    async fn serve(identity: &Issued, backend: &str, clients: Option<&TestCa>) -> Self {
         let backend: SocketAddr = backend
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -103,12 +113,25 @@ impl TlsFront {
             .expect("certificate");
         let key = PrivateKeyDer::from_pem_file(&identity.key).expect("key");
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .expect("protocols")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server config");
+            .expect("protocols");
+        let builder = match clients {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+                roots.add(ca.cert.der().clone()).expect("client CA");
+                let verifier =
+                    tokio_rustls::rustls::server::WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider,
+                    )
+                    .build()
+                    .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder.with_single_cert(chain, key).expect("server config");
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("https://{}", listener.local_addr().unwrap());
