@@ -84,7 +84,8 @@ impl Rule {
         };
         if authority.contains('@') {
             return Err(format!(
-                "allowlist entry `{entry}` may not hold credentials"
+                "allowlist entry `{}` may not hold credentials",
+                redact(entry)
             ));
         }
         let (host, port) = match authority.rsplit_once(':') {

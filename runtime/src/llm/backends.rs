@@ -52,9 +52,9 @@ impl Backend {
         format!("{}{path}", self.base_url)
     }
 
-    /// How messages name this backend.
+    /// How messages name this backend (its URL without credentials).
     pub fn describe(&self) -> String {
-        format!("{} at {}", self.name, self.base_url)
+        format!("{} at {}", self.name, crate::urls::redact(&self.base_url))
     }
 
     /// Adds the bearer key, if any.

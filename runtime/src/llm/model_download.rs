@@ -22,17 +22,31 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The download allowlist in force: the operator's, else the hub and the
-/// configured backends.
+/// configured backends (by scheme, host, port and path; any credentials
+/// they carry are theirs, not part of the entry).
 pub fn allowlist(settings: &LlmSettings) -> Result<UrlAllowlist, String> {
     let entries = if settings.download_allowlist.is_empty() {
-        std::iter::once(settings.hf_endpoint.clone())
-            .chain(settings.backends.iter().map(|b| b.base_url.clone()))
+        std::iter::once(&settings.hf_endpoint)
+            .chain(settings.backends.iter().map(|b| &b.base_url))
             .filter(|url| !url.is_empty())
+            .map(|url| without_credentials(url))
             .collect()
     } else {
         settings.download_allowlist.clone()
     };
     UrlAllowlist::new(&entries, "llm.download_allowlist")
+}
+
+/// `url` without its userinfo.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
 }
 
 impl LlmExecutor {
@@ -255,10 +269,10 @@ mod tests {
     fn the_default_download_allowlist_is_the_hub_and_the_backends() {
         let settings = LlmSettings {
             hf_endpoint: "https://huggingface.co".into(),
-            backends: vec![super::super::Backend::new(
-                "ollama",
-                "http://127.0.0.1:11434",
-            )],
+            backends: vec![
+                super::super::Backend::new("ollama", "http://127.0.0.1:11434"),
+                super::super::Backend::new("vllm", "http://user:secret@10.0.0.5:8000/v1"),
+            ],
             ..LlmSettings::default()
         };
         let list = allowlist(&settings).unwrap();
@@ -267,6 +281,7 @@ mod tests {
                 .is_ok()
         );
         assert!(list.check("http://127.0.0.1:11434/api/tags").is_ok());
+        assert!(list.check("http://10.0.0.5:8000/v1/models").is_ok());
         assert!(list.check("http://127.0.0.1:22/").is_err());
         assert!(list.check("https://attacker.example/model.gguf").is_err());
     }
