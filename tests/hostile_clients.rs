@@ -1,7 +1,8 @@
 //! The hostile-client suite: every finding of the red-team review
 //! (issue 13), tried again as an attacker would against the real node on
-//! 127.0.0.1, one test per finding and named after it; plus a planted
-//! secret that must show up nowhere the node shows things.
+//! 127.0.0.1, one test per finding and named after it (finding 13, TLS,
+//! has its own suite in `tls.rs`); plus a planted secret that must show up
+//! nowhere the node shows things.
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
