@@ -88,6 +88,7 @@ async fn event_streams_of_clients_that_hang_up_are_released_and_streams_are_capp
     let client = reqwest::Client::new();
     assert_eq!(node.post_json("/jobs", &gate.job("hold")).await.0, 200);
     wait_state(&node, "hold", "running").await;
+    node.wait_warm().await;
     let jobs = 600;
     for i in 0..jobs {
         let job = wasm_job(

@@ -188,6 +188,7 @@ impl Node {
     pub fn spawn_warm_up(&self) {
         let wasm = self.router.backends().wasm.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             for name in wasmnode_runtime::builtins::names() {
                 let source = wasmnode_runtime::ComponentSource::Builtin(name.into());
                 match wasm.warm(&source).await {
@@ -202,6 +203,10 @@ impl Node {
                 }
             }
             crate::facts::release_free_memory();
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                "built-in guests ready"
+            );
         });
     }
 

@@ -118,6 +118,21 @@ impl NodeProcess {
         .await
     }
 
+    /// Starts `wasmnode agent --protocol goliat --control-plane URL` with `config_toml`.
+    pub async fn start_goliat(dashboard: &str, config_toml: &str) -> Self {
+        Self::start_command(
+            &[
+                "agent",
+                "--protocol",
+                "goliat",
+                "--control-plane",
+                dashboard,
+            ],
+            config_toml,
+        )
+        .await
+    }
+
     /// Starts `wasmnode COMMAND...` with `config_toml`.
     pub async fn start_command(command: &[&str], config_toml: &str) -> Self {
         Self::start_limited(command, config_toml, &[]).await
@@ -214,6 +229,21 @@ impl NodeProcess {
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the node has prepared its built-in guests (their
+    /// compiled code is in memory), so that memory measured afterwards is
+    /// not the warm-up's.
+    pub async fn wait_warm(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !self.log().contains("built-in guests ready") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the built-in guests were not ready; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     async fn wait_ready(&self) {
@@ -364,6 +394,29 @@ pub fn wasm_job(job_id: &str, component: &str, payload: serde_json::Value) -> se
     serde_json::json!({"protocol_version": 1, "job_id": job_id,
         "task": {"type": "wasm", "payload": payload},
         "runtime": {"mode": "wasm", "component": component}})
+}
+
+/// A Vera-style task (a small aggregation) whose result goes to `callback_url`.
+pub fn callback_task(task_id: &str, callback_url: &str) -> serde_json::Value {
+    serde_json::json!({"task_id": task_id, "task_type": "data_processing",
+        "payload": {"operation": "aggregation", "items_json": "[{\"n\":1}]"},
+        "callback_url": callback_url})
+}
+
+/// Polls `/task/{id}/status` until its callback is delivered or failed.
+pub async fn callback_settled(node: &NodeProcess, task_id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = node.get_json(&format!("/task/{task_id}/status")).await;
+        if matches!(
+            status["callback"]["state"].as_str(),
+            Some("delivered" | "failed")
+        ) {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `GET /jobs/{id}` until the job is terminal (or `timeout`).
