@@ -5,26 +5,10 @@
 
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use wasmnode_e2e::goliat::TestDashboard;
+use wasmnode_e2e::goliat::{TestDashboard, command_config};
 use wasmnode_e2e::{NodeProcess, test_guest};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn wait_reports(dashboard: &TestDashboard, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let reports = dashboard.reports();
-        if reports.len() >= n {
-            return reports;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {n} reports",
-            reports.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn job_of_split(node: &NodeProcess, split: u64) -> Value {
     let list: Value = node.get_json("/jobs?limit=1000").await;
@@ -48,24 +32,9 @@ async fn job_of_split(node: &NodeProcess, split: u64) -> Value {
 async fn wasm_assignments_get_their_config_and_report_success_and_failure() {
     let mut dashboard = TestDashboard::new();
     dashboard.serve().await;
-    let command = test_guest("command");
-    let config = format!(
-        "[goliat]\nheartbeat_seconds = 1\npoll_seconds = 1\n[goliat.job]\nmode = \"wasm\"\ncomponent = {:?}\nargs = [\"0\", \"split\"]\n",
-        command.display().to_string()
-    );
-    let node = NodeProcess::start_command(
-        &[
-            "agent",
-            "--protocol",
-            "goliat",
-            "--control-plane",
-            &dashboard.url(),
-        ],
-        &config,
-    )
-    .await;
+    let node = NodeProcess::start_goliat(&dashboard.url(), &command_config()).await;
     dashboard.assign("c1.json", "{\"shard\": \"one\"}", 7);
-    let reports = wait_reports(&dashboard, 1).await;
+    let reports = dashboard.wait_reports(1, WAIT).await;
     assert_eq!(
         (
             reports[0]["status"].as_str(),
@@ -117,17 +86,7 @@ async fn failures_are_reported_and_a_late_dashboard_is_waited_for() {
         "[goliat]\nmachine_id = \"rig-3\"\nheartbeat_seconds = 1\npoll_seconds = 1\n[control_plane]\nbackoff_max_seconds = 1\n[goliat.job]\nmode = \"wasm\"\ncomponent = {:?}\nargs = [\"5\"]\n",
         command.display().to_string()
     );
-    let node = NodeProcess::start_command(
-        &[
-            "agent",
-            "--protocol",
-            "goliat",
-            "--control-plane",
-            &dashboard.url(),
-        ],
-        &config,
-    )
-    .await;
+    let node = NodeProcess::start_goliat(&dashboard.url(), &config).await;
     // The node runs without its dashboard, and says so.
     let deadline = std::time::Instant::now() + WAIT;
     loop {
@@ -142,7 +101,7 @@ async fn failures_are_reported_and_a_late_dashboard_is_waited_for() {
     }
     dashboard.serve().await;
     dashboard.assign("c2.json", "{}", 1);
-    let reports = wait_reports(&dashboard, 1).await;
+    let reports = dashboard.wait_reports(1, WAIT).await;
     assert_eq!(reports[0]["machineId"], "rig-3");
     assert_eq!(reports[0]["status"], "failed");
     assert!(
@@ -166,19 +125,9 @@ async fn image_assignments_read_their_config_from_a_read_only_mount() {
     let config = format!(
         "[node]\nworker_id = \"goliat-img\"\n[docker]\nmode = \"on\"\n[goliat]\nheartbeat_seconds = 1\npoll_seconds = 1\n[goliat.job]\nmode = \"image\"\nimage = {image:?}\ncmd = [\"sh\", \"-c\", \"cat $CONFIG_PATH; echo; echo split=$SPLIT_INDEX; touch /config/x 2>&1 || true\"]\n"
     );
-    let node = NodeProcess::start_command(
-        &[
-            "agent",
-            "--protocol",
-            "goliat",
-            "--control-plane",
-            &dashboard.url(),
-        ],
-        &config,
-    )
-    .await;
+    let node = NodeProcess::start_goliat(&dashboard.url(), &config).await;
     dashboard.assign("c3.json", "{\"rows\": [1, 2, 3]}", 2);
-    let reports = wait_reports(&dashboard, 1).await;
+    let reports = dashboard.wait_reports(1, WAIT).await;
     assert_eq!(reports[0]["status"], "completed", "{reports:?}");
     let stdout = job_of_split(&node, 2).await["stdout"]
         .as_str()

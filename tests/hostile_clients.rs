@@ -8,13 +8,13 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmnode_e2e::control_plane::{TaskDef, TestControlPlane};
 use wasmnode_e2e::files::FileServer;
 use wasmnode_e2e::goliat::TestDashboard;
 use wasmnode_e2e::{
-    Gate, NodeProcess, stderr, stdout, test_guest, test_guest_dir, wait_state, wait_terminal,
-    wasm_job, wasmnode,
+    Gate, NodeProcess, callback_settled, callback_task, stderr, stdout, test_guest, test_guest_dir,
+    wait_state, wait_terminal, wasm_job, wasmnode,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -207,26 +207,6 @@ async fn finding_3_model_downloads_cannot_reach_internal_pages_nor_echo_them() {
     );
 }
 
-fn callback_job(id: &str, url: &str) -> Value {
-    json!({"task_id": id, "task_type": "data_processing",
-        "payload": {"operation": "aggregation", "items_json": "[{\"n\":1}]"}, "callback_url": url})
-}
-
-async fn callback_settled(node: &NodeProcess, id: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = node.get_json(&format!("/task/{id}/status")).await;
-        if matches!(
-            status["callback"]["state"].as_str(),
-            Some("delivered" | "failed")
-        ) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn finding_4_userinfo_cannot_disguise_a_callbacks_host() {
     let allowed = Sink::start(200, "").await;
@@ -242,7 +222,7 @@ async fn finding_4_userinfo_cannot_disguise_a_callbacks_host() {
         target.url.trim_start_matches("http://")
     );
     let (status, body) = node
-        .post_json("/execute", &callback_job("disguised", &disguised))
+        .post_json("/execute", &callback_task("disguised", &disguised))
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
@@ -271,7 +251,7 @@ async fn finding_5_callbacks_do_not_follow_redirects() {
     .await;
     let url = format!("{}/hooks/done", allowed.url);
     assert_eq!(
-        node.post_json("/execute", &callback_job("cb", &url))
+        node.post_json("/execute", &callback_task("cb", &url))
             .await
             .0,
         200
@@ -328,23 +308,9 @@ async fn finding_7_goliat_configs_are_not_mountable_by_api_clients() {
         test_guest_dir().display().to_string(),
         test_guest("command").display().to_string()
     );
-    let node = NodeProcess::start_command(
-        &[
-            "agent",
-            "--protocol",
-            "goliat",
-            "--control-plane",
-            &dashboard.url(),
-        ],
-        &config,
-    )
-    .await;
+    let node = NodeProcess::start_goliat(&dashboard.url(), &config).await;
     dashboard.assign("c1.json", "{\"secret\": \"dashboard-config\"}", 1);
-    let deadline = Instant::now() + WAIT;
-    while dashboard.reports().is_empty() {
-        assert!(Instant::now() < deadline, "no report");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    dashboard.wait_reports(1, WAIT).await;
     let goliat = node.data_dir.path().join("goliat");
     let mut read = wasm_job(
         "snoop",

@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmnode_e2e::control_plane::{TaskDef, TestControlPlane};
 use wasmnode_e2e::files::FileServer;
-use wasmnode_e2e::goliat::TestDashboard;
+use wasmnode_e2e::goliat::{TestDashboard, command_config};
 use wasmnode_e2e::ollama::{FakeOllama, WORDS};
 use wasmnode_e2e::tls::{TestCa, TlsFront};
-use wasmnode_e2e::{NodeProcess, stderr, test_guest, wait_terminal, wasmnode};
+use wasmnode_e2e::{NodeProcess, callback_settled, callback_task, stderr, wait_terminal, wasmnode};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -140,28 +140,10 @@ async fn a_goliat_dashboard_over_https_is_served_with_the_ca_file() {
     let mut dashboard = TestDashboard::new();
     dashboard.serve().await;
     let front = TlsFront::start(&ca.issue("dashboard"), &dashboard.url()).await;
-    let config = format!(
-        "{}[goliat]\nheartbeat_seconds = 1\npoll_seconds = 1\n[goliat.job]\nmode = \"wasm\"\ncomponent = {:?}\nargs = [\"0\", \"split\"]\n",
-        trusting(&ca),
-        test_guest("command").display().to_string()
-    );
-    let _node = NodeProcess::start_command(
-        &[
-            "agent",
-            "--protocol",
-            "goliat",
-            "--control-plane",
-            &front.url,
-        ],
-        &config,
-    )
-    .await;
+    let config = format!("{}{}", trusting(&ca), command_config());
+    let _node = NodeProcess::start_goliat(&front.url, &config).await;
     dashboard.assign("c1.json", "{\"shard\": \"one\"}", 3);
-    let deadline = Instant::now() + WAIT;
-    while dashboard.reports().is_empty() {
-        assert!(Instant::now() < deadline, "no report over HTTPS");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    dashboard.wait_reports(1, WAIT).await;
     assert_eq!(dashboard.reports()[0]["status"], "completed");
 }
 
@@ -223,26 +205,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, received)
 }
 
-fn callback_job(id: &str, url: &str) -> Value {
-    json!({"task_id": id, "task_type": "data_processing",
-        "payload": {"operation": "aggregation", "items_json": "[{\"n\":1}]"}, "callback_url": url})
-}
-
-async fn callback_settled(node: &NodeProcess, id: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = node.get_json(&format!("/task/{id}/status")).await;
-        if matches!(
-            status["callback"]["state"].as_str(),
-            Some("delivered" | "failed")
-        ) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn callbacks_over_https_are_delivered_to_trusted_targets_only() {
     let ca = TestCa::new();
@@ -254,7 +216,7 @@ async fn callbacks_over_https_are_delivered_to_trusted_targets_only() {
     let node = NodeProcess::start(&format!("{}{vera}", trusting(&ca))).await;
     let url = format!("{}/hooks/done", front.url);
     assert_eq!(
-        node.post_json("/execute", &callback_job("ok", &url))
+        node.post_json("/execute", &callback_task("ok", &url))
             .await
             .0,
         200
@@ -267,7 +229,7 @@ async fn callbacks_over_https_are_delivered_to_trusted_targets_only() {
     let before = front.connections();
     assert_eq!(
         untrusting
-            .post_json("/execute", &callback_job("no", &url))
+            .post_json("/execute", &callback_task("no", &url))
             .await
             .0,
         200

@@ -29,6 +29,15 @@ pub struct TestDashboard {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A `[goliat]` config for tests: heartbeats and polls every second, each
+/// assignment running the `command` test guest with arguments `0 split`.
+pub fn command_config() -> String {
+    format!(
+        "[goliat]\nheartbeat_seconds = 1\npoll_seconds = 1\n[goliat.job]\nmode = \"wasm\"\ncomponent = {:?}\nargs = [\"0\", \"split\"]\n",
+        crate::test_guest("command").display().to_string()
+    )
+}
+
 impl TestDashboard {
     /// A dashboard that will listen on a free port once [`Self::serve`] is called.
     pub fn new() -> Self {
@@ -71,6 +80,23 @@ impl TestDashboard {
     /// Reports received.
     pub fn reports(&self) -> Vec<Value> {
         self.inner.lock().unwrap().reports.clone()
+    }
+
+    /// Waits until `n` reports have arrived (panics after `timeout`).
+    pub async fn wait_reports(&self, n: usize, timeout: std::time::Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reports = self.reports();
+            if reports.len() >= n {
+                return reports;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} reports",
+                reports.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Heartbeats received: (machine id, when).
