@@ -16,7 +16,10 @@ pub const MOUNT: &str = "/.wasmnode/deadline";
 pub const GRACE: Duration = Duration::from_secs(5);
 
 /// Writes the helper under `dir` (once per version); returns its path.
+/// Each writer fills a file of its own and renames it into place, so
+/// executors connecting at once never see a half-written helper.
 pub fn install(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let hash = blake3::hash(HELPER).to_hex();
     let path = dir.join(format!("wasmnode-deadline-{}", &hash[..16]));
@@ -24,10 +27,14 @@ pub fn install(dir: &Path) -> std::io::Result<PathBuf> {
         return Ok(path);
     }
     std::fs::create_dir_all(dir)?;
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, HELPER)?;
-    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::rename(&partial, &path)?;
+    let mut partial = tempfile::Builder::new()
+        .prefix(".wasmnode-deadline-")
+        .tempfile_in(dir)?;
+    partial.write_all(HELPER)?;
+    partial
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o755))?;
+    partial.persist(&path).map_err(|e| e.error)?;
     Ok(path)
 }
 
@@ -44,6 +51,21 @@ pub fn entrypoint(limit: Duration, argv: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn executors_installing_the_helper_at_once_all_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let installs: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.path().to_path_buf();
+                std::thread::spawn(move || install(&dir))
+            })
+            .collect();
+        for install in installs {
+            let path = install.join().unwrap().unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), HELPER);
+        }
+    }
 
     #[test]
     fn the_helper_is_installed_once_and_executable() {
