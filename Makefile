@@ -45,8 +45,9 @@ wasm-target: ## Install the wasm32-wasip2 Rust target (rustup, or the bundled ru
 build: ## Build the node, its tests and the guests (dev profile, dependencies optimised)
 	$(CARGO) build $(WORKSPACE)
 
-fmt-check: ## cargo fmt --check on the node and the guests
+fmt-check: ## cargo fmt --check on the node and the guests; no import cycles between modules
 	$(CARGO) fmt --all --check
+	python3 scripts/module-cycles.py host/src runtime/src
 	$(CARGO) fmt $(GUESTS) --all --check
 	$(CARGO) fmt --manifest-path examples/plugin-tool/Cargo.toml --check
 

@@ -3,7 +3,6 @@
 
 mod agent;
 mod api;
-mod callbacks;
 mod cli;
 mod commands;
 mod config;
@@ -72,7 +71,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
         Command::Config(args) => {
-            let config = commands::load_config(config_file, &args)?;
+            let config = commands::load_config(config_file, &args.flags())?;
             commands::out(&config.to_masked_toml());
             commands::Printed { status: 0 }
         }

@@ -6,9 +6,8 @@
 
 use super::Agent;
 use super::protocol::Assignment;
-use super::report::{Origin, OutboxItem, ReportStatus};
 use crate::scheduler::{StartCheck, SubmitError, Submitted};
-use crate::store::{JobRecord, JobState, now_ms};
+use crate::store::{JobRecord, JobState, Origin, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,16 +73,13 @@ impl Agent {
 
     /// Reports the stored result of the finished job `record` under `origin`.
     async fn report_again(&self, record: &JobRecord, origin: Origin) {
-        let store = &self.node.store;
-        let output = store
-            .output(&record.job_id)
-            .ok()
-            .flatten()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or(serde_json::Value::Null);
         tracing::info!(job_id = %record.job_id, "a task this node already finished was handed out again; reporting its result under the new lease");
-        let report = origin.final_report(record, &output, self.node.router.artifacts());
-        if let Err(e) = store.queue_report(report).await {
+        if let Err(e) = self
+            .node
+            .store
+            .queue_report(origin.final_report(record))
+            .await
+        {
             tracing::error!(error = %e, "cannot queue the report of the stored result");
         }
     }
@@ -102,14 +98,7 @@ impl Agent {
             Ok(Submitted::Accepted | Submitted::InFlight) => Some(job_id),
             Ok(Submitted::Existing(record)) => (!record.state.is_terminal()).then_some(job_id),
             Err(SubmitError::Rejected(failure)) => {
-                let report = OutboxItem {
-                    job_id: job_id.clone(),
-                    origin,
-                    status: ReportStatus::Failed,
-                    output_uri: None,
-                    error: Some(format!("{}: {}", failure.kind.code(), failure.message)),
-                    duration_ms: 0,
-                };
+                let report = origin.rejected(&job_id, &failure);
                 if let Err(e) = self.node.store.queue_report(report).await {
                     tracing::error!(error = %e, "cannot queue the rejection report");
                 }
@@ -154,6 +143,7 @@ pub(super) fn lease_check(term: Duration) -> StartCheck {
 mod tests {
     use super::*;
     use crate::job::JobRequest;
+    use crate::store::Channel;
 
     fn record(origin: Option<Origin>, submitted_at_ms: u64) -> JobRecord {
         let request = JobRequest::parse(
@@ -169,13 +159,7 @@ mod tests {
     #[test]
     fn only_leased_jobs_past_their_term_are_refused_a_start() {
         let check = lease_check(Duration::from_secs(3));
-        let splai = Origin::Splai {
-            job_id: "j".into(),
-            task_id: "t".into(),
-            task_type: "retrieval".into(),
-            lease_id: "l".into(),
-            attempt: 1,
-        };
+        let splai = Origin::new("splai", Channel::ControlPlane, &serde_json::json!({}));
         assert!(check(&record(Some(splai.clone()), now_ms())).is_ok());
         let stale = check(&record(Some(splai), now_ms() - 4_000)).unwrap_err();
         assert!(stale.contains("lease of 3.0 s ran out"), "{stale}");
@@ -183,9 +167,7 @@ mod tests {
             check(&record(None, now_ms() - 4_000)).is_ok(),
             "API jobs have no lease"
         );
-        let callback = Origin::Callback {
-            url: "http://hook".into(),
-        };
+        let callback = Origin::new("callback", Channel::Callback, &serde_json::json!({}));
         assert!(check(&record(Some(callback), now_ms() - 4_000)).is_ok());
     }
 }

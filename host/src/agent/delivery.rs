@@ -4,8 +4,9 @@
 //! it); failures back off with jitter, and nothing leaves the outbox until
 //! the control plane accepted (or refused for good) it.
 
-use super::report::{Channel, Origin, OutboxItem};
+use super::protocol::Reporting;
 use super::{Agent, Backoff};
+use crate::store::{Channel, Origin, OutboxItem};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -92,7 +93,11 @@ impl Agent {
     /// Sends one report; returns `false` when it should be tried again later.
     async fn deliver_one(&self, seq: u64, item: &OutboxItem) -> bool {
         let store = &self.node.store;
-        match self.control_plane.report(item).await {
+        let reporting = Reporting {
+            store,
+            artifacts: self.node.router.artifacts(),
+        };
+        match self.control_plane.report(item, &reporting).await {
             Ok(()) => {
                 self.node.control_plane.connected();
                 if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
@@ -123,20 +128,17 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::report::ReportStatus;
+    use crate::store::ReportStatus;
 
     fn report(job: &str, lease: &str, status: ReportStatus) -> OutboxItem {
         OutboxItem {
             job_id: job.into(),
-            origin: Origin::Splai {
-                job_id: "j".into(),
-                task_id: job.into(),
-                task_type: "aggregation".into(),
-                lease_id: lease.into(),
-                attempt: 1,
-            },
+            origin: Origin::new(
+                "splai",
+                Channel::ControlPlane,
+                &serde_json::json!({"task_id": job, "lease_id": lease}),
+            ),
             status,
-            output_uri: None,
             error: None,
             duration_ms: 0,
         }

@@ -6,13 +6,14 @@
 //! (`POST /api/report`). Network failures are retried by the shared agent
 //! loop, never fatal.
 
-use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
-use super::report::{Origin, OutboxItem, ReportStatus};
+use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration, Reporting};
+use super::settings::GoliatSection;
 use super::transport::Transport;
-use crate::config::GoliatSection;
 use crate::job::{JobMount, JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION};
+use crate::store::{Channel, Origin, OutboxItem, ReportStatus};
 use async_trait::async_trait;
 use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,20 @@ use wasmnode_runtime::peer;
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Where the config directory appears in the task.
 pub const CONFIG_MOUNT: &str = "/config";
+
+/// The protocol name on the origins of dashboard assignments.
+const PROTOCOL: &str = "goliat";
+
+/// The dashboard assignment behind a job, stored with it for its report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GoliatAssignment {
+    /// The dashboard's id of the assignment, if it sent one.
+    assignment_id: Option<String>,
+    /// Which split of the work.
+    split_index: u64,
+    /// Where the config came from.
+    config_url: String,
+}
 
 /// The dashboard client of one machine.
 pub struct GoliatClient {
@@ -158,11 +173,15 @@ impl GoliatClient {
         };
         Ok(Assignment {
             request,
-            origin: Origin::Goliat {
-                assignment_id,
-                split_index,
-                config_url: url,
-            },
+            origin: Origin::new(
+                PROTOCOL,
+                Channel::ControlPlane,
+                &GoliatAssignment {
+                    assignment_id,
+                    split_index,
+                    config_url: url,
+                },
+            ),
         })
     }
 }
@@ -230,12 +249,12 @@ impl ControlPlane for GoliatClient {
         Ok(vec![self.assignment(&assignment).await?])
     }
 
-    async fn report(&self, item: &OutboxItem) -> Result<(), CpError> {
-        let Origin::Goliat {
+    async fn report(&self, item: &OutboxItem, _: &Reporting<'_>) -> Result<(), CpError> {
+        let Some(GoliatAssignment {
             assignment_id,
             split_index,
             config_url,
-        } = &item.origin
+        }) = item.origin.data(PROTOCOL)
         else {
             return Err(CpError::Rejected(format!(
                 "not a GOLIAT report: {:?}",

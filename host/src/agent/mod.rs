@@ -15,16 +15,16 @@ mod assignments;
 mod delivery;
 pub mod goliat;
 pub mod protocol;
-pub mod report;
+pub mod settings;
 pub mod splai;
 pub mod status;
 pub mod transport;
 
 use crate::facts::{self, Utilisation};
 use crate::node::Node;
+use crate::store::{Channel, Origin};
 use assignments::{Accepted, lease_check};
 use protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
-use report::{Channel, Origin};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,10 +2,11 @@
 //! GOLIAT-style dashboards) is one adapter behind it, so the loop, the
 //! outbox and the scheduler are shared.
 
-use super::report::{Origin, OutboxItem};
 use crate::job::JobRequest;
+use crate::store::{JobStore, Origin, OutboxItem};
 use async_trait::async_trait;
 use serde::Serialize;
+use serde_json::Value;
 use std::time::Duration;
 
 /// What the node tells the control plane about itself.
@@ -56,6 +57,28 @@ pub struct Assignment {
     pub origin: Origin,
 }
 
+/// What an adapter may read while it reports: the jobs' stored outputs and
+/// the artifact store.
+pub struct Reporting<'a> {
+    /// The job store.
+    pub store: &'a JobStore,
+    /// Where output artifacts go.
+    pub artifacts: &'a wasmnode_runtime::ArtifactStore,
+}
+
+impl Reporting<'_> {
+    /// The stored output of `job_id` (null when it produced none).
+    pub fn output(&self, job_id: &str) -> Result<Value, CpError> {
+        let bytes = self
+            .store
+            .output(job_id)
+            .map_err(|e| CpError::Unavailable(format!("cannot read the job's output: {e}")))?;
+        Ok(bytes
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or(Value::Null))
+    }
+}
+
 /// Why a control-plane call failed; the loop acts on the case.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CpError {
@@ -91,8 +114,9 @@ pub trait ControlPlane: Send + Sync {
     async fn heartbeat(&self, heartbeat: &Heartbeat) -> Result<(), CpError>;
     /// Asks for at most `max` assignments.
     async fn poll(&self, max: usize) -> Result<Vec<Assignment>, CpError>;
-    /// Delivers one report; a duplicate the control plane already has counts as delivered.
-    async fn report(&self, item: &OutboxItem) -> Result<(), CpError>;
+    /// Delivers one report (reading what it needs through `reporting`); a
+    /// duplicate the control plane already has counts as delivered.
+    async fn report(&self, item: &OutboxItem, reporting: &Reporting<'_>) -> Result<(), CpError>;
     /// The local job ids the earlier attempts of `assignment`'s task would
     /// have had, newest first (none for protocols without attempts).
     fn earlier_attempts(&self, _assignment: &Assignment) -> Vec<String> {

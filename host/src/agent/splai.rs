@@ -1,13 +1,16 @@
 //! The SPLAI worker protocol (wire-compatible with SPLAI's gateway):
 //! register, heartbeat, poll assignments, report, with `X-SPLAI-Token`.
+//! A completed task's output is written as SPLAI's artifact
+//! (`{job}/{task}/output.json`, the task's fields under an envelope) when
+//! its report is sent, and the report carries the artifact's URI.
 
-use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration};
-use super::report::{Origin, OutboxItem};
+use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration, Reporting};
 use super::transport::Transport;
 use crate::job::{JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION, validate_job_id};
+use crate::store::{Channel, Origin, OutboxItem, ReportStatus, now_ms, rfc3339};
 use async_trait::async_trait;
 use reqwest::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +18,55 @@ use wasmnode_runtime::peer;
 
 /// Earlier attempts of a task looked for when it is handed out again.
 const MAX_EARLIER_ATTEMPTS: usize = 16;
+
+/// The protocol name on the origins of SPLAI tasks.
+const PROTOCOL: &str = "splai";
+
+/// The SPLAI task behind a job: what its reports need, stored with the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SplaiTask {
+    job_id: String,
+    task_id: String,
+    task_type: String,
+    lease_id: String,
+    attempt: u32,
+}
+
+impl SplaiTask {
+    fn origin(&self) -> Origin {
+        Origin::new(PROTOCOL, Channel::ControlPlane, self)
+    }
+
+    fn of(origin: &Origin) -> Result<Self, CpError> {
+        origin
+            .data(PROTOCOL)
+            .ok_or_else(|| CpError::Rejected(format!("not a SPLAI task: {origin:?}")))
+    }
+
+    /// Writes `output` as this task's artifact; returns its URI.
+    fn write_output(
+        &self,
+        output: Value,
+        artifacts: &wasmnode_runtime::ArtifactStore,
+    ) -> Result<String, wasmnode_runtime::TaskFailure> {
+        let mut document = Map::new();
+        document.insert("job_id".into(), json!(self.job_id));
+        document.insert("task_id".into(), json!(self.task_id));
+        document.insert("type".into(), json!(self.task_type));
+        document.insert("created_at".into(), json!(rfc3339(now_ms())));
+        match output {
+            Value::Object(fields) => {
+                for (key, value) in fields {
+                    document.entry(key).or_insert(value);
+                }
+            }
+            other => {
+                document.insert("output".into(), other);
+            }
+        }
+        artifacts.write_output(&self.job_id, &self.task_id, &Value::Object(document))
+    }
+}
 
 /// Default heartbeat interval when the control plane names none.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -151,13 +203,14 @@ impl WireAssignment {
             idempotent: true,
             priority: None,
         };
-        let origin = Origin::Splai {
+        let origin = SplaiTask {
             job_id: self.job_id,
             task_id: self.task_id,
             task_type: self.task_type,
             lease_id: self.lease_id,
             attempt: self.attempt,
-        };
+        }
+        .origin();
         Assignment { request, origin }
     }
 }
@@ -216,49 +269,49 @@ impl ControlPlane for SplaiClient {
     }
 
     fn earlier_attempts(&self, assignment: &Assignment) -> Vec<String> {
-        let Origin::Splai {
-            job_id,
-            task_id,
-            attempt,
-            ..
-        } = &assignment.origin
-        else {
+        let Ok(task) = SplaiTask::of(&assignment.origin) else {
             return Vec::new();
         };
-        (1..*attempt)
+        (1..task.attempt)
             .rev()
             .take(MAX_EARLIER_ATTEMPTS)
-            .map(|a| local_job_id(job_id, task_id, a))
+            .map(|a| local_job_id(&task.job_id, &task.task_id, a))
             .collect()
     }
 
-    async fn report(&self, item: &OutboxItem) -> Result<(), CpError> {
-        let Origin::Splai {
-            job_id,
-            task_id,
-            lease_id,
-            attempt,
-            ..
-        } = &item.origin
-        else {
-            return Err(CpError::Rejected(format!(
-                "not a SPLAI report: {:?}",
-                item.origin
-            )));
-        };
-        let mut key = format!("{}:{job_id}:{task_id}:{attempt}", self.worker_id);
-        if item.status == super::report::ReportStatus::Running {
-            key.push_str(":running");
+    async fn report(&self, item: &OutboxItem, reporting: &Reporting<'_>) -> Result<(), CpError> {
+        let task = SplaiTask::of(&item.origin)?;
+        let mut key = format!(
+            "{}:{}:{}:{}",
+            self.worker_id, task.job_id, task.task_id, task.attempt
+        );
+        let (mut status, mut error, mut uri) = (item.status, item.error.clone(), None);
+        match item.status {
+            ReportStatus::Running => key.push_str(":running"),
+            ReportStatus::Completed => {
+                let output = reporting.output(&item.job_id)?;
+                match task.write_output(output, reporting.artifacts) {
+                    Ok(written) => uri = Some(written),
+                    Err(e) => {
+                        status = ReportStatus::Failed;
+                        error = Some(format!(
+                            "INTERNAL: cannot write the output artifact: {}",
+                            e.message
+                        ));
+                    }
+                }
+            }
+            ReportStatus::Failed => {}
         }
         let body = json!({
             "worker_id": self.worker_id,
-            "job_id": job_id,
-            "task_id": task_id,
-            "lease_id": lease_id,
+            "job_id": task.job_id,
+            "task_id": task.task_id,
+            "lease_id": task.lease_id,
             "idempotency_key": key,
-            "status": item.status.as_str(),
-            "output_artifact_uri": item.output_uri.clone().unwrap_or_default(),
-            "error": item.error.clone().unwrap_or_default(),
+            "status": status.as_str(),
+            "output_artifact_uri": uri.unwrap_or_default(),
+            "error": error.unwrap_or_default(),
             "duration_millis": item.duration_ms,
         });
         let reply = self
@@ -293,8 +346,8 @@ mod tests {
         assert!(a.request.idempotent);
         assert_eq!(a.request.task.payload, json!({"items_json": "[]"}));
         assert_eq!(
-            a.origin,
-            Origin::Splai {
+            SplaiTask::of(&a.origin).unwrap(),
+            SplaiTask {
                 job_id: "j1".into(),
                 task_id: "t1".into(),
                 task_type: "aggregation".into(),

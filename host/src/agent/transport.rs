@@ -4,7 +4,7 @@
 //! machine or when the operator says so (`control_plane.allow_plain_http`),
 //! since the token and every report would travel in clear.
 
-use crate::config::ControlPlaneSection;
+use super::settings::ControlPlaneSection;
 use std::path::Path;
 
 /// Why the control plane cannot be reached as configured.

@@ -6,7 +6,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::ApiConfig;
+use super::settings::ApiSection;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -15,7 +15,7 @@ use axum::response::Response;
 /// The `Host` values a keyless loopback API answers: its address and port
 /// under the loopback names, and `api.allowed_hosts`; `None` when the API
 /// has a key or listens beyond loopback.
-pub fn allowed_hosts(api: &ApiConfig) -> Option<Vec<String>> {
+pub fn allowed_hosts(api: &ApiSection) -> Option<Vec<String>> {
     if !api.api_key.is_empty() || !api.listen.ip().is_loopback() {
         return None;
     }

@@ -133,16 +133,12 @@ async fn wait_for(
 }
 
 fn count_rejection(app: &AppState, code: &str) {
-    app.node
-        .metrics
-        .rejected
-        .get_or_create(&crate::metrics::CodeLabel { code: code.into() })
-        .inc();
+    app.node.metrics.rejected(code);
 }
 
 /// The answer to a submission the scheduler refused; `duplicate_code` names
 /// an id conflict in the caller's protocol.
-pub(super) fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
+pub fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
     match e {
         SubmitError::Invalid(e) => {
             ApiError::new(ApiError::refusal_status(e.code), e.code, e.message)
@@ -263,7 +259,7 @@ pub async fn result(
                 .error
                 .clone()
                 .unwrap_or_else(|| crate::store::ErrorInfo {
-                    code: "FAILED".into(),
+                    code: crate::store::ErrorCode::Task(wasmnode_runtime::FailureKind::Internal),
                     message: String::new(),
                 });
             Err(ApiError::new(
@@ -281,7 +277,7 @@ pub async fn result(
 }
 
 /// A response whose body is the JSON document `bytes`, sent as is.
-pub(super) fn json_bytes(bytes: Vec<u8>) -> Response {
+pub fn json_bytes(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 

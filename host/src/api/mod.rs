@@ -1,5 +1,7 @@
 //! The local HTTP API: Job Protocol v1 (`/info`, `/health`, `/jobs`...) plus
-//! listing, results, Server-Sent Events and Prometheus metrics.
+//! listing, results, Server-Sent Events and Prometheus metrics; the key,
+//! Host/Origin checks and limits that every route shares; and the
+//! `FrontDoor` hook through which other protocols (Vera) add their routes.
 
 mod error;
 mod events;
@@ -7,12 +9,12 @@ mod guard;
 mod jobs;
 mod node;
 pub mod server;
+pub mod settings;
 pub mod tls;
-mod vera;
 
 pub use error::ApiError;
+pub use jobs::{json_bytes, submit_error};
 
-use crate::config::ApiConfig;
 use crate::node::Node;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -20,41 +22,59 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use serde_json::{Map, Value};
+use settings::ApiSection;
 use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+/// A protocol served on the API's port beside Job Protocol v1: its routes
+/// (behind the same key, Host/Origin checks and body limit) and what it
+/// adds to `/health`.
+pub trait FrontDoor: Send + Sync {
+    /// The protocol's routes.
+    fn routes(&self) -> Router<AppState>;
+    /// Fields it adds to `/health`.
+    fn health(&self, _node: &Node) -> Map<String, Value> {
+        Map::new()
+    }
+}
 
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
     /// The node.
     pub node: Arc<Node>,
+    /// The other protocols served here.
+    doors: Arc<[Arc<dyn FrontDoor>]>,
     key_hash: Option<[u8; 32]>,
     /// `Host` values answered, when the API has no key and listens on
     /// loopback (`None`: any).
     hosts: Option<Arc<Vec<String>>>,
 }
 
-/// The API's routes with auth, body limit and CORS applied.
-pub fn router(node: Arc<Node>) -> Router {
+/// The API's routes, and those of `doors`, with auth, body limit and CORS
+/// applied.
+pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
     let api = node.config.api.clone();
-    let state = AppState {
-        key_hash: (!api.api_key.is_empty())
-            .then(|| *blake3::hash(api.api_key.as_bytes()).as_bytes()),
-        hosts: guard::allowed_hosts(&api).map(Arc::new),
-        node,
-    };
-    let protected = Router::new()
+    let mut protected = Router::new()
         .route("/info", get(node::info))
         .route("/metrics", get(node::metrics))
         .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/result", get(jobs::result))
-        .route("/jobs/{id}/events", get(events::stream))
-        .route("/execute", axum::routing::post(vera::execute))
-        .route("/task/{id}/status", get(vera::status))
-        .route("/task/{id}/result", get(vera::result))
-        .route("/task/{id}", axum::routing::delete(vera::cancel))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+        .route("/jobs/{id}/events", get(events::stream));
+    for door in &doors {
+        protected = protected.merge(door.routes());
+    }
+    let state = AppState {
+        doors: doors.into(),
+        key_hash: (!api.api_key.is_empty())
+            .then(|| *blake3::hash(api.api_key.as_bytes()).as_bytes()),
+        hosts: guard::allowed_hosts(&api).map(Arc::new),
+        node,
+    };
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let app = Router::new()
         .route("/health", get(node::health))
         .merge(protected)
@@ -118,7 +138,7 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     )
 }
 
-fn cors(api: &ApiConfig) -> Option<CorsLayer> {
+fn cors(api: &ApiSection) -> Option<CorsLayer> {
     if api.cors_origins.is_empty() {
         return None;
     }
@@ -164,7 +184,7 @@ mod tests {
             config.scheduler.max_concurrent_jobs = 1;
             config.api.max_body_bytes = 64 * 1024;
             let node = rt.block_on(Node::start(config)).unwrap();
-            let router = router(Arc::new(node));
+            let router = router(Arc::new(node), Vec::new());
             (rt, router, dir)
         })
     }

@@ -1,19 +1,19 @@
 //! Node endpoints: `GET /info`, `GET /health`, `GET /metrics`.
 
 use super::AppState;
-use crate::agent::report::Channel;
 use crate::facts;
+use crate::store::Channel;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use wasmnode_runtime::router::KNOWN_TASK_TYPES;
+use wasmnode_runtime::task_types;
 
 /// `GET /info`: static facts.
 pub async fn info(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
-    let backends = node.router.backends();
+    let wasm = &node.router.executors().wasm;
     let mut modes = vec!["wasm"];
     let docker = match &node.docker {
         Some(docker) => docker.available().await,
@@ -33,16 +33,16 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "arch": node.facts.arch,
         "labels": node.config.node.labels,
         "version": env!("CARGO_PKG_VERSION"),
-        "runtime_modes": modes.iter().filter(|m| node.router.policy().allowed_modes.iter().any(|a| a == *m)).collect::<Vec<_>>(),
-        "task_types": KNOWN_TASK_TYPES,
+        "runtime_modes": modes.iter().filter(|m| node.router.policy().allowed_modes.iter().any(|a| a.as_str() == **m)).collect::<Vec<_>>(),
+        "task_types": task_types::names().collect::<Vec<_>>(),
         "tools": node.router.tools().names(),
         "max_concurrent_jobs": node.scheduler.max_concurrent(),
         "executors": executors(docker),
         "llm_backends": probes,
         "cached_models": cached,
         "wasm": {
-            "allocator": backends.wasm.allocator().as_str(),
-            "fuel_metering": backends.wasm.fuel_metering(),
+            "allocator": wasm.allocator().as_str(),
+            "fuel_metering": wasm.fuel_metering(),
         },
     }))
 }
@@ -61,7 +61,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     } else {
         "ok"
     };
-    Json(json!({
+    let mut health = json!({
         "status": status,
         "store": {"writable": store_error.is_none(), "error": store_error},
         "disk": {"free_mb": free.map(|b| b >> 20), "floor_mb": floor >> 20},
@@ -73,36 +73,13 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "queue_depth": node.scheduler.queue_depth(),
         "temperature_c": facts::temperature_c(),
         "control_plane": node.control_plane.snapshot(node.store.outbox_len(Channel::ControlPlane)),
-        "worker_id": node.config.node.worker_id,
-        "capabilities": capabilities(&app),
-        "active_tasks": node.scheduler.running(),
-    }))
-}
-
-/// What this worker can do: the operator's list, or one derived from the node.
-fn capabilities(app: &AppState) -> Vec<String> {
-    let node = &app.node;
-    if !node.config.vera.capabilities.is_empty() {
-        return node.config.vera.capabilities.clone();
+    });
+    for door in app.doors.iter() {
+        if let Value::Object(fields) = &mut health {
+            fields.extend(door.health(node));
+        }
     }
-    let mut out: Vec<String> = [
-        "wasm",
-        "toolchain_execution",
-        "custom",
-        "data_processing",
-        "model_inference",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    if node.docker.is_some() {
-        out.push("image".into());
-    }
-    if !node.config.vera.languages.is_empty() {
-        out.push("sandboxed_execution".into());
-    }
-    out.extend(KNOWN_TASK_TYPES.iter().map(|t| t.to_string()));
-    out
+    Json(health)
 }
 
 /// `GET /metrics`: Prometheus text format, or with `Accept:
@@ -118,7 +95,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     let body = app
         .node
         .metrics
-        .render(app.node.router.backends().wasm.cache_stats());
+        .render(app.node.router.executors().wasm.cache_stats());
     (
         [(
             header::CONTENT_TYPE,

@@ -5,9 +5,8 @@
 //! store, then queued.
 
 use super::{Priority, Scheduler};
-use crate::agent::report::Origin;
 use crate::job::{JobError, JobRequest};
-use crate::store::{JobRecord, StoreError, now_ms};
+use crate::store::{JobRecord, Origin, StoreError, now_ms};
 use std::time::Instant;
 use wasmnode_runtime::TaskFailure;
 
@@ -83,8 +82,8 @@ impl Scheduler {
         let mut record = JobRecord::queued(&request, &canonical, 0, now_ms());
         let priority = Priority::parse(request.priority.as_deref());
         inner
-            .router
-            .plan(request.into_task())
+            .runner
+            .check(request.into_task())
             .map_err(SubmitError::Rejected)?;
         let job_id = record.job_id.clone();
         let Some(reserved) = self.reserve(&job_id, &hash, bytes)? else {
@@ -104,19 +103,11 @@ impl Scheduler {
         self.check_capacity()?;
         let seq = inner.store.next_seq();
         record.seq = seq;
-        if let Some(Origin::Callback { url }) = &origin {
-            record.callback = Some(crate::store::CallbackStatus {
-                url: url.clone(),
-                state: "pending".into(),
-                attempts: 0,
-                last_error: None,
-            });
-        }
         record.origin = origin;
-        let label = inner.metrics.type_label(&record.task_type);
+        let task_type = record.task_type.clone();
         inner.store.accept(record, canonical).await?;
         reserved.enqueue(seq, priority);
-        inner.metrics.submitted.get_or_create(&label).inc();
+        inner.metrics.submitted(&task_type);
         inner.wake.notify_one();
         Ok(Submitted::Accepted)
     }
@@ -210,7 +201,7 @@ impl Reserved<'_> {
             Instant::now(),
             self.bytes,
         );
-        inner.metrics.queued.set(state.queue.len() as i64);
+        inner.metrics.queued(state.queue.len());
     }
 }
 

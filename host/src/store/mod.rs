@@ -12,16 +12,18 @@
 
 mod maintenance;
 mod open;
+mod outbox;
 mod records;
 mod tables;
 mod writer;
 
 pub use maintenance::{Repaired, check, repair};
+pub use outbox::{Channel, Origin, OutboxItem, ReportStatus};
 pub use records::{
-    CallbackStatus, ErrorInfo, JobOutput, JobRecord, JobResult, JobState, Logs, now_ms, rfc3339,
+    CallbackStatus, ErrorCode, ErrorInfo, JobOutput, JobRecord, JobResult, JobState, Logs, now_ms,
+    rfc3339,
 };
 
-use crate::agent::report::{Channel, OutboxItem};
 use crate::job::JobRequest;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use std::path::Path;

@@ -2,10 +2,10 @@
 //! such (redb may panic on a corrupted page; that never takes the node down
 //! with a backtrace), and the upgrade of a store written by an older version.
 
+use super::Origin;
 use super::StoreError;
 use super::records::{JobOutput, JobRecord, JobResult, JobState, Logs};
 use super::tables::{self, JOBS, LOGS, META, OUTPUTS, REQUESTS, SCHEMA_KEY, SCHEMA_VERSION};
-use crate::agent::report::Origin;
 use crate::job::JobRequest;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Deserialize;

@@ -1,10 +1,10 @@
 //! What the job store keeps per job.
 
-use crate::agent::report::Origin;
+use super::Origin;
 use crate::job::JobRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wasmnode_runtime::{TaskFailure, TaskMetrics, TaskOutcome};
+use wasmnode_runtime::{FailureKind, TaskFailure, TaskMetrics, TaskOutcome};
 
 /// A job's state (Job Protocol v1 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,11 +54,64 @@ impl JobState {
     }
 }
 
+/// Why a job did not finish: its task's own failure, or what the node
+/// decided. Stored and shown as the code string (`TIMEOUT`, `INTERRUPTED`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum ErrorCode {
+    /// The task failed this way (cancellation included).
+    Task(FailureKind),
+    /// The node stopped while the job ran, and the job may not be re-run.
+    Interrupted,
+    /// The job's start check refused it (a control plane's lease ran out).
+    Expired,
+    /// The job's request was lost when a damaged store was repaired.
+    StoreDamaged,
+}
+
+impl ErrorCode {
+    /// A cancelled job's code.
+    pub const CANCELLED: Self = Self::Task(FailureKind::Cancelled);
+
+    /// The code string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Task(kind) => kind.code(),
+            Self::Interrupted => "INTERRUPTED",
+            Self::Expired => "EXPIRED",
+            Self::StoreDamaged => "STORE_DAMAGED",
+        }
+    }
+}
+
+impl From<ErrorCode> for String {
+    fn from(code: ErrorCode) -> Self {
+        code.as_str().into()
+    }
+}
+
+/// Codes this version does not know (none are written) read as `INTERNAL`.
+impl From<String> for ErrorCode {
+    fn from(code: String) -> Self {
+        [Self::Interrupted, Self::Expired, Self::StoreDamaged]
+            .into_iter()
+            .chain(FailureKind::ALL.map(Self::Task))
+            .find(|c| c.as_str() == code)
+            .unwrap_or(Self::Task(FailureKind::Internal))
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error code and message, as the API shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
-    /// Machine-readable code (`TIMEOUT`, `INTERRUPTED`, ...).
-    pub code: String,
+    /// Machine-readable code.
+    pub code: ErrorCode,
     /// Human-readable message.
     pub message: String,
 }
@@ -133,7 +186,7 @@ impl JobResult {
             Self {
                 exit_code: captured.exit_code,
                 error: Some(ErrorInfo {
-                    code: failure.kind.code().into(),
+                    code: ErrorCode::Task(failure.kind),
                     message: failure.message.clone(),
                 }),
                 executor: None,
@@ -150,10 +203,10 @@ impl JobResult {
     }
 
     /// A result holding only an error.
-    pub fn error(code: &str, message: impl Into<String>) -> Self {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             error: Some(ErrorInfo {
-                code: code.into(),
+                code,
                 message: message.into(),
             }),
             ..Self::default()
@@ -216,6 +269,18 @@ pub struct CallbackStatus {
     pub last_error: Option<String>,
 }
 
+impl CallbackStatus {
+    /// A callback to `url` not tried yet.
+    pub fn pending(url: String) -> Self {
+        Self {
+            url,
+            state: "pending".into(),
+            attempts: 0,
+            last_error: None,
+        }
+    }
+}
+
 impl JobRecord {
     /// The canonical form of `request` (what the store keeps) and its hash.
     pub fn canonical(request: &JobRequest) -> (Vec<u8>, String) {
@@ -247,11 +312,11 @@ impl JobRecord {
     }
 
     /// The error code of a job that failed or was cancelled.
-    pub fn error_code(&self) -> Option<&str> {
+    pub fn error_code(&self) -> Option<ErrorCode> {
         self.result
             .as_ref()
             .and_then(|r| r.error.as_ref())
-            .map(|e| e.code.as_str())
+            .map(|e| e.code)
     }
 }
 

@@ -10,8 +10,8 @@
 //! - `outbox`: (channel, sequence) → report not delivered yet
 //! - `meta`: name → value (schema version, health probes)
 
+use super::OutboxItem;
 use super::records::{CallbackStatus, JobRecord};
-use crate::agent::report::OutboxItem;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 /// job id → JSON `JobRecord`.

@@ -9,9 +9,8 @@
 //! URL no longer admitted, or a target whose certificate is not trusted,
 //! fails the callback at once: no retry could succeed.
 
-use crate::agent::report::{Channel, Origin, OutboxItem};
 use crate::node::Node;
-use crate::store::{CallbackStatus, JobStore};
+use crate::store::{CallbackStatus, Channel, JobStore, OutboxItem};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,17 +111,17 @@ async fn post(
 }
 
 async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxItem) {
-    let Origin::Callback { url } = &item.origin else {
+    let Some(url) = super::callback_url(&item.origin) else {
         return;
     };
+    let url = &url;
     let settings = &node.config.vera;
     let Ok(Some(record)) = node.store.get(&item.job_id) else {
         tracing::warn!(job_id = %item.job_id, "callback dropped: the job is gone");
         let _ = node.store.outbox_remove(Channel::Callback, seq).await;
         return;
     };
-    let body = match crate::vera::result_document(&node.store, &record, &node.config.node.worker_id)
-    {
+    let body = match super::result_document(&node.store, &record, &node.config.node.worker_id) {
         Ok(body) => body,
         Err(e) => {
             // Kept in the outbox; the delivery loop tries again.
@@ -130,12 +129,10 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
         }
     };
     let mut wait = Duration::from_millis(settings.callback_backoff_ms);
-    let mut status = record.callback.clone().unwrap_or(CallbackStatus {
-        url: url.clone(),
-        state: "pending".into(),
-        attempts: 0,
-        last_error: None,
-    });
+    let mut status = record
+        .callback
+        .clone()
+        .unwrap_or_else(|| CallbackStatus::pending(url.clone()));
     for attempt in 1..=settings.callback_attempts {
         status.attempts += 1;
         match post(allowlist, settings.allow_plain_http, url, body.clone()).await {

@@ -1,20 +1,74 @@
 //! The Vera-style task API: `POST /execute`, `GET /task/{id}/status`,
 //! `GET /task/{id}/result`, `DELETE /task/{id}`, on the same job store and
-//! scheduler as Job Protocol v1.
+//! scheduler as Job Protocol v1, behind the API's key and checks; and
+//! Vera's fields of `/health`.
 
-use super::AppState;
-use super::error::ApiError;
-use crate::agent::report::Origin;
+use super::{
+    ExecuteRequest, callback_allowed, callback_origin, callback_url, result_document, status_name,
+};
+use crate::api::{ApiError, AppState, FrontDoor, json_bytes, submit_error};
+use crate::node::Node;
 use crate::scheduler::{SubmitError, Submitted};
-use crate::store::{JobRecord, JobState, StoreError, now_ms, rfc3339};
-use crate::vera::{ExecuteRequest, callback_allowed, result_document, status_name};
-use axum::Json;
+use crate::store::{CallbackStatus, JobRecord, JobState, StoreError, now_ms, rfc3339};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Value, json};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+use wasmnode_runtime::task_types;
+
+/// The Vera front door on the API's port.
+pub struct Vera;
+
+impl FrontDoor for Vera {
+    fn routes(&self) -> Router<AppState> {
+        Router::new()
+            .route("/execute", post(execute))
+            .route("/task/{id}/status", get(status))
+            .route("/task/{id}/result", get(result))
+            .route("/task/{id}", delete(cancel))
+    }
+
+    fn health(&self, node: &Node) -> Map<String, Value> {
+        let fields = json!({
+            "worker_id": node.config.node.worker_id,
+            "capabilities": capabilities(node),
+            "active_tasks": node.scheduler.running(),
+        });
+        match fields {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// What this worker can do: the operator's list, or one derived from the node.
+fn capabilities(node: &Node) -> Vec<String> {
+    if !node.config.vera.capabilities.is_empty() {
+        return node.config.vera.capabilities.clone();
+    }
+    let mut out: Vec<String> = [
+        "wasm",
+        "toolchain_execution",
+        "custom",
+        "data_processing",
+        "model_inference",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if node.docker.is_some() {
+        out.push("image".into());
+    }
+    if !node.config.vera.languages.is_empty() {
+        out.push("sandboxed_execution".into());
+    }
+    out.extend(task_types::names().map(String::from));
+    out
+}
 
 /// Refusals in Vera's shape: `{"task_id", "status": "rejected", "error"}`.
 fn rejected(
@@ -27,7 +81,7 @@ fn rejected(
 }
 
 /// `POST /execute`.
-pub async fn execute(
+async fn execute(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -47,7 +101,7 @@ pub async fn execute(
     let origin = match &request.callback_url {
         Some(url) => {
             callback_allowed(url, &app.node.config.vera).map_err(refuse)?;
-            Some(Origin::Callback { url: url.clone() })
+            Some(callback_origin(url))
         }
         None => None,
     };
@@ -60,7 +114,7 @@ pub async fn execute(
         }))),
         Err(e) => Err(match e {
             SubmitError::Store(e) if !matches!(e, StoreError::Unavailable(_)) => ApiError::store(e),
-            e => super::jobs::submit_error(e, "DUPLICATE_TASK_ID").rejecting_task(Some(task_id)),
+            e => submit_error(e, "DUPLICATE_TASK_ID").rejecting_task(Some(task_id)),
         }),
     }
 }
@@ -91,7 +145,7 @@ fn task(app: &AppState, task_id: &str) -> Result<JobRecord, ApiError> {
 }
 
 /// `GET /task/{id}/status`.
-pub async fn status(
+async fn status(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -114,23 +168,29 @@ pub async fn status(
         "started_at": record.started_at_ms.map(rfc3339),
         "estimated_completion": rfc3339(estimate(&app, Some(&record))),
         "error": record.result.as_ref().and_then(|r| r.error.clone()),
-        "callback": record.callback,
+        "callback": record.callback.clone().or_else(|| {
+            record
+                .origin
+                .as_ref()
+                .and_then(callback_url)
+                .map(CallbackStatus::pending)
+        }),
     })))
 }
 
 /// `GET /task/{id}/result`.
-pub async fn result(
+async fn result(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = task(&app, &task_id)?;
     let document = result_document(&app.node.store, &record, &app.node.config.node.worker_id)
         .map_err(ApiError::store)?;
-    Ok(super::jobs::json_bytes(document))
+    Ok(json_bytes(document))
 }
 
 /// `DELETE /task/{id}`.
-pub async fn cancel(
+async fn cancel(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {

@@ -1,16 +1,23 @@
 //! The Vera-style worker convention, served beside Job Protocol v1 on the
 //! same job store: `POST /execute` requests and their mapping onto the
-//! node's own jobs, and the callback allowlist.
+//! node's own jobs, the callback allowlist and callback origins. Its HTTP
+//! routes are in `http`, callback delivery in `callbacks`, the operator's
+//! `[vera]` settings in `settings`.
 
-use crate::config::VeraSection;
+pub mod callbacks;
+pub mod http;
+pub mod settings;
+
 use crate::job::{
     JobError, JobMount, JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION, validate_job_id,
 };
+use crate::store::{Channel, Origin};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use settings::{LanguageRuntime, VeraSection};
 use std::collections::BTreeMap;
-use wasmnode_runtime::LimitRequest;
 use wasmnode_runtime::urls::{self, UrlAllowlist, UrlRefused};
+use wasmnode_runtime::{LimitRequest, task_types};
 
 /// A `POST /execute` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,20 +37,6 @@ pub struct ExecuteRequest {
     /// Where to POST the result when the task ends.
     #[serde(default)]
     pub callback_url: Option<String>,
-}
-
-/// How a language of `sandboxed_execution` runs here.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LanguageRuntime {
-    /// Container image (the code is the last argument of `command`).
-    pub image: Option<String>,
-    /// Command before the code, e.g. `["python3", "-c"]`.
-    pub command: Vec<String>,
-    /// WASI interpreter component (the code is the last of `args`).
-    pub component: Option<String>,
-    /// Arguments before the code, e.g. `["-c"]`.
-    pub args: Vec<String>,
 }
 
 fn invalid(message: impl Into<String>) -> JobError {
@@ -84,9 +77,15 @@ impl ExecuteRequest {
                     let op = text(&payload, "operation").or_else(|| text(&payload, "type")).ok_or_else(|| {
                         invalid("data_processing needs `component` (a WASI component) or `operation` (aggregation, retrieval, embedding)")
                     })?;
-                    if !["aggregation", "retrieval", "embedding"].contains(&op.as_str()) {
+                    if !task_types::task_type(&op).is_some_and(|t| t.vera_operation) {
+                        let ops: Vec<_> = task_types::TASK_TYPES
+                            .iter()
+                            .filter(|t| t.vera_operation)
+                            .map(|t| t.name)
+                            .collect();
                         return Err(invalid(format!(
-                            "data_processing operation `{op}` is not one of aggregation, retrieval, embedding"
+                            "data_processing operation `{op}` is not one of {}",
+                            ops.join(", ")
                         )));
                     }
                     (op, auto())
@@ -228,6 +227,25 @@ fn language_runtime(runtime: &LanguageRuntime, code: String) -> Result<JobRuntim
         "BACKEND_UNAVAILABLE",
         "the configured language runtime names neither an image nor a component",
     ))
+}
+
+/// The protocol name on the origins of tasks with a callback.
+const CALLBACK: &str = "callback";
+
+/// Where a task's result is POSTed, stored with its job.
+#[derive(Serialize, Deserialize)]
+struct Callback {
+    url: String,
+}
+
+/// The origin of a task whose result goes to `url`.
+pub fn callback_origin(url: &str) -> Origin {
+    Origin::new(CALLBACK, Channel::Callback, &Callback { url: url.into() })
+}
+
+/// The callback URL of a task, when it has one.
+pub fn callback_url(origin: &Origin) -> Option<String> {
+    origin.data::<Callback>(CALLBACK).map(|c| c.url)
 }
 
 /// Whether `url` is an http(s) URL that the operator's allowlist admits,
