@@ -50,19 +50,19 @@ pub struct CodeLabel {
 pub struct Metrics {
     registry: Registry,
     /// Jobs accepted, by type.
-    pub submitted: Family<TypeLabel, Counter>,
+    submitted: Family<TypeLabel, Counter>,
     /// Jobs that reached a final state, by state and type.
-    pub completed: Family<StateLabel, Counter>,
+    completed: Family<StateLabel, Counter>,
     /// Submissions refused, by error code.
-    pub rejected: Family<CodeLabel, Counter>,
+    rejected: Family<CodeLabel, Counter>,
     /// Task failures, by `TaskFailure` kind.
-    pub executor_errors: Family<CodeLabel, Counter>,
+    executor_errors: Family<CodeLabel, Counter>,
     /// Jobs waiting.
-    pub queued: Gauge,
+    queued: Gauge,
     /// Jobs running.
-    pub running: Gauge,
+    running: Gauge,
     /// Task run time, by type.
-    pub duration: Family<TypeLabel, Histogram>,
+    duration: Family<TypeLabel, Histogram>,
     code_cache: Family<CodeLabel, Gauge>,
     encode_lock: Mutex<()>,
     /// Task types given a label of their own so far (beyond the known ones).
@@ -160,10 +160,78 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A job of `task_type` was accepted.
+    pub fn submitted(&self, task_type: &str) {
+        self.submitted
+            .get_or_create(&self.type_label(task_type))
+            .inc();
+    }
+
+    /// A submission was refused with `code`.
+    pub fn rejected(&self, code: &str) {
+        self.rejected
+            .get_or_create(&CodeLabel { code: code.into() })
+            .inc();
+    }
+
+    /// A task of `task_type` returned after running for `took`.
+    pub fn ran(&self, task_type: &str, took: std::time::Duration) {
+        self.duration
+            .get_or_create(&self.type_label(task_type))
+            .observe(took.as_secs_f64());
+        self.totals
+            .run_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        self.totals.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A task failed with `kind`.
+    pub fn executor_error(&self, kind: wasmnode_runtime::FailureKind) {
+        self.executor_errors
+            .get_or_create(&CodeLabel {
+                code: kind.code().into(),
+            })
+            .inc();
+    }
+
+    /// A job of `task_type` reached the terminal `state`.
+    pub fn ended(&self, state: crate::store::JobState, task_type: &str) {
+        use crate::store::JobState;
+        let total = match state {
+            JobState::Finished => &self.totals.finished,
+            JobState::Failed => &self.totals.failed,
+            JobState::Cancelled => &self.totals.cancelled,
+            JobState::Queued | JobState::Running => return,
+        };
+        total.fetch_add(1, Ordering::Relaxed);
+        self.completed
+            .get_or_create(&StateLabel {
+                state: state.as_str().into(),
+                task_type: self.type_label(task_type).task_type,
+            })
+            .inc();
+    }
+
+    /// Jobs waiting and running now.
+    pub fn depth(&self, queued: usize, running: usize) {
+        self.queued.set(queued as i64);
+        self.running.set(running as i64);
+    }
+
+    /// Jobs waiting now.
+    pub fn queued(&self, queued: usize) {
+        self.queued.set(queued as i64);
+    }
+
+    /// Jobs running now.
+    pub fn running(&self, running: usize) {
+        self.running.set(running as i64);
+    }
+
     /// The label `task_type` is counted under: itself when it is a known
     /// type, or a short plain name while labels remain; else `other`.
     pub fn type_label(&self, task_type: &str) -> TypeLabel {
-        let known = wasmnode_runtime::router::KNOWN_TASK_TYPES.contains(&task_type);
+        let known = wasmnode_runtime::task_types::task_type(task_type).is_some();
         let plain = task_type.len() <= MAX_LABEL_LEN
             && task_type
                 .chars()

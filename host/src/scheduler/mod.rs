@@ -13,15 +13,18 @@
 
 mod queue;
 mod run;
+pub mod settings;
+mod settle;
 mod submit;
 
 pub use queue::Priority;
 pub use submit::{SubmitError, Submitted};
 
 use crate::events::{EventHub, JobEvent};
-use crate::metrics::{Metrics, StateLabel};
-use crate::store::{JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
+use crate::metrics::Metrics;
+use crate::store::{ErrorCode, JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
 use queue::JobQueue;
+use settle::{Settled, settle};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 use submit::Reservation;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
-use wasmnode_runtime::Router;
+use wasmnode_runtime::{Router, RunOptions, TaskFailure, TaskOutcome, TaskSpec};
 
 /// How long a waiting job takes to be raised one priority step.
 const PRIORITY_BOOST_AFTER: Duration = Duration::from_secs(30);
@@ -48,6 +51,27 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The free-space floor, bytes (0: no floor).
     pub min_free_disk_bytes: u64,
+}
+
+/// What the scheduler runs tasks on: the node's router (a test runs them
+/// on a stand-in).
+#[async_trait::async_trait]
+pub trait Runs: Send + Sync {
+    /// Checks, before a job is accepted, that its task could run here.
+    fn check(&self, task: TaskSpec) -> Result<(), TaskFailure>;
+    /// Runs a task to its end.
+    async fn run(&self, task: TaskSpec, options: RunOptions) -> Result<TaskOutcome, TaskFailure>;
+}
+
+#[async_trait::async_trait]
+impl Runs for Router {
+    fn check(&self, task: TaskSpec) -> Result<(), TaskFailure> {
+        self.plan(task).map(|_| ())
+    }
+
+    async fn run(&self, task: TaskSpec, options: RunOptions) -> Result<TaskOutcome, TaskFailure> {
+        Router::run(self, task, options).await
+    }
 }
 
 /// Decides, just before a job starts, whether it still may; a job refused
@@ -81,9 +105,40 @@ struct State {
     draining: bool,
 }
 
+impl State {
+    /// Takes the next queued job into a free execution slot (none while
+    /// draining or with every slot taken).
+    fn admit(&mut self, slots: usize, now: Instant) -> Option<(String, u64, Priority, u64)> {
+        if self.draining || self.executing >= slots {
+            return None;
+        }
+        let next = self.queue.pop(now)?;
+        self.executing += 1;
+        self.running.insert(
+            next.0.clone(),
+            RunningJob {
+                cancel: CancellationToken::new(),
+                interrupted: false,
+            },
+        );
+        Some(next)
+    }
+
+    /// A job's task returned: its slot is free for the next job, while the
+    /// job itself stays running until its result is recorded.
+    fn returned(&mut self) {
+        self.executing -= 1;
+    }
+
+    /// A job's end is recorded (or it never started): it leaves the running set.
+    fn ended(&mut self, job_id: &str) {
+        self.running.remove(job_id);
+    }
+}
+
 struct Inner {
     store: JobStore,
-    router: Arc<Router>,
+    runner: Arc<dyn Runs>,
     exec: tokio::runtime::Handle,
     events: EventHub,
     metrics: Arc<Metrics>,
@@ -106,7 +161,7 @@ impl Scheduler {
     /// on `exec`, a runtime separate from the API's.
     pub async fn start(
         store: JobStore,
-        router: Arc<Router>,
+        runner: Arc<dyn Runs>,
         exec: tokio::runtime::Handle,
         events: EventHub,
         metrics: Arc<Metrics>,
@@ -114,7 +169,7 @@ impl Scheduler {
     ) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
             store,
-            router,
+            runner,
             exec,
             events,
             metrics,
@@ -143,21 +198,21 @@ impl Scheduler {
         let now = Instant::now();
         for mut record in self.inner.store.unfinished()? {
             if record.state == JobState::Running {
-                if record.idempotent {
-                    record.state = JobState::Queued;
-                    tracing::info!(job_id = %record.job_id, "re-queueing an idempotent job interrupted by a restart");
-                } else {
-                    record.state = JobState::Failed;
-                    record.finished_at_ms = Some(now_ms());
-                    record.result = Some(JobResult::error(
-                        "INTERRUPTED",
-                        "the node stopped while the job was running; it was not re-run because it is not declared idempotent",
-                    ));
-                    tracing::warn!(job_id = %record.job_id, "job interrupted by a restart marked failed");
-                    self.inner.record(record, None, None).await?;
-                    continue;
+                match settle(None, true, record.idempotent) {
+                    Settled::Requeue => {
+                        record.state = JobState::Queued;
+                        tracing::info!(job_id = %record.job_id, "re-queueing an idempotent job interrupted by a restart");
+                        self.inner.store.put(record.clone()).await?;
+                    }
+                    Settled::Ended(state, result, _) => {
+                        record.state = state;
+                        record.finished_at_ms = Some(now_ms());
+                        record.result = Some(*result);
+                        tracing::warn!(job_id = %record.job_id, "job interrupted by a restart marked failed");
+                        self.inner.record(record, None, None).await?;
+                        continue;
+                    }
                 }
-                self.inner.store.put(record.clone()).await?;
             }
             let priority = Priority::parse(record.priority.as_deref());
             self.inner.state.lock().expect("scheduler lock").queue.push(
@@ -168,7 +223,7 @@ impl Scheduler {
                 record.request_bytes,
             );
         }
-        self.inner.metrics.queued.set(self.queue_depth() as i64);
+        self.inner.metrics.queued(self.queue_depth());
         Ok(())
     }
 
@@ -216,7 +271,7 @@ impl Scheduler {
                 }));
             }
             let removed = state.queue.remove(job_id);
-            self.inner.metrics.queued.set(state.queue.len() as i64);
+            self.inner.metrics.queued(state.queue.len());
             removed
         };
         let Some(mut record) = self.inner.store.get(job_id)? else {
@@ -230,11 +285,18 @@ impl Scheduler {
         }
         record.state = JobState::Cancelled;
         record.finished_at_ms = Some(now_ms());
-        record.result = Some(JobResult::error("CANCELLED", "cancelled before it started"));
+        record.result = Some(JobResult::error(
+            ErrorCode::CANCELLED,
+            "cancelled before it started",
+        ));
         let task_type = record.task_type.clone();
         self.inner.record_until_written(record, None).await;
-        self.inner
-            .announce(job_id, JobState::Cancelled, Some("CANCELLED"), &task_type);
+        self.inner.announce(
+            job_id,
+            JobState::Cancelled,
+            Some(ErrorCode::CANCELLED),
+            &task_type,
+        );
         Ok(Some(Cancelled {
             state: JobState::Cancelled,
             note: "Cancelled before it started".into(),
@@ -309,22 +371,17 @@ impl Scheduler {
 
 impl Inner {
     /// Writes `record` (and what the job produced); a terminal one with an
-    /// origin gets its final report (and output artifact) in the same
+    /// origin gets its final report in the same
     /// commit, and is announced to [`Scheduler::terminal_events`] listeners.
     async fn record(
         &self,
         record: JobRecord,
         output: Option<&crate::store::JobOutput>,
-        running: Option<crate::agent::report::OutboxItem>,
+        running: Option<crate::store::OutboxItem>,
     ) -> Result<(), StoreError> {
         let terminal = record.state.is_terminal();
         let report = match &record.origin {
-            Some(origin) if terminal => {
-                let value = output
-                    .map(|o| &o.output)
-                    .unwrap_or(&serde_json::Value::Null);
-                Some(origin.final_report(&record, value, self.router.artifacts()))
-            }
+            Some(origin) if terminal => Some(origin.final_report(&record)),
             _ => running,
         };
         let job_id = record.job_id.clone();
@@ -363,7 +420,7 @@ impl Inner {
         }
     }
 
-    fn announce(&self, job_id: &str, state: JobState, error: Option<&str>, task_type: &str) {
+    fn announce(&self, job_id: &str, state: JobState, error: Option<ErrorCode>, task_type: &str) {
         self.events.publish(
             job_id,
             JobEvent::State {
@@ -371,24 +428,11 @@ impl Inner {
                 error: error.map(String::from),
             },
         );
-        let total = match state {
-            JobState::Finished => Some(&self.metrics.totals.finished),
-            JobState::Failed => Some(&self.metrics.totals.failed),
-            JobState::Cancelled => Some(&self.metrics.totals.cancelled),
-            JobState::Queued | JobState::Running => None,
-        };
-        if let Some(total) = total {
-            total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
         if state.is_terminal() {
-            let label = self.metrics.type_label(task_type);
-            self.metrics
-                .completed
-                .get_or_create(&StateLabel {
-                    state: state.as_str().into(),
-                    task_type: label.task_type,
-                })
-                .inc();
+            self.metrics.ended(state, task_type);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

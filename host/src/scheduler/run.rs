@@ -2,13 +2,12 @@
 //! (and the store can record that it started), the task runs on the
 //! execution runtime, and its result is recorded.
 
-use super::{Inner, RunningJob};
-use crate::metrics::CodeLabel;
-use crate::store::{ErrorInfo, JobRecord, JobResult, JobState, StoreError, now_ms};
+use super::Inner;
+use super::settle::{Settled, settle};
+use crate::store::{ErrorCode, JobRecord, JobResult, JobState, StoreError, now_ms};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
-use wasmnode_runtime::{FailureKind, RunOptions, TaskFailure, TaskOutcome};
+use wasmnode_runtime::{RunOptions, TaskFailure, TaskOutcome};
 
 /// Starts queued jobs whenever a slot is free.
 pub(super) async fn dispatch(inner: Arc<Inner>) {
@@ -16,31 +15,18 @@ pub(super) async fn dispatch(inner: Arc<Inner>) {
         // Starting writes to the store: while it cannot be written, jobs
         // stay queued rather than fail.
         inner.store.writable().await;
-        let next = {
-            let mut state = inner.state.lock().expect("scheduler lock");
-            if state.draining || state.executing >= inner.settings.max_concurrent_jobs {
-                None
-            } else {
-                state.queue.pop(Instant::now()).inspect(|(id, ..)| {
-                    state.executing += 1;
-                    state.running.insert(
-                        id.clone(),
-                        RunningJob {
-                            cancel: CancellationToken::new(),
-                            interrupted: false,
-                        },
-                    );
-                })
-            }
-        };
+        let next = inner
+            .state
+            .lock()
+            .expect("scheduler lock")
+            .admit(inner.settings.max_concurrent_jobs, Instant::now());
         let Some((job_id, seq, priority, bytes)) = next else {
             inner.wake.notified().await;
             continue;
         };
         {
             let state = inner.state.lock().expect("scheduler lock");
-            inner.metrics.queued.set(state.queue.len() as i64);
-            inner.metrics.running.set(state.running.len() as i64);
+            inner.metrics.depth(state.queue.len(), state.running.len());
         }
         // Starting commits the job's `running` state; several starts in
         // flight share one commit.
@@ -51,8 +37,8 @@ pub(super) async fn dispatch(inner: Arc<Inner>) {
                 tracing::error!(%job_id, error = %e, requeue, "could not start job");
                 {
                     let mut state = inner.state.lock().expect("scheduler lock");
-                    state.running.remove(&job_id);
-                    state.executing -= 1;
+                    state.returned();
+                    state.ended(&job_id);
                     if requeue {
                         state
                             .queue
@@ -82,16 +68,21 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         tracing::info!(%job_id, %reason, "job not started");
         record.state = JobState::Cancelled;
         record.finished_at_ms = Some(now_ms());
-        record.result = Some(JobResult::error("EXPIRED", reason));
+        record.result = Some(JobResult::error(ErrorCode::Expired, reason));
         let task_type = record.task_type.clone();
         inner.store.put_reporting(record, None, None).await?;
         {
             let mut state = inner.state.lock().expect("scheduler lock");
-            state.running.remove(job_id);
-            state.executing -= 1;
+            state.returned();
+            state.ended(job_id);
         }
         let _ = inner.terminal.send(job_id.to_string());
-        inner.announce(job_id, JobState::Cancelled, Some("EXPIRED"), &task_type);
+        inner.announce(
+            job_id,
+            JobState::Cancelled,
+            Some(ErrorCode::Expired),
+            &task_type,
+        );
         inner.changed.notify_waiters();
         inner.wake.notify_one();
         return Ok(());
@@ -120,23 +111,10 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
             cancel,
             events: Some(task_inner.events.sink(&record.job_id)),
         };
-        let result = task_inner.router.run(request.into_task(), options).await;
-        let label = task_inner.metrics.type_label(&record.task_type);
-        task_inner
-            .metrics
-            .duration
-            .get_or_create(&label)
-            .observe(started.elapsed().as_secs_f64());
-        let totals = &task_inner.metrics.totals;
-        totals.run_micros.fetch_add(
-            started.elapsed().as_micros() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        totals
-            .runs
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let result = task_inner.runner.run(request.into_task(), options).await;
+        task_inner.metrics.ran(&record.task_type, started.elapsed());
         let ended_at_ms = now_ms();
-        task_inner.state.lock().expect("scheduler lock").executing -= 1;
+        task_inner.state.lock().expect("scheduler lock").returned();
         task_inner.wake.notify_one();
         finish(&task_inner, record, result, ended_at_ms).await;
     });
@@ -157,52 +135,33 @@ async fn finish(
         .running
         .get(&job_id)
         .is_some_and(|r| r.interrupted);
-    let (state, ending) = match result {
-        Ok(outcome) => (JobState::Finished, Some(JobResult::success(outcome))),
-        Err(_) if interrupted && record.idempotent => {
+    if let Err(failure) = &result
+        && !interrupted
+    {
+        inner.metrics.executor_error(failure.kind);
+    }
+    let (state, output) = match settle(Some(result), interrupted, record.idempotent) {
+        Settled::Requeue => {
             tracing::info!(%job_id, "shutdown interrupted an idempotent job; it stays queued for the next start");
+            record.state = JobState::Queued;
             (JobState::Queued, None)
         }
-        Err(failure) if interrupted => {
-            let (mut result, output) = JobResult::failure(&failure);
-            result.error = Some(ErrorInfo {
-                code: "INTERRUPTED".into(),
-                message: "the node shut down before the job finished".into(),
-            });
-            (JobState::Failed, Some((result, output)))
-        }
-        Err(failure) => {
-            inner
-                .metrics
-                .executor_errors
-                .get_or_create(&CodeLabel {
-                    code: failure.kind.code().into(),
-                })
-                .inc();
-            let state = if failure.kind == FailureKind::Cancelled {
-                JobState::Cancelled
-            } else {
-                JobState::Failed
-            };
-            (state, Some(JobResult::failure(&failure)))
+        Settled::Ended(state, result, output) => {
+            record.state = state;
+            record.finished_at_ms = Some(ended_at_ms);
+            record.result = Some(*result);
+            (state, output)
         }
     };
-    let (result, output) = ending.unzip();
-    let error = result
-        .as_ref()
-        .and_then(|r| r.error.as_ref())
-        .map(|e| e.code.clone());
-    record.state = state;
-    record.finished_at_ms = state.is_terminal().then_some(ended_at_ms);
-    record.result = result;
+    let error = record.error_code();
     let task_type = record.task_type.clone();
     inner.record_until_written(record, output.as_ref()).await;
     {
         let mut state = inner.state.lock().expect("scheduler lock");
-        state.running.remove(&job_id);
-        inner.metrics.running.set(state.running.len() as i64);
+        state.ended(&job_id);
+        inner.metrics.running(state.running.len());
     }
-    inner.announce(&job_id, state, error.as_deref(), &task_type);
+    inner.announce(&job_id, state, error, &task_type);
     inner.changed.notify_waiters();
     inner.wake.notify_one();
 }

@@ -155,7 +155,7 @@ fn fail_lost(record: &mut JobRecord) {
     record.state = JobState::Failed;
     record.finished_at_ms = Some(now_ms());
     record.result = Some(JobResult::error(
-        "STORE_DAMAGED",
+        super::ErrorCode::StoreDamaged,
         "the job's request was lost when the damaged job store was repaired",
     ));
 }
