@@ -78,6 +78,24 @@ pub struct CapturedOutput {
     pub exit_code: Option<i32>,
 }
 
+/// How a run ended without a result, in the words every executor uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped<'a> {
+    /// Its caller cancelled it.
+    Cancelled,
+    /// The node stopped it at its wall-clock limit.
+    TimedOut(std::time::Duration),
+    /// It wrote more than `cap` bytes to `stream`.
+    Overflowed {
+        /// `stdout` or `stderr`.
+        stream: &'a str,
+        /// The cap, bytes.
+        cap: u64,
+    },
+    /// It exited with this non-zero code.
+    Exited(i32),
+}
+
 /// A failed task: a kind callers can act on, a human message, and whatever
 /// output was captured.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +110,30 @@ pub struct TaskFailure {
 }
 
 impl TaskFailure {
+    /// The failure of a run of `who` (`the guest`, `the container`) that
+    /// stopped `how`, with what it had written.
+    pub fn stopped(who: &str, how: Stopped<'_>, output: CapturedOutput) -> Self {
+        let failure = match how {
+            Stopped::Cancelled => Self::cancelled(),
+            Stopped::TimedOut(limit) => Self::new(
+                FailureKind::Timeout,
+                format!(
+                    "the node killed {who} at its wall-clock limit of {:.3}s",
+                    limit.as_secs_f64()
+                ),
+            ),
+            Stopped::Overflowed { stream, cap } => Self::new(
+                FailureKind::OutputExceeded,
+                format!("{who} wrote more than {cap} bytes to {stream}"),
+            ),
+            Stopped::Exited(code) => Self::new(
+                FailureKind::NonZeroExit,
+                format!("{who} exited with code {code}"),
+            ),
+        };
+        failure.with_output(output)
+    }
+
     /// A failure of `kind` with `message`.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Self {

@@ -15,6 +15,7 @@ pub mod peer;
 pub mod policy;
 pub mod router;
 pub mod task;
+pub mod task_types;
 pub mod tls;
 pub mod tools;
 pub mod urls;
@@ -23,13 +24,13 @@ pub mod workspace;
 
 pub use artifacts::ArtifactStore;
 pub use executor::{EventSink, Executor, Support, TaskContext, TaskEvent};
-pub use failure::{CapturedOutput, FailureKind, TaskFailure};
+pub use failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 pub use limits::{LimitPolicy, LimitRequest, Limits};
 pub use policy::Policy;
-pub use router::{Backends, Plan, Router, RunOptions};
+pub use router::{Executors, Plan, Router, RunOptions};
 pub use task::{
-    ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec,
-    WasmRuntime,
+    ComponentSource, ImageRuntime, Mount, MountSource, Runtime, RuntimeMode, TaskMetrics,
+    TaskOutcome, TaskSpec, WasmRuntime,
 };
 pub use tools::{ToolBackend, ToolRegistry};
 pub use wasm::WasmExecutor;

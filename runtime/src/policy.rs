@@ -3,7 +3,7 @@
 
 use crate::failure::TaskFailure;
 use crate::limits::LimitPolicy;
-use std::collections::BTreeMap;
+use crate::task::RuntimeMode;
 use std::path::{Path, PathBuf};
 
 /// What the operator allows.
@@ -11,15 +11,13 @@ use std::path::{Path, PathBuf};
 pub struct Policy {
     /// Default and maximum limits.
     pub limits: LimitPolicy,
-    /// Runtime modes tasks may ask for (`wasm`, `image`).
-    pub allowed_modes: Vec<String>,
+    /// Runtime modes tasks may use.
+    pub allowed_modes: Vec<RuntimeMode>,
     /// Host directories tasks may mount (and everything below them);
     /// `None` allows any (for the local CLI, where the user is the operator).
     pub mount_roots: Option<Vec<PathBuf>>,
     /// Directories component files may be loaded from; `None` allows any.
     pub component_roots: Option<Vec<PathBuf>>,
-    /// Tools served by a container image instead of a component: name → image.
-    pub tool_images: BTreeMap<String, String>,
     /// Image that runs SPLAI `command`/`script` tool tasks, if any.
     pub sandbox_image: Option<String>,
 }
@@ -28,10 +26,9 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             limits: LimitPolicy::default(),
-            allowed_modes: vec!["wasm".into(), "image".into()],
+            allowed_modes: RuntimeMode::ALL.to_vec(),
             mount_roots: Some(Vec::new()),
             component_roots: Some(Vec::new()),
-            tool_images: BTreeMap::new(),
             sandbox_image: None,
         }
     }
@@ -48,13 +45,15 @@ impl Policy {
     }
 
     /// Refuses a runtime mode the operator did not allow.
-    pub fn check_mode(&self, mode: &str) -> Result<(), TaskFailure> {
-        if self.allowed_modes.iter().any(|m| m == mode) {
+    pub fn check_mode(&self, mode: RuntimeMode) -> Result<(), TaskFailure> {
+        if self.allowed_modes.contains(&mode) {
             Ok(())
         } else {
+            let allowed: Vec<_> = self.allowed_modes.iter().map(|m| m.as_str()).collect();
             Err(TaskFailure::policy_denied(format!(
-                "runtime mode `{mode}` is not allowed on this node (allowed: {})",
-                self.allowed_modes.join(", ")
+                "runtime mode `{}` is not allowed on this node (allowed: {})",
+                mode.as_str(),
+                allowed.join(", ")
             )))
         }
     }
@@ -143,13 +142,13 @@ mod tests {
     #[test]
     fn modes_are_checked() {
         let policy = Policy {
-            allowed_modes: vec!["wasm".into()],
+            allowed_modes: vec![RuntimeMode::Wasm],
             ..Policy::default()
         };
-        assert!(policy.check_mode("wasm").is_ok());
+        assert!(policy.check_mode(RuntimeMode::Wasm).is_ok());
         assert!(
             policy
-                .check_mode("image")
+                .check_mode(RuntimeMode::Image)
                 .unwrap_err()
                 .message
                 .contains("allowed: wasm")

@@ -14,41 +14,69 @@ use crate::failure::TaskFailure;
 use crate::limits::Limits;
 use crate::policy::Policy;
 use crate::task::{
-    ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskOutcome, TaskSpec, WasmRuntime,
+    ComponentSource, ImageRuntime, Mount, MountSource, Runtime, RuntimeMode, TaskOutcome, TaskSpec,
+    WasmRuntime,
 };
+use crate::task_types::{self, Route};
 use crate::tools::{ToolBackend, ToolRegistry};
 use crate::wasm::WasmExecutor;
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// SPLAI task types that the model backend serves.
-pub const MODEL_TASK_TYPES: &[&str] = &["embedding", "llm_inference", "model_download"];
-/// Task types the router knows without an explicit runtime.
-pub const KNOWN_TASK_TYPES: &[&str] = &[
-    "aggregation",
-    "retrieval",
-    "tool_execution",
-    "embedding",
-    "llm_inference",
-    "model_download",
-];
 /// Where tool tasks see their scratch workspace.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
 /// Where aggregation sees the artifact root.
 pub const ARTIFACTS_MOUNT: &str = "/artifacts";
 
-/// The executors this node has.
+/// The executors this node has: the WASI sandbox always, and one executor
+/// registered per other runtime mode (containers, model servers) where the
+/// node has it.
 #[derive(Clone)]
-pub struct Backends {
-    /// The WASI sandbox (always present).
+pub struct Executors {
+    /// The WASI sandbox.
     pub wasm: Arc<WasmExecutor>,
-    /// Containers, when a Docker engine is configured.
-    pub image: Option<Arc<dyn Executor>>,
-    /// LLM / embedding / model servers, when configured.
-    pub models: Option<Arc<dyn Executor>>,
+    others: BTreeMap<RuntimeMode, Arc<dyn Executor>>,
+}
+
+impl Executors {
+    /// The WASI sandbox alone.
+    pub fn new(wasm: Arc<WasmExecutor>) -> Self {
+        Self {
+            wasm,
+            others: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `executor` as the one that runs tasks of `mode`.
+    pub fn register(mut self, mode: RuntimeMode, executor: Arc<dyn Executor>) -> Self {
+        self.others.insert(mode, executor);
+        self
+    }
+
+    /// The executor of `mode`, if this node has one.
+    pub fn get(&self, mode: RuntimeMode) -> Option<Arc<dyn Executor>> {
+        match mode {
+            RuntimeMode::Wasm => Some(self.wasm.clone()),
+            other => self.others.get(&other).cloned(),
+        }
+    }
+}
+
+/// Why a task of `task_type` cannot run in `mode` on this node.
+fn missing(mode: RuntimeMode, task_type: &str) -> String {
+    match mode {
+        RuntimeMode::Image => {
+            "container tasks need a Docker engine, and none is available on this node".into()
+        }
+        RuntimeMode::Model => format!(
+            "`{task_type}` tasks need an LLM/embedding backend, and none is configured on this node"
+        ),
+        RuntimeMode::Wasm => "this node has no WebAssembly sandbox".into(),
+    }
 }
 
 /// A routed task: its normalised spec, its executor and its effective limits.
@@ -83,7 +111,7 @@ pub struct RunOptions {
 
 /// Routes and runs tasks.
 pub struct Router {
-    backends: Backends,
+    executors: Executors,
     policy: Policy,
     tools: ToolRegistry,
     artifacts: ArtifactStore,
@@ -91,17 +119,17 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router over `backends` enforcing `policy`; task workspaces are
+    /// A router over `executors` enforcing `policy`; task workspaces are
     /// created under `scratch_root`.
     pub fn new(
-        backends: Backends,
+        executors: Executors,
         policy: Policy,
         tools: ToolRegistry,
         artifacts: ArtifactStore,
         scratch_root: PathBuf,
     ) -> Self {
         Self {
-            backends,
+            executors,
             policy,
             tools,
             artifacts,
@@ -110,8 +138,8 @@ impl Router {
     }
 
     /// The executors.
-    pub fn backends(&self) -> &Backends {
-        &self.backends
+    pub fn executors(&self) -> &Executors {
+        &self.executors
     }
 
     /// The policy in force.
@@ -149,34 +177,28 @@ impl Router {
                 _ => {}
             }
         }
-        let executor: Arc<dyn Executor> = match &mut task.runtime {
+        let mode = task
+            .runtime
+            .mode_kind()
+            .ok_or_else(|| TaskFailure::internal("the router left a task without a runtime"))?;
+        self.policy.check_mode(mode)?;
+        match &mut task.runtime {
             Runtime::Wasm(wasm) => {
-                self.policy.check_mode("wasm")?;
                 if let ComponentSource::File(path) = &wasm.component {
                     wasm.component = ComponentSource::File(self.policy.check_component(path)?);
                 }
-                self.backends.wasm.clone()
             }
-            Runtime::Image(image) => {
-                self.policy.check_mode("image")?;
-                if image.image.trim().is_empty() {
-                    return Err(TaskFailure::invalid_input(
-                        "runtime.image is required for image tasks",
-                    ));
-                }
-                self.backends.image.clone().ok_or_else(|| {
-                    TaskFailure::backend_unavailable(
-                        "container tasks need a Docker engine, and none is available on this node",
-                    )
-                })?
+            Runtime::Image(image) if image.image.trim().is_empty() => {
+                return Err(TaskFailure::invalid_input(
+                    "runtime.image is required for image tasks",
+                ));
             }
-            Runtime::Auto => self.backends.models.clone().ok_or_else(|| {
-                TaskFailure::backend_unavailable(format!(
-                    "`{}` tasks need an LLM/embedding backend, and none is configured on this node",
-                    task.task_type
-                ))
-            })?,
-        };
+            _ => {}
+        }
+        let executor = self
+            .executors
+            .get(mode)
+            .ok_or_else(|| TaskFailure::backend_unavailable(missing(mode, &task.task_type)))?;
         match executor.can_run(&task) {
             Support::Yes => {}
             Support::No(why) => return Err(TaskFailure::backend_unavailable(why)),
@@ -231,10 +253,19 @@ impl Router {
     }
 
     fn route_by_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
-        match task.task_type.as_str() {
-            "aggregation" => {
-                task.runtime = builtin("aggregation");
-                if !task.mounts.iter().any(|m| m.guest_path == ARTIFACTS_MOUNT) {
+        let Some(known) = task_types::task_type(&task.task_type) else {
+            return Err(TaskFailure::invalid_input(format!(
+                "unknown task type `{}`: give runtime.mode (`wasm` or `image`), or use one of {}",
+                task.task_type,
+                task_types::names().collect::<Vec<_>>().join(", ")
+            )));
+        };
+        match known.route {
+            Route::Builtin(name) => {
+                task.runtime = builtin(name);
+                if name == "aggregation"
+                    && !task.mounts.iter().any(|m| m.guest_path == ARTIFACTS_MOUNT)
+                {
                     task.mounts.push(Mount {
                         source: MountSource::Artifacts,
                         guest_path: ARTIFACTS_MOUNT.into(),
@@ -243,24 +274,23 @@ impl Router {
                 }
                 Ok(task)
             }
-            "retrieval" => {
+            Route::BuiltinOrModel(name) => {
                 let backend = task
                     .input("retrieval_backend")
                     .or(task.input("backend"))
                     .unwrap_or("local");
-                if backend == "local" {
-                    task.runtime = builtin("retrieval");
-                    Ok(task)
+                task.runtime = if backend == "local" {
+                    builtin(name)
                 } else {
-                    Ok(task)
-                }
+                    Runtime::Model
+                };
+                Ok(task)
             }
-            "tool_execution" => self.route_tool(task),
-            t if MODEL_TASK_TYPES.contains(&t) => Ok(task),
-            other => Err(TaskFailure::invalid_input(format!(
-                "unknown task type `{other}`: give runtime.mode (`wasm` or `image`), or use one of {}",
-                KNOWN_TASK_TYPES.join(", ")
-            ))),
+            Route::Tool => self.route_tool(task),
+            Route::Model => {
+                task.runtime = Runtime::Model;
+                Ok(task)
+            }
         }
     }
 
@@ -368,14 +398,10 @@ mod tests {
             cache_dir: None,
         })
         .unwrap();
-        let backends = Backends {
-            wasm: Arc::new(wasm),
-            image: None,
-            models: None,
-        };
+        let executors = Executors::new(Arc::new(wasm));
         let artifacts = ArtifactStore::open(dir.path().join("artifacts")).unwrap();
         let router = Router::new(
-            backends,
+            executors,
             policy,
             ToolRegistry::builtin(),
             artifacts,
@@ -478,7 +504,7 @@ mod tests {
     #[test]
     fn policy_is_enforced_before_anything_runs() {
         let (_d, r) = router(Policy {
-            allowed_modes: vec!["image".into()],
+            allowed_modes: vec![RuntimeMode::Image],
             ..Policy::default()
         });
         assert_eq!(

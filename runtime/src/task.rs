@@ -44,7 +44,7 @@ impl TaskSpec {
         }
     }
 
-    /// The payload as an object, if it is one.
+    /// The payload's field `key`, when it is non-empty text.
     pub fn input(&self, key: &str) -> Option<&str> {
         self.payload
             .get(key)
@@ -63,15 +63,50 @@ pub enum Runtime {
     Wasm(WasmRuntime),
     /// A container image (Docker fallback).
     Image(ImageRuntime),
+    /// The model executor: LLM, embedding and model servers and the model
+    /// cache. Set by the router for the task types the model executor serves.
+    Model,
+}
+
+/// The runtime modes an operator allows or refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeMode {
+    /// WASI components.
+    Wasm,
+    /// Container images.
+    Image,
+    /// Model servers and the model cache.
+    Model,
+}
+
+impl RuntimeMode {
+    /// Every mode.
+    pub const ALL: [RuntimeMode; 3] = [Self::Wasm, Self::Image, Self::Model];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasm",
+            Self::Image => "image",
+            Self::Model => "model",
+        }
+    }
 }
 
 impl Runtime {
-    /// The Job Protocol name of the mode.
+    /// The Job Protocol name of the mode (`auto` before the router picked one).
     pub fn mode(&self) -> &'static str {
+        self.mode_kind().map_or("auto", RuntimeMode::as_str)
+    }
+
+    /// The mode it runs in (`None` before the router picked one).
+    pub fn mode_kind(&self) -> Option<RuntimeMode> {
         match self {
-            Runtime::Auto => "auto",
-            Runtime::Wasm(_) => "wasm",
-            Runtime::Image(_) => "image",
+            Runtime::Auto => None,
+            Runtime::Wasm(_) => Some(RuntimeMode::Wasm),
+            Runtime::Image(_) => Some(RuntimeMode::Image),
+            Runtime::Model => Some(RuntimeMode::Model),
         }
     }
 }

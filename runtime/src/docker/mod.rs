@@ -17,7 +17,7 @@ pub use images::{ImageAllowlist, normalize};
 
 use crate::capture::{OutputCapture, Stream};
 use crate::executor::{Executor, Support, TaskContext};
-use crate::failure::{CapturedOutput, FailureKind, TaskFailure};
+use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::task::{ImageRuntime, MountSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
 use bollard::Docker;
@@ -42,6 +42,8 @@ pub const NODE_LABEL: &str = "io.wasmnode.node";
 pub const JOB_LABEL: &str = "io.wasmnode.job";
 /// Where the task's scratch workspace is mounted.
 pub const WORKSPACE: &str = "/workspace";
+/// How failures name what ran.
+const CONTAINER: &str = "the container";
 
 /// How containers are run.
 #[derive(Debug, Clone)]
@@ -408,37 +410,24 @@ impl Executor for DockerExecutor {
             stderr: stderr.text(),
             exit_code,
         };
+        let stopped = |how| Err(TaskFailure::stopped(CONTAINER, how, captured(None)));
         let code = match ending {
-            Ending::Cancelled => return Err(TaskFailure::cancelled().with_output(captured(None))),
-            Ending::TimedOut => {
-                return Err(TaskFailure::new(
-                    FailureKind::Timeout,
-                    format!(
-                        "the node killed the container at its wall-clock limit of {:.3}s",
-                        ctx.limits.timeout.as_secs_f64()
-                    ),
-                )
-                .with_output(captured(None)));
-            }
+            Ending::Cancelled => return stopped(Stopped::Cancelled),
+            Ending::TimedOut => return stopped(Stopped::TimedOut(ctx.limits.timeout)),
             Ending::Overflowed(stream) => {
-                return Err(TaskFailure::new(
-                    FailureKind::OutputExceeded,
-                    format!(
-                        "the container wrote more than {} bytes to {}",
-                        ctx.limits.max_output_bytes,
-                        stream.name()
-                    ),
-                )
-                .with_output(captured(None)));
+                return stopped(Stopped::Overflowed {
+                    stream: stream.name(),
+                    cap: ctx.limits.max_output_bytes,
+                });
             }
             Ending::Exited(code) => i32::try_from(code).unwrap_or(i32::MAX),
         };
         if code != 0 {
-            return Err(TaskFailure::new(
-                FailureKind::NonZeroExit,
-                format!("the container exited with code {code}"),
-            )
-            .with_output(captured(Some(code))));
+            return Err(TaskFailure::stopped(
+                CONTAINER,
+                Stopped::Exited(code),
+                captured(Some(code)),
+            ));
         }
         Ok(TaskOutcome {
             output: serde_json::from_str(stdout.text().trim()).unwrap_or(serde_json::Value::Null),

@@ -1,10 +1,10 @@
 //! Model backends this node can talk to, by SPLAI's normalised names.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// Wire protocol of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// Wire protocol of a backend (`ollama`, `openai`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// Ollama's native API (`/api/generate`, `/api/chat`, `/api/embed`, ...).
     Ollama,

@@ -6,35 +6,36 @@
 pub mod backends;
 mod digest;
 mod download;
+mod embed;
 pub mod embedding;
 mod generation;
 mod http;
+mod inference;
 mod model_download;
 mod ollama;
 mod openai;
+mod retrieval;
+mod server;
 mod stream;
 
 pub use backends::{Backend, Protocol};
 pub use digest::Digest;
 pub use download::inventory;
+pub use server::{Endpoint, ModelServer};
 
 use crate::executor::{Executor, Support, TaskContext};
 use crate::failure::{FailureKind, TaskFailure};
 use crate::task::{Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
 use download::Locks;
-use generation::Generation;
 use guest_kit::{GuestError, Inputs};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Largest model file fetched unless configured otherwise (the largest
 /// quantised open models are a few tens of GiB).
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 64 << 30;
-
-/// Task types this executor serves.
-pub const TASK_TYPES: &[&str] = &["llm_inference", "embedding", "model_download", "retrieval"];
 
 /// How the model backends are set up.
 #[derive(Debug, Clone)]
@@ -177,10 +178,11 @@ impl LlmExecutor {
         let mut out = Vec::new();
         for backend in &self.settings.backends {
             let ctx = probe_context();
-            let models = match backend.protocol {
-                Protocol::Ollama => ollama::tags(&self.client, backend, &ctx).await,
-                Protocol::OpenAi => openai::models(&self.client, backend, &ctx).await,
-            };
+            let models = backend
+                .protocol
+                .server()
+                .models(&self.endpoint(backend), &ctx)
+                .await;
             out.push(Probe {
                 name: backend.name.clone(),
                 url: crate::urls::redact(&backend.base_url),
@@ -192,219 +194,13 @@ impl LlmExecutor {
         out
     }
 
-    fn needs_gpu(&self, model: &str, inputs: &Inputs) -> Result<bool, TaskFailure> {
-        let listed = self
-            .settings
-            .gpu_models
-            .iter()
-            .any(|p| match p.strip_suffix('*') {
-                Some(prefix) => model.starts_with(prefix),
-                None => p == model,
-            });
-        Ok(listed
-            || inputs
-                .flag(&["requires_gpu", "gpu"], false)
-                .map_err(input_error)?)
-    }
-
-    async fn infer(&self, inputs: &Inputs, ctx: &TaskContext) -> Result<Value, TaskFailure> {
-        let backend_name = inputs
-            .text(&["backend"])
-            .unwrap_or_else(|| self.settings.default_backend.clone());
-        let backend = self.backend(&backend_name)?;
-        let model = inputs.require_text(&["model"]).map_err(input_error)?;
-        if self.needs_gpu(&model, inputs)? && !backend.gpu {
-            return Err(TaskFailure::policy_denied(format!(
-                "model `{model}` needs a GPU-backed backend, and {} is not one on this node",
-                backend.describe()
-            )));
+    /// How calls reach `backend`.
+    fn endpoint<'a>(&'a self, backend: &'a Backend) -> Endpoint<'a> {
+        Endpoint {
+            client: &self.client,
+            backend,
+            retries: self.settings.connect_retries,
         }
-        let messages: Option<Vec<Value>> = inputs
-            .json(&["messages_json", "messages"])
-            .map_err(input_error)?;
-        let prompt = inputs.text(&["prompt", "text"]);
-        if messages.is_none() && prompt.is_none() {
-            return Err(TaskFailure::invalid_input(
-                "missing required input `prompt` (or `text`, or `messages`)",
-            ));
-        }
-        let request = Generation {
-            model: model.clone(),
-            prompt,
-            messages,
-            max_tokens: optional_count(inputs, &["max_tokens", "num_predict"])?,
-            temperature: optional_float(inputs, "temperature")?,
-            seed: optional_count(inputs, &["seed"])?.map(|s| s as i64),
-            stream: inputs.flag(&["stream"], true).map_err(input_error)?,
-        };
-        if inputs
-            .flag(
-                &["_install_model_if_missing", "install_model_if_missing"],
-                false,
-            )
-            .map_err(input_error)?
-        {
-            self.install_if_missing(backend, &model, ctx).await?;
-        }
-        let started = Instant::now();
-        let retries = self.settings.connect_retries;
-        let generated = match backend.protocol {
-            Protocol::Ollama => {
-                ollama::generate(&self.client, backend, &request, retries, ctx).await?
-            }
-            Protocol::OpenAi => {
-                openai::generate(&self.client, backend, &request, retries, ctx).await?
-            }
-        };
-        Ok(generated.to_output(&request, &backend.name, started))
-    }
-
-    async fn install_if_missing(
-        &self,
-        backend: &Backend,
-        model: &str,
-        ctx: &TaskContext,
-    ) -> Result<(), TaskFailure> {
-        match backend.protocol {
-            Protocol::Ollama => {
-                let installed = ollama::tags(&self.client, backend, ctx).await?;
-                let latest = format!("{model}:latest");
-                if !installed.iter().any(|m| m == model || *m == latest) {
-                    tracing::info!(%model, backend = %backend.describe(), "installing a missing model");
-                    ollama::pull(&self.client, backend, model, ctx).await?;
-                }
-                Ok(())
-            }
-            Protocol::OpenAi => {
-                let served = openai::models(&self.client, backend, ctx).await?;
-                if served.iter().any(|m| m == model) {
-                    Ok(())
-                } else {
-                    Err(TaskFailure::backend_unavailable(format!(
-                        "{} does not serve `{model}` and cannot install models (serves: {})",
-                        backend.describe(),
-                        served.join(", ")
-                    )))
-                }
-            }
-        }
-    }
-
-    async fn embed(&self, inputs: &Inputs, ctx: &TaskContext) -> Result<Value, TaskFailure> {
-        let texts: Vec<String> = match inputs
-            .json::<Vec<String>>(&["texts_json", "texts"])
-            .map_err(input_error)?
-        {
-            Some(texts) => texts,
-            None => vec![
-                inputs
-                    .require_text(&["text", "prompt", "input"])
-                    .map_err(input_error)?,
-            ],
-        };
-        if texts.is_empty() {
-            return Err(TaskFailure::invalid_input(
-                "texts_json must hold at least one text",
-            ));
-        }
-        let backend_name = backends::normalize(
-            &inputs
-                .text(&["embedding_backend", "backend"])
-                .unwrap_or_else(|| self.settings.embedding_backend.clone()),
-        );
-        let asked_dimension =
-            optional_count(inputs, &["embedding_dimension", "dimension"])?.map(|d| d as usize);
-        let model = inputs
-            .text(&["embedding_model", "model"])
-            .or_else(|| self.settings.embedding_model.clone());
-        let (vectors, model) = if backend_name == "local" {
-            let dimension = asked_dimension.unwrap_or(self.settings.embedding_dimension);
-            if dimension == 0 || dimension > embedding::MAX_DIMENSION {
-                return Err(TaskFailure::invalid_input(format!(
-                    "embedding dimension must be between 1 and {}",
-                    embedding::MAX_DIMENSION
-                )));
-            }
-            (
-                texts
-                    .iter()
-                    .map(|t| embedding::local(t, dimension))
-                    .collect(),
-                "local-hash".to_string(),
-            )
-        } else {
-            let backend = self.backend(&backend_name)?;
-            let model = model.ok_or_else(|| {
-                TaskFailure::invalid_input("missing required input `embedding_model` (or `model`)")
-            })?;
-            let retries = self.settings.connect_retries;
-            let vectors = match backend.protocol {
-                Protocol::Ollama => {
-                    ollama::embed(&self.client, backend, &model, &texts, retries, ctx).await?
-                }
-                Protocol::OpenAi => {
-                    openai::embed(&self.client, backend, &model, &texts, retries, ctx).await?
-                }
-            };
-            (vectors, model)
-        };
-        let dimension = embedding::validate(&vectors, asked_dimension)?;
-        Ok(json!({
-            "backend": backend_name,
-            "model": model,
-            "dimension": dimension,
-            "count": vectors.len(),
-            "embedding": vectors[0],
-            "embeddings": vectors,
-        }))
-    }
-
-    async fn retrieve_remote(
-        &self,
-        inputs: &Inputs,
-        ctx: &TaskContext,
-    ) -> Result<Value, TaskFailure> {
-        let base = self.settings.retrieval_url.clone().ok_or_else(|| {
-            TaskFailure::backend_unavailable(
-                "retrieval backend `remote_api` needs SPLAI_RETRIEVAL_BASE_URL on this node",
-            )
-        })?;
-        let query = inputs
-            .require_text(&["query", "text", "prompt"])
-            .map_err(input_error)?;
-        let documents: Value = inputs
-            .json(&["documents_json", "documents"])
-            .map_err(input_error)?
-            .unwrap_or(Value::Array(Vec::new()));
-        let filters: Value = inputs
-            .json(&["filters_json", "filters"])
-            .map_err(input_error)?
-            .unwrap_or(json!({}));
-        let top_k = inputs.count(&["top_k"], 5).map_err(input_error)?;
-        let body =
-            json!({"query": query, "documents": documents, "filters": filters, "top_k": top_k});
-        let what = format!("retrieval service at {base}");
-        let url = format!("{}/v1/retrieve", base.trim_end_matches('/'));
-        let key = self.settings.retrieval_api_key.clone();
-        let response = http::send(&what, self.settings.connect_retries, ctx, || {
-            let request = self.client.post(&url).json(&body);
-            match &key {
-                Some(k) => request.bearer_auth(k),
-                None => request,
-            }
-        })
-        .await?;
-        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
-        let documents = reply
-            .get("documents")
-            .filter(|d| d.is_array())
-            .cloned()
-            .ok_or_else(|| {
-                TaskFailure::backend_unavailable(format!(
-                    "{what} answered without a `documents` array"
-                ))
-            })?;
-        Ok(json!({"query": query, "backend": "remote_api", "top_k": top_k, "documents": documents}))
     }
 }
 
@@ -417,31 +213,6 @@ fn probe_context() -> TaskContext {
     TaskContext::new(limits, crate::artifacts::ArtifactStore::detached())
 }
 
-fn optional_count(inputs: &Inputs, keys: &[&str]) -> Result<Option<u64>, TaskFailure> {
-    if keys.iter().all(|k| inputs.raw(k).is_none()) {
-        return Ok(None);
-    }
-    inputs
-        .count(keys, 0)
-        .map(|n| Some(n as u64))
-        .map_err(input_error)
-}
-
-fn optional_float(inputs: &Inputs, key: &str) -> Result<Option<f64>, TaskFailure> {
-    match inputs.raw(key) {
-        None => Ok(None),
-        Some(Value::Number(n)) => Ok(n.as_f64()),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| TaskFailure::invalid_input(format!("input `{key}` must be a number"))),
-        Some(_) => Err(TaskFailure::invalid_input(format!(
-            "input `{key}` must be a number"
-        ))),
-    }
-}
-
 /// `org/repo/path/to/file` → (`org/repo`, `path/to/file`).
 #[async_trait]
 impl Executor for LlmExecutor {
@@ -450,7 +221,8 @@ impl Executor for LlmExecutor {
     }
 
     fn can_run(&self, task: &TaskSpec) -> Support {
-        if !matches!(task.runtime, Runtime::Auto) || !TASK_TYPES.contains(&task.task_type.as_str())
+        if !matches!(task.runtime, Runtime::Model)
+            || !crate::task_types::served_by_models(&task.task_type)
         {
             return Support::No(format!(
                 "the model executor does not run `{}` tasks",
@@ -525,11 +297,22 @@ impl Executor for LlmExecutor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn can_run_needs_the_backend_configured() {
         let executor = LlmExecutor::new(LlmSettings::default()).unwrap();
-        let task = |t: &str, p: Value| TaskSpec::new("j", t, p);
+        let task = |t: &str, p: Value| TaskSpec {
+            runtime: Runtime::Model,
+            ..TaskSpec::new("j", t, p)
+        };
+        assert!(
+            matches!(
+                executor.can_run(&TaskSpec::new("j", "embedding", json!({}))),
+                Support::No(_)
+            ),
+            "the router sends model tasks with the model runtime"
+        );
         assert!(
             matches!(executor.can_run(&task("llm_inference", json!({"prompt": "x"}))), Support::No(m) if m.contains("SPLAI_OLLAMA_BASE_URL"))
         );

@@ -137,7 +137,11 @@ impl LlmExecutor {
             "ollama" => {
                 let backend = self.backend("ollama")?;
                 if only_if_missing {
-                    self.install_if_missing(backend, &model, ctx).await?;
+                    backend
+                        .protocol
+                        .server()
+                        .ensure(&self.endpoint(backend), &model, ctx)
+                        .await?;
                 } else {
                     ollama::pull(&self.client, backend, &model, ctx).await?;
                 }

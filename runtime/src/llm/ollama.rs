@@ -6,6 +6,7 @@ use super::backends::Backend;
 use super::generation::{Generated, Generation};
 use super::http;
 use super::openai::vector;
+use super::server::{Endpoint, ModelServer};
 use super::stream::Lines;
 use crate::executor::{TaskContext, TaskEvent};
 use crate::failure::TaskFailure;
@@ -204,5 +205,54 @@ pub async fn pull(
         Err(TaskFailure::backend_unavailable(format!(
             "{what} ended the pull of {model} without success (last status: {last:?})"
         )))
+    }
+}
+
+/// Ollama's API as a [`ModelServer`].
+pub struct Ollama;
+
+#[async_trait::async_trait]
+impl ModelServer for Ollama {
+    async fn models(
+        &self,
+        at: &Endpoint<'_>,
+        ctx: &TaskContext,
+    ) -> Result<Vec<String>, TaskFailure> {
+        tags(at.client, at.backend, ctx).await
+    }
+
+    async fn generate(
+        &self,
+        at: &Endpoint<'_>,
+        request: &Generation,
+        ctx: &TaskContext,
+    ) -> Result<Generated, TaskFailure> {
+        generate(at.client, at.backend, request, at.retries, ctx).await
+    }
+
+    async fn embed(
+        &self,
+        at: &Endpoint<'_>,
+        model: &str,
+        texts: &[String],
+        ctx: &TaskContext,
+    ) -> Result<Vec<Vec<f32>>, TaskFailure> {
+        embed(at.client, at.backend, model, texts, at.retries, ctx).await
+    }
+
+    /// Pulls a model that is not installed.
+    async fn ensure(
+        &self,
+        at: &Endpoint<'_>,
+        model: &str,
+        ctx: &TaskContext,
+    ) -> Result<(), TaskFailure> {
+        let installed = tags(at.client, at.backend, ctx).await?;
+        let latest = format!("{model}:latest");
+        if !installed.iter().any(|m| m == model || *m == latest) {
+            tracing::info!(%model, backend = %at.backend.describe(), "installing a missing model");
+            pull(at.client, at.backend, model, ctx).await?;
+        }
+        Ok(())
     }
 }

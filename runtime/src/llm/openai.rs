@@ -5,6 +5,7 @@
 use super::backends::Backend;
 use super::generation::{Generated, Generation};
 use super::http;
+use super::server::{Endpoint, ModelServer};
 use super::stream::Lines;
 use crate::executor::{TaskContext, TaskEvent};
 use crate::failure::TaskFailure;
@@ -178,4 +179,55 @@ pub async fn models(
         .flatten()
         .filter_map(|m| m["id"].as_str().map(String::from))
         .collect())
+}
+
+/// The OpenAI-compatible API as a [`ModelServer`].
+pub struct OpenAi;
+
+#[async_trait::async_trait]
+impl ModelServer for OpenAi {
+    async fn models(
+        &self,
+        at: &Endpoint<'_>,
+        ctx: &TaskContext,
+    ) -> Result<Vec<String>, TaskFailure> {
+        models(at.client, at.backend, ctx).await
+    }
+
+    async fn generate(
+        &self,
+        at: &Endpoint<'_>,
+        request: &Generation,
+        ctx: &TaskContext,
+    ) -> Result<Generated, TaskFailure> {
+        generate(at.client, at.backend, request, at.retries, ctx).await
+    }
+
+    async fn embed(
+        &self,
+        at: &Endpoint<'_>,
+        model: &str,
+        texts: &[String],
+        ctx: &TaskContext,
+    ) -> Result<Vec<Vec<f32>>, TaskFailure> {
+        embed(at.client, at.backend, model, texts, at.retries, ctx).await
+    }
+
+    /// These servers cannot install models: one not served is refused.
+    async fn ensure(
+        &self,
+        at: &Endpoint<'_>,
+        model: &str,
+        ctx: &TaskContext,
+    ) -> Result<(), TaskFailure> {
+        let served = models(at.client, at.backend, ctx).await?;
+        if served.iter().any(|m| m == model) {
+            return Ok(());
+        }
+        Err(TaskFailure::backend_unavailable(format!(
+            "{} does not serve `{model}` and cannot install models (serves: {})",
+            at.backend.describe(),
+            served.join(", ")
+        )))
+    }
 }

@@ -5,7 +5,7 @@
 use super::bindings::{task, tool};
 use super::prepare::{Pre, Prepared};
 use super::sandbox::{State, Stdio};
-use crate::failure::{CapturedOutput, FailureKind, TaskFailure};
+use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::limits::Limits;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -120,19 +120,16 @@ pub fn classify(
         |kind, message: String| TaskFailure::new(kind, message).with_output(captured(stdio, None));
     if let Some(interrupt) = err.downcast_ref::<Interrupt>() {
         return match interrupt {
-            Interrupt::Cancelled => TaskFailure::cancelled().with_output(captured(stdio, None)),
-            Interrupt::Timeout => failure(FailureKind::Timeout, timeout_message(limits)),
+            Interrupt::Cancelled => stopped(Stopped::Cancelled, stdio, None),
+            Interrupt::Timeout => stopped(Stopped::TimedOut(limits.timeout), stdio, None),
         };
     }
     if let Some(stream) = stdio.overflowed() {
-        let name = stream.name();
-        return failure(
-            FailureKind::OutputExceeded,
-            format!(
-                "the guest wrote more than {} bytes to {name}",
-                limits.max_output_bytes
-            ),
-        );
+        let how = Stopped::Overflowed {
+            stream: stream.name(),
+            cap: limits.max_output_bytes,
+        };
+        return stopped(how, stdio, None);
     }
     if state.limiter.exceeded() {
         return failure(
@@ -155,7 +152,7 @@ pub fn classify(
                 limits.fuel.unwrap_or_default()
             ),
         ),
-        Some(Trap::Interrupt) => failure(FailureKind::Timeout, timeout_message(limits)),
+        Some(Trap::Interrupt) => stopped(Stopped::TimedOut(limits.timeout), stdio, None),
         Some(trap) => failure(
             FailureKind::GuestTrap,
             trap_message(&trap.to_string(), stdio),
@@ -167,12 +164,9 @@ pub fn classify(
     }
 }
 
-/// The timeout message for `limits`.
-pub fn timeout_message(limits: &Limits) -> String {
-    format!(
-        "the task ran past its wall-clock limit of {:.3}s",
-        limits.timeout.as_secs_f64()
-    )
+/// The failure of a guest that stopped `how`, with what it had written.
+pub fn stopped(how: Stopped<'_>, stdio: &Stdio, exit_code: Option<i32>) -> TaskFailure {
+    TaskFailure::stopped("the guest", how, captured(stdio, exit_code))
 }
 
 /// A trap's message, with the guest's panic message (or last stderr line) if any.

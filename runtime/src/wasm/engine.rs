@@ -6,8 +6,9 @@ use std::thread;
 use std::time::Duration;
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Which instance allocator to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which instance allocator to use (`auto`, `pooling`, `on-demand`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AllocatorChoice {
     /// Pooling if the engine can reserve the pool, else on-demand.
     #[default]

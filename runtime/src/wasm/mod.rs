@@ -22,7 +22,7 @@ pub use sandbox::MOUNTS_ENV;
 
 use crate::builtins;
 use crate::executor::{Executor, Support, TaskContext};
-use crate::failure::{FailureKind, TaskFailure};
+use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::limits::Limits;
 use crate::task::{ComponentSource, Mount, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
@@ -421,26 +421,20 @@ impl Executor for WasmExecutor {
             Some(Ok(r)) => r,
             Some(Err(e)) => return Err(call::classify(&e, store.data(), &stdio, &ctx.limits)),
             None if ctx.cancel.is_cancelled() => {
-                return Err(TaskFailure::cancelled().with_output(captured(&stdio, None)));
+                return Err(call::stopped(Stopped::Cancelled, &stdio, None));
             }
             None => {
-                return Err(TaskFailure::new(
-                    FailureKind::Timeout,
-                    call::timeout_message(&ctx.limits),
-                )
-                .with_output(captured(&stdio, None)));
+                let limit = Stopped::TimedOut(ctx.limits.timeout);
+                return Err(call::stopped(limit, &stdio, None));
             }
         };
         if let Some(stream) = stdio.overflowed() {
-            return Err(TaskFailure::new(
-                FailureKind::OutputExceeded,
-                format!(
-                    "the guest wrote more than {} bytes to {}",
-                    ctx.limits.max_output_bytes,
-                    stream.name()
-                ),
-            )
-            .with_output(captured(&stdio, None)));
+            let cap = ctx.limits.max_output_bytes;
+            let how = Stopped::Overflowed {
+                stream: stream.name(),
+                cap,
+            };
+            return Err(call::stopped(how, &stdio, None));
         }
         let metrics = TaskMetrics {
             wall_time_ms: millis(started.elapsed()),
@@ -484,11 +478,7 @@ impl Executor for WasmExecutor {
                 Some(0),
             ),
             GuestReturn::Exit(code) => {
-                return Err(TaskFailure::new(
-                    FailureKind::NonZeroExit,
-                    format!("the program exited with code {code}"),
-                )
-                .with_output(captured(&stdio, Some(code))));
+                return Err(call::stopped(Stopped::Exited(code), &stdio, Some(code)));
             }
             GuestReturn::TaskError(e) => {
                 return Err(task_error(e).with_output(captured(&stdio, None)));
@@ -518,7 +508,7 @@ async fn until_stopped<T>(
         result = work => result,
         _ = ctx.cancel.cancelled() => Err(TaskFailure::cancelled()),
         _ = tokio::time::sleep_until(tokio::time::Instant::from_std(ctx.deadline)) => Err(
-            TaskFailure::new(FailureKind::Timeout, call::timeout_message(&ctx.limits)),
+            TaskFailure::stopped("the guest", Stopped::TimedOut(ctx.limits.timeout), CapturedOutput::default()),
         ),
     }
 }
