@@ -1,5 +1,6 @@
 //! Command-line interface (clap). Every command has `--help`.
 
+use crate::config::Flag;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -233,6 +234,48 @@ pub struct ToolInspectArgs {
     pub component: String,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// A flag's setting, when it was given.
+fn flag(key: &'static [&'static str], value: Option<impl Into<toml::Value>>) -> Option<Flag> {
+    value.map(|v| (key, v.into()))
+}
+
+impl NodeArgs {
+    /// The config keys these flags set.
+    pub fn flags(&self) -> Vec<Flag> {
+        let dir = self.data_dir.as_ref().map(|d| d.display().to_string());
+        flag(&["node", "data_dir"], dir).into_iter().collect()
+    }
+}
+
+impl ServeArgs {
+    /// The config keys these flags set.
+    pub fn flags(&self) -> Vec<Flag> {
+        let mut flags = self.node.flags();
+        flags.extend(flag(&["api", "listen"], self.listen.map(|a| a.to_string())));
+        flags.extend(flag(
+            &["scheduler", "max_concurrent_jobs"],
+            self.max_concurrent_jobs.map(|n| n as i64),
+        ));
+        flags
+    }
+}
+
+impl AgentArgs {
+    /// The config keys these flags set.
+    pub fn flags(&self) -> Vec<Flag> {
+        let mut flags = self.node.flags();
+        flags.extend(flag(&["control_plane", "url"], self.control_plane.clone()));
+        flags.extend(flag(&["node", "worker_id"], self.worker_id.clone()));
+        flags.extend(flag(&["api", "listen"], self.listen.map(|a| a.to_string())));
+        flags.extend(flag(
+            &["control_plane", "max_parallel_tasks"],
+            self.max_parallel_tasks.map(|n| n as i64),
+        ));
+        flags.extend(flag(&["goliat", "machine_id"], self.machine_id.clone()));
+        flags
+    }
 }
 
 #[cfg(test)]

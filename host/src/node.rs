@@ -3,7 +3,7 @@
 //! nodes the job store, the scheduler and its execution runtime.
 
 use crate::agent::status::ControlPlaneStatus;
-use crate::config::Config;
+use crate::config::{Config, DockerMode};
 use crate::events::EventHub;
 use crate::facts::HostFacts;
 use crate::metrics::Metrics;
@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::docker::DockerExecutor;
 use wasmnode_runtime::llm::{LlmExecutor, Probe};
-use wasmnode_runtime::{ArtifactStore, Backends, Policy, Router, ToolRegistry, WasmExecutor};
+use wasmnode_runtime::{
+    ArtifactStore, Executors, Policy, Router, RuntimeMode, ToolRegistry, WasmExecutor,
+};
 
 /// Who submits the tasks a router will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +33,12 @@ pub async fn docker(
     config: &Config,
     access: Access,
 ) -> anyhow::Result<Option<Arc<DockerExecutor>>> {
-    if config.docker.mode == "off" {
+    if config.docker.mode == DockerMode::Off {
         return Ok(None);
     }
     match DockerExecutor::connect(config.docker_settings(access == Access::Local)).await {
         Ok(docker) => Ok(Some(Arc::new(docker))),
-        Err(e) if config.docker.mode == "on" => Err(e).context("docker.mode is `on`"),
+        Err(e) if config.docker.mode == DockerMode::On => Err(e).context("docker.mode is `on`"),
         Err(e) => {
             tracing::info!(reason = %e, "container jobs disabled (no Docker engine)");
             Ok(None)
@@ -77,15 +79,12 @@ pub async fn router(
     for (name, image) in &config.docker.tool_images {
         tools.add_image(name, image);
     }
-    let image = docker.map(|d| d as Arc<dyn wasmnode_runtime::Executor>);
-    let models = llm as Arc<dyn wasmnode_runtime::Executor>;
-    let backends = Backends {
-        wasm,
-        image,
-        models: Some(models),
-    };
+    let mut executors = Executors::new(wasm).register(RuntimeMode::Model, llm);
+    if let Some(docker) = docker {
+        executors = executors.register(RuntimeMode::Image, docker);
+    }
     Ok(Router::new(
-        backends,
+        executors,
         policy,
         tools,
         artifacts,
@@ -186,7 +185,7 @@ impl Node {
     /// the first jobs do not wait for it, then gives the compiler's scratch
     /// memory back to the system.
     pub fn spawn_warm_up(&self) {
-        let wasm = self.router.backends().wasm.clone();
+        let wasm = self.router.executors().wasm.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             for name in wasmnode_runtime::builtins::names() {

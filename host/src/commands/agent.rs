@@ -18,20 +18,7 @@ pub async fn execute(
     config_file: Option<&std::path::Path>,
     args: AgentArgs,
 ) -> anyhow::Result<Printed> {
-    let mut config = load_config(config_file, &args.node)?;
-    if let Some(url) = args.control_plane {
-        config.control_plane.url = Some(url);
-    }
-    if let Some(id) = args.worker_id {
-        config.node.worker_id = id;
-    }
-    if let Some(listen) = args.listen {
-        config.api.listen = listen;
-    }
-    if let Some(n) = args.max_parallel_tasks {
-        config.control_plane.max_parallel_tasks = Some(n);
-    }
-    config.validate()?;
+    let mut config = load_config(config_file, &args.flags())?;
     let url = config
         .control_plane
         .url
@@ -66,9 +53,6 @@ pub async fn execute(
             },
         ),
         Protocol::Goliat => {
-            if let Some(id) = args.machine_id {
-                config.goliat.machine_id = id;
-            }
             if config.goliat.machine_id.is_empty() {
                 config.goliat.machine_id = detect_machine_id();
             }

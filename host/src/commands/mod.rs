@@ -6,22 +6,14 @@ pub mod serve;
 pub mod store;
 pub mod tool;
 
-use crate::cli::NodeArgs;
-use crate::config::Config;
+use crate::config::{Config, Flag};
 use std::path::Path;
 use wasmnode_runtime::{FailureKind, Mount, TaskFailure, TaskOutcome};
 
-/// Loads the configuration: defaults < file < environment < flags.
-pub fn load_config(file: Option<&Path>, node: &NodeArgs) -> anyhow::Result<Config> {
-    let mut config = match file {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    config.apply_env(|name| std::env::var(name).ok())?;
-    if let Some(dir) = &node.data_dir {
-        config.node.data_dir = dir.clone();
-    }
-    config.validate()?;
+/// Loads the configuration (defaults < file < environment < `flags`) and
+/// installs the operator's CA file, if any.
+pub fn load_config(file: Option<&Path>, flags: &[Flag]) -> anyhow::Result<Config> {
+    let config = Config::load(file, |name| std::env::var(name).ok(), flags)?;
     if let Some(ca_file) = &config.tls.ca_file {
         wasmnode_runtime::tls::install(
             wasmnode_runtime::tls::load_roots(ca_file).map_err(anyhow::Error::msg)?,

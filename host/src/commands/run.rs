@@ -12,7 +12,7 @@ use wasmnode_runtime::{ComponentSource, LimitRequest, RunOptions, Runtime, TaskS
 
 /// Runs the task described by `args`.
 pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Result<Printed> {
-    let config = load_config(config_file, &args.node)?;
+    let config = load_config(config_file, &args.node.flags())?;
     let task = task_from_args(&args)?;
     let docker = crate::node::docker(&config, Access::Local).await?;
     let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(

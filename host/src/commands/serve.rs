@@ -25,14 +25,7 @@ pub async fn execute(
     config_file: Option<&std::path::Path>,
     args: ServeArgs,
 ) -> anyhow::Result<Printed> {
-    let mut config = load_config(config_file, &args.node)?;
-    if let Some(listen) = args.listen {
-        config.api.listen = listen;
-    }
-    if let Some(n) = args.max_concurrent_jobs {
-        config.scheduler.max_concurrent_jobs = n;
-    }
-    config.validate()?;
+    let config = load_config(config_file, &args.flags())?;
     run(config, None).await
 }
 
@@ -66,7 +59,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
     let node = Arc::new(Node::start(config).await?);
     node.spawn_retention();
     node.spawn_warm_up();
-    crate::callbacks::spawn(node.clone());
+    crate::vera::callbacks::spawn(node.clone());
     tracing::info!(
         %address,
         worker_id = %node.config.node.worker_id,
@@ -85,7 +78,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
 
     let stop = CancellationToken::new();
     tokio::spawn(handle_signals(node.clone(), agent, stop.clone()));
-    let app = crate::api::router(node.clone());
+    let app = crate::api::router(node.clone(), vec![Arc::new(crate::vera::http::Vera)]);
     crate::api::server::serve(listener, tls, app, limits, stop).await;
     // The node goes with its last handle (HTTP connections may still hold
     // one): dropping its task runtime never blocks, and every write was
@@ -157,9 +150,7 @@ async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: Cancell
         let mut task = agent.task;
         if tokio::time::timeout(FLUSH_GRACE, &mut task).await.is_err() {
             tracing::warn!(
-                pending = node
-                    .store
-                    .outbox_len(crate::agent::report::Channel::ControlPlane),
+                pending = node.store.outbox_len(crate::store::Channel::ControlPlane),
                 "reports still undelivered; they are kept for the next start"
             );
             task.abort();

@@ -6,7 +6,7 @@ use crate::store::{self, Repaired};
 use std::path::{Path, PathBuf};
 
 fn store_path(config_file: Option<&Path>, args: &NodeArgs) -> anyhow::Result<PathBuf> {
-    let config = load_config(config_file, args)?;
+    let config = load_config(config_file, &args.flags())?;
     Ok(config.node.data_dir.join("jobs.redb"))
 }
 

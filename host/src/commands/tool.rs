@@ -12,7 +12,7 @@ use wasmnode_runtime::{
 
 /// Invokes a tool once.
 pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Result<Printed> {
-    let config = load_config(config_file, &args.node)?;
+    let config = load_config(config_file, &args.node.flags())?;
     let docker = crate::node::docker(&config, Access::Local).await?;
     let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
         config.llm_settings(),
@@ -45,13 +45,13 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
 
 /// Prints what a component is.
 pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyhow::Result<Printed> {
-    let config = load_config(config_file, &args.node)?;
+    let config = load_config(config_file, &args.node.flags())?;
     let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
         config.llm_settings(),
     )?);
     let router = crate::node::router(&config, Access::Local, None, llm).await?;
     let component = resolve(router.tools(), &args.component)?;
-    match router.backends().wasm.inspect(&component).await {
+    match router.executors().wasm.inspect(&component).await {
         Ok(info) => {
             super::out(&format!("{}\n", serde_json::to_string_pretty(&info)?));
             Ok(Printed { status: 0 })
@@ -62,7 +62,7 @@ pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyho
 
 /// Lists the tools available by name.
 pub async fn list(config_file: Option<&Path>, args: NodeArgs) -> anyhow::Result<Printed> {
-    let config = load_config(config_file, &args)?;
+    let config = load_config(config_file, &args.flags())?;
     let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
         config.llm_settings(),
     )?);
