@@ -25,7 +25,7 @@ impl Agent {
         let Some(assignment) = deferred.remove(job_id) else {
             return;
         };
-        match self.node.store.get(job_id) {
+        match self.node.job(job_id) {
             Ok(Some(record)) if record.state == JobState::Finished => {
                 self.report_again(&record, assignment.origin).await;
             }
@@ -42,11 +42,11 @@ impl Agent {
     /// whose earlier attempt still runs waits for it; any other is submitted.
     pub(super) async fn accept(&self, assignment: Assignment) -> Accepted {
         for earlier in self.control_plane.earlier_attempts(&assignment) {
-            let store = &self.node.store;
-            let Ok(Some(record)) = store.get(&earlier) else {
+            let node = &self.node;
+            let Ok(Some(record)) = node.job(&earlier) else {
                 continue;
             };
-            let same_inputs = store
+            let same_inputs = node
                 .request(&earlier)
                 .ok()
                 .flatten()
@@ -74,12 +74,7 @@ impl Agent {
     /// Reports the stored result of the finished job `record` under `origin`.
     async fn report_again(&self, record: &JobRecord, origin: Origin) {
         tracing::info!(job_id = %record.job_id, "a task this node already finished was handed out again; reporting its result under the new lease");
-        if let Err(e) = self
-            .node
-            .store
-            .queue_report(origin.final_report(record))
-            .await
-        {
+        if let Err(e) = self.node.queue_report(origin.final_report(record)).await {
             tracing::error!(error = %e, "cannot queue the report of the stored result");
         }
     }
@@ -91,15 +86,14 @@ impl Agent {
         let origin = assignment.origin.clone();
         match self
             .node
-            .scheduler
-            .submit_from(assignment.request, Some(assignment.origin))
+            .submit(assignment.request, Some(assignment.origin))
             .await
         {
             Ok(Submitted::Accepted | Submitted::InFlight) => Some(job_id),
             Ok(Submitted::Existing(record)) => (!record.state.is_terminal()).then_some(job_id),
             Err(SubmitError::Rejected(failure)) => {
                 let report = origin.rejected(&job_id, &failure);
-                if let Err(e) = self.node.store.queue_report(report).await {
+                if let Err(e) = self.node.queue_report(report).await {
                     tracing::error!(error = %e, "cannot queue the rejection report");
                 }
                 None

@@ -55,11 +55,11 @@ impl Agent {
     /// Delivers outbox reports until `flush` is cancelled and the outbox is
     /// empty (the caller bounds that wait; the outbox is durable).
     pub(super) async fn deliver(self: Arc<Self>, flush: CancellationToken) {
-        let store = &self.node.store;
+        let node = &self.node;
         let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
         loop {
-            let pending = store
-                .outbox(Channel::ControlPlane, ROUND)
+            let pending = node
+                .reports(Channel::ControlPlane, ROUND)
                 .unwrap_or_else(|e| {
                     tracing::error!(error = %e, "cannot read the outbox");
                     Vec::new()
@@ -70,7 +70,7 @@ impl Agent {
                 }
                 tokio::select! {
                     _ = flush.cancelled() => {}
-                    _ = store.outbox_ready(Channel::ControlPlane) => {}
+                    _ = node.report_queued(Channel::ControlPlane) => {}
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
@@ -92,15 +92,12 @@ impl Agent {
 
     /// Sends one report; returns `false` when it should be tried again later.
     async fn deliver_one(&self, seq: u64, item: &OutboxItem) -> bool {
-        let store = &self.node.store;
-        let reporting = Reporting {
-            store,
-            artifacts: self.node.router.artifacts(),
-        };
+        let node = &self.node;
+        let reporting = Reporting { node };
         match self.control_plane.report(item, &reporting).await {
             Ok(()) => {
-                self.node.control_plane.connected();
-                if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
+                self.node.control_plane().connected();
+                if let Err(e) = node.report_done(Channel::ControlPlane, seq).await {
                     tracing::error!(seq, error = %e, "cannot drop a delivered report");
                 }
                 self.delivered.notify_waiters();
@@ -108,7 +105,7 @@ impl Agent {
             }
             Err(super::CpError::Rejected(why)) => {
                 tracing::error!(seq, %why, status = item.status.as_str(), "the control plane refused a report for good; dropping it");
-                if let Err(e) = store.outbox_remove(Channel::ControlPlane, seq).await {
+                if let Err(e) = node.report_done(Channel::ControlPlane, seq).await {
                     tracing::error!(seq, error = %e, "cannot drop a refused report");
                 }
                 self.delivered.notify_waiters();
@@ -118,7 +115,7 @@ impl Agent {
                 if e == super::CpError::UnknownWorker {
                     self.reregister.notify_one();
                 }
-                self.node.control_plane.disconnected(&e.to_string());
+                self.node.control_plane().disconnected(&e.to_string());
                 false
             }
         }

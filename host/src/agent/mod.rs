@@ -102,7 +102,7 @@ impl Agent {
         control_plane: Arc<dyn ControlPlane>,
         settings: AgentSettings,
     ) -> Self {
-        node.control_plane.attach(control_plane.url());
+        node.control_plane().attach(control_plane.url());
         Self {
             node,
             control_plane,
@@ -126,8 +126,8 @@ impl Agent {
             .collect();
         models.sort();
         models.dedup();
-        let mut tools = node.router.tools().names();
-        if node.router.policy().sandbox_image.is_some() && node.docker.is_some() {
+        let mut tools = node.tools().names();
+        if node.policy().sandbox_image.is_some() && node.has_containers() {
             tools.push("shell".into());
         }
         Registration {
@@ -151,20 +151,20 @@ impl Agent {
                 Ok(interval) => {
                     self.heartbeat_ms
                         .store(interval.as_millis().max(100) as u64, Ordering::Relaxed);
-                    self.node.control_plane.connected();
+                    self.node.control_plane().connected();
                     tracing::info!(worker_id = %registration.worker_id, heartbeat = ?interval, "registered with the control plane");
                     *self.registered.lock().expect("registration lock") = Some(registration);
                     return true;
                 }
                 Err(CpError::Unauthorized(why)) => {
                     tracing::error!(%why, "the control plane refused our token; check control_plane.token (SPLAI_API_TOKEN)");
-                    self.node.control_plane.disconnected(&why);
+                    self.node.control_plane().disconnected(&why);
                 }
                 Err(e @ CpError::Tls(_)) => {
                     tracing::error!(error = %e, "cannot talk to the control plane securely; check tls.ca_file");
-                    self.node.control_plane.disconnected(&e.to_string());
+                    self.node.control_plane().disconnected(&e.to_string());
                 }
-                Err(e) => self.node.control_plane.disconnected(&e.to_string()),
+                Err(e) => self.node.control_plane().disconnected(&e.to_string()),
             }
             tokio::select! {
                 _ = stop.cancelled() => return false,
@@ -179,7 +179,7 @@ impl Agent {
             return;
         }
         if let Some(lease) = self.settings.lease {
-            self.node.scheduler.set_start_check(lease_check(lease));
+            self.node.set_start_check(lease_check(lease));
         }
         self.spawn_heartbeats(flush.clone());
         if let Some(every) = self.settings.refresh {
@@ -244,14 +244,15 @@ impl Agent {
                 _ = tokio::time::sleep_until(next) => {}
             }
             let (cpu, memory) = utilisation.sample();
+            let load = self.node.load();
             let heartbeat = Heartbeat {
-                queue_depth: self.node.scheduler.queue_depth(),
-                running_tasks: self.node.scheduler.running(),
+                queue_depth: load.queued,
+                running_tasks: load.running,
                 cpu_utilization: cpu,
                 memory_utilization: memory,
-                health: if self.node.scheduler.is_draining() {
+                health: if load.draining {
                     "draining"
-                } else if self.node.scheduler.refusal().is_some() {
+                } else if load.refusal.is_some() {
                     "degraded"
                 } else {
                     "healthy"
@@ -260,12 +261,12 @@ impl Agent {
                 timestamp_unix: crate::store::now_ms() / 1000,
             };
             match client.heartbeat(&heartbeat).await {
-                Ok(()) => self.node.control_plane.connected(),
+                Ok(()) => self.node.control_plane().connected(),
                 Err(CpError::UnknownWorker) => {
                     tracing::warn!("the control plane forgot this worker; registering again");
                     self.reregister.notify_one();
                 }
-                Err(e) => self.node.control_plane.disconnected(&e.to_string()),
+                Err(e) => self.node.control_plane().disconnected(&e.to_string()),
             }
             // A late tick is not followed by a burst of catch-up heartbeats.
             next = next.max(
@@ -276,9 +277,8 @@ impl Agent {
     }
 
     async fn poll_loop(&self, stop: &CancellationToken) {
-        let scheduler = &self.node.scheduler;
-        let mut terminal = scheduler.terminal_events();
-        let mut in_flight: HashSet<String> = match self.node.store.unfinished() {
+        let mut terminal = self.node.endings();
+        let mut in_flight: HashSet<String> = match self.node.unfinished() {
             Ok(records) => records
                 .into_iter()
                 .filter(|r| r.origin.as_ref().is_some_and(Origin::is_control_plane))
@@ -322,7 +322,7 @@ impl Agent {
             }
             let wait = match self.control_plane.poll(free).await {
                 Ok(assignments) => {
-                    self.node.control_plane.connected();
+                    self.node.control_plane().connected();
                     backoff.reset();
                     let got_work = !assignments.is_empty();
                     for assignment in assignments {
@@ -352,7 +352,7 @@ impl Agent {
                     Duration::ZERO
                 }
                 Err(e) => {
-                    self.node.control_plane.disconnected(&e.to_string());
+                    self.node.control_plane().disconnected(&e.to_string());
                     backoff.delay()
                 }
             };
@@ -372,16 +372,13 @@ impl Agent {
     /// could not accept it, assignments still wait to start, or reports
     /// still wait to be delivered.
     fn held_back(&self, in_flight: &HashSet<String>) -> Option<String> {
-        if let Some(reason) = self.node.scheduler.refusal() {
+        if let Some(reason) = self.node.load().refusal {
             return Some(reason);
         }
-        if in_flight
-            .iter()
-            .any(|id| self.node.scheduler.is_waiting(id))
-        {
+        if in_flight.iter().any(|id| self.node.is_waiting(id)) {
             return Some("assignments wait to start".into());
         }
-        let pending = self.node.store.outbox_len(Channel::ControlPlane);
+        let pending = self.node.reports_pending(Channel::ControlPlane);
         (pending > self.settings.max_parallel_tasks)
             .then(|| format!("{pending} reports wait to be delivered"))
     }

@@ -3,7 +3,7 @@
 //! outbox and the scheduler are shared.
 
 use crate::job::JobRequest;
-use crate::store::{JobStore, Origin, OutboxItem};
+use crate::store::{Origin, OutboxItem};
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
@@ -60,17 +60,20 @@ pub struct Assignment {
 /// What an adapter may read while it reports: the jobs' stored outputs and
 /// the artifact store.
 pub struct Reporting<'a> {
-    /// The job store.
-    pub store: &'a JobStore,
-    /// Where output artifacts go.
-    pub artifacts: &'a wasmnode_runtime::ArtifactStore,
+    /// The node.
+    pub node: &'a crate::node::Node,
 }
 
 impl Reporting<'_> {
+    /// Where output artifacts go.
+    pub fn artifacts(&self) -> &wasmnode_runtime::ArtifactStore {
+        self.node.artifacts()
+    }
+
     /// The stored output of `job_id` (null when it produced none).
     pub fn output(&self, job_id: &str) -> Result<Value, CpError> {
         let bytes = self
-            .store
+            .node
             .output(job_id)
             .map_err(|e| CpError::Unavailable(format!("cannot read the job's output: {e}")))?;
         Ok(bytes

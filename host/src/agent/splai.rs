@@ -290,7 +290,7 @@ impl ControlPlane for SplaiClient {
             ReportStatus::Running => key.push_str(":running"),
             ReportStatus::Completed => {
                 let output = reporting.output(&item.job_id)?;
-                match task.write_output(output, reporting.artifacts) {
+                match task.write_output(output, reporting.artifacts()) {
                     Ok(written) => uri = Some(written),
                     Err(e) => {
                         status = ReportStatus::Failed;

@@ -21,7 +21,7 @@ pub async fn stream(
     // Subscribe before reading the state so that no transition in between
     // is lost; the subscription ends with the stream, however it ends.
     let max = app.node.config.api.max_event_streams;
-    let mut rx = app.node.events.subscribe(&job_id, max).ok_or_else(|| {
+    let mut rx = app.node.follow(&job_id, max).ok_or_else(|| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TOO_MANY_STREAMS",
@@ -29,7 +29,7 @@ pub async fn stream(
         )
         .retry_after(5)
     })?;
-    let record = match app.node.store.get(&job_id) {
+    let record = match app.node.job(&job_id) {
         Ok(Some(record)) => record,
         Ok(None) => return Err(ApiError::job_not_found(&job_id)),
         Err(e) => return Err(ApiError::store(e)),

@@ -57,8 +57,8 @@ pub async fn submit(
     })?;
     let job_id = request.job_id.clone();
     // Listen before submitting, so that a job finishing at once is not missed.
-    let finished = wait.map(|_| app.node.scheduler.terminal_events());
-    match app.node.scheduler.submit(request).await {
+    let finished = wait.map(|_| app.node.endings());
+    match app.node.submit(request, None).await {
         Ok(Submitted::Accepted) | Ok(Submitted::InFlight) => {
             let accepted = json!({"accepted": true, "job_id": job_id, "state": "queued"});
             match (wait, finished) {
@@ -101,10 +101,10 @@ async fn wait_for(
     use tokio::sync::broadcast::error::RecvError;
     let deadline = tokio::time::Instant::now() + wait;
     'look: loop {
-        if let Ok(Some(record)) = app.node.store.get(job_id)
+        if let Ok(Some(record)) = app.node.job(job_id)
             && record.state.is_terminal()
         {
-            let logs = app.node.store.logs(job_id).unwrap_or_default();
+            let logs = app.node.logs(job_id).unwrap_or_default();
             let mut answer = view(&record, logs);
             answer["accepted"] = Value::Bool(true);
             return answer;
@@ -122,7 +122,7 @@ async fn wait_for(
             }
         }
     }
-    match app.node.store.get(job_id) {
+    match app.node.job(job_id) {
         Ok(Some(record)) => {
             let mut answer = accepted;
             answer["state"] = Value::String(record.state.as_str().into());
@@ -133,7 +133,7 @@ async fn wait_for(
 }
 
 fn count_rejection(app: &AppState, code: &str) {
-    app.node.metrics.rejected(code);
+    app.node.metrics().rejected(code);
 }
 
 /// The answer to a submission the scheduler refused; `duplicate_code` names
@@ -169,8 +169,7 @@ pub fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
 
 fn job(app: &AppState, job_id: &str) -> Result<JobRecord, ApiError> {
     app.node
-        .store
-        .get(job_id)
+        .job(job_id)
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::job_not_found(job_id))
 }
@@ -181,7 +180,7 @@ pub async fn get(
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let record = job(&app, &job_id)?;
-    let logs = app.node.store.logs(&job_id).map_err(ApiError::store)?;
+    let logs = app.node.logs(&job_id).map_err(ApiError::store)?;
     Ok(Json(view(&record, logs)))
 }
 
@@ -190,13 +189,7 @@ pub async fn cancel(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match app
-        .node
-        .scheduler
-        .cancel(&job_id)
-        .await
-        .map_err(ApiError::store)?
-    {
+    match app.node.cancel(&job_id).await.map_err(ApiError::store)? {
         Some(c) => Ok(Json(
             json!({"job_id": job_id, "state": c.state.as_str(), "note": c.note}),
         )),
@@ -230,8 +223,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let (records, next) = app
         .node
-        .store
-        .list(state, q.cursor.unwrap_or(0), limit)
+        .jobs(state, q.cursor.unwrap_or(0), limit)
         .map_err(ApiError::store)?;
     let jobs: Vec<Value> = records.iter().map(summary).collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))
@@ -248,7 +240,6 @@ pub async fn result(
         (JobState::Finished, _) => {
             let output = app
                 .node
-                .store
                 .output(&job_id)
                 .map_err(ApiError::store)?
                 .unwrap_or_else(|| b"null".to_vec());

@@ -13,12 +13,10 @@ use wasmnode_runtime::task_types;
 /// `GET /info`: static facts.
 pub async fn info(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
-    let wasm = &node.router.executors().wasm;
+    let wasm = node.wasm();
+    let load = node.load();
     let mut modes = vec!["wasm"];
-    let docker = match &node.docker {
-        Some(docker) => docker.available().await,
-        None => false,
-    };
+    let docker = node.containers_available().await;
     if docker {
         modes.push("image");
     }
@@ -33,10 +31,10 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "arch": node.facts.arch,
         "labels": node.config.node.labels,
         "version": env!("CARGO_PKG_VERSION"),
-        "runtime_modes": modes.iter().filter(|m| node.router.policy().allowed_modes.iter().any(|a| a.as_str() == **m)).collect::<Vec<_>>(),
+        "runtime_modes": modes.iter().filter(|m| node.policy().allowed_modes.iter().any(|a| a.as_str() == **m)).collect::<Vec<_>>(),
         "task_types": task_types::names().collect::<Vec<_>>(),
-        "tools": node.router.tools().names(),
-        "max_concurrent_jobs": node.scheduler.max_concurrent(),
+        "tools": node.tools().names(),
+        "max_concurrent_jobs": load.max_concurrent,
         "executors": executors(docker),
         "llm_backends": probes,
         "cached_models": cached,
@@ -50,11 +48,12 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
 /// `GET /health`: dynamic facts.
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
-    let store_error = node.store.degraded();
+    let load = node.load();
+    let store_error = load.store_error;
     let floor = node.config.node.min_free_disk_mb << 20;
     let free = wasmnode_runtime::disk::free_bytes(&node.config.node.data_dir);
     let low_disk = free.is_some_and(|free| free < floor);
-    let status = if node.scheduler.is_draining() {
+    let status = if load.draining {
         "draining"
     } else if store_error.is_some() || low_disk {
         "degraded"
@@ -65,14 +64,14 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "status": status,
         "store": {"writable": store_error.is_none(), "error": store_error},
         "disk": {"free_mb": free.map(|b| b >> 20), "floor_mb": floor >> 20},
-        "queued_bytes": node.scheduler.queued_bytes(),
+        "queued_bytes": load.queued_bytes,
         "uptime_seconds": node.started.elapsed().as_secs(),
         "load_average": facts::load_average(),
-        "running_jobs": node.scheduler.running(),
-        "max_concurrent_jobs": node.scheduler.max_concurrent(),
-        "queue_depth": node.scheduler.queue_depth(),
+        "running_jobs": load.running,
+        "max_concurrent_jobs": load.max_concurrent,
+        "queue_depth": load.queued,
         "temperature_c": facts::temperature_c(),
-        "control_plane": node.control_plane.snapshot(node.store.outbox_len(Channel::ControlPlane)),
+        "control_plane": node.control_plane().snapshot(node.reports_pending(Channel::ControlPlane)),
     });
     for door in app.doors.iter() {
         if let Value::Object(fields) = &mut health {
@@ -92,10 +91,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     if wants_json {
         return Json(summary(&app)).into_response();
     }
-    let body = app
-        .node
-        .metrics
-        .render(app.node.router.executors().wasm.cache_stats());
+    let body = app.node.metrics().render(app.node.wasm().cache_stats());
     (
         [(
             header::CONTENT_TYPE,
@@ -109,14 +105,15 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
 fn summary(app: &AppState) -> Value {
     use std::sync::atomic::Ordering::Relaxed;
     let node = &app.node;
-    let totals = &node.metrics.totals;
+    let totals = &node.metrics().totals;
     let (completed, failed) = (totals.finished.load(Relaxed), totals.failed.load(Relaxed));
     let success_rate = if completed + failed == 0 {
         1.0
     } else {
         completed as f64 / (completed + failed) as f64
     };
-    let (cpu, _) = node.utilisation.lock().expect("utilisation lock").sample();
+    let (cpu, _) = node.utilisation();
+    let load = node.load();
     json!({
         "tasks_completed": completed,
         "tasks_failed": failed,
@@ -126,8 +123,8 @@ fn summary(app: &AppState) -> Value {
         "cpu_usage_percent": cpu * 100.0,
         "memory_usage_gb": facts::process_rss_bytes() as f64 / 1_073_741_824.0,
         "uptime_hours": node.started.elapsed().as_secs_f64() / 3600.0,
-        "active_tasks": node.scheduler.running(),
-        "queue_depth": node.scheduler.queue_depth(),
+        "active_tasks": load.running,
+        "queue_depth": load.queued,
     })
 }
 

@@ -64,7 +64,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
         %address,
         worker_id = %node.config.node.worker_id,
         data_dir = %node.config.node.data_dir.display(),
-        max_concurrent_jobs = node.scheduler.max_concurrent(),
+        max_concurrent_jobs = node.load().max_concurrent,
         max_connections = limits.max_connections,
         "wasmnode serving the job API on {scheme}://{address}"
     );
@@ -122,27 +122,26 @@ async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: Cancell
     tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
     let deadline = Duration::from_secs(node.config.scheduler.drain_timeout_seconds);
     tracing::info!(
-        running = node.scheduler.running(),
+        running = node.load().running,
         ?deadline,
         "draining: no new jobs; running jobs may finish"
     );
     if let Some(agent) = &agent {
         agent.stop.cancel();
     }
-    node.scheduler.begin_drain();
+    node.begin_drain();
     let drained = tokio::select! {
-        idle = node.scheduler.wait_idle(tokio::time::Instant::now() + deadline) => idle,
+        idle = node.wait_idle(tokio::time::Instant::now() + deadline) => idle,
         _ = term.recv() => false,
         _ = int.recv() => false,
     };
     if !drained {
         tracing::warn!(
-            running = node.scheduler.running(),
+            running = node.load().running,
             "stopping the jobs still running"
         );
-        node.scheduler.interrupt_running();
-        node.scheduler
-            .wait_idle(tokio::time::Instant::now() + CANCEL_GRACE)
+        node.interrupt_running();
+        node.wait_idle(tokio::time::Instant::now() + CANCEL_GRACE)
             .await;
     }
     if let Some(agent) = agent {
@@ -150,7 +149,7 @@ async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: Cancell
         let mut task = agent.task;
         if tokio::time::timeout(FLUSH_GRACE, &mut task).await.is_err() {
             tracing::warn!(
-                pending = node.store.outbox_len(crate::store::Channel::ControlPlane),
+                pending = node.reports_pending(crate::store::Channel::ControlPlane),
                 "reports still undelivered; they are kept for the next start"
             );
             task.abort();

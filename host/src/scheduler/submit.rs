@@ -62,14 +62,9 @@ pub(super) struct Reservation {
 
 impl Scheduler {
     /// Accepts `request`: validated against routing and policy, written to
-    /// the store, then queued.
-    pub async fn submit(&self, request: JobRequest) -> Result<Submitted, SubmitError> {
-        self.submit_from(request, None).await
-    }
-
-    /// Like [`Scheduler::submit`], for a job that a control-plane task
-    /// (`origin`) asked for: its reports are queued with its state changes.
-    pub async fn submit_from(
+    /// the store, then queued. With an `origin`, the job's reports are
+    /// queued with its state changes.
+    pub async fn submit(
         &self,
         request: JobRequest,
         origin: Option<Origin>,

@@ -87,7 +87,7 @@ impl Harness {
     async fn submit(&self, id: &str, priority: &str, idempotent: bool) {
         let submitted = self
             .scheduler
-            .submit(request(id, priority, idempotent))
+            .submit(request(id, priority, idempotent), None)
             .await
             .unwrap();
         assert!(matches!(submitted, Submitted::Accepted), "{id}");

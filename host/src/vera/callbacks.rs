@@ -10,7 +10,7 @@
 //! fails the callback at once: no retry could succeed.
 
 use crate::node::Node;
-use crate::store::{CallbackStatus, Channel, JobStore, OutboxItem};
+use crate::store::{CallbackStatus, Channel, OutboxItem};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,13 +34,10 @@ async fn run(node: Arc<Node>) {
     };
     let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
     loop {
-        let pending = node
-            .store
-            .outbox(Channel::Callback, 256)
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "cannot read pending callbacks");
-                Vec::new()
-            });
+        let pending = node.reports(Channel::Callback, 256).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read pending callbacks");
+            Vec::new()
+        });
         for (seq, item) in pending {
             if in_flight.lock().expect("in-flight lock").len() >= PARALLEL
                 || !in_flight.lock().expect("in-flight lock").insert(seq)
@@ -54,7 +51,7 @@ async fn run(node: Arc<Node>) {
             });
         }
         tokio::select! {
-            _ = node.store.outbox_ready(Channel::Callback) => {}
+            _ = node.report_queued(Channel::Callback) => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
@@ -116,12 +113,12 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
     };
     let url = &url;
     let settings = &node.config.vera;
-    let Ok(Some(record)) = node.store.get(&item.job_id) else {
+    let Ok(Some(record)) = node.job(&item.job_id) else {
         tracing::warn!(job_id = %item.job_id, "callback dropped: the job is gone");
-        let _ = node.store.outbox_remove(Channel::Callback, seq).await;
+        let _ = node.report_done(Channel::Callback, seq).await;
         return;
     };
-    let body = match super::result_document(&node.store, &record, &node.config.node.worker_id) {
+    let body = match super::result_document(node, &record) {
         Ok(body) => body,
         Err(e) => {
             // Kept in the outbox; the delivery loop tries again.
@@ -139,8 +136,8 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
             Ok(_) => {
                 status.state = "delivered".into();
                 status.last_error = None;
-                record_status(&node.store, &item.job_id, status).await;
-                let _ = node.store.outbox_remove(Channel::Callback, seq).await;
+                record_status(node, &item.job_id, status).await;
+                let _ = node.report_done(Channel::Callback, seq).await;
                 return;
             }
             Err(Failed::Finally(error)) => {
@@ -152,7 +149,7 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
                 tracing::warn!(job_id = %item.job_id, attempt, %error, "callback failed");
                 status.last_error = Some(error);
                 if attempt < settings.callback_attempts {
-                    record_status(&node.store, &item.job_id, status.clone()).await;
+                    record_status(node, &item.job_id, status.clone()).await;
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                 }
@@ -160,12 +157,12 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
         }
     }
     status.state = "failed".into();
-    record_status(&node.store, &item.job_id, status).await;
-    let _ = node.store.outbox_remove(Channel::Callback, seq).await;
+    record_status(node, &item.job_id, status).await;
+    let _ = node.report_done(Channel::Callback, seq).await;
 }
 
-async fn record_status(store: &JobStore, job_id: &str, status: CallbackStatus) {
-    if let Err(e) = store.set_callback(job_id, status).await {
+async fn record_status(node: &Node, job_id: &str, status: CallbackStatus) {
+    if let Err(e) = node.set_callback(job_id, status).await {
         tracing::error!(%job_id, error = %e, "cannot record the callback status");
     }
 }

@@ -36,7 +36,7 @@ impl FrontDoor for Vera {
         let fields = json!({
             "worker_id": node.config.node.worker_id,
             "capabilities": capabilities(node),
-            "active_tasks": node.scheduler.running(),
+            "active_tasks": node.load().running,
         });
         match fields {
             Value::Object(map) => map,
@@ -60,7 +60,7 @@ fn capabilities(node: &Node) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if node.docker.is_some() {
+    if node.has_containers() {
         out.push("image".into());
     }
     if !node.config.vera.languages.is_empty() {
@@ -105,7 +105,7 @@ async fn execute(
         }
         None => None,
     };
-    match app.node.scheduler.submit_from(job, origin).await {
+    match app.node.submit(job, origin).await {
         Ok(Submitted::Accepted | Submitted::InFlight | Submitted::Existing(_)) => Ok(Json(json!({
             "task_id": task_id,
             "status": "accepted",
@@ -122,15 +122,15 @@ async fn execute(
 /// When a task should be done, from the mean run time so far and the queue.
 fn estimate(app: &AppState, record: Option<&JobRecord>) -> u64 {
     let node = &app.node;
-    let mean_ms = (node.metrics.totals.mean_run_seconds() * 1000.0).max(1.0);
+    let mean_ms = (node.metrics().totals.mean_run_seconds() * 1000.0).max(1.0);
     match record {
         Some(r) if r.state.is_terminal() => r.finished_at_ms.unwrap_or_else(now_ms),
         Some(r) if r.state == JobState::Running => {
             r.started_at_ms.unwrap_or_else(now_ms) + mean_ms as u64
         }
         _ => {
-            let waves =
-                node.scheduler.queue_depth() as f64 / node.scheduler.max_concurrent().max(1) as f64;
+            let load = node.load();
+            let waves = load.queued as f64 / load.max_concurrent.max(1) as f64;
             now_ms() + ((waves + 1.0) * mean_ms) as u64
         }
     }
@@ -138,8 +138,7 @@ fn estimate(app: &AppState, record: Option<&JobRecord>) -> u64 {
 
 fn task(app: &AppState, task_id: &str) -> Result<JobRecord, ApiError> {
     app.node
-        .store
-        .get(task_id)
+        .job(task_id)
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::task_not_found(task_id))
 }
@@ -153,7 +152,7 @@ async fn status(
     let progress = match record.state {
         JobState::Queued => 0.0,
         JobState::Running => {
-            let mean_ms = (app.node.metrics.totals.mean_run_seconds() * 1000.0).max(1.0);
+            let mean_ms = (app.node.metrics().totals.mean_run_seconds() * 1000.0).max(1.0);
             let elapsed =
                 now_ms().saturating_sub(record.started_at_ms.unwrap_or_else(now_ms)) as f64;
             (elapsed / mean_ms).min(0.95)
@@ -184,8 +183,7 @@ async fn result(
     Path(task_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = task(&app, &task_id)?;
-    let document = result_document(&app.node.store, &record, &app.node.config.node.worker_id)
-        .map_err(ApiError::store)?;
+    let document = result_document(&app.node, &record).map_err(ApiError::store)?;
     Ok(json_bytes(document))
 }
 
@@ -194,13 +192,7 @@ async fn cancel(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match app
-        .node
-        .scheduler
-        .cancel(&task_id)
-        .await
-        .map_err(ApiError::store)?
-    {
+    match app.node.cancel(&task_id).await.map_err(ApiError::store)? {
         Some(c) => Ok(Json(
             json!({"task_id": task_id, "status": status_name(c.state), "message": c.note}),
         )),

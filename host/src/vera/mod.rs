@@ -287,19 +287,19 @@ pub fn status_name(state: crate::store::JobState) -> &'static str {
 /// The result document of a task (`/task/{id}/result` and callbacks) as
 /// JSON; the task's output is embedded exactly as the task produced it.
 pub fn result_document(
-    store: &crate::store::JobStore,
+    node: &crate::node::Node,
     record: &crate::store::JobRecord,
-    worker_id: &str,
 ) -> Result<Vec<u8>, crate::store::StoreError> {
+    let worker_id = node.config.node.worker_id.as_str();
     use serde_json::value::RawValue;
     let output = match record.state.is_terminal() {
-        true => store.output(&record.job_id)?,
+        true => node.output(&record.job_id)?,
         false => None,
     };
     let result: Option<Box<RawValue>> = output
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| RawValue::from_string(text).ok());
-    let logs = store.logs(&record.job_id)?;
+    let logs = node.logs(&record.job_id)?;
     let ending = record.result.clone().unwrap_or_default();
     let seconds = match (record.started_at_ms, record.finished_at_ms) {
         (Some(s), Some(f)) => Some(f.saturating_sub(s) as f64 / 1000.0),

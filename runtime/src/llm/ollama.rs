@@ -13,88 +13,6 @@ use crate::failure::TaskFailure;
 use serde_json::{Value, json};
 use std::time::Instant;
 
-/// Generates text: `/api/chat` with messages, else `/api/generate`.
-pub async fn generate(
-    client: &reqwest::Client,
-    backend: &Backend,
-    request: &Generation,
-    retries: u32,
-    ctx: &TaskContext,
-) -> Result<Generated, TaskFailure> {
-    let chat = request.messages.is_some();
-    let mut options = json!({});
-    if let Some(n) = request.max_tokens {
-        options["num_predict"] = json!(n);
-    }
-    if let Some(t) = request.temperature {
-        options["temperature"] = json!(t);
-    }
-    if let Some(s) = request.seed {
-        options["seed"] = json!(s);
-    }
-    let mut body = json!({"model": request.model, "stream": request.stream, "options": options});
-    let path = match &request.messages {
-        Some(messages) => {
-            body["messages"] = json!(messages);
-            "/api/chat"
-        }
-        None => {
-            body["prompt"] = json!(request.prompt.clone().unwrap_or_default());
-            "/api/generate"
-        }
-    };
-    let what = backend.describe();
-    let started = Instant::now();
-    let response = http::send(&what, retries, ctx, || {
-        client.post(backend.url(path)).json(&body)
-    })
-    .await?;
-    let response = http::check(&what, response).await?;
-    let piece_of = |v: &Value| -> Option<String> {
-        if chat {
-            v["message"]["content"].as_str().map(String::from)
-        } else {
-            v["response"].as_str().map(String::from)
-        }
-    };
-    let mut generated = Generated::default();
-    if !request.stream {
-        let reply = http::json(&what, response, ctx).await?;
-        generated.push(
-            &piece_of(&reply).unwrap_or_default(),
-            started,
-            ctx.limits.max_output_bytes,
-        )?;
-        finish(&reply, &mut generated);
-        return Ok(generated);
-    }
-    let mut lines = Lines::new(&what, response);
-    while let Some(line) = lines.next(ctx).await? {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Value = serde_json::from_str(&line).map_err(|e| {
-            TaskFailure::backend_unavailable(format!(
-                "{what} streamed a line that is not JSON: {e}"
-            ))
-        })?;
-        if let Some(error) = event["error"].as_str() {
-            return Err(TaskFailure::backend_unavailable(format!(
-                "{what} failed while generating: {error}"
-            )));
-        }
-        if let Some(piece) = piece_of(&event).filter(|p| !p.is_empty()) {
-            generated.push(&piece, started, ctx.limits.max_output_bytes)?;
-            ctx.emit(TaskEvent::Token(piece));
-        }
-        if event["done"] == Value::Bool(true) {
-            finish(&event, &mut generated);
-            break;
-        }
-    }
-    Ok(generated)
-}
-
 fn finish(last: &Value, generated: &mut Generated) {
     generated.prompt_tokens = last["prompt_eval_count"].as_u64();
     generated.completion_tokens = last["eval_count"].as_u64();
@@ -102,40 +20,6 @@ fn finish(last: &Value, generated: &mut Generated) {
         .as_str()
         .map(String::from)
         .or(Some("stop".into()));
-}
-
-/// Embeds `texts`: `/api/embed` in one call, or `/api/embeddings` one text
-/// at a time on servers that predate it.
-pub async fn embed(
-    client: &reqwest::Client,
-    backend: &Backend,
-    model: &str,
-    texts: &[String],
-    retries: u32,
-    ctx: &TaskContext,
-) -> Result<Vec<Vec<f32>>, TaskFailure> {
-    let what = backend.describe();
-    let body = json!({"model": model, "input": texts});
-    let response = http::send(&what, retries, ctx, || {
-        client.post(backend.url("/api/embed")).json(&body)
-    })
-    .await?;
-    if response.status() != reqwest::StatusCode::NOT_FOUND || response_is_model_error(&response) {
-        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
-        let vectors = reply["embeddings"].as_array().cloned().unwrap_or_default();
-        return vectors.iter().map(|v| vector(v, &what)).collect();
-    }
-    let mut out = Vec::with_capacity(texts.len());
-    for text in texts {
-        let body = json!({"model": model, "prompt": text});
-        let response = http::send(&what, retries, ctx, || {
-            client.post(backend.url("/api/embeddings")).json(&body)
-        })
-        .await?;
-        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
-        out.push(vector(&reply["embedding"], &what)?);
-    }
-    Ok(out)
 }
 
 /// Ollama answers 404 both for a missing endpoint and for a missing model;
@@ -146,23 +30,6 @@ fn response_is_model_error(response: &reqwest::Response) -> bool {
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.contains("json"))
-}
-
-/// The models installed on the server.
-pub async fn tags(
-    client: &reqwest::Client,
-    backend: &Backend,
-    ctx: &TaskContext,
-) -> Result<Vec<String>, TaskFailure> {
-    let what = backend.describe();
-    let response = http::send(&what, 0, ctx, || client.get(backend.url("/api/tags"))).await?;
-    let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
-    Ok(reply["models"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["name"].as_str().map(String::from))
-        .collect())
 }
 
 /// Pulls `model`, forwarding progress as task events.
@@ -218,7 +85,16 @@ impl ModelServer for Ollama {
         at: &Endpoint<'_>,
         ctx: &TaskContext,
     ) -> Result<Vec<String>, TaskFailure> {
-        tags(at.client, at.backend, ctx).await
+        let (client, backend) = (at.client, at.backend);
+        let what = backend.describe();
+        let response = http::send(&what, 0, ctx, || client.get(backend.url("/api/tags"))).await?;
+        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
+        Ok(reply["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["name"].as_str().map(String::from))
+            .collect())
     }
 
     async fn generate(
@@ -227,7 +103,80 @@ impl ModelServer for Ollama {
         request: &Generation,
         ctx: &TaskContext,
     ) -> Result<Generated, TaskFailure> {
-        generate(at.client, at.backend, request, at.retries, ctx).await
+        let (client, backend, retries) = (at.client, at.backend, at.retries);
+        let chat = request.messages.is_some();
+        let mut options = json!({});
+        if let Some(n) = request.max_tokens {
+            options["num_predict"] = json!(n);
+        }
+        if let Some(t) = request.temperature {
+            options["temperature"] = json!(t);
+        }
+        if let Some(s) = request.seed {
+            options["seed"] = json!(s);
+        }
+        let mut body =
+            json!({"model": request.model, "stream": request.stream, "options": options});
+        let path = match &request.messages {
+            Some(messages) => {
+                body["messages"] = json!(messages);
+                "/api/chat"
+            }
+            None => {
+                body["prompt"] = json!(request.prompt.clone().unwrap_or_default());
+                "/api/generate"
+            }
+        };
+        let what = backend.describe();
+        let started = Instant::now();
+        let response = http::send(&what, retries, ctx, || {
+            client.post(backend.url(path)).json(&body)
+        })
+        .await?;
+        let response = http::check(&what, response).await?;
+        let piece_of = |v: &Value| -> Option<String> {
+            if chat {
+                v["message"]["content"].as_str().map(String::from)
+            } else {
+                v["response"].as_str().map(String::from)
+            }
+        };
+        let mut generated = Generated::default();
+        if !request.stream {
+            let reply = http::json(&what, response, ctx).await?;
+            generated.push(
+                &piece_of(&reply).unwrap_or_default(),
+                started,
+                ctx.limits.max_output_bytes,
+            )?;
+            finish(&reply, &mut generated);
+            return Ok(generated);
+        }
+        let mut lines = Lines::new(&what, response);
+        while let Some(line) = lines.next(ctx).await? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event: Value = serde_json::from_str(&line).map_err(|e| {
+                TaskFailure::backend_unavailable(format!(
+                    "{what} streamed a line that is not JSON: {e}"
+                ))
+            })?;
+            if let Some(error) = event["error"].as_str() {
+                return Err(TaskFailure::backend_unavailable(format!(
+                    "{what} failed while generating: {error}"
+                )));
+            }
+            if let Some(piece) = piece_of(&event).filter(|p| !p.is_empty()) {
+                generated.push(&piece, started, ctx.limits.max_output_bytes)?;
+                ctx.emit(TaskEvent::Token(piece));
+            }
+            if event["done"] == Value::Bool(true) {
+                finish(&event, &mut generated);
+                break;
+            }
+        }
+        Ok(generated)
     }
 
     async fn embed(
@@ -237,7 +186,30 @@ impl ModelServer for Ollama {
         texts: &[String],
         ctx: &TaskContext,
     ) -> Result<Vec<Vec<f32>>, TaskFailure> {
-        embed(at.client, at.backend, model, texts, at.retries, ctx).await
+        let (client, backend, retries) = (at.client, at.backend, at.retries);
+        let what = backend.describe();
+        let body = json!({"model": model, "input": texts});
+        let response = http::send(&what, retries, ctx, || {
+            client.post(backend.url("/api/embed")).json(&body)
+        })
+        .await?;
+        if response.status() != reqwest::StatusCode::NOT_FOUND || response_is_model_error(&response)
+        {
+            let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
+            let vectors = reply["embeddings"].as_array().cloned().unwrap_or_default();
+            return vectors.iter().map(|v| vector(v, &what)).collect();
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for text in texts {
+            let body = json!({"model": model, "prompt": text});
+            let response = http::send(&what, retries, ctx, || {
+                client.post(backend.url("/api/embeddings")).json(&body)
+            })
+            .await?;
+            let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
+            out.push(vector(&reply["embedding"], &what)?);
+        }
+        Ok(out)
     }
 
     /// Pulls a model that is not installed.
@@ -247,7 +219,7 @@ impl ModelServer for Ollama {
         model: &str,
         ctx: &TaskContext,
     ) -> Result<(), TaskFailure> {
-        let installed = tags(at.client, at.backend, ctx).await?;
+        let installed = self.models(at, ctx).await?;
         let latest = format!("{model}:latest");
         if !installed.iter().any(|m| m == model || *m == latest) {
             tracing::info!(%model, backend = %at.backend.describe(), "installing a missing model");

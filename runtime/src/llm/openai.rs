@@ -2,7 +2,6 @@
 //! `/v1/completions`, `/v1/chat/completions` (with SSE streaming),
 //! `/v1/embeddings`, `/v1/models`.
 
-use super::backends::Backend;
 use super::generation::{Generated, Generation};
 use super::http;
 use super::server::{Endpoint, ModelServer};
@@ -12,96 +11,6 @@ use crate::failure::TaskFailure;
 use serde_json::{Value, json};
 use std::time::Instant;
 
-/// Generates text (chat when there are messages, else a completion).
-pub async fn generate(
-    client: &reqwest::Client,
-    backend: &Backend,
-    request: &Generation,
-    retries: u32,
-    ctx: &TaskContext,
-) -> Result<Generated, TaskFailure> {
-    let chat = request.messages.is_some();
-    let path = if chat {
-        "/v1/chat/completions"
-    } else {
-        "/v1/completions"
-    };
-    let mut body = json!({"model": request.model, "stream": request.stream});
-    match &request.messages {
-        Some(messages) => body["messages"] = json!(messages),
-        None => body["prompt"] = json!(request.prompt.clone().unwrap_or_default()),
-    }
-    if let Some(n) = request.max_tokens {
-        body["max_tokens"] = json!(n);
-    }
-    if let Some(t) = request.temperature {
-        body["temperature"] = json!(t);
-    }
-    if let Some(s) = request.seed {
-        body["seed"] = json!(s);
-    }
-    if request.stream {
-        body["stream_options"] = json!({"include_usage": true});
-    }
-    let what = backend.describe();
-    let started = Instant::now();
-    let response = http::send(&what, retries, ctx, || {
-        backend.authorize(client.post(backend.url(path)).json(&body))
-    })
-    .await?;
-    let response = http::check(&what, response).await?;
-    if !request.stream {
-        let reply = http::json(&what, response, ctx).await?;
-        let choice = &reply["choices"][0];
-        let text = if chat {
-            choice["message"]["content"].as_str()
-        } else {
-            choice["text"].as_str()
-        };
-        let mut generated = Generated {
-            finish_reason: choice["finish_reason"].as_str().map(String::from),
-            ..Generated::default()
-        };
-        generated.push(
-            text.unwrap_or_default(),
-            started,
-            ctx.limits.max_output_bytes,
-        )?;
-        read_usage(&reply, &mut generated);
-        return Ok(generated);
-    }
-    let mut generated = Generated::default();
-    let mut chunks = 0u64;
-    let mut lines = Lines::new(&what, response);
-    while let Some(data) = lines.next_event(ctx).await? {
-        let Ok(event) = serde_json::from_str::<Value>(&data) else {
-            continue;
-        };
-        if let Some(error) = event.get("error") {
-            return Err(TaskFailure::backend_unavailable(format!(
-                "{what} failed while generating: {error}"
-            )));
-        }
-        let choice = &event["choices"][0];
-        let piece = if chat {
-            choice["delta"]["content"].as_str()
-        } else {
-            choice["text"].as_str()
-        };
-        if let Some(piece) = piece.filter(|p| !p.is_empty()) {
-            chunks += 1;
-            generated.push(piece, started, ctx.limits.max_output_bytes)?;
-            ctx.emit(TaskEvent::Token(piece.to_string()));
-        }
-        if let Some(reason) = choice["finish_reason"].as_str() {
-            generated.finish_reason = Some(reason.into());
-        }
-        read_usage(&event, &mut generated);
-    }
-    generated.completion_tokens.get_or_insert(chunks);
-    Ok(generated)
-}
-
 fn read_usage(reply: &Value, generated: &mut Generated) {
     if let Some(usage) = reply.get("usage").filter(|u| u.is_object()) {
         generated.prompt_tokens = usage["prompt_tokens"].as_u64().or(generated.prompt_tokens);
@@ -109,36 +18,6 @@ fn read_usage(reply: &Value, generated: &mut Generated) {
             .as_u64()
             .or(generated.completion_tokens);
     }
-}
-
-/// Embeds `texts` with `model`.
-pub async fn embed(
-    client: &reqwest::Client,
-    backend: &Backend,
-    model: &str,
-    texts: &[String],
-    retries: u32,
-    ctx: &TaskContext,
-) -> Result<Vec<Vec<f32>>, TaskFailure> {
-    let what = backend.describe();
-    let body = json!({"model": model, "input": texts});
-    let response = http::send(&what, retries, ctx, || {
-        backend.authorize(client.post(backend.url("/v1/embeddings")).json(&body))
-    })
-    .await?;
-    let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
-    let mut data: Vec<Value> = reply["data"].as_array().cloned().unwrap_or_default();
-    data.sort_by_key(|d| d["index"].as_u64().unwrap_or(0));
-    if data.len() != texts.len() {
-        return Err(TaskFailure::backend_unavailable(format!(
-            "{what} returned {} embeddings for {} texts",
-            data.len(),
-            texts.len()
-        )));
-    }
-    data.iter()
-        .map(|d| vector(&d["embedding"], &what))
-        .collect()
 }
 
 /// A JSON array of numbers as a vector.
@@ -161,26 +40,6 @@ pub fn vector(value: &Value, what: &str) -> Result<Vec<f32>, TaskFailure> {
         .collect()
 }
 
-/// The models the backend serves.
-pub async fn models(
-    client: &reqwest::Client,
-    backend: &Backend,
-    ctx: &TaskContext,
-) -> Result<Vec<String>, TaskFailure> {
-    let what = backend.describe();
-    let response = http::send(&what, 0, ctx, || {
-        backend.authorize(client.get(backend.url("/v1/models")))
-    })
-    .await?;
-    let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
-    Ok(reply["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["id"].as_str().map(String::from))
-        .collect())
-}
-
 /// The OpenAI-compatible API as a [`ModelServer`].
 pub struct OpenAi;
 
@@ -191,7 +50,19 @@ impl ModelServer for OpenAi {
         at: &Endpoint<'_>,
         ctx: &TaskContext,
     ) -> Result<Vec<String>, TaskFailure> {
-        models(at.client, at.backend, ctx).await
+        let (client, backend) = (at.client, at.backend);
+        let what = backend.describe();
+        let response = http::send(&what, 0, ctx, || {
+            backend.authorize(client.get(backend.url("/v1/models")))
+        })
+        .await?;
+        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
+        Ok(reply["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(String::from))
+            .collect())
     }
 
     async fn generate(
@@ -200,7 +71,87 @@ impl ModelServer for OpenAi {
         request: &Generation,
         ctx: &TaskContext,
     ) -> Result<Generated, TaskFailure> {
-        generate(at.client, at.backend, request, at.retries, ctx).await
+        let (client, backend, retries) = (at.client, at.backend, at.retries);
+        let chat = request.messages.is_some();
+        let path = if chat {
+            "/v1/chat/completions"
+        } else {
+            "/v1/completions"
+        };
+        let mut body = json!({"model": request.model, "stream": request.stream});
+        match &request.messages {
+            Some(messages) => body["messages"] = json!(messages),
+            None => body["prompt"] = json!(request.prompt.clone().unwrap_or_default()),
+        }
+        if let Some(n) = request.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(s) = request.seed {
+            body["seed"] = json!(s);
+        }
+        if request.stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let what = backend.describe();
+        let started = Instant::now();
+        let response = http::send(&what, retries, ctx, || {
+            backend.authorize(client.post(backend.url(path)).json(&body))
+        })
+        .await?;
+        let response = http::check(&what, response).await?;
+        if !request.stream {
+            let reply = http::json(&what, response, ctx).await?;
+            let choice = &reply["choices"][0];
+            let text = if chat {
+                choice["message"]["content"].as_str()
+            } else {
+                choice["text"].as_str()
+            };
+            let mut generated = Generated {
+                finish_reason: choice["finish_reason"].as_str().map(String::from),
+                ..Generated::default()
+            };
+            generated.push(
+                text.unwrap_or_default(),
+                started,
+                ctx.limits.max_output_bytes,
+            )?;
+            read_usage(&reply, &mut generated);
+            return Ok(generated);
+        }
+        let mut generated = Generated::default();
+        let mut chunks = 0u64;
+        let mut lines = Lines::new(&what, response);
+        while let Some(data) = lines.next_event(ctx).await? {
+            let Ok(event) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            if let Some(error) = event.get("error") {
+                return Err(TaskFailure::backend_unavailable(format!(
+                    "{what} failed while generating: {error}"
+                )));
+            }
+            let choice = &event["choices"][0];
+            let piece = if chat {
+                choice["delta"]["content"].as_str()
+            } else {
+                choice["text"].as_str()
+            };
+            if let Some(piece) = piece.filter(|p| !p.is_empty()) {
+                chunks += 1;
+                generated.push(piece, started, ctx.limits.max_output_bytes)?;
+                ctx.emit(TaskEvent::Token(piece.to_string()));
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                generated.finish_reason = Some(reason.into());
+            }
+            read_usage(&event, &mut generated);
+        }
+        generated.completion_tokens.get_or_insert(chunks);
+        Ok(generated)
     }
 
     async fn embed(
@@ -210,7 +161,26 @@ impl ModelServer for OpenAi {
         texts: &[String],
         ctx: &TaskContext,
     ) -> Result<Vec<Vec<f32>>, TaskFailure> {
-        embed(at.client, at.backend, model, texts, at.retries, ctx).await
+        let (client, backend, retries) = (at.client, at.backend, at.retries);
+        let what = backend.describe();
+        let body = json!({"model": model, "input": texts});
+        let response = http::send(&what, retries, ctx, || {
+            backend.authorize(client.post(backend.url("/v1/embeddings")).json(&body))
+        })
+        .await?;
+        let reply = http::json(&what, http::check(&what, response).await?, ctx).await?;
+        let mut data: Vec<Value> = reply["data"].as_array().cloned().unwrap_or_default();
+        data.sort_by_key(|d| d["index"].as_u64().unwrap_or(0));
+        if data.len() != texts.len() {
+            return Err(TaskFailure::backend_unavailable(format!(
+                "{what} returned {} embeddings for {} texts",
+                data.len(),
+                texts.len()
+            )));
+        }
+        data.iter()
+            .map(|d| vector(&d["embedding"], &what))
+            .collect()
     }
 
     /// These servers cannot install models: one not served is refused.
@@ -220,7 +190,7 @@ impl ModelServer for OpenAi {
         model: &str,
         ctx: &TaskContext,
     ) -> Result<(), TaskFailure> {
-        let served = models(at.client, at.backend, ctx).await?;
+        let served = self.models(at, ctx).await?;
         if served.iter().any(|m| m == model) {
             return Ok(());
         }

@@ -1,6 +1,9 @@
 //! Assembling a node from its configuration: the executors, the tool
 //! registry and the router every front end shares, and for long-running
-//! nodes the job store, the scheduler and its execution runtime.
+//! nodes the job store, the scheduler and its execution runtime. What the
+//! front doors may do with a node is in `facade`.
+
+mod facade;
 
 use crate::agent::status::ControlPlaneStatus;
 use crate::config::{Config, DockerMode};
@@ -101,23 +104,23 @@ pub struct Node {
     /// When the node started.
     pub started: Instant,
     /// Routes tasks to executors.
-    pub router: Arc<Router>,
+    router: Arc<Router>,
     /// Durable job store.
-    pub store: JobStore,
+    store: JobStore,
     /// Queues and runs jobs.
-    pub scheduler: Scheduler,
+    scheduler: Scheduler,
     /// Live job events.
-    pub events: EventHub,
+    events: EventHub,
     /// Prometheus metrics.
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// The container backend, when there is one.
-    pub docker: Option<Arc<DockerExecutor>>,
+    docker: Option<Arc<DockerExecutor>>,
     /// The control-plane connection, in attached mode.
-    pub control_plane: ControlPlaneStatus,
+    control_plane: ControlPlaneStatus,
     /// The model backends.
-    pub llm: Arc<LlmExecutor>,
+    llm: Arc<LlmExecutor>,
     /// CPU and memory sampler for the JSON metrics.
-    pub utilisation: std::sync::Mutex<crate::facts::Utilisation>,
+    utilisation: std::sync::Mutex<crate::facts::Utilisation>,
     /// Held for its lifetime: tasks run on it until the node goes.
     _exec: ExecRuntime,
 }
