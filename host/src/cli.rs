@@ -1,5 +1,6 @@
 //! Command-line interface (clap). Every command has `--help`.
 
+use crate::agent::Protocol;
 use crate::config::Flag;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -128,15 +129,6 @@ pub struct AgentArgs {
     pub max_parallel_tasks: Option<usize>,
     #[command(flatten)]
     pub node: NodeArgs,
-}
-
-/// Control-plane protocols.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    /// SPLAI's worker protocol (register, heartbeat, poll assignments, report).
-    Splai,
-    /// A GOLIAT-style dashboard (heartbeat, assignment with config_url and split_index).
-    Goliat,
 }
 
 /// `wasmnode run`.

@@ -6,9 +6,11 @@
 //! (`POST /api/report`). Network failures are retried by the shared agent
 //! loop, never fatal.
 
+use super::AgentSettings;
 use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration, Reporting};
 use super::settings::GoliatSection;
 use super::transport::Transport;
+use crate::config::Config;
 use crate::job::{JobMount, JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION};
 use crate::store::{Channel, Origin, OutboxItem, ReportStatus};
 use async_trait::async_trait;
@@ -16,6 +18,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmnode_runtime::peer;
 
@@ -36,6 +39,62 @@ struct GoliatAssignment {
     split_index: u64,
     /// Where the config came from.
     config_url: String,
+}
+
+/// The dashboard adapter for `url`, after checking `[goliat.job]` and
+/// trusting the operator's own component or image; the agent's settings
+/// from `[goliat]`.
+pub fn attach(
+    config: &mut Config,
+    transport: Transport,
+    url: &str,
+    backoff_max: Duration,
+) -> anyhow::Result<(Arc<dyn ControlPlane>, AgentSettings)> {
+    if config.goliat.machine_id.is_empty() {
+        config.goliat.machine_id = detect_machine_id();
+    }
+    let job = &config.goliat.job;
+    match job.mode.as_str() {
+        "wasm" if job.component.is_some() => {}
+        "image" if job.image.is_some() => {}
+        _ => anyhow::bail!(
+            "goliat.job must name a `component` (mode wasm) or an `image` (mode image)"
+        ),
+    }
+    // Each assignment's downloaded config is mounted into its own job only
+    // (a node mount, outside the mount policy); the operator's own
+    // component and image are trusted.
+    let work_dir = config.node.data_dir.join("goliat");
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", work_dir.display()))?;
+    if let Some(dir) = job
+        .component
+        .as_deref()
+        .and_then(|c| std::path::Path::new(c).parent())
+    {
+        config.policy.component_roots.push(dir.to_path_buf());
+    }
+    if let Some(image) = job.image.clone() {
+        config.docker.allowed_images.push(image);
+    }
+    tracing::info!(machine_id = %config.goliat.machine_id, "attaching to a GOLIAT-style dashboard");
+    let client = GoliatClient::new(
+        transport,
+        url,
+        &config.goliat.machine_id,
+        config.goliat.clone(),
+        work_dir,
+        config.control_plane.max_answer_bytes,
+    )?;
+    let settings = AgentSettings {
+        max_parallel_tasks: config.control_plane.max_parallel_tasks.unwrap_or(1),
+        poll_interval: Duration::from_secs(config.goliat.poll_seconds.max(1)),
+        backoff_max,
+        locality: None,
+        refresh: None,
+        lease: None,
+    };
+    Ok((Arc::new(client), settings))
 }
 
 /// The dashboard client of one machine.

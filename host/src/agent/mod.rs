@@ -20,6 +20,7 @@ pub mod splai;
 pub mod status;
 pub mod transport;
 
+use crate::config::Config;
 use crate::facts::{self, Utilisation};
 use crate::node::Node;
 use crate::store::{Channel, Origin};
@@ -31,6 +32,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Control-plane protocols (`wasmnode agent --protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// SPLAI's worker protocol (register, heartbeat, poll assignments, report).
+    Splai,
+    /// A GOLIAT-style dashboard (heartbeat, assignment with config_url and split_index).
+    Goliat,
+}
+
+/// The adapter of `protocol` for the control plane at `url`, reached through
+/// `transport`, and how the agent loop behaves with it; an adapter may adjust
+/// the node's configuration first (GOLIAT trusts the operator's job).
+pub fn attach(
+    protocol: Protocol,
+    config: &mut Config,
+    transport: transport::Transport,
+    url: &str,
+) -> anyhow::Result<(Arc<dyn ControlPlane>, AgentSettings)> {
+    let backoff_max = Duration::from_secs(config.control_plane.backoff_max_seconds.max(1));
+    match protocol {
+        Protocol::Splai => splai::attach(config, transport, url, backoff_max),
+        Protocol::Goliat => goliat::attach(config, transport, url, backoff_max),
+    }
+}
 
 /// How the agent behaves.
 #[derive(Debug, Clone)]

@@ -4,8 +4,10 @@
 //! (`{job}/{task}/output.json`, the task's fields under an envelope) when
 //! its report is sent, and the report carries the artifact's URI.
 
+use super::AgentSettings;
 use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration, Reporting};
 use super::transport::Transport;
+use crate::config::Config;
 use crate::job::{JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION, validate_job_id};
 use crate::store::{Channel, Origin, OutboxItem, ReportStatus, now_ms, rfc3339};
 use async_trait::async_trait;
@@ -13,6 +15,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmnode_runtime::peer;
 
@@ -70,6 +73,35 @@ impl SplaiTask {
 
 /// Default heartbeat interval when the control plane names none.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The SPLAI adapter for the gateway at `url`, and the agent's settings
+/// from `[control_plane]`.
+pub fn attach(
+    config: &mut Config,
+    transport: Transport,
+    url: &str,
+    backoff_max: Duration,
+) -> anyhow::Result<(Arc<dyn ControlPlane>, AgentSettings)> {
+    let cp = &config.control_plane;
+    let client = SplaiClient::new(
+        transport,
+        url,
+        &config.node.worker_id,
+        cp.token(),
+        cp.max_answer_bytes,
+    )?;
+    let settings = AgentSettings {
+        max_parallel_tasks: cp
+            .max_parallel_tasks
+            .unwrap_or(config.scheduler.max_concurrent_jobs),
+        poll_interval: Duration::from_millis(cp.poll_millis),
+        backoff_max,
+        locality: cp.locality.clone(),
+        refresh: Some(Duration::from_secs(cp.refresh_seconds.max(1))),
+        lease: cp.lease_seconds.map(Duration::from_secs_f64),
+    };
+    Ok((Arc::new(client), settings))
+}
 
 /// A SPLAI gateway client for one worker.
 pub struct SplaiClient {
