@@ -289,14 +289,9 @@ impl Scheduler {
             ErrorCode::CANCELLED,
             "cancelled before it started",
         ));
-        let task_type = record.task_type.clone();
         self.inner.record_until_written(record, None).await;
-        self.inner.announce(
-            job_id,
-            JobState::Cancelled,
-            Some(ErrorCode::CANCELLED),
-            &task_type,
-        );
+        self.inner
+            .announce(job_id, JobState::Cancelled, Some(ErrorCode::CANCELLED));
         Ok(Some(Cancelled {
             state: JobState::Cancelled,
             note: "Cancelled before it started".into(),
@@ -394,11 +389,16 @@ impl Inner {
 
     /// [`Inner::record`], waiting for a degraded store to heal rather than
     /// losing the result; gives up only when the store is closed for good.
+    /// A terminal record is counted first, so whoever sees the job ended
+    /// sees it counted.
     async fn record_until_written(
         &self,
         record: JobRecord,
         output: Option<&crate::store::JobOutput>,
     ) {
+        if record.state.is_terminal() {
+            self.metrics.ended(record.state, &record.task_type);
+        }
         let job_id = record.job_id.clone();
         let mut told = false;
         loop {
@@ -420,7 +420,8 @@ impl Inner {
         }
     }
 
-    fn announce(&self, job_id: &str, state: JobState, error: Option<ErrorCode>, task_type: &str) {
+    /// Tells the job's followers its new state (after it is stored).
+    fn announce(&self, job_id: &str, state: JobState, error: Option<ErrorCode>) {
         self.events.publish(
             job_id,
             JobEvent::State {
@@ -428,9 +429,6 @@ impl Inner {
                 error: error.map(String::from),
             },
         );
-        if state.is_terminal() {
-            self.metrics.ended(state, task_type);
-        }
     }
 }
 

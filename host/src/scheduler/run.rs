@@ -69,20 +69,16 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         record.state = JobState::Cancelled;
         record.finished_at_ms = Some(now_ms());
         record.result = Some(JobResult::error(ErrorCode::Expired, reason));
-        let task_type = record.task_type.clone();
+        let (state, task_type) = (record.state, record.task_type.clone());
         inner.store.put_reporting(record, None, None).await?;
+        inner.metrics.ended(state, &task_type);
         {
             let mut state = inner.state.lock().expect("scheduler lock");
             state.returned();
             state.ended(job_id);
         }
         let _ = inner.terminal.send(job_id.to_string());
-        inner.announce(
-            job_id,
-            JobState::Cancelled,
-            Some(ErrorCode::Expired),
-            &task_type,
-        );
+        inner.announce(job_id, JobState::Cancelled, Some(ErrorCode::Expired));
         inner.changed.notify_waiters();
         inner.wake.notify_one();
         return Ok(());
@@ -95,7 +91,7 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         .as_ref()
         .and_then(|o| o.running(&record.job_id));
     inner.record(record.clone(), None, running).await?;
-    inner.announce(job_id, JobState::Running, None, &record.task_type);
+    inner.announce(job_id, JobState::Running, None);
     let cancel = {
         let state = inner.state.lock().expect("scheduler lock");
         state
@@ -154,14 +150,13 @@ async fn finish(
         }
     };
     let error = record.error_code();
-    let task_type = record.task_type.clone();
     inner.record_until_written(record, output.as_ref()).await;
     {
         let mut state = inner.state.lock().expect("scheduler lock");
         state.ended(&job_id);
         inner.metrics.running(state.running.len());
     }
-    inner.announce(&job_id, state, error, &task_type);
+    inner.announce(&job_id, state, error);
     inner.changed.notify_waiters();
     inner.wake.notify_one();
 }

@@ -46,6 +46,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Harness {
     scheduler: Scheduler,
     store: JobStore,
+    metrics: Arc<Metrics>,
     started: mpsc::UnboundedReceiver<Started>,
     _dir: tempfile::TempDir,
 }
@@ -66,12 +67,13 @@ impl Harness {
             data_dir: dir.path().to_path_buf(),
             min_free_disk_bytes: 0,
         };
+        let metrics = Arc::new(Metrics::default());
         let scheduler = Scheduler::start(
             store.clone(),
             Arc::new(Stand { started: tx }),
             tokio::runtime::Handle::current(),
             EventHub::default(),
-            Arc::new(Metrics::default()),
+            metrics.clone(),
             settings,
         )
         .await
@@ -79,6 +81,7 @@ impl Harness {
         Self {
             scheduler,
             store,
+            metrics,
             started,
             _dir: dir,
         }
@@ -188,6 +191,12 @@ async fn a_running_job_cancelled_has_its_task_stopped_and_ends_cancelled() {
     assert_eq!(
         (record.state, record.error_code()),
         (JobState::Cancelled, Some(ErrorCode::CANCELLED))
+    );
+    let cancelled = &h.metrics.totals.cancelled;
+    assert_eq!(
+        cancelled.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "a job seen ended is already counted"
     );
 }
 
