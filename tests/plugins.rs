@@ -125,3 +125,98 @@ async fn plugins_serve_tool_execution_jobs() {
             .contains(&json!("word_count"))
     );
 }
+
+#[test]
+fn a_tools_arguments_are_checked_against_its_schema_before_it_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let wasm = plugin();
+    let run = |args: &str| {
+        wasmnode(
+            data.path(),
+            &["tool", "run", wasm.to_str().unwrap(), "--args", args],
+        )
+    };
+    let out = run(r#"{"path": 3}"#);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("INVALID_INPUT") && err.contains("/path"),
+        "{err}"
+    );
+    let out = run("{}");
+    assert!(
+        stderr(&out).contains("\"path\" is a required property"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_read_write_mount_on_a_tool_that_does_not_write_is_refused_not_downgraded() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mount = format!("{}:/src:rw", files.path().display());
+    let out = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "run",
+            "builtin:grep",
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"pattern": "x", "path": "/src"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("does not write") && err.contains(":ro"),
+        "{err}"
+    );
+}
+
+#[test]
+fn inspect_shows_mount_needs_as_objects_and_list_speaks_json() {
+    let data = tempfile::tempdir().unwrap();
+    let out = wasmnode(data.path(), &["tool", "inspect", "builtin:file_write"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tool = &json(&out)["tool"];
+    assert_eq!(tool["writes"], true, "{tool}");
+    assert!(tool["mounts"].is_array(), "{tool}");
+    let out = wasmnode(data.path(), &["tool", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = json(&out);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "grep", "kind": "builtin", "image": null})),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_tool_arguments_break_the_schema_fails_invalid_input_naming_the_field() {
+    let node = NodeProcess::start("").await;
+    let client = reqwest::Client::new();
+    let job = json!({"protocol_version": 1, "job_id": "bogus",
+        "task": {"type": "tool_execution", "payload": {"tool": "grep", "pattern": "x", "bogus": true}},
+        "runtime": {"mode": "auto"}});
+    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
+    let done = wait_terminal(&client, &node, "bogus", std::time::Duration::from_secs(60)).await;
+    assert_eq!(done["error"]["code"], "INVALID_INPUT", "{done}");
+    assert!(
+        done["error"]["message"].as_str().unwrap().contains("bogus"),
+        "{done}"
+    );
+    let splai = json!({"protocol_version": 1, "job_id": "texts",
+        "task": {"type": "tool_execution", "payload": {"tool": "list", "path": "/workspace", "max_entries": "5", "recursive": "false"}},
+        "runtime": {"mode": "auto"}});
+    assert_eq!(node.post_json("/jobs", &splai).await.0, 200);
+    let done = wait_terminal(&client, &node, "texts", std::time::Duration::from_secs(60)).await;
+    assert_eq!(
+        done["state"], "finished",
+        "numbers and booleans sent as text still pass: {done}"
+    );
+}

@@ -188,7 +188,17 @@ pub enum ToolCommand {
     /// Show a component's world, imports, exports and (for tools) its schema.
     Inspect(ToolInspectArgs),
     /// List the tools this node can run (built-in and plugins).
-    List(NodeArgs),
+    List(ToolListArgs),
+}
+
+/// `wasmnode tool list`.
+#[derive(Debug, Args)]
+pub struct ToolListArgs {
+    /// Print a JSON array of `{name, kind, image}` instead of `NAME<TAB>KIND` lines.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `wasmnode tool run`.

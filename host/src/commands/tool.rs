@@ -1,7 +1,7 @@
 //! `wasmnode tool run|inspect|list`: for plugin authors.
 
 use super::{Printed, load_config, parse_mounts, print_result};
-use crate::cli::{NodeArgs, ToolInspectArgs, ToolRunArgs};
+use crate::cli::{ToolInspectArgs, ToolListArgs, ToolRunArgs};
 use crate::node::Access;
 use anyhow::Context;
 use std::path::Path;
@@ -61,20 +61,32 @@ pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyho
 }
 
 /// Lists the tools available by name.
-pub async fn list(config_file: Option<&Path>, args: NodeArgs) -> anyhow::Result<Printed> {
-    let config = load_config(config_file, &args.flags())?;
+pub async fn list(config_file: Option<&Path>, args: ToolListArgs) -> anyhow::Result<Printed> {
+    let config = load_config(config_file, &args.node.flags())?;
     let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
         config.llm_settings(),
     )?);
     let router = crate::node::router(&config, Access::Local, None, llm).await?;
+    let mut listed = Vec::new();
     for name in router.tools().names() {
-        let kind = match router.tools().get(&name) {
-            Some(ToolBackend::Component(ComponentSource::Builtin(_))) => "builtin",
-            Some(ToolBackend::Component(_)) => "plugin",
-            Some(ToolBackend::Image(_)) => "image",
+        let (kind, image) = match router.tools().get(&name) {
+            Some(ToolBackend::Component(ComponentSource::Builtin(_))) => ("builtin", None),
+            Some(ToolBackend::Component(_)) => ("plugin", None),
+            Some(ToolBackend::Image(image)) => ("image", Some(image.clone())),
             None => continue,
         };
-        super::out(&format!("{name}\t{kind}\n"));
+        listed.push(serde_json::json!({"name": name, "kind": kind, "image": image}));
+    }
+    if args.json {
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&listed)?));
+    } else {
+        for tool in &listed {
+            super::out(&format!(
+                "{}\t{}\n",
+                tool["name"].as_str().unwrap_or_default(),
+                tool["kind"].as_str().unwrap_or_default()
+            ));
+        }
     }
     Ok(Printed { status: 0 })
 }

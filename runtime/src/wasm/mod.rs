@@ -11,11 +11,13 @@
 mod bindings;
 mod cache;
 mod call;
+mod contract;
 mod engine;
 mod output;
 mod prepare;
 mod sandbox;
 
+pub use contract::{MountNeed, ToolDescription};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
 pub use prepare::{CacheStats, CodeOrigin, World};
 pub use sandbox::MOUNTS_ENV;
@@ -24,7 +26,7 @@ use crate::builtins;
 use crate::executor::{Executor, Support, TaskContext};
 use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::limits::Limits;
-use crate::task::{ComponentSource, Mount, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
+use crate::task::{ComponentSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
 use call::{GuestReturn, captured};
 use prepare::{Binary, Pre, Prepared, Preparer};
@@ -64,23 +66,6 @@ pub enum WasmSetupError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// A tool's self-description (from its `describe` export).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ToolDescription {
-    /// Machine name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// One-line description.
-    pub description: String,
-    /// JSON Schema of its arguments.
-    pub args_schema: Value,
-    /// Directories it needs: (guest path, needs write).
-    pub mounts: Vec<(String, bool)>,
-    /// Whether it writes at all (if not, every mount is read-only).
-    pub writes: bool,
 }
 
 /// What `inspect` reports about a binary.
@@ -291,7 +276,10 @@ impl WasmExecutor {
                         .capabilities
                         .mounts
                         .into_iter()
-                        .map(|m| (m.guest_path, m.write))
+                        .map(|m| MountNeed {
+                            path: m.guest_path,
+                            write: m.write,
+                        })
                         .collect(),
                     writes: info.capabilities.writes,
                 })
@@ -315,33 +303,6 @@ impl WasmExecutor {
         call::arm(&mut store, ctx.cancel.clone(), ctx.deadline);
         Ok(store)
     }
-
-    /// Mounts for a tool: checks the directories it says it needs, and makes
-    /// every mount read-only unless it declares that it writes.
-    fn check_tool_mounts(tool: &ToolDescription, mounts: &[Mount]) -> Result<bool, TaskFailure> {
-        for (guest, write) in &tool.mounts {
-            let found = mounts
-                .iter()
-                .find(|m| m.guest_path.trim_end_matches('/') == guest.trim_end_matches('/'));
-            match found {
-                None => {
-                    return Err(TaskFailure::invalid_input(format!(
-                        "tool `{}` needs {guest} mounted{}",
-                        tool.name,
-                        if *write { " read-write" } else { "" }
-                    )));
-                }
-                Some(m) if *write && !m.writable => {
-                    return Err(TaskFailure::invalid_input(format!(
-                        "tool `{}` needs {guest} mounted read-write",
-                        tool.name
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(!tool.writes)
-    }
 }
 
 #[async_trait]
@@ -363,7 +324,7 @@ impl Executor for WasmExecutor {
         }
     }
 
-    async fn run(&self, task: TaskSpec, ctx: TaskContext) -> Result<TaskOutcome, TaskFailure> {
+    async fn run(&self, mut task: TaskSpec, ctx: TaskContext) -> Result<TaskOutcome, TaskFailure> {
         let started = Instant::now();
         let Runtime::Wasm(runtime) = &task.runtime else {
             return Err(TaskFailure::internal(
@@ -381,7 +342,8 @@ impl Executor for WasmExecutor {
         let read_only = match prepared.world {
             World::Tool => {
                 let tool = until_stopped(&ctx, self.describe_tool(&prepared)).await?;
-                Self::check_tool_mounts(&tool, &task.mounts)?
+                tool.check_args(&mut task.payload)?;
+                tool.check_mounts(&task.mounts)?
             }
             _ => false,
         };
@@ -528,53 +490,5 @@ fn tool_error(e: bindings::tool::wasmnode::tool::types::ToolError) -> TaskFailur
         E::InvalidArgs(m) | E::NotFound(m) => TaskFailure::invalid_input(m),
         E::Denied(m) => TaskFailure::policy_denied(m),
         E::Failed(m) => TaskFailure::new(FailureKind::NonZeroExit, m),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::task::MountSource;
-
-    fn tool(writes: bool, mounts: Vec<(String, bool)>) -> ToolDescription {
-        ToolDescription {
-            name: "t".into(),
-            version: "1".into(),
-            description: String::new(),
-            args_schema: Value::Null,
-            mounts,
-            writes,
-        }
-    }
-
-    fn mount(guest: &str, writable: bool) -> Mount {
-        Mount {
-            source: MountSource::Workspace,
-            guest_path: guest.into(),
-            writable,
-        }
-    }
-
-    #[test]
-    fn tools_that_do_not_write_get_read_only_mounts() {
-        assert!(
-            WasmExecutor::check_tool_mounts(&tool(false, vec![]), &[mount("/w", true)]).unwrap()
-        );
-        assert!(
-            !WasmExecutor::check_tool_mounts(&tool(true, vec![]), &[mount("/w", true)]).unwrap()
-        );
-    }
-
-    #[test]
-    fn declared_mount_needs_are_checked() {
-        let needs = tool(true, vec![("/out".into(), true)]);
-        let err = WasmExecutor::check_tool_mounts(&needs, &[mount("/in", true)]).unwrap_err();
-        assert!(
-            err.message.contains("needs /out mounted read-write"),
-            "{err}"
-        );
-        let err = WasmExecutor::check_tool_mounts(&needs, &[mount("/out", false)]).unwrap_err();
-        assert!(err.message.contains("read-write"), "{err}");
-        assert!(WasmExecutor::check_tool_mounts(&needs, &[mount("/out/", true)]).is_ok());
     }
 }
