@@ -220,3 +220,42 @@ async fn a_job_whose_tool_arguments_break_the_schema_fails_invalid_input_naming_
         "numbers and booleans sent as text still pass: {done}"
     );
 }
+
+#[test]
+fn tool_run_shows_the_whole_outcome_with_full_and_takes_a_memory_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("a.txt"), "needle\n").unwrap();
+    let mount = format!("{}:/src", files.path().display());
+    let args = r#"{"pattern": "needle", "path": "/src"}"#;
+    let base = [
+        "tool",
+        "run",
+        "builtin:grep",
+        "--mount",
+        &mount,
+        "--args",
+        args,
+    ];
+    let out = wasmnode(
+        data.path(),
+        &[&base[..], &["--full", "--memory-mb", "64"]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let whole = json(&out);
+    assert!(whole["output"].is_object(), "{whole}");
+    assert!(
+        whole["metrics"]["peak_memory_bytes"].as_u64().unwrap() <= 64 << 20,
+        "{whole}"
+    );
+    let out = wasmnode(
+        data.path(),
+        &[&base[..], &["--memory-mb", "999999999"]].concat(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a limit beyond the node's maximum is refused: {}",
+        stderr(&out)
+    );
+}

@@ -224,6 +224,13 @@ pub struct ToolRunArgs {
     /// Wall-clock limit in seconds.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Memory limit, MiB (default: the operator's default).
+    #[arg(long, value_name = "MIB")]
+    pub memory_mb: Option<u64>,
+    /// Print the whole outcome (output, stdout, stderr, exit code, metrics)
+    /// instead of the output alone.
+    #[arg(long)]
+    pub full: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }

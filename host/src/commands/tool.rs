@@ -35,11 +35,12 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
     task.mounts = parse_mounts(&args.mounts)?;
     task.limits = LimitRequest {
         max_runtime_seconds: args.timeout,
+        memory_mb: args.memory_mb,
         ..LimitRequest::default()
     };
     Ok(print_result(
         router.run(task, RunOptions::default()).await,
-        false,
+        args.full,
     ))
 }
 
