@@ -197,23 +197,53 @@ fn inspect_shows_mount_needs_as_objects_and_list_speaks_json() {
 }
 
 #[tokio::test]
-async fn a_job_whose_tool_arguments_break_the_schema_fails_invalid_input_naming_the_field() {
-    let node = NodeProcess::start("").await;
-    let client = reqwest::Client::new();
-    let job = json!({"protocol_version": 1, "job_id": "bogus",
-        "task": {"type": "tool_execution", "payload": {"tool": "grep", "pattern": "x", "bogus": true}},
-        "runtime": {"mode": "auto"}});
-    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
-    let done = wait_terminal(&client, &node, "bogus", std::time::Duration::from_secs(60)).await;
-    assert_eq!(done["error"]["code"], "INVALID_INPUT", "{done}");
+async fn a_submission_that_breaks_a_known_tools_contract_is_refused_at_once() {
+    let plugins = plugin_dir();
+    let node = NodeProcess::start(&format!(
+        "[node]\nplugin_dir = {:?}\n",
+        plugins.path().display().to_string()
+    ))
+    .await;
+    let tool_job = |id: &str, payload: serde_json::Value| {
+        json!({"protocol_version": 1, "job_id": id,
+            "task": {"type": "tool_execution", "payload": payload}, "runtime": {"mode": "auto"}})
+    };
+    // Plugins are described when they are loaded.
+    let (status, body) = node
+        .post_json(
+            "/jobs",
+            &tool_job("typed", json!({"tool": "word_count", "path": 3})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "INVALID_INPUT", "{body}");
     assert!(
-        done["error"]["message"].as_str().unwrap().contains("bogus"),
-        "{done}"
+        body["error"]["message"].as_str().unwrap().contains("/path"),
+        "{body}"
     );
-    let splai = json!({"protocol_version": 1, "job_id": "texts",
-        "task": {"type": "tool_execution", "payload": {"tool": "list", "path": "/workspace", "max_entries": "5", "recursive": "false"}},
-        "runtime": {"mode": "auto"}});
-    assert_eq!(node.post_json("/jobs", &splai).await.0, 200);
+    // Built-in tools once the node has prepared them.
+    node.wait_warm().await;
+    let (status, body) = node
+        .post_json(
+            "/jobs",
+            &tool_job(
+                "bogus",
+                json!({"tool": "grep", "pattern": "x", "bogus": true}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("bogus"),
+        "{body}"
+    );
+    let texts =
+        json!({"tool": "list", "path": "/workspace", "max_entries": "5", "recursive": "false"});
+    assert_eq!(
+        node.post_json("/jobs", &tool_job("texts", texts)).await.0,
+        200
+    );
+    let client = reqwest::Client::new();
     let done = wait_terminal(&client, &node, "texts", std::time::Duration::from_secs(60)).await;
     assert_eq!(
         done["state"], "finished",

@@ -195,6 +195,14 @@ impl Router {
             }
             _ => {}
         }
+        // A tool the node has described is checked now, so a submission that
+        // cannot run is refused before it is accepted (the run checks again).
+        if let Runtime::Wasm(wasm) = &task.runtime
+            && let Some(tool) = self.executors.wasm.described(&wasm.component)
+        {
+            tool.check_mounts(&task.mounts)?;
+            tool.check_args(&mut task.payload.clone())?;
+        }
         let executor = self
             .executors
             .get(mode)

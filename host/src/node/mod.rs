@@ -193,7 +193,13 @@ impl Node {
             let started = std::time::Instant::now();
             for name in wasmnode_runtime::builtins::names() {
                 let source = wasmnode_runtime::ComponentSource::Builtin(name.into());
-                match wasm.warm(&source).await {
+                // Tools are described too, so submissions are checked against
+                // their contracts from then on.
+                let warmed = match wasm.warm(&source).await {
+                    Ok(origin) => wasm.tool_description(&source).await.map(|_| origin),
+                    Err(e) => Err(e),
+                };
+                match warmed {
                     Ok(origin) => tracing::debug!(
                         builtin = name,
                         from = origin.as_str(),

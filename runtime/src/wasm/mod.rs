@@ -93,6 +93,18 @@ pub struct WasmExecutor {
     preparer: Arc<Preparer>,
     /// blake3 of each built-in used so far (they never change).
     builtin_hashes: std::sync::Mutex<std::collections::HashMap<&'static str, blake3::Hash>>,
+    /// Tools described so far, by where they were loaded from: submissions
+    /// are checked against them before the task is accepted.
+    described: std::sync::Mutex<std::collections::HashMap<String, ToolDescription>>,
+}
+
+/// Where a component came from, as the described-tools map keys it.
+fn described_key(source: &ComponentSource) -> Option<String> {
+    match source {
+        ComponentSource::Builtin(name) => Some(format!("builtin:{name}")),
+        ComponentSource::File(path) => Some(path.display().to_string()),
+        ComponentSource::Bytes(_) => None,
+    }
 }
 
 impl WasmExecutor {
@@ -132,6 +144,7 @@ impl WasmExecutor {
             allocator,
             fuel_metering: config.engine.fuel_metering,
             builtin_hashes: Default::default(),
+            described: Default::default(),
         })
     }
 
@@ -225,8 +238,32 @@ impl WasmExecutor {
     ) -> Result<Option<ToolDescription>, TaskFailure> {
         let (prepared, _) = self.prepared(source).await?;
         match prepared.world {
-            World::Tool => Ok(Some(self.describe_tool(&prepared).await?)),
+            World::Tool => {
+                let tool = self.describe_tool(&prepared).await?;
+                self.remember(source, &tool);
+                Ok(Some(tool))
+            }
             _ => Ok(None),
+        }
+    }
+
+    /// What the tool loaded from `source` said of itself when it was last
+    /// described (`None` before that, or for other worlds).
+    pub fn described(&self, source: &ComponentSource) -> Option<ToolDescription> {
+        let key = described_key(source)?;
+        self.described
+            .lock()
+            .expect("described lock")
+            .get(&key)
+            .cloned()
+    }
+
+    fn remember(&self, source: &ComponentSource, tool: &ToolDescription) {
+        if let Some(key) = described_key(source) {
+            self.described
+                .lock()
+                .expect("described lock")
+                .insert(key, tool.clone());
         }
     }
 
@@ -342,6 +379,7 @@ impl Executor for WasmExecutor {
         let read_only = match prepared.world {
             World::Tool => {
                 let tool = until_stopped(&ctx, self.describe_tool(&prepared)).await?;
+                self.remember(&runtime.component, &tool);
                 tool.check_args(&mut task.payload)?;
                 tool.check_mounts(&task.mounts)?
             }
