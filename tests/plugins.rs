@@ -289,3 +289,94 @@ fn tool_run_shows_the_whole_outcome_with_full_and_takes_a_memory_limit() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
+    let started = std::time::Instant::now();
+    let data = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("line_count");
+    let out = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "new",
+            "line_count",
+            "--dir",
+            project.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        project.join("wit/tool.wit").is_file(),
+        "the WIT travels with the project"
+    );
+    let again = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "new",
+            "line_count",
+            "--dir",
+            project.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "an existing directory is never overwritten"
+    );
+    let bad = wasmnode(data.path(), &["tool", "new", "Line-Count"]);
+    assert!(stderr(&bad).contains("lower-case"), "{}", stderr(&bad));
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target/wasm-guests");
+    let cargo = || {
+        let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        c.current_dir(&project)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        c
+    };
+    let tested = cargo()
+        .args(["test", "--target-dir"])
+        .arg(target.join("native"))
+        .status()
+        .unwrap();
+    assert!(tested.success(), "the project's own test passes");
+    let built = cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .status()
+        .unwrap();
+    assert!(built.success(), "the project builds");
+    let wasm = target.join("wasm32-wasip2/release/line_count.wasm");
+    std::fs::write(work.path().join("poem.txt"), "one two\nthree\n").unwrap();
+    let mount = format!("{}:/in", work.path().display());
+    let out = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "run",
+            wasm.to_str().unwrap(),
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"path": "/in/poem.txt"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)["lines"], 2);
+    let wit = wasmnode(data.path(), &["wit"]);
+    assert!(String::from_utf8_lossy(&wit.stdout).contains("world tool"));
+    println!(
+        "tool new to a passing run: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}

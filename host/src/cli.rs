@@ -53,6 +53,8 @@ pub enum Command {
     Tool(ToolCommand),
     /// Print the effective configuration (secrets masked).
     Config(NodeArgs),
+    /// Print the node's WIT packages (`wasmnode:tool`, `wasmnode:task`), or write them under --out.
+    Wit(WitArgs),
     /// Check or repair the job store of a stopped node.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -181,6 +183,10 @@ pub struct RunArgs {
 /// `wasmnode tool`.
 #[derive(Debug, Subcommand)]
 pub enum ToolCommand {
+    /// Create a plugin project (Rust) that builds anywhere: the WIT it needs is written into it.
+    #[command(after_help = "Example:
+  wasmnode tool new line_count && cd line_count && cargo build --release --target wasm32-wasip2")]
+    New(ToolNewArgs),
     /// Invoke a tool component once and print its JSON result.
     #[command(after_help = "Example:
   wasmnode tool run builtin:grep --mount ./src:/src:ro --args '{\"pattern\": \"TODO\", \"path\": \"/src\"}'")]
@@ -189,6 +195,25 @@ pub enum ToolCommand {
     Inspect(ToolInspectArgs),
     /// List the tools this node can run (built-in and plugins).
     List(ToolListArgs),
+}
+
+/// `wasmnode wit`.
+#[derive(Debug, Args)]
+pub struct WitArgs {
+    /// Write `tool/tool.wit` and `task/task.wit` under this directory instead of printing them.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// `wasmnode tool new`.
+#[derive(Debug, Args)]
+pub struct ToolNewArgs {
+    /// The tool's name (lower case, digits and `_`), as jobs will call it.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to create the project (default: ./NAME).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `wasmnode tool list`.

@@ -68,6 +68,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             commands::tool::inspect(config_file, args).await?
         }
         Command::Tool(ToolCommand::List(args)) => commands::tool::list(config_file, args).await?,
+        Command::Tool(ToolCommand::New(args)) => commands::scaffold::new(args)?,
+        Command::Wit(args) => commands::scaffold::wit(args)?,
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
         Command::Config(args) => {

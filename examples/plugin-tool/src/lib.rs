@@ -41,14 +41,31 @@ impl Guest for WordCount {
             std::io::ErrorKind::PermissionDenied => ToolError::Denied(format!("{path}: {e}")),
             _ => ToolError::Failed(format!("{path}: {e}")),
         })?;
-        Ok(json!({
-            "path": path,
-            "lines": text.lines().count(),
-            "words": text.split_whitespace().count(),
-            "bytes": text.len(),
-        })
-        .to_string())
+        Ok(count(path, &text).to_string())
     }
 }
 
+/// The counts of `text`, read from `path`.
+fn count(path: &str, text: &str) -> Value {
+    json!({
+        "path": path,
+        "lines": text.lines().count(),
+        "words": text.split_whitespace().count(),
+        "bytes": text.len(),
+    })
+}
+
 export!(WordCount);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_lines_words_and_bytes() {
+        assert_eq!(
+            count("/p", "one two\nthree\n"),
+            json!({"path": "/p", "lines": 2, "words": 3, "bytes": 14})
+        );
+    }
+}

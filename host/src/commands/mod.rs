@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod run;
+pub mod scaffold;
 pub mod serve;
 pub mod store;
 pub mod tool;
