@@ -373,10 +373,48 @@ fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)["lines"], 2);
+    let cases = project.join("cases");
+    let out = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "test",
+            wasm.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+        ],
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && table.contains("2 passed, 0 failed"),
+        "{table}{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        cases.join("wrong.json"),
+        r#"{"args": {"path": "/in/poem.txt"}, "mounts": ["data:/in"], "expect": {"output": {"lines": 9}}}"#,
+    )
+    .unwrap();
+    let out = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "test",
+            wasm.to_str().unwrap(),
+            "--cases",
+            cases.to_str().unwrap(),
+        ],
+    );
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(
+        table.contains("FAIL  wrong") && table.contains("2 passed, 1 failed"),
+        "{table}"
+    );
     let wit = wasmnode(data.path(), &["wit"]);
     assert!(String::from_utf8_lossy(&wit.stdout).contains("world tool"));
     println!(
-        "tool new to a passing run: {:.1} s",
+        "tool new to a passing tool test: {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }

@@ -195,6 +195,13 @@ pub enum ToolCommand {
     Inspect(ToolInspectArgs),
     /// List the tools this node can run (built-in and plugins).
     List(ToolListArgs),
+    /// Run a tool's golden cases (`*.json` in --cases) and print a pass/fail table.
+    #[command(
+        after_help = "A case: {\"args\": {...}, \"mounts\": [\"data:/in\"], \"expect\": {\"output\": {...}}}
+or \"expect\": {\"error\": \"INVALID_INPUT\"}; relative mount sources are taken from the cases directory.
+Exit status: 0 when every case passes, 1 otherwise."
+    )]
+    Test(ToolTestArgs),
 }
 
 /// `wasmnode wit`.
@@ -214,6 +221,19 @@ pub struct ToolNewArgs {
     /// Where to create the project (default: ./NAME).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `wasmnode tool test`.
+#[derive(Debug, Args)]
+pub struct ToolTestArgs {
+    /// The tool: `builtin:NAME`, a .wasm file, or a plugin's name.
+    #[arg(value_name = "TOOL")]
+    pub tool: String,
+    /// The directory of cases.
+    #[arg(long, value_name = "DIR", default_value = "cases")]
+    pub cases: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `wasmnode tool list`.

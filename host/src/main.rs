@@ -69,6 +69,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Tool(ToolCommand::List(args)) => commands::tool::list(config_file, args).await?,
         Command::Tool(ToolCommand::New(args)) => commands::scaffold::new(args)?,
+        Command::Tool(ToolCommand::Test(args)) => {
+            commands::tool_test::test(config_file, args).await?
+        }
         Command::Wit(args) => commands::scaffold::wit(args)?,
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,

@@ -6,6 +6,7 @@ pub mod scaffold;
 pub mod serve;
 pub mod store;
 pub mod tool;
+pub mod tool_test;
 
 use crate::config::{Config, Flag};
 use std::path::Path;

@@ -25,6 +25,21 @@ const WIT: &[(&str, &str, &str)] = &[
 const TEMPLATE_LIB: &str = include_str!("../../../examples/plugin-tool/src/lib.rs");
 const TEMPLATE_CARGO: &str = include_str!("../../../examples/plugin-tool/Cargo.toml");
 const TEMPLATE_LOCK: &str = include_str!("../../../examples/plugin-tool/Cargo.lock");
+/// The template's golden cases (`wasmnode tool test`), as written.
+const TEMPLATE_CASES: &[(&str, &str)] = &[
+    (
+        "cases/counts.json",
+        include_str!("../../../examples/plugin-tool/cases/counts.json"),
+    ),
+    (
+        "cases/missing_path.json",
+        include_str!("../../../examples/plugin-tool/cases/missing_path.json"),
+    ),
+    (
+        "cases/data/poem.txt",
+        include_str!("../../../examples/plugin-tool/cases/data/poem.txt"),
+    ),
+];
 /// The template's names, replaced by the new tool's.
 const TEMPLATE_TOOL: &str = "word_count";
 const TEMPLATE_PACKAGE: &str = "word-count";
@@ -88,6 +103,9 @@ pub fn new(args: ToolNewArgs) -> anyhow::Result<Printed> {
     write_new(&dir.join("Cargo.lock"), &lock)?;
     write_new(&dir.join(PROJECT_WIT_PATH).join(wit_file), wit_text)?;
     write_new(&dir.join("README.md"), &readme(name))?;
+    for (file, text) in TEMPLATE_CASES {
+        write_new(&dir.join(file), text)?;
+    }
     super::out(&format!(
         "created {} (tool `{name}`); build it with:\n  cd {} && cargo build --release --target wasm32-wasip2\n",
         dir.display(),
@@ -105,6 +123,7 @@ fn readme(name: &str) -> String {
          cargo build --release --target wasm32-wasip2\n\
          wasmnode tool inspect target/wasm32-wasip2/release/{name}.wasm\n\
          wasmnode tool run target/wasm32-wasip2/release/{name}.wasm --mount .:/src --args '{{\"path\": \"/src/README.md\"}}'\n\
+         wasmnode tool test target/wasm32-wasip2/release/{name}.wasm   # the golden cases in cases/\n\
          ```\n\n\
          `describe()` in src/lib.rs declares the tool's name, its arguments (a JSON Schema the node\n\
          checks before the tool runs) and what it needs (mounts, whether it writes). Put the `.wasm`\n\

@@ -6,18 +6,14 @@ use crate::node::Access;
 use anyhow::Context;
 use std::path::Path;
 use wasmnode_runtime::{
-    ComponentSource, LimitRequest, RunOptions, Runtime, TaskSpec, ToolBackend, ToolRegistry,
-    WasmRuntime,
+    ComponentSource, LimitRequest, Router, RunOptions, Runtime, TaskSpec, ToolBackend,
+    ToolRegistry, WasmRuntime,
 };
 
 /// Invokes a tool once.
 pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node.flags())?;
-    let docker = crate::node::docker(&config, Access::Local).await?;
-    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
-        config.llm_settings(),
-    )?);
-    let router = crate::node::router(&config, Access::Local, docker, llm).await?;
+    let router = local_router(&config).await?;
     let raw = match &args.args_file {
         Some(file) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?,
@@ -47,10 +43,7 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
 /// Prints what a component is.
 pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node.flags())?;
-    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
-        config.llm_settings(),
-    )?);
-    let router = crate::node::router(&config, Access::Local, None, llm).await?;
+    let router = local_router(&config).await?;
     let component = resolve(router.tools(), &args.component)?;
     match router.executors().wasm.inspect(&component).await {
         Ok(info) => {
@@ -64,10 +57,7 @@ pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyho
 /// Lists the tools available by name.
 pub async fn list(config_file: Option<&Path>, args: ToolListArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node.flags())?;
-    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
-        config.llm_settings(),
-    )?);
-    let router = crate::node::router(&config, Access::Local, None, llm).await?;
+    let router = local_router(&config).await?;
     let mut listed = Vec::new();
     for name in router.tools().names() {
         let (kind, image) = match router.tools().get(&name) {
@@ -92,8 +82,17 @@ pub async fn list(config_file: Option<&Path>, args: ToolListArgs) -> anyhow::Res
     Ok(Printed { status: 0 })
 }
 
+/// A router for a local user: any path and local image, the node's tools.
+pub(super) async fn local_router(config: &crate::config::Config) -> anyhow::Result<Router> {
+    let docker = crate::node::docker(config, Access::Local).await?;
+    let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
+        config.llm_settings(),
+    )?);
+    crate::node::router(config, Access::Local, docker, llm).await
+}
+
 /// `builtin:NAME` and paths as given; a bare name is looked up in the registry.
-fn resolve(tools: &ToolRegistry, reference: &str) -> anyhow::Result<ComponentSource> {
+pub(super) fn resolve(tools: &ToolRegistry, reference: &str) -> anyhow::Result<ComponentSource> {
     if reference.starts_with("builtin:") || reference.ends_with(".wasm") || reference.contains('/')
     {
         return Ok(ComponentSource::parse(reference));
