@@ -137,13 +137,6 @@ impl GoliatClient {
         })
     }
 
-    fn unavailable(e: reqwest::Error) -> CpError {
-        match wasmnode_runtime::tls::failure(&e) {
-            Some(why) => CpError::Tls(why),
-            None => CpError::Unavailable(e.without_url().to_string()),
-        }
-    }
-
     /// Downloads the assignment's config and builds the configured job around it.
     async fn assignment(&self, body: &Value) -> Result<Assignment, CpError> {
         let config_url = body["config_url"]
@@ -170,12 +163,7 @@ impl GoliatClient {
         } else {
             format!("{}/{}", self.base, config_url.trim_start_matches('/'))
         };
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(Self::unavailable)?;
+        let response = self.http.get(&url).send().await?;
         if !response.status().is_success() {
             return Err(CpError::Unavailable(format!(
                 "config {url} answered {}",
@@ -280,8 +268,7 @@ impl ControlPlane for GoliatClient {
             .get(format!("{}/api/assignment", self.base))
             .query(&[("machineId", &self.machine_id)])
             .send()
-            .await
-            .map_err(Self::unavailable)?;
+            .await?;
         match response.status() {
             StatusCode::NO_CONTENT | StatusCode::NOT_FOUND => return Ok(Vec::new()),
             s if s.is_server_error() => return Err(CpError::Unavailable(s.to_string())),
@@ -340,8 +327,7 @@ impl ControlPlane for GoliatClient {
             .post(format!("{}/api/report", self.base))
             .json(&body)
             .send()
-            .await
-            .map_err(Self::unavailable)?;
+            .await?;
         match response.status() {
             s if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
@@ -359,8 +345,7 @@ impl GoliatClient {
             .post(format!("{}/api/heartbeat", self.base))
             .json(&json!({"machineId": self.machine_id}))
             .send()
-            .await
-            .map_err(Self::unavailable)?;
+            .await?;
         match response.status() {
             s if s.is_success() => Ok(()),
             s if s.is_server_error() => Err(CpError::Unavailable(s.to_string())),

@@ -103,6 +103,17 @@ pub enum CpError {
     Rejected(String),
 }
 
+impl From<reqwest::Error> for CpError {
+    /// A request that got no answer: an untrusted certificate, or the
+    /// control plane being unreachable (the URL left out: it may hold a token).
+    fn from(e: reqwest::Error) -> Self {
+        match wasmnode_runtime::tls::failure(&e) {
+            Some(why) => CpError::Tls(why),
+            None => CpError::Unavailable(e.without_url().to_string()),
+        }
+    }
+}
+
 /// A control-plane protocol.
 #[async_trait]
 pub trait ControlPlane: Send + Sync {

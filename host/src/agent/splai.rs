@@ -149,14 +149,7 @@ impl SplaiClient {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, CpError> {
-        let response =
-            request
-                .send()
-                .await
-                .map_err(|e| match wasmnode_runtime::tls::failure(&e) {
-                    Some(why) => CpError::Tls(why),
-                    None => CpError::Unavailable(e.without_url().to_string()),
-                })?;
+        let response = request.send().await?;
         let status = response.status();
         let body = peer::read_capped(response, self.max_answer_bytes)
             .await
