@@ -69,9 +69,11 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         record.state = JobState::Cancelled;
         record.finished_at_ms = Some(now_ms());
         record.result = Some(JobResult::error(ErrorCode::Expired, reason));
-        let (state, task_type) = (record.state, record.task_type.clone());
+        let task_type = record.task_type.clone();
         inner.store.put_reporting(record, None, None).await?;
-        inner.metrics.ended(state, &task_type);
+        // Counted once stored: a failed commit re-queues the job, and it is
+        // checked (and would be counted) again.
+        inner.metrics.ended(JobState::Cancelled, &task_type);
         {
             let mut state = inner.state.lock().expect("scheduler lock");
             state.returned();
