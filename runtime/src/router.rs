@@ -195,14 +195,6 @@ impl Router {
             }
             _ => {}
         }
-        // A tool the node has described is checked now, so a submission that
-        // cannot run is refused before it is accepted (the run checks again).
-        if let Runtime::Wasm(wasm) = &task.runtime
-            && let Some(tool) = self.executors.wasm.described(&wasm.component)
-        {
-            tool.check_mounts(&task.mounts)?;
-            tool.check_args(&mut task.payload.clone())?;
-        }
         let executor = self
             .executors
             .get(mode)
@@ -217,6 +209,20 @@ impl Router {
             executor,
             limits,
         })
+    }
+
+    /// Checks, before `task` is accepted, that it could run here: its plan,
+    /// and the contract of the tool it calls when the node has described
+    /// that tool (the run checks the contract in any case).
+    pub fn check(&self, task: TaskSpec) -> Result<(), TaskFailure> {
+        let mut plan = self.plan(task)?;
+        if let Runtime::Wasm(wasm) = &plan.task.runtime
+            && let Some(tool) = self.executors.wasm.described(&wasm.component)
+        {
+            tool.check_mounts(&plan.task.mounts)?;
+            tool.check_args(&mut plan.task.payload)?;
+        }
+        Ok(())
     }
 
     /// Plans and runs `task`, with a scratch workspace when it needs one

@@ -7,6 +7,7 @@ use crate::task::ComponentSource;
 use crate::wasm::{ToolDescription, WasmExecutor};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// How a named tool runs.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ impl ToolRegistry {
         &mut self,
         dir: &Path,
         wasm: &WasmExecutor,
-    ) -> std::io::Result<Vec<ToolDescription>> {
+    ) -> std::io::Result<Vec<Arc<ToolDescription>>> {
         let mut found = Vec::new();
         let mut paths: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)

@@ -66,7 +66,7 @@ pub trait Runs: Send + Sync {
 #[async_trait::async_trait]
 impl Runs for Router {
     fn check(&self, task: TaskSpec) -> Result<(), TaskFailure> {
-        self.plan(task).map(|_| ())
+        Router::check(self, task)
     }
 
     async fn run(&self, task: TaskSpec, options: RunOptions) -> Result<TaskOutcome, TaskFailure> {

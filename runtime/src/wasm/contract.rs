@@ -6,9 +6,11 @@ use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
-/// A tool's self-description (from its `describe` export).
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A tool's self-description (from its `describe` export), with its
+/// argument schema compiled once.
+#[derive(Debug, Clone, Serialize)]
 pub struct ToolDescription {
     /// Machine name.
     pub name: String,
@@ -22,6 +24,9 @@ pub struct ToolDescription {
     pub mounts: Vec<MountNeed>,
     /// Whether it writes at all (if not, every mount is read-only).
     pub writes: bool,
+    /// `args_schema`, compiled (`None` when the tool declares none).
+    #[serde(skip)]
+    validator: Option<Arc<jsonschema::Validator>>,
 }
 
 /// A directory a tool needs.
@@ -37,13 +42,44 @@ pub struct MountNeed {
 const MAX_NAMED: usize = 5;
 
 impl ToolDescription {
+    /// The description of tool `name`; its `args_schema` must be valid JSON
+    /// Schema (or null, for none).
+    pub fn new(
+        name: String,
+        version: String,
+        description: String,
+        args_schema: Value,
+        mounts: Vec<MountNeed>,
+        writes: bool,
+    ) -> Result<Self, TaskFailure> {
+        let validator = match args_schema {
+            Value::Null => None,
+            ref schema => Some(Arc::new(jsonschema::validator_for(schema).map_err(
+                |e| {
+                    TaskFailure::invalid_input(format!(
+                        "tool `{name}` declares an args schema that is not valid JSON Schema: {e}"
+                    ))
+                },
+            )?)),
+        };
+        Ok(Self {
+            name,
+            version,
+            description,
+            args_schema,
+            mounts,
+            writes,
+            validator,
+        })
+    }
+
     /// Checks `args` against the tool's schema, after reading text that
     /// stands for a number or a boolean the schema asks for as one (SPLAI
     /// sends every input as text). The error names each failing field.
     pub fn check_args(&self, args: &mut Value) -> Result<(), TaskFailure> {
-        if self.args_schema.is_null() {
+        let Some(validator) = &self.validator else {
             return Ok(());
-        }
+        };
         if let (Some(fields), Some(properties)) = (
             args.as_object_mut(),
             self.args_schema
@@ -52,12 +88,6 @@ impl ToolDescription {
         ) {
             coerce(fields, properties);
         }
-        let validator = jsonschema::validator_for(&self.args_schema).map_err(|e| {
-            TaskFailure::invalid_input(format!(
-                "tool `{}` declares an args schema that is not valid JSON Schema: {e}",
-                self.name
-            ))
-        })?;
         let problems: Vec<String> = validator
             .iter_errors(args)
             .take(MAX_NAMED)
@@ -156,15 +186,17 @@ mod tests {
     use serde_json::json;
 
     fn tool(writes: bool, mounts: Vec<MountNeed>) -> ToolDescription {
-        ToolDescription {
-            name: "t".into(),
-            version: "1".into(),
-            description: String::new(),
-            args_schema: json!({"type": "object", "additionalProperties": false,
-                "required": ["top"], "properties": {"top": {"type": "integer"}, "deep": {"type": "boolean"}}}),
+        let schema = json!({"type": "object", "additionalProperties": false,
+            "required": ["top"], "properties": {"top": {"type": "integer"}, "deep": {"type": "boolean"}}});
+        ToolDescription::new(
+            "t".into(),
+            "1".into(),
+            String::new(),
+            schema,
             mounts,
             writes,
-        }
+        )
+        .unwrap()
     }
 
     fn mount(source: MountSource, guest: &str, writable: bool) -> Mount {
@@ -225,6 +257,14 @@ mod tests {
                 .check_mounts(&[mount(MountSource::Workspace, "/w", true)])
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn a_schema_that_is_not_json_schema_is_refused_when_the_tool_is_described() {
+        let bad = json!({"type": "no-such-type"});
+        let err = ToolDescription::new("t".into(), "1".into(), String::new(), bad, vec![], false)
+            .unwrap_err();
+        assert!(err.message.contains("not valid JSON Schema"), "{err}");
     }
 
     #[test]

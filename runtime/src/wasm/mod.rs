@@ -95,7 +95,7 @@ pub struct WasmExecutor {
     builtin_hashes: std::sync::Mutex<std::collections::HashMap<&'static str, blake3::Hash>>,
     /// Tools described so far, by where they were loaded from: submissions
     /// are checked against them before the task is accepted.
-    described: std::sync::Mutex<std::collections::HashMap<String, ToolDescription>>,
+    described: std::sync::Mutex<std::collections::HashMap<String, Arc<ToolDescription>>>,
 }
 
 /// Where a component came from, as the described-tools map keys it.
@@ -218,7 +218,7 @@ impl WasmExecutor {
         let size = binary.bytes.len();
         let (prepared, _) = self.preparer.prepare(binary).await?;
         let tool = match prepared.world {
-            World::Tool => Some(self.describe_tool(&prepared).await?),
+            World::Tool => Some(self.describe_tool(&prepared).await?.as_ref().clone()),
             _ => None,
         };
         Ok(ComponentInfo {
@@ -235,7 +235,7 @@ impl WasmExecutor {
     pub async fn tool_description(
         &self,
         source: &ComponentSource,
-    ) -> Result<Option<ToolDescription>, TaskFailure> {
+    ) -> Result<Option<Arc<ToolDescription>>, TaskFailure> {
         let (prepared, _) = self.prepared(source).await?;
         match prepared.world {
             World::Tool => {
@@ -249,7 +249,7 @@ impl WasmExecutor {
 
     /// What the tool loaded from `source` said of itself when it was last
     /// described (`None` before that, or for other worlds).
-    pub fn described(&self, source: &ComponentSource) -> Option<ToolDescription> {
+    pub fn described(&self, source: &ComponentSource) -> Option<Arc<ToolDescription>> {
         let key = described_key(source)?;
         self.described
             .lock()
@@ -258,7 +258,7 @@ impl WasmExecutor {
             .cloned()
     }
 
-    fn remember(&self, source: &ComponentSource, tool: &ToolDescription) {
+    fn remember(&self, source: &ComponentSource, tool: &Arc<ToolDescription>) {
         if let Some(key) = described_key(source) {
             self.described
                 .lock()
@@ -267,7 +267,11 @@ impl WasmExecutor {
         }
     }
 
-    async fn describe_tool(&self, prepared: &Prepared) -> Result<ToolDescription, TaskFailure> {
+    /// The tool's description, from its `describe` export the first time.
+    async fn describe_tool(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<Arc<ToolDescription>, TaskFailure> {
         prepared
             .tool_info
             .get_or_try_init(|| async {
@@ -304,22 +308,24 @@ impl WasmExecutor {
                         info.name
                     ))
                 })?;
-                Ok(ToolDescription {
-                    name: info.name,
-                    version: info.version,
-                    description: info.description,
+                let mounts = info
+                    .capabilities
+                    .mounts
+                    .into_iter()
+                    .map(|m| MountNeed {
+                        path: m.guest_path,
+                        write: m.write,
+                    })
+                    .collect();
+                ToolDescription::new(
+                    info.name,
+                    info.version,
+                    info.description,
                     args_schema,
-                    mounts: info
-                        .capabilities
-                        .mounts
-                        .into_iter()
-                        .map(|m| MountNeed {
-                            path: m.guest_path,
-                            write: m.write,
-                        })
-                        .collect(),
-                    writes: info.capabilities.writes,
-                })
+                    mounts,
+                    info.capabilities.writes,
+                )
+                .map(Arc::new)
             })
             .await
             .cloned()

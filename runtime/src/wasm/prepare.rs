@@ -108,7 +108,7 @@ pub struct Prepared {
     /// Names of its exports.
     pub exports: Vec<String>,
     /// The tool's self-description, filled on first use.
-    pub tool_info: OnceCell<super::ToolDescription>,
+    pub tool_info: OnceCell<Arc<super::ToolDescription>>,
 }
 
 /// Counters of the compiled-code cache.
