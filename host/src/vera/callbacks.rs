@@ -111,7 +111,6 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
     let Some(url) = super::callback_url(&item.origin) else {
         return;
     };
-    let url = &url;
     let settings = &node.config.vera;
     let Ok(Some(record)) = node.job(&item.job_id) else {
         tracing::warn!(job_id = %item.job_id, "callback dropped: the job is gone");
@@ -132,7 +131,7 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
         .unwrap_or_else(|| CallbackStatus::pending(url.clone()));
     for attempt in 1..=settings.callback_attempts {
         status.attempts += 1;
-        match post(allowlist, settings.allow_plain_http, url, body.clone()).await {
+        match post(allowlist, settings.allow_plain_http, &url, body.clone()).await {
             Ok(_) => {
                 status.state = "delivered".into();
                 status.last_error = None;

@@ -119,10 +119,15 @@ async fn execute(
     }
 }
 
+/// The mean run time of the tasks so far, milliseconds (at least 1).
+fn mean_run_ms(node: &Node) -> f64 {
+    (node.metrics().totals.mean_run_seconds() * 1000.0).max(1.0)
+}
+
 /// When a task should be done, from the mean run time so far and the queue.
 fn estimate(app: &AppState, record: Option<&JobRecord>) -> u64 {
     let node = &app.node;
-    let mean_ms = (node.metrics().totals.mean_run_seconds() * 1000.0).max(1.0);
+    let mean_ms = mean_run_ms(node);
     match record {
         Some(r) if r.state.is_terminal() => r.finished_at_ms.unwrap_or_else(now_ms),
         Some(r) if r.state == JobState::Running => {
@@ -152,10 +157,9 @@ async fn status(
     let progress = match record.state {
         JobState::Queued => 0.0,
         JobState::Running => {
-            let mean_ms = (app.node.metrics().totals.mean_run_seconds() * 1000.0).max(1.0);
             let elapsed =
                 now_ms().saturating_sub(record.started_at_ms.unwrap_or_else(now_ms)) as f64;
-            (elapsed / mean_ms).min(0.95)
+            (elapsed / mean_run_ms(&app.node)).min(0.95)
         }
         _ => 1.0,
     };
