@@ -374,17 +374,19 @@ fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&out)["lines"], 2);
     let cases = project.join("cases");
-    let out = wasmnode(
-        data.path(),
-        &[
+    let tool_test = || {
+        let args = [
             "tool",
             "test",
             wasm.to_str().unwrap(),
             "--cases",
             cases.to_str().unwrap(),
-        ],
-    );
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        ];
+        let out = wasmnode(data.path(), &args);
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out, table)
+    };
+    let (out, table) = tool_test();
     assert!(
         out.status.success() && table.contains("2 passed, 0 failed"),
         "{table}{}",
@@ -395,17 +397,7 @@ fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
         r#"{"args": {"path": "/in/poem.txt"}, "mounts": ["data:/in"], "expect": {"output": {"lines": 9}}}"#,
     )
     .unwrap();
-    let out = wasmnode(
-        data.path(),
-        &[
-            "tool",
-            "test",
-            wasm.to_str().unwrap(),
-            "--cases",
-            cases.to_str().unwrap(),
-        ],
-    );
-    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (out, table) = tool_test();
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(
         table.contains("FAIL  wrong") && table.contains("2 passed, 1 failed"),
