@@ -8,7 +8,7 @@ WORKSPACE := --workspace --all-targets
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test test-python test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,7 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) clippy $(MAKE) --no-print-directory clippy
 	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
 	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
+	@$(PHASE) test-python $(MAKE) --no-print-directory test-python
 	@$(PHASE) test-llm $(MAKE) --no-print-directory test-llm
 	@$(PHASE) bench-smoke $(MAKE) --no-print-directory bench-smoke
 	@scripts/phase-summary.sh $(PHASE_LOG)
@@ -68,6 +69,10 @@ bench: wasm-target deps ## Run the benchmarks on a release build; prints the tab
 bench-smoke: ## Every benchmark once with tiny counts, to prove they run (part of make test)
 	$(CARGO) build $(WORKSPACE)
 	target/debug/wasmnode-bench --smoke --wasmnode target/debug/wasmnode --out target/bench-smoke.md
+
+test-python: ## Python plugin tools end to end (componentize-py from PyPI, installed once per machine)
+	@cpy=$$(scripts/python-tools-setup.sh) && \
+	WASMNODE_COMPONENTIZE_PY=$$cpy $(CARGO) test --workspace --test python_tools -- --ignored
 
 test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
 	@model=$$(scripts/llm-setup.sh) && \

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need (a fresh CI machine has only
-# what its kind ships): busybox-static for the container-test image.
+# what its kind ships): busybox-static for the container-test image, and
+# docker-registry (a real OCI registry, started by the tests on 127.0.0.1).
 set -euo pipefail
 need=()
 command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
 command -v file >/dev/null 2>&1 || need+=(file)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

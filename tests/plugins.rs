@@ -5,35 +5,7 @@
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
-use wasmnode_e2e::{NodeProcess, json, stderr, wait_terminal, wasmnode};
-
-/// Builds the template once per test binary and returns the .wasm.
-fn plugin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-            let target = root.join("target/wasm-guests");
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args([
-                    "build",
-                    "--release",
-                    "--target",
-                    "wasm32-wasip2",
-                    "--manifest-path",
-                ])
-                .arg(root.join("examples/plugin-tool/Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target)
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .status()
-                .expect("run cargo");
-            assert!(status.success(), "building examples/plugin-tool failed");
-            target.join("wasm32-wasip2/release/word_count.wasm")
-        })
-        .clone()
-}
+use wasmnode_e2e::{NodeProcess, json, plugin_tool as plugin, stderr, wait_terminal, wasmnode};
 
 fn plugin_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -388,7 +360,7 @@ fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
     };
     let (out, table) = tool_test();
     assert!(
-        out.status.success() && table.contains("2 passed, 0 failed"),
+        out.status.success() && table.contains("3 passed, 0 failed"),
         "{table}{}",
         stderr(&out)
     );
@@ -400,7 +372,7 @@ fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
     let (out, table) = tool_test();
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(
-        table.contains("FAIL  wrong") && table.contains("2 passed, 1 failed"),
+        table.contains("FAIL  wrong") && table.contains("3 passed, 1 failed"),
         "{table}"
     );
     let wit = wasmnode(data.path(), &["wit"]);
@@ -408,5 +380,111 @@ fn a_new_tool_project_builds_outside_the_repository_tests_and_runs() {
     println!(
         "tool new to a passing tool test: {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_tool_reads_its_settings_and_logs_through_the_tool_world() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("poem.txt"), "one two\nthree\n").unwrap();
+    let mount = format!("{}:/in", files.path().display());
+    let plugin = plugin();
+    let run = |extra: &[&str]| {
+        let base = [
+            "tool",
+            "run",
+            plugin.to_str().unwrap(),
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"path": "/in/poem.txt"}"#,
+            "--full",
+        ];
+        wasmnode(data.path(), &[&base[..], extra].concat())
+    };
+    let out = run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let whole = json(&out);
+    assert_eq!(
+        whole["stderr"], "[INFO word_count] counted /in/poem.txt (14 bytes)\n",
+        "a log record is a line of the task's stderr: {whole}"
+    );
+    let out = run(&["--set", "max_bytes=5"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("over max_bytes (5)"),
+        "the setting reached the tool: {}",
+        stderr(&out)
+    );
+    let relative = wasmnode(
+        data.path(),
+        &[
+            "tool",
+            "run",
+            plugin.to_str().unwrap(),
+            "--mount",
+            &mount,
+            "--args",
+            r#"{"path": "poem.txt"}"#,
+        ],
+    );
+    assert!(
+        stderr(&relative).contains("poem.txt: no such file"),
+        "as the README says, a guest's relative paths start at /: {}",
+        stderr(&relative)
+    );
+    let out = run(&["--set", "no-equals-sign"]);
+    assert!(stderr(&out).contains("KEY=VALUE"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn jobs_set_only_the_tool_settings_the_operator_allows_and_follow_its_log() {
+    let plugins = plugin_dir();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("poem.txt"), "one two\nthree\n").unwrap();
+    let node = NodeProcess::start(&format!(
+        "[node]\nplugin_dir = {:?}\n[policy]\nmount_roots = [{:?}]\n\
+         [tools.word_count]\njob_config = [\"max_bytes\"]\n[tools.word_count.config]\nmax_bytes = \"1000\"\n",
+        plugins.path(),
+        files.path()
+    ))
+    .await;
+    let job = |id: &str, config: serde_json::Value| {
+        json!({"protocol_version": 1, "job_id": id, "task": {"type": "tool_execution",
+            "payload": {"tool": "word_count", "args": {"path": "/in/poem.txt"}, "config": config}},
+            "runtime": {"mode": "auto", "mounts": [{"source": files.path(), "target": "/in"}]}})
+    };
+    let client = reqwest::Client::new();
+    let (status, body) = node
+        .post_json("/jobs", &job("small", json!({"max_bytes": 5})))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_terminal(&client, &node, "small", std::time::Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_bytes (5)"),
+        "{done}"
+    );
+    let (status, body) = node
+        .post_json("/jobs", &job("secret", json!({"token": "x"})))
+        .await;
+    assert_eq!(
+        status, 422,
+        "a key the operator did not open is refused: {body}"
+    );
+    assert_eq!(body["error"]["code"], "POLICY_DENIED", "{body}");
+
+    let (status, body) = node.post_json("/jobs", &job("fine", json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_terminal(&client, &node, "fine", std::time::Duration::from_secs(60)).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    let job = node.get_json("/jobs/fine").await;
+    assert_eq!(
+        job["stderr"], "[INFO word_count] counted /in/poem.txt (14 bytes)\n",
+        "the tool's log is kept with the job: {job}"
     );
 }

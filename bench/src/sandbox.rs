@@ -25,6 +25,7 @@ fn executor(
             ..EngineSettings::default()
         },
         cache_dir: cache,
+        trust: None,
     })?)
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
-use wasmnode_runtime::{EventSink, TaskEvent};
+use wasmnode_runtime::{EventSink, LogLevel, TaskEvent};
 
 /// Events a slow listener may fall behind by before it is told it lagged.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -52,6 +52,15 @@ pub enum JobEvent {
         /// Units in all.
         total: Option<u64>,
     },
+    /// A tool's log record.
+    Log {
+        /// The tool's name.
+        tool: String,
+        /// Its level.
+        level: LogLevel,
+        /// What it said.
+        message: String,
+    },
 }
 
 impl JobEvent {
@@ -63,6 +72,7 @@ impl JobEvent {
             Self::Stderr { .. } => "stderr",
             Self::Token { .. } => "token",
             Self::Progress { .. } => "progress",
+            Self::Log { .. } => "log",
         }
     }
 }
@@ -158,6 +168,15 @@ impl EventHub {
                 TaskEvent::Progress { what, done, total } => {
                     JobEvent::Progress { what, done, total }
                 }
+                TaskEvent::Log {
+                    tool,
+                    level,
+                    message,
+                } => JobEvent::Log {
+                    tool,
+                    level,
+                    message,
+                },
             };
             hub.publish(&id, event);
         })
@@ -226,6 +245,23 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"event": "state", "state": "running"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tools_log_record_reaches_followers_as_a_log_event() {
+        let hub = EventHub::default();
+        let mut follower = hub.subscribe("j", 10).unwrap();
+        (hub.sink("j"))(TaskEvent::Log {
+            tool: "word_count".into(),
+            level: LogLevel::Warn,
+            message: "slow disk".into(),
+        });
+        let event = follower.recv().await.unwrap();
+        assert_eq!(event.name(), "log");
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({"event": "log", "tool": "word_count", "level": "warn", "message": "slow disk"})
         );
     }
 }

@@ -254,12 +254,16 @@ impl JobRequest {
                 gpus: rt.gpus,
             }),
             "wasm" if rt.component.is_some() => Runtime::Wasm(WasmRuntime {
-                component: ComponentSource::parse(rt.component.as_deref().unwrap_or_default()),
                 args: rt.args.clone(),
                 env: rt.env.clone(),
                 stdin: rt.stdin.clone().map(String::into_bytes),
+                ..WasmRuntime::new(ComponentSource::parse(
+                    rt.component.as_deref().unwrap_or_default(),
+                ))
             }),
-            _ => Runtime::Auto,
+            _ => Runtime::Auto {
+                env: rt.env.clone(),
+            },
         };
         let prepared = rt.node_mounts.iter().map(|m| Mount {
             source: MountSource::Prepared(PathBuf::from(&m.source)),
@@ -369,7 +373,7 @@ mod tests {
         assert!(!task.mounts[0].writable);
         assert_eq!(task.mounts[1].source, MountSource::Workspace);
         let splai = parse(json!({"protocol_version":1,"job_id":"j","task":{"type":"retrieval","payload":{"query":"q"}},"runtime":{"mode":"wasm"}})).unwrap();
-        assert!(matches!(splai.to_task().runtime, Runtime::Auto));
+        assert!(matches!(splai.to_task().runtime, Runtime::Auto { .. }));
     }
 
     #[test]

@@ -72,6 +72,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Tool(ToolCommand::Test(args)) => {
             commands::tool_test::test(config_file, args).await?
         }
+        Command::Tool(ToolCommand::Keygen(args)) => commands::trust::keygen(args)?,
+        Command::Tool(ToolCommand::Sign(args)) => commands::trust::sign(config_file, args).await?,
+        Command::Tool(ToolCommand::Verify(args)) => {
+            commands::trust::verify(config_file, args).await?
+        }
+        Command::Tool(ToolCommand::Push(args)) => commands::registry::push(args).await?,
+        Command::Tool(ToolCommand::Pull(args)) => commands::registry::pull(args).await?,
         Command::Wit(args) => commands::scaffold::wit(args)?,
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,

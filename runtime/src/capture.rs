@@ -59,6 +59,17 @@ impl OutputCapture {
     /// Appends as much of `bytes` as fits; returns `false` if anything was cut
     /// (and marks the capture as overflowed).
     pub fn append(&self, bytes: &[u8]) -> bool {
+        let stream = self.stream;
+        self.append_as(bytes, |chunk| match stream {
+            Stream::Stdout => TaskEvent::Stdout(chunk),
+            Stream::Stderr => TaskEvent::Stderr(chunk),
+        })
+    }
+
+    /// Appends as [`append`](Self::append) does, telling the sink what was
+    /// kept as the event `event` makes of it (a log record rather than a
+    /// chunk of stderr, say).
+    pub fn append_as(&self, bytes: &[u8], event: impl FnOnce(Vec<u8>) -> TaskEvent) -> bool {
         let mut buffer = self.buffer.lock().expect("capture lock");
         let kept = bytes.len().min(self.cap.saturating_sub(buffer.len()));
         buffer.extend_from_slice(&bytes[..kept]);
@@ -66,11 +77,7 @@ impl OutputCapture {
         if kept > 0
             && let Some(sink) = &self.sink
         {
-            let chunk = bytes[..kept].to_vec();
-            sink(match self.stream {
-                Stream::Stdout => TaskEvent::Stdout(chunk),
-                Stream::Stderr => TaskEvent::Stderr(chunk),
-            });
+            sink(event(bytes[..kept].to_vec()));
         }
         if kept < bytes.len() {
             self.overflowed.store(true, Ordering::Relaxed);

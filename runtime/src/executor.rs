@@ -51,6 +51,39 @@ pub enum TaskEvent {
         /// Units in all, if known.
         total: Option<u64>,
     },
+    /// A tool's log record (it is also a line of the task's stderr).
+    Log {
+        /// The tool's name.
+        tool: String,
+        /// How much it matters.
+        level: LogLevel,
+        /// What it said.
+        message: String,
+    },
+}
+
+/// The level of a tool's log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// Its name, lower case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
 }
 
 /// Where a task's events go.

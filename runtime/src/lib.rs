@@ -14,6 +14,7 @@ pub mod llm;
 pub mod peer;
 pub mod policy;
 pub mod router;
+pub mod signing;
 pub mod task;
 pub mod task_types;
 pub mod tls;
@@ -23,7 +24,7 @@ pub mod wasm;
 pub mod workspace;
 
 pub use artifacts::ArtifactStore;
-pub use executor::{EventSink, Executor, Support, TaskContext, TaskEvent};
+pub use executor::{EventSink, Executor, LogLevel, Support, TaskContext, TaskEvent};
 pub use failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 pub use limits::{LimitPolicy, LimitRequest, Limits};
 pub use policy::Policy;
@@ -32,5 +33,5 @@ pub use task::{
     ComponentSource, ImageRuntime, Mount, MountSource, Runtime, RuntimeMode, TaskMetrics,
     TaskOutcome, TaskSpec, WasmRuntime,
 };
-pub use tools::{ToolBackend, ToolRegistry};
+pub use tools::{ToolBackend, ToolRegistry, ToolSettings};
 pub use wasm::WasmExecutor;

@@ -160,7 +160,7 @@ impl Router {
     /// Decides how `task` runs, checking it against policy, without running it.
     pub fn plan(&self, task: TaskSpec) -> Result<Plan, TaskFailure> {
         let mut task = match task.runtime {
-            Runtime::Auto => self.route_by_type(task)?,
+            Runtime::Auto { .. } => self.route_by_type(task)?,
             _ => task,
         };
         let limits = self.policy.limits.resolve(&task.limits)?;
@@ -216,11 +216,12 @@ impl Router {
     /// that tool (the run checks the contract in any case).
     pub fn check(&self, task: TaskSpec) -> Result<(), TaskFailure> {
         let mut plan = self.plan(task)?;
-        if let Runtime::Wasm(wasm) = &plan.task.runtime
-            && let Some(tool) = self.executors.wasm.described(&wasm.component)
-        {
-            tool.check_mounts(&plan.task.mounts)?;
-            tool.check_args(&mut plan.task.payload)?;
+        if let Runtime::Wasm(wasm) = &plan.task.runtime {
+            self.executors.wasm.check_trusted(&wasm.component)?;
+            if let Some(tool) = self.executors.wasm.described(&wasm.component) {
+                tool.check_mounts(&plan.task.mounts)?;
+                tool.check_args(&mut plan.task.payload)?;
+            }
         }
         Ok(())
     }
@@ -266,7 +267,29 @@ impl Router {
         }
     }
 
+    /// Picks the runtime of an `auto` task from its type, and gives what
+    /// it picked the task's environment.
     fn route_by_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
+        let env = match &mut task.runtime {
+            Runtime::Auto { env } => std::mem::take(env),
+            _ => BTreeMap::new(),
+        };
+        let mut task = self.route_type(task)?;
+        match &mut task.runtime {
+            Runtime::Wasm(wasm) => wasm.env.extend(env),
+            Runtime::Image(image) => image.env.extend(env),
+            _ if env.is_empty() => {}
+            _ => {
+                return Err(TaskFailure::invalid_input(format!(
+                    "runtime.env reaches components and containers; `{}` tasks run on a model server",
+                    task.task_type
+                )));
+            }
+        }
+        Ok(task)
+    }
+
+    fn route_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
         let Some(known) = task_types::task_type(&task.task_type) else {
             return Err(TaskFailure::invalid_input(format!(
                 "unknown task type `{}`: give runtime.mode (`wasm` or `image`), or use one of {}",
@@ -317,8 +340,13 @@ impl Router {
             .map(str::to_string);
         match (backend, command) {
             (Some(ToolBackend::Component(component)), _) => {
+                let name = name.unwrap_or_default();
+                let config = self.tools.config_for(&name, task.payload.get("config"))?;
                 task.payload = tool_args(&task.payload)?;
-                task.runtime = Runtime::Wasm(WasmRuntime::new(component));
+                task.runtime = Runtime::Wasm(WasmRuntime {
+                    config,
+                    ..WasmRuntime::new(component)
+                });
                 if task.mounts.is_empty() {
                     task.mounts.push(Mount {
                         source: MountSource::Workspace,
@@ -389,7 +417,7 @@ fn tool_args(payload: &Value) -> Result<Value, TaskFailure> {
         };
     }
     let mut rest: Map<String, Value> = payload.as_object().cloned().unwrap_or_default();
-    for key in ["tool", "op"] {
+    for key in ["tool", "op", "config"] {
         rest.remove(key);
     }
     Ok(Value::Object(rest))
@@ -410,6 +438,7 @@ mod tests {
                 ..Default::default()
             },
             cache_dir: None,
+            trust: None,
         })
         .unwrap();
         let executors = Executors::new(Arc::new(wasm));
@@ -485,6 +514,44 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.kind, FailureKind::InvalidInput);
+    }
+
+    #[test]
+    fn an_auto_tasks_environment_and_allowed_settings_reach_the_tool() {
+        let (_d, mut r) = router(Policy::default());
+        r.tools.configure(BTreeMap::from([(
+            "grep".to_string(),
+            crate::tools::ToolSettings {
+                config: BTreeMap::from([("mode".into(), "fast".into())]),
+                job_config: vec!["depth".into()],
+            },
+        )]));
+        let mut task = TaskSpec::new(
+            "j",
+            "tool_execution",
+            json!({"tool": "grep", "pattern": "x", "config": {"depth": 2}}),
+        );
+        task.runtime = Runtime::Auto {
+            env: BTreeMap::from([("LANG".into(), "C".into())]),
+        };
+        let plan = r.plan(task).unwrap();
+        let Runtime::Wasm(wasm) = &plan.task.runtime else {
+            panic!("a wasm tool: {:?}", plan.task.runtime);
+        };
+        assert_eq!(wasm.env["LANG"], "C");
+        assert_eq!(wasm.config["mode"], "fast");
+        assert_eq!(wasm.config["depth"], "2");
+        assert_eq!(
+            plan.task.payload,
+            json!({"pattern": "x"}),
+            "settings are not arguments"
+        );
+        let mut model = TaskSpec::new("j", "llm_inference", json!({"prompt": "hi"}));
+        model.runtime = Runtime::Auto {
+            env: BTreeMap::from([("LANG".into(), "C".into())]),
+        };
+        let err = r.plan(model).err().unwrap();
+        assert!(err.message.contains("model server"), "{err}");
     }
 
     #[test]

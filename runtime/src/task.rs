@@ -38,7 +38,7 @@ impl TaskSpec {
             job_id,
             task_type: task_type.into(),
             payload,
-            runtime: Runtime::Auto,
+            runtime: Runtime::default(),
             mounts: Vec::new(),
             limits: LimitRequest::default(),
         }
@@ -54,11 +54,14 @@ impl TaskSpec {
 }
 
 /// Which backend runs a task.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum Runtime {
-    /// The router picks from the task type.
-    #[default]
-    Auto,
+    /// The router picks from the task type; `env` goes to the component or
+    /// container it picks.
+    Auto {
+        /// Environment variables for what runs.
+        env: BTreeMap<String, String>,
+    },
     /// A WASI component (or core wasip1 module).
     Wasm(WasmRuntime),
     /// A container image (Docker fallback).
@@ -94,6 +97,14 @@ impl RuntimeMode {
     }
 }
 
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::Auto {
+            env: BTreeMap::new(),
+        }
+    }
+}
+
 impl Runtime {
     /// The Job Protocol name of the mode (`auto` before the router picked one).
     pub fn mode(&self) -> &'static str {
@@ -103,7 +114,7 @@ impl Runtime {
     /// The mode it runs in (`None` before the router picked one).
     pub fn mode_kind(&self) -> Option<RuntimeMode> {
         match self {
-            Runtime::Auto => None,
+            Runtime::Auto { .. } => None,
             Runtime::Wasm(_) => Some(RuntimeMode::Wasm),
             Runtime::Image(_) => Some(RuntimeMode::Image),
             Runtime::Model => Some(RuntimeMode::Model),
@@ -167,6 +178,8 @@ pub struct WasmRuntime {
     pub env: BTreeMap<String, String>,
     /// Bytes on stdin; commands get the payload as JSON when this is `None`.
     pub stdin: Option<Vec<u8>>,
+    /// Settings a tool reads through the `wasmnode:tool/config` interface.
+    pub config: BTreeMap<String, String>,
 }
 
 impl WasmRuntime {
@@ -177,6 +190,7 @@ impl WasmRuntime {
             args: Vec::new(),
             env: BTreeMap::new(),
             stdin: None,
+            config: BTreeMap::new(),
         }
     }
 }

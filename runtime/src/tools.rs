@@ -1,13 +1,28 @@
 //! `ToolRegistry`: the tools this node can run by name — the built-in fs
 //! tools, plugin components found in a directory, and tools mapped to
-//! container images by the operator.
+//! container images by the operator — and the operator's settings for each
+//! (`[tools.NAME]`).
 
 use crate::builtins;
+use crate::failure::TaskFailure;
 use crate::task::ComponentSource;
 use crate::wasm::{ToolDescription, WasmExecutor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// What the operator sets for one tool (`[tools.NAME]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolSettings {
+    /// Settings the tool reads through `wasmnode:tool/config`.
+    pub config: BTreeMap<String, String>,
+    /// Keys a job may set in its payload's `config` object (over the
+    /// operator's values); a job setting any other key is refused.
+    pub job_config: Vec<String>,
+}
 
 /// How a named tool runs.
 #[derive(Debug, Clone)]
@@ -22,6 +37,7 @@ pub enum ToolBackend {
 #[derive(Debug, Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, ToolBackend>,
+    settings: BTreeMap<String, ToolSettings>,
 }
 
 impl ToolRegistry {
@@ -36,7 +52,10 @@ impl ToolRegistry {
                 )
             })
             .collect();
-        Self { tools }
+        Self {
+            tools,
+            settings: BTreeMap::new(),
+        }
     }
 
     /// Adds every `*.wasm` tool component in `dir`, named by its own
@@ -92,6 +111,64 @@ impl ToolRegistry {
     pub fn names(&self) -> Vec<String> {
         self.tools.keys().cloned().collect()
     }
+
+    /// Sets the operator's settings of each tool named in `settings`.
+    pub fn configure(&mut self, settings: BTreeMap<String, ToolSettings>) {
+        self.settings = settings;
+    }
+
+    /// Names in the operator's settings that no tool of this node has.
+    pub fn unknown_settings(&self) -> Vec<&str> {
+        self.settings
+            .keys()
+            .filter(|name| !self.tools.contains_key(*name))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The settings tool `name` runs with: the operator's, overlaid with the
+    /// job's `config` object where the operator lets jobs set those keys.
+    /// Values may be text, numbers or booleans (given to the tool as text).
+    pub fn config_for(
+        &self,
+        name: &str,
+        job: Option<&Value>,
+    ) -> Result<BTreeMap<String, String>, TaskFailure> {
+        let settings = self.settings.get(name);
+        let mut config = settings.map(|s| s.config.clone()).unwrap_or_default();
+        let Some(job) = job else {
+            return Ok(config);
+        };
+        let Value::Object(fields) = job else {
+            return Err(TaskFailure::invalid_input(
+                "config must be an object of settings",
+            ));
+        };
+        let allowed = settings.map(|s| s.job_config.as_slice()).unwrap_or(&[]);
+        for (key, value) in fields {
+            if !allowed.contains(key) {
+                return Err(TaskFailure::policy_denied(format!(
+                    "tool `{name}` does not let jobs set config `{key}` (the operator allows: {})",
+                    if allowed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                )));
+            }
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(_) | Value::Bool(_) => value.to_string(),
+                _ => {
+                    return Err(TaskFailure::invalid_input(format!(
+                        "config `{key}` must be text, a number or a boolean"
+                    )));
+                }
+            };
+            config.insert(key.clone(), text);
+        }
+        Ok(config)
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +190,39 @@ mod tests {
         ));
         assert!(matches!(registry.get("jq"), Some(ToolBackend::Image(i)) if i == "jq:1"));
         assert_eq!(registry.names().len(), 7);
+    }
+
+    #[test]
+    fn jobs_may_set_only_the_config_keys_the_operator_allows() {
+        let mut registry = ToolRegistry::builtin();
+        registry.configure(BTreeMap::from([(
+            "grep".to_string(),
+            ToolSettings {
+                config: BTreeMap::from([
+                    ("mode".into(), "fast".into()),
+                    ("token".into(), "t".into()),
+                ]),
+                job_config: vec!["mode".into()],
+            },
+        )]));
+        let config = registry
+            .config_for("grep", Some(&serde_json::json!({"mode": 3})))
+            .unwrap();
+        assert_eq!(config["mode"], "3");
+        assert_eq!(config["token"], "t");
+        let refused = registry
+            .config_for("grep", Some(&serde_json::json!({"token": "x"})))
+            .unwrap_err();
+        assert_eq!(refused.kind, crate::failure::FailureKind::PolicyDenied);
+        assert!(
+            refused.message.contains("allows: mode"),
+            "{}",
+            refused.message
+        );
+        let other = registry
+            .config_for("file_read", Some(&serde_json::json!({"mode": "x"})))
+            .unwrap_err();
+        assert!(other.message.contains("allows: none"), "{}", other.message);
+        assert!(registry.unknown_settings().is_empty());
     }
 }

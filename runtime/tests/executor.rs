@@ -323,6 +323,7 @@ async fn a_task_cancelled_while_its_code_compiles_ends_without_waiting_for_the_c
                 ..Default::default()
             },
             cache_dir: None,
+            trust: None,
         })
         .unwrap(),
     );
@@ -386,6 +387,7 @@ async fn compiled_code_is_cached_on_disk_and_corrupt_entries_are_rebuilt() {
             ..Default::default()
         },
         cache_dir: Some(cache.path().to_path_buf()),
+        trust: None,
     };
     let spec = || hostile(json!({"action": "echo"}));
 
@@ -456,6 +458,7 @@ async fn warming_fills_the_disk_cache_without_holding_the_code() {
             ..Default::default()
         },
         cache_dir: Some(cache.path().to_path_buf()),
+        trust: None,
     })
     .unwrap();
     let source = builtin("retrieval");

@@ -5,6 +5,7 @@ pub mod control_plane;
 pub mod files;
 pub mod goliat;
 pub mod ollama;
+pub mod registry;
 pub mod tls;
 
 use std::path::PathBuf;
@@ -47,6 +48,35 @@ pub fn test_guest(stem: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The example plugin tool (`examples/plugin-tool`, `word_count`), built
+/// once per test binary.
+pub fn plugin_tool() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let target = root.join("target/wasm-guests");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
+                .arg(root.join("examples/plugin-tool/Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "building examples/plugin-tool failed");
+            target.join("wasm32-wasip2/release/word_count.wasm")
+        })
+        .clone()
 }
 
 /// Runs `wasmnode ARGS` with a private data directory and returns its output.

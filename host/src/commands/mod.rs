@@ -1,12 +1,14 @@
 //! One module per CLI command.
 
 pub mod agent;
+pub mod registry;
 pub mod run;
 pub mod scaffold;
 pub mod serve;
 pub mod store;
 pub mod tool;
 pub mod tool_test;
+pub mod trust;
 
 use crate::config::{Config, Flag};
 use std::path::Path;
@@ -29,6 +31,21 @@ pub fn parse_mounts(specs: &[String]) -> anyhow::Result<Vec<Mount>> {
     specs
         .iter()
         .map(|s| Mount::parse(s).map_err(anyhow::Error::msg))
+        .collect()
+}
+
+/// Parses `K=V` flags (`--env`, `--config`) into a map; `flag` names them
+/// in the error.
+pub fn key_values(
+    flag: &str,
+    pairs: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => anyhow::bail!("{flag} `{pair}` must look like KEY=VALUE"),
+        })
         .collect()
 }
 

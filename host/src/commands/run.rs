@@ -6,7 +6,6 @@ use crate::job::JobRequest;
 use crate::node::Access;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 use std::path::Path;
 use wasmnode_runtime::{ComponentSource, LimitRequest, RunOptions, Runtime, TaskSpec, WasmRuntime};
 
@@ -68,22 +67,15 @@ fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
         ..LimitRequest::default()
     };
     if let Some(component) = &args.component {
-        let mut env = BTreeMap::new();
-        for pair in &args.env {
-            let (k, v) = pair
-                .split_once('=')
-                .with_context(|| format!("--env `{pair}` must look like K=V"))?;
-            env.insert(k.to_string(), v.to_string());
-        }
         task.runtime = Runtime::Wasm(WasmRuntime {
-            component: ComponentSource::parse(component),
             args: args.args.clone(),
-            env,
+            env: super::key_values("--env", &args.env)?,
             stdin: if task.payload.as_object().is_some_and(Map::is_empty) {
                 Some(Vec::new())
             } else {
                 None
             },
+            ..WasmRuntime::new(ComponentSource::parse(component))
         });
     } else if !args.args.is_empty() || !args.env.is_empty() {
         bail!("--arg and --env apply to --component runs only");
@@ -124,7 +116,7 @@ mod tests {
             task.payload,
             serde_json::json!({"query": "a=b", "documents_json": "[1]"})
         );
-        assert!(matches!(task.runtime, Runtime::Auto));
+        assert!(matches!(task.runtime, Runtime::Auto { .. }));
     }
 
     #[test]

@@ -26,8 +26,14 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         "--args must be a JSON object, not {raw}"
     );
     let component = resolve(router.tools(), &args.tool)?;
+    let mut config = router.tools().config_for(&args.tool, None)?;
+    config.extend(super::key_values("--set", &args.settings)?);
     let mut task = TaskSpec::new("local", "tool_execution", tool_args);
-    task.runtime = Runtime::Wasm(WasmRuntime::new(component));
+    task.runtime = Runtime::Wasm(WasmRuntime {
+        env: super::key_values("--env", &args.env)?,
+        config,
+        ..WasmRuntime::new(component)
+    });
     task.mounts = parse_mounts(&args.mounts)?;
     task.limits = LimitRequest {
         max_runtime_seconds: args.timeout,

@@ -1,14 +1,16 @@
 //! `wasmnode tool test`: runs a tool's golden cases and prints a pass/fail
 //! table. A case is a JSON file in the cases directory:
-//! `{"args": {...}, "mounts": ["data:/in"], "expect": {"output": {...}}}`
-//! or `"expect": {"error": "INVALID_INPUT"}`; relative mount sources are
-//! taken from the cases directory.
+//! `{"args": {...}, "mounts": ["data:/in"], "config": {"k": "v"},
+//! "env": {"K": "V"}, "expect": {"output": {...}}}` or
+//! `"expect": {"error": "INVALID_INPUT"}`; relative mount sources are taken
+//! from the cases directory, and `config` goes over the operator's settings.
 
 use super::tool::{local_router, resolve};
 use super::{Printed, load_config};
 use crate::cli::ToolTestArgs;
 use anyhow::Context;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 use wasmnode_runtime::{Mount, MountSource, RunOptions, Runtime, TaskSpec, WasmRuntime};
@@ -21,6 +23,10 @@ struct Case {
     args: serde_json::Value,
     #[serde(default)]
     mounts: Vec<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
     expect: Expect,
 }
 
@@ -41,6 +47,7 @@ pub async fn test(config_file: Option<&Path>, args: ToolTestArgs) -> anyhow::Res
     let config = load_config(config_file, &args.node.flags())?;
     let router = local_router(&config).await?;
     let component = resolve(router.tools(), &args.tool)?;
+    let operator_config = router.tools().config_for(&args.tool, None)?;
     let mut files: Vec<_> = std::fs::read_dir(&args.cases)
         .with_context(|| format!("cannot read the cases directory {}", args.cases.display()))?
         .filter_map(Result::ok)
@@ -63,8 +70,14 @@ pub async fn test(config_file: Option<&Path>, args: ToolTestArgs) -> anyhow::Res
         let started = Instant::now();
         let verdict = match load(file, &args.cases) {
             Ok((case, mounts)) => {
+                let mut config = operator_config.clone();
+                config.extend(case.config);
                 let mut task = TaskSpec::new("test", "tool_execution", case.args);
-                task.runtime = Runtime::Wasm(WasmRuntime::new(component.clone()));
+                task.runtime = Runtime::Wasm(WasmRuntime {
+                    env: case.env,
+                    config,
+                    ..WasmRuntime::new(component.clone())
+                });
                 task.mounts = mounts;
                 judge(&case.expect, router.run(task, RunOptions::default()).await)
             }

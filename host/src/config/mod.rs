@@ -54,6 +54,8 @@ pub struct Config {
     pub goliat: GoliatSection,
     /// TLS for everything the node fetches.
     pub tls: TlsSection,
+    /// The operator's settings of each tool, by name (`[tools.NAME]`).
+    pub tools: std::collections::BTreeMap<String, wasmnode_runtime::ToolSettings>,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model
@@ -170,6 +172,11 @@ impl Config {
         self.llm.validate()?;
         self.vera.validate()?;
         self.wasm.validate()?;
+        if self.policy.require_signed_tools && self.policy.trusted_keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "policy.require_signed_tools needs policy.trusted_keys (public key PEM files; `wasmnode tool keygen` makes a pair)".into(),
+            ));
+        }
         self.limits.validate()
     }
 
@@ -185,6 +192,11 @@ impl Config {
         for secret in [&mut shown.llm.hf_token, &mut shown.llm.retrieval_api_key] {
             if !secret.is_empty() {
                 *secret = MASK.into();
+            }
+        }
+        for tool in shown.tools.values_mut() {
+            for value in tool.config.values_mut() {
+                *value = MASK.into();
             }
         }
         for backend in shown.llm.backends.values_mut() {

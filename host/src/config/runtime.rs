@@ -139,6 +139,11 @@ pub struct PolicySection {
     /// Directories component files may be loaded from (the plugin
     /// directory is always allowed).
     pub component_roots: Vec<PathBuf>,
+    /// Run a component file (a plugin, or a job's component) only when a
+    /// key of `trusted_keys` signed exactly its bytes (`wasmnode tool sign`).
+    pub require_signed_tools: bool,
+    /// Public keys (PEM files) whose tool signatures this node accepts.
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 impl Default for PolicySection {
@@ -147,6 +152,8 @@ impl Default for PolicySection {
             allowed_modes: RuntimeMode::ALL.to_vec(),
             mount_roots: Vec::new(),
             component_roots: Vec::new(),
+            require_signed_tools: false,
+            trusted_keys: Vec::new(),
         }
     }
 }
@@ -258,6 +265,7 @@ impl Config {
                 .wasm
                 .code_cache
                 .then(|| self.node.data_dir.join("code-cache")),
+            trust: None,
         }
     }
 

@@ -19,6 +19,7 @@ use wasmnode_runtime::docker::DockerExecutor;
 use wasmnode_runtime::llm::{LlmExecutor, Probe};
 use wasmnode_runtime::{
     ArtifactStore, Executors, Policy, Router, RuntimeMode, ToolRegistry, WasmExecutor,
+    signing::TrustList,
 };
 
 /// Who submits the tasks a router will run.
@@ -59,7 +60,13 @@ pub async fn router(
     let data_dir = &config.node.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
-    let wasm = Arc::new(WasmExecutor::new(config.wasm_config())?);
+    let mut wasm_config = config.wasm_config();
+    if access == Access::Remote && config.policy.require_signed_tools {
+        let trust = TrustList::load(&config.policy.trusted_keys)?;
+        tracing::info!(keys = trust.len(), "only signed component files run");
+        wasm_config.trust = Some(Arc::new(trust));
+    }
+    let wasm = Arc::new(WasmExecutor::new(wasm_config)?);
     tracing::debug!(allocator = wasm.allocator().as_str(), "WASI executor ready");
     let policy = match access {
         Access::Local => Policy {
@@ -81,6 +88,13 @@ pub async fn router(
         .with_context(|| format!("cannot open artifact root {}", artifact_root.display()))?;
     for (name, image) in &config.docker.tool_images {
         tools.add_image(name, image);
+    }
+    tools.configure(config.tools.clone());
+    for name in tools.unknown_settings() {
+        tracing::warn!(
+            tool = name,
+            "[tools.{name}] is set, but this node has no tool of that name"
+        );
     }
     let mut executors = Executors::new(wasm).register(RuntimeMode::Model, llm);
     if let Some(docker) = docker {

@@ -9,11 +9,13 @@ pub mod task {
     });
 }
 
-/// The `tool` world: `describe()` and `invoke(args)`.
+/// The `tool` world: `describe()` and `invoke(args)`, importing the tool's
+/// settings (`config`) and levelled logging (`log`).
 pub mod tool {
     wasmtime::component::bindgen!({
         path: "../wit/tool",
         world: "tool",
+        imports: { default: trappable },
         exports: { default: async },
     });
 }

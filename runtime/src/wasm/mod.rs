@@ -16,6 +16,7 @@ mod engine;
 mod output;
 mod prepare;
 mod sandbox;
+mod tool_host;
 
 pub use contract::{MountNeed, ToolDescription};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
@@ -26,6 +27,7 @@ use crate::builtins;
 use crate::executor::{Executor, Support, TaskContext};
 use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::limits::Limits;
+use crate::signing::{self, TrustList};
 use crate::task::{ComponentSource, Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
 use async_trait::async_trait;
 use call::{GuestReturn, captured};
@@ -38,6 +40,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 
+/// Verified (component, signature) pairs remembered; more clears the memory.
+const VERIFIED_CAPACITY: usize = 1024;
 /// Grace period past the deadline before a guest blocked in a host call is abandoned.
 const BLOCKED_GRACE: Duration = Duration::from_millis(50);
 /// Prepared binaries kept in memory.
@@ -50,6 +54,10 @@ pub struct WasmConfig {
     pub engine: EngineSettings,
     /// Directory of the compiled-code cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// When set, a component file runs only if a key of this list signed
+    /// exactly its bytes (`policy.require_signed_tools`); built-ins are
+    /// part of the node and need no signature.
+    pub trust: Option<Arc<TrustList>>,
 }
 
 /// Errors setting up the executor.
@@ -96,6 +104,10 @@ pub struct WasmExecutor {
     /// Tools described so far, by where they were loaded from: submissions
     /// are checked against them before the task is accepted.
     described: std::sync::Mutex<std::collections::HashMap<String, Arc<ToolDescription>>>,
+    /// The trust list, when signatures are required.
+    trust: Option<Arc<TrustList>>,
+    /// blake3 of (component, signature) pairs that verified.
+    verified: std::sync::Mutex<std::collections::HashSet<(blake3::Hash, blake3::Hash)>>,
 }
 
 /// Where a component came from, as the described-tools map keys it.
@@ -115,6 +127,11 @@ impl WasmExecutor {
         let (engine, allocator) = engine::build(&config.engine).map_err(setup)?;
         let mut linker = wasmtime::component::Linker::<sandbox::State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
+        bindings::tool::Tool::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(setup)?;
         let mut module_linker = wasmtime::Linker::<sandbox::State>::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut sandbox::State| {
             s.p1.as_mut()
@@ -145,6 +162,8 @@ impl WasmExecutor {
             fuel_metering: config.engine.fuel_metering,
             builtin_hashes: Default::default(),
             described: Default::default(),
+            trust: config.trust,
+            verified: Default::default(),
         })
     }
 
@@ -182,18 +201,57 @@ impl WasmExecutor {
                     .or_insert_with(|| blake3::hash(bytes));
                 Ok(Binary::with_hash(bytes::Bytes::from_static(bytes), hash))
             }
-            ComponentSource::File(path) => std::fs::read(path)
-                .map(|b| Binary::new(b.into()))
-                .map_err(|e| {
-                    TaskFailure::invalid_input(format!(
-                        "cannot read component {}: {e}",
-                        path.display()
-                    ))
-                }),
+            ComponentSource::File(path) => {
+                let binary = std::fs::read(path)
+                    .map(|b| Binary::new(b.into()))
+                    .map_err(|e| {
+                        TaskFailure::invalid_input(format!(
+                            "cannot read component {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                self.check_signature(path, &binary)?;
+                Ok(binary)
+            }
             ComponentSource::Bytes(bytes) => {
                 Ok(Binary::new(bytes::Bytes::from_owner(bytes.clone())))
             }
         }
+    }
+
+    /// With a trust list, refuses `source` unless it is a built-in or a
+    /// component file a trusted key signed exactly as it is now (checked
+    /// again when it runs).
+    pub fn check_trusted(&self, source: &ComponentSource) -> Result<(), TaskFailure> {
+        match source {
+            ComponentSource::File(_) if self.trust.is_some() => self.load(source).map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// With a trust list, refuses a component file that no trusted key
+    /// signed exactly as it is now.
+    fn check_signature(&self, path: &std::path::Path, binary: &Binary) -> Result<(), TaskFailure> {
+        let Some(trust) = &self.trust else {
+            return Ok(());
+        };
+        let denied = |e: signing::SigningError| {
+            TaskFailure::policy_denied(format!("{e} (this node requires signed tools)"))
+        };
+        let signature = signing::read_signature(path).map_err(denied)?;
+        let pair = (binary.hash, blake3::hash(&signature));
+        if self.verified.lock().expect("verified lock").contains(&pair) {
+            return Ok(());
+        }
+        trust
+            .verify(&path.display().to_string(), &binary.bytes, &signature)
+            .map_err(denied)?;
+        let mut verified = self.verified.lock().expect("verified lock");
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(pair);
+        Ok(())
     }
 
     /// Compiles `source` ahead of its first task, so that task does not pay
@@ -382,14 +440,14 @@ impl Executor for WasmExecutor {
         // Compiling (or loading) the binary and asking a tool what it needs
         // never hold up a cancellation or the deadline.
         let (prepared, origin) = until_stopped(&ctx, self.prepared(&runtime.component)).await?;
-        let read_only = match prepared.world {
+        let (read_only, program) = match prepared.world {
             World::Tool => {
                 let tool = until_stopped(&ctx, self.describe_tool(&prepared)).await?;
                 self.remember(&runtime.component, &tool);
                 tool.check_args(&mut task.payload)?;
-                tool.check_mounts(&task.mounts)?
+                (tool.check_mounts(&task.mounts)?, tool.name.clone())
             }
-            _ => false,
+            _ => (false, runtime.component.program_name()),
         };
         let is_program = matches!(prepared.world, World::Command | World::CoreModule);
         let stdin = match (&runtime.stdin, is_program) {
@@ -397,7 +455,6 @@ impl Executor for WasmExecutor {
             (None, true) if !task.payload.is_null() => Some(task.payload.to_string().into_bytes()),
             _ => None,
         };
-        let program = runtime.component.program_name();
         let spec = SandboxSpec {
             runtime,
             program: &program,

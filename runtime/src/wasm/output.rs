@@ -3,7 +3,7 @@
 //! guest; the executor then fails the task with `OutputExceeded`.
 
 use crate::capture::{OutputCapture, Stream};
-use crate::executor::EventSink;
+use crate::executor::{EventSink, TaskEvent};
 use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
@@ -40,6 +40,20 @@ impl CappedPipe {
     /// Everything captured so far, as lossy UTF-8.
     pub fn text(&self) -> String {
         self.capture.text()
+    }
+
+    /// Keeps `bytes` as a write would, telling the event sink what
+    /// `event` makes of them; an error past the cap (the guest traps).
+    pub fn record(
+        &self,
+        bytes: &[u8],
+        event: impl FnOnce(Vec<u8>) -> TaskEvent,
+    ) -> Result<(), OutputCapExceeded> {
+        if self.capture.append_as(bytes, event) {
+            Ok(())
+        } else {
+            Err(self.exceeded())
+        }
     }
 
     fn exceeded(&self) -> OutputCapExceeded {

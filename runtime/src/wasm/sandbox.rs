@@ -8,6 +8,7 @@
 //! never followed.
 
 use super::output::CappedPipe;
+use super::tool_host::ToolHost;
 use crate::capture::Stream;
 use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
@@ -31,6 +32,8 @@ pub struct State {
     pub p1: Option<WasiP1Ctx>,
     /// Memory accounting and limit.
     pub limiter: Limiter,
+    /// What a tool's `config` and `log` imports answer from.
+    pub tool: ToolHost,
 }
 
 impl WasiView for State {
@@ -75,7 +78,7 @@ impl Stdio {
 pub struct SandboxSpec<'a> {
     /// Component settings (args, env, stdin).
     pub runtime: &'a WasmRuntime,
-    /// Program name (argv[0]).
+    /// Program name (argv[0]; a tool's name, in its log lines).
     pub program: &'a str,
     /// Mounts, already checked against policy.
     pub mounts: &'a [Mount],
@@ -148,18 +151,25 @@ pub fn build(
         builder.initial_cwd(&first.guest_path);
     }
     let limiter = Limiter::new(ctx.limits.memory_bytes);
+    let tool = ToolHost {
+        name: spec.program.to_string(),
+        config: spec.runtime.config.clone(),
+        stderr: stdio.stderr.clone(),
+    };
     let state = match flavor {
         Flavor::Component => State {
             table: ResourceTable::new(),
             wasi: Some(builder.build()),
             p1: None,
             limiter,
+            tool,
         },
         Flavor::CoreModule => State {
             table: ResourceTable::new(),
             wasi: None,
             p1: Some(builder.build_p1()),
             limiter,
+            tool,
         },
     };
     Ok((state, stdio))

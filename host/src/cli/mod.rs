@@ -5,6 +5,12 @@ use crate::config::Flag;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+mod tool;
+pub use tool::{
+    Lang, ToolCommand, ToolInspectArgs, ToolKeygenArgs, ToolListArgs, ToolNewArgs, ToolPullArgs,
+    ToolPushArgs, ToolRunArgs, ToolSignArgs, ToolTestArgs, ToolVerifyArgs, WitArgs,
+};
+
 /// wasmnode: run other people's code in WebAssembly sandboxes, with a Docker
 /// fallback, standalone or attached to a control plane.
 #[derive(Debug, Parser)]
@@ -176,116 +182,6 @@ pub struct RunArgs {
     /// Print the whole outcome (output, stdout, stderr, exit code, metrics).
     #[arg(long)]
     pub full: bool,
-    #[command(flatten)]
-    pub node: NodeArgs,
-}
-
-/// `wasmnode tool`.
-#[derive(Debug, Subcommand)]
-pub enum ToolCommand {
-    /// Create a plugin project (Rust) that builds anywhere: the WIT it needs is written into it.
-    #[command(after_help = "Example:
-  wasmnode tool new line_count && cd line_count && cargo build --release --target wasm32-wasip2")]
-    New(ToolNewArgs),
-    /// Invoke a tool component once and print its JSON result.
-    #[command(after_help = "Example:
-  wasmnode tool run builtin:grep --mount ./src:/src:ro --args '{\"pattern\": \"TODO\", \"path\": \"/src\"}'")]
-    Run(ToolRunArgs),
-    /// Show a component's world, imports, exports and (for tools) its schema.
-    Inspect(ToolInspectArgs),
-    /// List the tools this node can run (built-in and plugins).
-    List(ToolListArgs),
-    /// Run a tool's golden cases (`*.json` in --cases) and print a pass/fail table.
-    #[command(
-        after_help = "A case: {\"args\": {...}, \"mounts\": [\"data:/in\"], \"expect\": {\"output\": {...}}}
-or \"expect\": {\"error\": \"INVALID_INPUT\"}; relative mount sources are taken from the cases directory.
-Exit status: 0 when every case passes, 1 otherwise."
-    )]
-    Test(ToolTestArgs),
-}
-
-/// `wasmnode wit`.
-#[derive(Debug, Args)]
-pub struct WitArgs {
-    /// Write `tool/tool.wit` and `task/task.wit` under this directory instead of printing them.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-}
-
-/// `wasmnode tool new`.
-#[derive(Debug, Args)]
-pub struct ToolNewArgs {
-    /// The tool's name (lower case, digits and `_`), as jobs will call it.
-    #[arg(value_name = "NAME")]
-    pub name: String,
-    /// Where to create the project (default: ./NAME).
-    #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
-}
-
-/// `wasmnode tool test`.
-#[derive(Debug, Args)]
-pub struct ToolTestArgs {
-    /// The tool: `builtin:NAME`, a .wasm file, or a plugin's name.
-    #[arg(value_name = "TOOL")]
-    pub tool: String,
-    /// The directory of cases.
-    #[arg(long, value_name = "DIR", default_value = "cases")]
-    pub cases: PathBuf,
-    #[command(flatten)]
-    pub node: NodeArgs,
-}
-
-/// `wasmnode tool list`.
-#[derive(Debug, Args)]
-pub struct ToolListArgs {
-    /// Print a JSON array of `{name, kind, image}` instead of `NAME<TAB>KIND` lines.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub node: NodeArgs,
-}
-
-/// `wasmnode tool run`.
-#[derive(Debug, Args)]
-pub struct ToolRunArgs {
-    /// The tool: `builtin:NAME`, a .wasm file, or a plugin's name.
-    #[arg(value_name = "TOOL")]
-    pub tool: String,
-    /// Arguments as a JSON object.
-    #[arg(
-        long,
-        value_name = "JSON",
-        default_value = "{}",
-        conflicts_with = "args_file"
-    )]
-    pub args: String,
-    /// Read the JSON arguments from a file.
-    #[arg(long, value_name = "FILE")]
-    pub args_file: Option<PathBuf>,
-    /// Mount a host directory: HOST:GUEST[:ro|rw] (read-only by default).
-    #[arg(long = "mount", short = 'm', value_name = "HOST:GUEST[:MODE]")]
-    pub mounts: Vec<String>,
-    /// Wall-clock limit in seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub timeout: Option<f64>,
-    /// Memory limit, MiB (default: the operator's default).
-    #[arg(long, value_name = "MIB")]
-    pub memory_mb: Option<u64>,
-    /// Print the whole outcome (output, stdout, stderr, exit code, metrics)
-    /// instead of the output alone.
-    #[arg(long)]
-    pub full: bool,
-    #[command(flatten)]
-    pub node: NodeArgs,
-}
-
-/// `wasmnode tool inspect`.
-#[derive(Debug, Args)]
-pub struct ToolInspectArgs {
-    /// The component: `builtin:NAME` or a .wasm file.
-    #[arg(value_name = "COMPONENT")]
-    pub component: String,
     #[command(flatten)]
     pub node: NodeArgs,
 }
