@@ -5,7 +5,9 @@
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
-use wasmnode_e2e::{NodeProcess, json, plugin_tool as plugin, stderr, wait_terminal, wasmnode};
+use wasmnode_e2e::{
+    NodeProcess, json, plugin_tool as plugin, stderr, tool_run, wait_terminal, wasmnode,
+};
 
 fn plugin_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -390,18 +392,15 @@ fn a_tool_reads_its_settings_and_logs_through_the_tool_world() {
     std::fs::write(files.path().join("poem.txt"), "one two\nthree\n").unwrap();
     let mount = format!("{}:/in", files.path().display());
     let plugin = plugin();
+    let poem = r#"{"path": "/in/poem.txt"}"#;
     let run = |extra: &[&str]| {
-        let base = [
-            "tool",
-            "run",
-            plugin.to_str().unwrap(),
-            "--mount",
+        tool_run(
+            data.path(),
+            &plugin,
             &mount,
-            "--args",
-            r#"{"path": "/in/poem.txt"}"#,
-            "--full",
-        ];
-        wasmnode(data.path(), &[&base[..], extra].concat())
+            poem,
+            &[&["--full"], extra].concat(),
+        )
     };
     let out = run(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -417,18 +416,22 @@ fn a_tool_reads_its_settings_and_logs_through_the_tool_world() {
         "the setting reached the tool: {}",
         stderr(&out)
     );
-    let relative = wasmnode(
-        data.path(),
-        &[
-            "tool",
-            "run",
-            plugin.to_str().unwrap(),
-            "--mount",
-            &mount,
-            "--args",
-            r#"{"path": "poem.txt"}"#,
-        ],
+    let node_toml = data.path().join("node.toml");
+    std::fs::write(&node_toml, "[tools.word_count.config]\nmax_bytes = \"5\"\n").unwrap();
+    let out = run(&["--config", node_toml.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("over max_bytes (5)"),
+        "the operator's setting reaches a tool run from its file: {}",
+        stderr(&out)
     );
+    let out = run(&[
+        "--config",
+        node_toml.to_str().unwrap(),
+        "--set",
+        "max_bytes=100",
+    ]);
+    assert!(out.status.success(), "--set overrides: {}", stderr(&out));
+    let relative = tool_run(data.path(), &plugin, &mount, r#"{"path": "poem.txt"}"#, &[]);
     assert!(
         stderr(&relative).contains("poem.txt: no such file"),
         "as the README says, a guest's relative paths start at /: {}",

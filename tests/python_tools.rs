@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
-use wasmnode_e2e::{json, stderr, wasmnode};
+use wasmnode_e2e::{json, stderr, tool_run, wasmnode};
 
 fn componentize_py() -> PathBuf {
     std::env::var_os("WASMNODE_COMPONENTIZE_PY")
@@ -88,18 +88,12 @@ fn a_new_python_tool_builds_tests_and_runs_like_a_rust_one() {
 
     std::fs::write(work.path().join("poem.txt"), "one two\nthree\n").unwrap();
     let mount = format!("{}:/in", work.path().display());
-    let out = wasmnode(
+    let out = tool_run(
         data.path(),
-        &[
-            "tool",
-            "run",
-            wasm.to_str().unwrap(),
-            "--mount",
-            &mount,
-            "--args",
-            r#"{"path": "/in/poem.txt"}"#,
-            "--full",
-        ],
+        &wasm,
+        &mount,
+        r#"{"path": "/in/poem.txt"}"#,
+        &["--full"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let whole = json(&out);
@@ -108,8 +102,8 @@ fn a_new_python_tool_builds_tests_and_runs_like_a_rust_one() {
         whole["stderr"], "[INFO word_py] counted /in/poem.txt (14 bytes)\n",
         "{whole}"
     );
-    assert_eq!(
-        whole["metrics"]["code_cache"], "disk",
-        "the second run loads the compiled tool from the node's cache: {whole}"
+    assert_ne!(
+        whole["metrics"]["code_cache"], "compiled",
+        "a later run reuses the tool compiled by tool test, from the node's cache: {whole}"
     );
 }

@@ -5,12 +5,29 @@
 
 use serde_json::json;
 use std::path::Path;
+use std::process::Output;
 use wasmnode_e2e::registry::Registry;
 use wasmnode_e2e::{NodeProcess, plugin_tool, stderr, stdout, wait_terminal, wasmnode};
 
-fn keygen(data: &Path, prefix: &Path) {
-    let out = wasmnode(data, &["tool", "keygen", "--out", prefix.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
+/// `wasmnode tool ARGS` with the data directory `data`.
+fn tool(data: &Path, args: &[&str]) -> Output {
+    wasmnode(data, &[&["tool"], args].concat())
+}
+
+/// What a command that must succeed printed.
+fn succeeded(out: Output) -> String {
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// The reason a command that must fail (exit 1) gave.
+fn failed(out: Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    stderr(&out)
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
 }
 
 /// The pinned reference a push or pull printed.
@@ -28,80 +45,69 @@ fn policy(plugins: &Path, key: &Path) -> String {
     )
 }
 
+/// A key pair `NAME.pem` / `NAME.pub.pem` under `dir`; the public key's path.
+fn keygen(data: &Path, dir: &Path, name: &str) -> std::path::PathBuf {
+    succeeded(tool(data, &["keygen", "--out", text(&dir.join(name))]));
+    dir.join(format!("{name}.pub.pem"))
+}
+
+/// A copy of the example tool under `dir`.
+fn copy_of_the_tool(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("word_count.wasm");
+    std::fs::copy(plugin_tool(), &path).unwrap();
+    path
+}
+
 #[tokio::test]
 async fn a_signed_tool_travels_through_a_registry_and_runs_where_signatures_are_required() {
     let registry = Registry::start().await;
     let data = tempfile::tempdir().unwrap();
     let keys = tempfile::tempdir().unwrap();
-    let (alice, mallory) = (keys.path().join("alice"), keys.path().join("mallory"));
-    keygen(data.path(), &alice);
-    keygen(data.path(), &mallory);
-    let alice_pub = keys.path().join("alice.pub.pem");
-    let mallory_pub = keys.path().join("mallory.pub.pem");
-
+    let alice_pub = keygen(data.path(), keys.path(), "alice");
+    let mallory_pub = keygen(data.path(), keys.path(), "mallory");
     let work = tempfile::tempdir().unwrap();
-    let tool = work.path().join("word_count.wasm");
-    std::fs::copy(plugin_tool(), &tool).unwrap();
-    let tool_arg = tool.to_str().unwrap();
-    let out = wasmnode(
+    let wasm = copy_of_the_tool(work.path());
+    let alice = keys.path().join("alice.pem");
+    succeeded(tool(
         data.path(),
-        &[
-            "tool",
-            "sign",
-            tool_arg,
-            "--key",
-            keys.path().join("alice.pem").to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let verify = |key: &Path| {
-        wasmnode(
-            data.path(),
-            &["tool", "verify", tool_arg, "--key", key.to_str().unwrap()],
-        )
-    };
-    let out = verify(&alice_pub);
+        &["sign", text(&wasm), "--key", text(&alice)],
+    ));
+    let verified = succeeded(tool(
+        data.path(),
+        &["verify", text(&wasm), "--key", text(&alice_pub)],
+    ));
     assert!(
-        out.status.success() && stdout(&out).starts_with("verified: word_count 0.1.0"),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
+        verified.starts_with("verified: word_count 0.1.0"),
+        "{verified}"
     );
-    let out = verify(&mallory_pub);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("does not trust"), "{}", stderr(&out));
+    let refused = failed(tool(
+        data.path(),
+        &["verify", text(&wasm), "--key", text(&mallory_pub)],
+    ));
+    assert!(refused.contains("does not trust"), "{refused}");
 
     let reference = format!("{}/tools/word_count:0.1.0", registry.addr);
-    let out = wasmnode(data.path(), &["tool", "push", tool_arg, &reference]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("with its signature"),
-        "{}",
-        stdout(&out)
-    );
-    let pushed = pinned(&stdout(&out));
+    let pushed = succeeded(tool(data.path(), &["push", text(&wasm), &reference]));
+    assert!(pushed.contains("with its signature"), "{pushed}");
+    let pushed = pinned(&pushed);
 
     // A fresh data directory pulls by tag, then by the pinned digest.
     let fresh = tempfile::tempdir().unwrap();
     let plugins = tempfile::tempdir().unwrap();
-    let pull = |reference: &str, dir: &Path| {
-        wasmnode(
+    for (what, pull) in [("a tag", reference.as_str()), ("a digest", pushed.as_str())] {
+        let pulled = succeeded(tool(
             fresh.path(),
-            &["tool", "pull", reference, "--dir", dir.to_str().unwrap()],
-        )
-    };
-    let out = pull(&reference, plugins.path());
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        pinned(&stdout(&out)),
-        pushed,
-        "a tag resolves to what was pushed"
-    );
-    let out = pull(&pushed, plugins.path());
-    assert!(out.status.success(), "{}", stderr(&out));
+            &["pull", pull, "--dir", text(plugins.path())],
+        ));
+        assert_eq!(
+            pinned(&pulled),
+            pushed,
+            "{what} resolves to what was pushed"
+        );
+    }
     assert_eq!(
         std::fs::read(plugins.path().join("word_count.wasm")).unwrap(),
-        std::fs::read(&tool).unwrap()
+        std::fs::read(&wasm).unwrap()
     );
     assert!(plugins.path().join("word_count.wasm.sig").is_file());
 
@@ -130,33 +136,20 @@ async fn unsigned_changed_and_damaged_tools_are_refused() {
     let registry = Registry::start().await;
     let data = tempfile::tempdir().unwrap();
     let keys = tempfile::tempdir().unwrap();
-    keygen(data.path(), &keys.path().join("alice"));
-    let alice_pub = keys.path().join("alice.pub.pem");
+    let alice_pub = keygen(data.path(), keys.path(), "alice");
 
     // An unsigned tool pulled from the registry is skipped at load, and a
     // job naming its file is refused at submission.
     let work = tempfile::tempdir().unwrap();
-    let tool = work.path().join("word_count.wasm");
-    std::fs::copy(plugin_tool(), &tool).unwrap();
+    let wasm = copy_of_the_tool(work.path());
     let reference = format!("{}/tools/unsigned:1", registry.addr);
-    let out = wasmnode(
-        data.path(),
-        &["tool", "push", tool.to_str().unwrap(), &reference],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    succeeded(tool(data.path(), &["push", text(&wasm), &reference]));
     let plugins = tempfile::tempdir().unwrap();
-    let out = wasmnode(
+    let pulled = succeeded(tool(
         data.path(),
-        &[
-            "tool",
-            "pull",
-            &reference,
-            "--dir",
-            plugins.path().to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("unsigned"), "{}", stdout(&out));
+        &["pull", &reference, "--dir", text(plugins.path())],
+    ));
+    assert!(pulled.contains("unsigned"), "{pulled}");
     let node = NodeProcess::start(&policy(plugins.path(), &alice_pub)).await;
     let info = node.get_json("/info").await;
     assert!(
@@ -183,59 +176,34 @@ async fn unsigned_changed_and_damaged_tools_are_refused() {
     drop(node);
 
     // A signed tool changed after signing no longer verifies.
-    let out = wasmnode(
+    let alice = keys.path().join("alice.pem");
+    succeeded(tool(
         data.path(),
-        &[
-            "tool",
-            "sign",
-            tool.to_str().unwrap(),
-            "--key",
-            keys.path().join("alice.pem").to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let mut bytes = std::fs::read(&tool).unwrap();
+        &["sign", text(&wasm), "--key", text(&alice)],
+    ));
+    let mut bytes = std::fs::read(&wasm).unwrap();
     // A custom section appended: still a valid component, other bytes.
     bytes.extend_from_slice(&[0, 4, 1, b'x', 0, 0]);
-    std::fs::write(&tool, &bytes).unwrap();
-    let out = wasmnode(
+    std::fs::write(&wasm, &bytes).unwrap();
+    let refused = failed(tool(
         data.path(),
-        &[
-            "tool",
-            "verify",
-            tool.to_str().unwrap(),
-            "--key",
-            alice_pub.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("is not what was signed"),
-        "{}",
-        stderr(&out)
-    );
+        &["verify", text(&wasm), "--key", text(&alice_pub)],
+    ));
+    assert!(refused.contains("is not what was signed"), "{refused}");
 
     // A blob damaged inside the registry is caught by its digest on pull.
-    let original = plugin_tool();
-    let digest = sha256_digest(&std::fs::read(&original).unwrap());
+    let digest = sha256_digest(&std::fs::read(plugin_tool()).unwrap());
     let blob = registry.blob_path(&digest);
     let mut stored = std::fs::read(&blob).unwrap();
     let last = stored.len() - 1;
     stored[last] ^= 0xff;
     std::fs::write(&blob, &stored).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
-    let out = wasmnode(
+    let refused = failed(tool(
         data.path(),
-        &[
-            "tool",
-            "pull",
-            &reference,
-            "--dir",
-            elsewhere.path().to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stderr(&out).contains("digest"), "{}", stderr(&out));
+        &["pull", &reference, "--dir", text(elsewhere.path())],
+    ));
+    assert!(refused.contains("digest"), "{refused}");
     assert!(
         !elsewhere.path().join("word_count.wasm").exists(),
         "nothing is written from a damaged pull"

@@ -79,6 +79,27 @@ pub fn plugin_tool() -> PathBuf {
         .clone()
 }
 
+/// `wasmnode tool run TOOL --mount MOUNT --args ARGS EXTRA...` with the
+/// data directory `data_dir`.
+pub fn tool_run(
+    data_dir: &std::path::Path,
+    tool: &std::path::Path,
+    mount: &str,
+    args: &str,
+    extra: &[&str],
+) -> Output {
+    let base = [
+        "tool",
+        "run",
+        tool.to_str().expect("a UTF-8 path"),
+        "--mount",
+        mount,
+        "--args",
+        args,
+    ];
+    wasmnode(data_dir, &[&base[..], extra].concat())
+}
+
 /// Runs `wasmnode ARGS` with a private data directory and returns its output.
 pub fn wasmnode(data_dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(binary())

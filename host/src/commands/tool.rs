@@ -26,7 +26,7 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         "--args must be a JSON object, not {raw}"
     );
     let component = resolve(router.tools(), &args.tool)?;
-    let mut config = router.tools().config_for(&args.tool, None)?;
+    let mut config = operator_config(&router, &args.tool, &component).await?;
     config.extend(super::key_values("--set", &args.settings)?);
     let mut task = TaskSpec::new("local", "tool_execution", tool_args);
     task.runtime = Runtime::Wasm(WasmRuntime {
@@ -95,6 +95,21 @@ pub(super) async fn local_router(config: &crate::config::Config) -> anyhow::Resu
         config.llm_settings(),
     )?);
     crate::node::router(config, Access::Local, docker, llm).await
+}
+
+/// The operator's settings (`[tools.NAME.config]`) of the tool that
+/// `reference` names: by its registered name, or for a file by the name it
+/// gives itself.
+pub(super) async fn operator_config(
+    router: &Router,
+    reference: &str,
+    component: &ComponentSource,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let name = match router.executors().wasm.tool_description(component).await {
+        Ok(Some(tool)) => tool.name.clone(),
+        _ => reference.to_string(),
+    };
+    Ok(router.tools().config_for(&name, None)?)
 }
 
 /// `builtin:NAME` and paths as given; a bare name is looked up in the registry.
