@@ -37,6 +37,7 @@ impl config::Host for State {
 
 impl log::Host for State {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let message = bounded(message);
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,
@@ -63,6 +64,22 @@ impl log::Host for State {
     }
 }
 
+/// Most bytes of one log record's message; a longer one is cut there.
+const MAX_RECORD_BYTES: usize = 4 << 10;
+
+/// `message`, cut to [`MAX_RECORD_BYTES`] on a character boundary (with `…`).
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_RECORD_BYTES {
+        let mut end = MAX_RECORD_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
 /// The node's own log line for a record; the message is quoted (escaped),
 /// so a tool cannot forge lines of the node's log.
 fn node_log(tool: &str, level: LogLevel, message: &str) {
@@ -77,3 +94,21 @@ fn node_log(tool: &str, level: LogLevel, message: &str) {
 
 /// The shared types need nothing from the host.
 impl super::bindings::tool::wasmnode::tool::types::Host for State {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_record_is_cut_on_a_character_boundary() {
+        assert_eq!(bounded("short".into()), "short");
+        let long = "é".repeat(MAX_RECORD_BYTES);
+        let cut = bounded(long);
+        assert!(
+            cut.len() <= MAX_RECORD_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with('…'));
+    }
+}
