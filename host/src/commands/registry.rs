@@ -130,11 +130,15 @@ pub async fn pull(args: ToolPullArgs) -> anyhow::Result<Printed> {
             layer.size
         );
     }
-    let mut bytes = Vec::new();
+    let mut sink = Capped {
+        bytes: Vec::new(),
+        cap: usize::try_from(layer.size).unwrap_or(0),
+    };
     client
-        .pull_blob(&reference, layer, &mut bytes)
+        .pull_blob(&reference, layer, &mut sink)
         .await
         .with_context(|| format!("cannot fetch the component of {reference}"))?;
+    let bytes = sink.bytes;
     // The client checks the digest; so does this, whatever the client does.
     let digest = signing::digest(&bytes);
     if digest != layer.digest {
@@ -178,6 +182,44 @@ pub async fn pull(args: ToolPullArgs) -> anyhow::Result<Printed> {
         pinned(&reference, &manifest_digest)
     ));
     Ok(Printed { status: 0 })
+}
+
+/// Keeps at most `cap` bytes; a registry sending more than the size its
+/// manifest declared gets an error, not the node's memory.
+struct Capped {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() + buf.len() > self.cap {
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the registry sent more than the {} bytes the manifest declares",
+                self.cap
+            ))));
+        }
+        self.bytes.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 fn parse(reference: &str) -> anyhow::Result<Reference> {
@@ -270,6 +312,18 @@ mod tests {
         ] {
             assert!(file_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_blob_longer_than_its_declared_size_is_refused() {
+        use tokio::io::AsyncWriteExt;
+        let mut sink = Capped {
+            bytes: Vec::new(),
+            cap: 4,
+        };
+        sink.write_all(b"wasm").await.unwrap();
+        assert!(sink.write_all(b"!").await.is_err());
+        assert_eq!(sink.bytes, b"wasm");
     }
 
     #[test]
