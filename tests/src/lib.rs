@@ -265,6 +265,13 @@ impl NodeProcess {
         self.memory_kib("VmHWM") >> 10
     }
 
+    /// Starts the peak (`VmHWM`) afresh from the memory resident now
+    /// (`/proc/PID/clear_refs`), so a later peak measures what came after.
+    pub fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5")
+            .expect("reset the node's peak resident memory");
+    }
+
     /// Sets the node's resource limits while it runs (`prlimit --pid`
     /// options, e.g. `--fsize=100000:`).
     pub fn set_limit(&self, option: &str) {
