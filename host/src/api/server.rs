@@ -62,6 +62,11 @@ struct Connection {
 struct Connections {
     open: Mutex<HashMap<u64, Connection>>,
     next: AtomicU64,
+    /// Evicted connections whose tasks have not closed their sockets yet:
+    /// they still hold descriptors.
+    closing: AtomicUsize,
+    /// Signalled each time a connection's task ends.
+    closed: tokio::sync::Notify,
 }
 
 impl Connections {
@@ -76,6 +81,7 @@ impl Connections {
                 .min_by_key(|(_, c)| c.opened)
                 .map(|(id, _)| *id)?;
             if let Some(evicted) = open.remove(&oldest_idle) {
+                self.closing.fetch_add(1, Ordering::Relaxed);
                 evicted.evict.cancel();
             }
         }
@@ -93,8 +99,43 @@ impl Connections {
         Some((id, in_progress, evict))
     }
 
+    /// Forgets connection `id` once its task has ended (its socket closed).
     fn remove(&self, id: u64) {
-        self.open.lock().expect("connections lock").remove(&id);
+        if self
+            .open
+            .lock()
+            .expect("connections lock")
+            .remove(&id)
+            .is_none()
+        {
+            // It was evicted, and counted as closing since.
+            self.closing.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.closed.notify_waiters();
+    }
+
+    /// Whether evicted connections still hold the descriptors that the
+    /// next one would need to stay within `max`.
+    fn waiting_for_closes(&self, max: usize) -> bool {
+        let closing = self.closing.load(Ordering::Relaxed);
+        closing > 0 && self.count() + closing >= max
+    }
+
+    /// Returns once evicted connections have closed enough sockets for one
+    /// more connection within `max`, or at shutdown.
+    async fn room(&self, max: usize, shutdown: &CancellationToken) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if !self.waiting_for_closes(max) {
+                return;
+            }
+            tokio::select! {
+                _ = closed => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
     }
 
     fn count(&self) -> usize {
@@ -156,6 +197,9 @@ pub async fn serve(
     let connections = Arc::new(Connections::default());
     let mut refused_since_log = 0u64;
     loop {
+        // An evicted connection keeps its descriptor until its task closes
+        // it: accepting before then could exceed the descriptor limit.
+        connections.room(limits.max_connections, &shutdown).await;
         let (stream, _peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -335,5 +379,28 @@ mod tests {
         assert!(connections.admit(2).is_none(), "nothing idle to close");
         connections.remove(first);
         assert!(connections.admit(2).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_holds_its_descriptor_until_its_task_ends() {
+        let connections = Connections::default();
+        let (old, _, _) = connections.admit(1).unwrap();
+        let (new, _, new_evict) = connections.admit(1).unwrap();
+        assert!(!new_evict.is_cancelled(), "the newcomer stays");
+        assert!(
+            connections.waiting_for_closes(1),
+            "the evicted socket is still open"
+        );
+        let shutdown = CancellationToken::new();
+        let waiting = connections.room(1, &shutdown);
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "no accept before it closes"
+        );
+        connections.remove(old);
+        waiting.await;
+        assert!(!connections.waiting_for_closes(1));
+        connections.remove(new);
     }
 }
