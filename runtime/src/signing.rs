@@ -122,8 +122,19 @@ pub fn digest(bytes: &[u8]) -> String {
 
 /// Where the signature of the component at `path` lives.
 pub fn signature_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".sig")
+}
+
+/// The key files `tool keygen --out PREFIX` writes: `PREFIX.pem` (private)
+/// and `PREFIX.pub.pem` (public).
+pub fn key_paths(prefix: &Path) -> (PathBuf, PathBuf) {
+    (with_suffix(prefix, ".pem"), with_suffix(prefix, ".pub.pem"))
+}
+
+/// `path` with `suffix` appended to its last component.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".sig");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
@@ -182,25 +193,32 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SigningError> {
 
 /// Reads a signing key (PKCS#8 PEM).
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, SigningError> {
-    let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io {
-        path: path.into(),
-        source,
-    })?;
-    SigningKey::from_pkcs8_pem(&text).map_err(|e| SigningError::Key {
-        path: path.into(),
-        why: format!("not an ed25519 private key in PKCS#8 PEM: {e}"),
+    read_key(path, "an ed25519 private key in PKCS#8 PEM", |pem| {
+        SigningKey::from_pkcs8_pem(pem).map_err(|e| e.to_string())
     })
 }
 
 /// Reads a public key (SPKI PEM).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, SigningError> {
+    read_key(path, "an ed25519 public key in PEM", |pem| {
+        VerifyingKey::from_public_key_pem(pem).map_err(|e| e.to_string())
+    })
+}
+
+/// Reads the PEM file `path` and parses it with `parse`; `what` names the
+/// kind of key in the error.
+fn read_key<K>(
+    path: &Path,
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<K, String>,
+) -> Result<K, SigningError> {
     let text = std::fs::read_to_string(path).map_err(|source| SigningError::Io {
         path: path.into(),
         source,
     })?;
-    VerifyingKey::from_public_key_pem(&text).map_err(|e| SigningError::Key {
+    parse(&text).map_err(|e| SigningError::Key {
         path: path.into(),
-        why: format!("not an ed25519 public key in PEM: {e}"),
+        why: format!("not {what}: {e}"),
     })
 }
 
@@ -392,6 +410,18 @@ mod tests {
             "never overwrites a key"
         );
         assert_eq!(TrustList::load(&[public]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_signature_file_larger_than_the_cap_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.wasm");
+        let cap = usize::try_from(MAX_SIGNATURE_BYTES).unwrap();
+        std::fs::write(signature_path(&path), vec![b' '; cap]).unwrap();
+        assert!(read_signature(&path).is_ok(), "at the cap");
+        std::fs::write(signature_path(&path), vec![b' '; cap + 1]).unwrap();
+        let err = read_signature(&path).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
     }
 
     #[test]

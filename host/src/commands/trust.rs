@@ -5,14 +5,13 @@ use super::tool::{local_router, resolve};
 use super::{Printed, load_config};
 use crate::cli::{ToolKeygenArgs, ToolSignArgs, ToolVerifyArgs};
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wasmnode_runtime::signing::{self, Manifest, TrustList};
 use wasmnode_runtime::{Router, wasm::ToolDescription};
 
 /// Writes a new key pair.
 pub fn keygen(args: ToolKeygenArgs) -> anyhow::Result<Printed> {
-    let private = with_suffix(&args.out, ".pem");
-    let public = with_suffix(&args.out, ".pub.pem");
+    let (private, public) = signing::key_paths(&args.out);
     let fingerprint = signing::generate(&private, &public)?;
     super::out(&format!(
         "private key: {} (keep it secret)\npublic key:  {} (give it to the nodes that will trust your tools)\nfingerprint: {fingerprint}\n",
@@ -121,10 +120,4 @@ async fn describe(router: &Router, path: &Path) -> anyhow::Result<ToolDescriptio
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
-    let mut name = prefix.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
