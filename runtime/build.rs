@@ -23,6 +23,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
     ("grep", "tool-grep", "tool_grep"),
     ("find", "tool-find", "tool_find"),
     ("list", "tool-list", "tool_list"),
+    ("web_fetch", "tool-web-fetch", "tool_web_fetch"),
 ];
 
 /// Test-only guests: (constant name, cargo package, wasm file stem).

@@ -21,6 +21,7 @@ pub const TOOLS: &[&str] = &[
     "grep",
     "find",
     "list",
+    "web_fetch",
 ];
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod executor;
 pub mod failure;
 pub mod limits;
 pub mod llm;
+pub mod outbound;
 pub mod peer;
 pub mod policy;
 pub mod router;
@@ -27,6 +28,7 @@ pub use artifacts::ArtifactStore;
 pub use executor::{EventSink, Executor, LogLevel, Support, TaskContext, TaskEvent};
 pub use failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 pub use limits::{LimitPolicy, LimitRequest, Limits};
+pub use outbound::{HttpGrant, HttpLimits};
 pub use policy::Policy;
 pub use router::{Executors, Plan, Router, RunOptions};
 pub use task::{

@@ -345,6 +345,7 @@ impl Router {
                 task.payload = tool_args(&task.payload)?;
                 task.runtime = Runtime::Wasm(WasmRuntime {
                     config,
+                    http: self.tools.grant_for(&name),
                     ..WasmRuntime::new(component)
                 });
                 if task.mounts.is_empty() {
@@ -519,13 +520,17 @@ mod tests {
     #[test]
     fn an_auto_tasks_environment_and_allowed_settings_reach_the_tool() {
         let (_d, mut r) = router(Policy::default());
-        r.tools.configure(BTreeMap::from([(
-            "grep".to_string(),
-            crate::tools::ToolSettings {
-                config: BTreeMap::from([("mode".into(), "fast".into())]),
-                job_config: vec!["depth".into()],
-            },
-        )]));
+        r.tools
+            .configure(BTreeMap::from([(
+                "grep".to_string(),
+                crate::tools::ToolSettings {
+                    config: BTreeMap::from([("mode".into(), "fast".into())]),
+                    job_config: vec!["depth".into()],
+                    allowed_hosts: vec!["example.com".into()],
+                    ..Default::default()
+                },
+            )]))
+            .unwrap();
         let mut task = TaskSpec::new(
             "j",
             "tool_execution",
@@ -541,6 +546,12 @@ mod tests {
         assert_eq!(wasm.env["LANG"], "C");
         assert_eq!(wasm.config["mode"], "fast");
         assert_eq!(wasm.config["depth"], "2");
+        assert!(
+            wasm.http
+                .as_ref()
+                .is_some_and(|g| g.permits("example.com", 443, 443)),
+            "the tool's grant travels with the task"
+        );
         assert_eq!(
             plan.task.payload,
             json!({"pattern": "x"}),

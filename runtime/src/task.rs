@@ -1,6 +1,7 @@
 //! What a task is (`TaskSpec`) and what running it produced (`TaskOutcome`).
 
 use crate::limits::LimitRequest;
+use crate::outbound::HttpGrant;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -180,6 +181,9 @@ pub struct WasmRuntime {
     pub stdin: Option<Vec<u8>>,
     /// Settings a tool reads through the `wasmnode:tool/config` interface.
     pub config: BTreeMap<String, String>,
+    /// The outbound HTTP the operator grants the tool (none: every request
+    /// is refused).
+    pub http: Option<Arc<HttpGrant>>,
 }
 
 impl WasmRuntime {
@@ -191,6 +195,7 @@ impl WasmRuntime {
             env: BTreeMap::new(),
             stdin: None,
             config: BTreeMap::new(),
+            http: None,
         }
     }
 }

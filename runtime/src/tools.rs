@@ -1,10 +1,11 @@
 //! `ToolRegistry`: the tools this node can run by name — the built-in fs
 //! tools, plugin components found in a directory, and tools mapped to
 //! container images by the operator — and the operator's settings for each
-//! (`[tools.NAME]`).
+//! (`[tools.NAME]`): settings, the keys jobs may set, and outbound HTTP.
 
 use crate::builtins;
 use crate::failure::TaskFailure;
+use crate::outbound::{HttpGrant, HttpLimits};
 use crate::task::ComponentSource;
 use crate::wasm::{ToolDescription, WasmExecutor};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,22 @@ pub struct ToolSettings {
     /// Keys a job may set in its payload's `config` object (over the
     /// operator's values); a job setting any other key is refused.
     pub job_config: Vec<String>,
+    /// Hosts the tool may reach through `wasi:http`: `host`, `host:port`,
+    /// `*.domain`, an IP address, or `*`; without a port, the scheme's
+    /// default port only. Empty (the default): no outbound HTTP.
+    pub allowed_hosts: Vec<String>,
+    /// Whether a granted host name may resolve to a loopback, private or
+    /// link-local address (an address granted as such always may).
+    pub allow_private_addresses: bool,
+    /// Caps on the tool's requests.
+    pub http: HttpLimits,
+}
+
+impl ToolSettings {
+    /// The outbound HTTP these settings grant, if any.
+    pub fn grant(&self) -> Result<Option<HttpGrant>, String> {
+        HttpGrant::new(&self.allowed_hosts, self.allow_private_addresses, self.http)
+    }
 }
 
 /// How a named tool runs.
@@ -38,6 +55,7 @@ pub enum ToolBackend {
 pub struct ToolRegistry {
     tools: BTreeMap<String, ToolBackend>,
     settings: BTreeMap<String, ToolSettings>,
+    grants: BTreeMap<String, Arc<HttpGrant>>,
 }
 
 impl ToolRegistry {
@@ -54,7 +72,7 @@ impl ToolRegistry {
             .collect();
         Self {
             tools,
-            settings: BTreeMap::new(),
+            ..Self::default()
         }
     }
 
@@ -112,9 +130,29 @@ impl ToolRegistry {
         self.tools.keys().cloned().collect()
     }
 
-    /// Sets the operator's settings of each tool named in `settings`.
-    pub fn configure(&mut self, settings: BTreeMap<String, ToolSettings>) {
+    /// Sets the operator's settings of each tool named in `settings`; an
+    /// `allowed_hosts` entry that is not a host pattern is refused, naming
+    /// the tool.
+    pub fn configure(&mut self, settings: BTreeMap<String, ToolSettings>) -> Result<(), String> {
+        let mut grants = BTreeMap::new();
+        for (name, tool) in &settings {
+            if let Some(grant) = tool.grant().map_err(|e| format!("[tools.{name}] {e}"))? {
+                grants.insert(name.clone(), Arc::new(grant));
+            }
+        }
         self.settings = settings;
+        self.grants = grants;
+        Ok(())
+    }
+
+    /// The operator's settings of tool `name`, if it set any.
+    pub fn settings(&self, name: &str) -> Option<&ToolSettings> {
+        self.settings.get(name)
+    }
+
+    /// The outbound HTTP the operator grants tool `name`, if any.
+    pub fn grant_for(&self, name: &str) -> Option<Arc<HttpGrant>> {
+        self.grants.get(name).cloned()
     }
 
     /// Names in the operator's settings that no tool of this node has.
@@ -189,22 +227,25 @@ mod tests {
             Some(ToolBackend::Component(_))
         ));
         assert!(matches!(registry.get("jq"), Some(ToolBackend::Image(i)) if i == "jq:1"));
-        assert_eq!(registry.names().len(), 7);
+        assert_eq!(registry.names().len(), builtins::TOOLS.len() + 1);
     }
 
     #[test]
     fn jobs_may_set_only_the_config_keys_the_operator_allows() {
         let mut registry = ToolRegistry::builtin();
-        registry.configure(BTreeMap::from([(
-            "grep".to_string(),
-            ToolSettings {
-                config: BTreeMap::from([
-                    ("mode".into(), "fast".into()),
-                    ("token".into(), "t".into()),
-                ]),
-                job_config: vec!["mode".into()],
-            },
-        )]));
+        registry
+            .configure(BTreeMap::from([(
+                "grep".to_string(),
+                ToolSettings {
+                    config: BTreeMap::from([
+                        ("mode".into(), "fast".into()),
+                        ("token".into(), "t".into()),
+                    ]),
+                    job_config: vec!["mode".into()],
+                    ..ToolSettings::default()
+                },
+            )]))
+            .unwrap();
         let config = registry
             .config_for("grep", Some(&serde_json::json!({"mode": 3})))
             .unwrap();
@@ -224,5 +265,38 @@ mod tests {
             .unwrap_err();
         assert!(other.message.contains("allows: none"), "{}", other.message);
         assert!(registry.unknown_settings().is_empty());
+    }
+
+    #[test]
+    fn only_tools_the_operator_grants_hosts_get_outbound_http() {
+        let mut registry = ToolRegistry::builtin();
+        let web = ToolSettings {
+            allowed_hosts: vec!["example.com".into()],
+            ..ToolSettings::default()
+        };
+        registry
+            .configure(BTreeMap::from([
+                ("web_fetch".to_string(), web),
+                ("grep".to_string(), ToolSettings::default()),
+            ]))
+            .unwrap();
+        assert!(
+            registry
+                .grant_for("web_fetch")
+                .unwrap()
+                .permits("example.com", 443, 443)
+        );
+        assert!(registry.grant_for("grep").is_none());
+        let bad = ToolSettings {
+            allowed_hosts: vec!["https://example.com".into()],
+            ..ToolSettings::default()
+        };
+        let err = registry
+            .configure(BTreeMap::from([("web_fetch".to_string(), bad)]))
+            .unwrap_err();
+        assert!(
+            err.starts_with("[tools.web_fetch] allowed host `https://example.com`"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,7 @@ pub mod goliat;
 pub mod ollama;
 pub mod registry;
 pub mod tls;
+pub mod web;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -200,6 +200,11 @@ pub struct ToolRunArgs {
     /// node's configuration file).
     #[arg(long = "set", short = 's', value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
+    /// Let the tool reach this host over HTTP, beside the operator's
+    /// `[tools.NAME] allowed_hosts` (repeatable): `host`, `host:port`,
+    /// `*.domain`, an IP address (`127.0.0.1:8080` reaches a loopback server).
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+    pub allow_hosts: Vec<String>,
     /// Print the whole outcome (output, stdout, stderr, exit code, metrics)
     /// instead of the output alone.
     #[arg(long)]

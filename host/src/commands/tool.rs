@@ -4,9 +4,11 @@ use super::{Printed, load_config, parse_mounts, print_result};
 use crate::cli::{ToolInspectArgs, ToolListArgs, ToolRunArgs};
 use crate::node::Access;
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use wasmnode_runtime::{
-    ComponentSource, LimitRequest, Router, RunOptions, Runtime, TaskSpec, ToolBackend,
+    ComponentSource, HttpGrant, LimitRequest, Router, RunOptions, Runtime, TaskSpec, ToolBackend,
     ToolRegistry, WasmRuntime,
 };
 
@@ -26,12 +28,16 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         "--args must be a JSON object, not {raw}"
     );
     let component = resolve(router.tools(), &args.tool)?;
-    let mut config = operator_config(&router, &args.tool, &component).await?;
-    config.extend(super::key_values("--set", &args.settings)?);
+    let mut operator =
+        operator_settings(&router, &args.tool, &component, &args.allow_hosts).await?;
+    operator
+        .config
+        .extend(super::key_values("--set", &args.settings)?);
     let mut task = TaskSpec::new("local", "tool_execution", tool_args);
     task.runtime = Runtime::Wasm(WasmRuntime {
         env: super::key_values("--env", &args.env)?,
-        config,
+        config: operator.config,
+        http: operator.http,
         ..WasmRuntime::new(component)
     });
     task.mounts = parse_mounts(&args.mounts)?;
@@ -97,19 +103,34 @@ pub(super) async fn local_router(config: &crate::config::Config) -> anyhow::Resu
     crate::node::router(config, Access::Local, docker, llm).await
 }
 
-/// The operator's settings (`[tools.NAME.config]`) of the tool that
-/// `reference` names: by its registered name, or for a file by the name it
-/// gives itself.
-pub(super) async fn operator_config(
+/// What the operator set for a tool (`[tools.NAME]`).
+pub(super) struct OperatorSettings {
+    /// Its settings (`[tools.NAME.config]`).
+    pub config: BTreeMap<String, String>,
+    /// The outbound HTTP it is granted.
+    pub http: Option<Arc<HttpGrant>>,
+}
+
+/// The operator's settings of the tool that `reference` names (by its
+/// registered name, or for a file by the name it gives itself), with
+/// `more_hosts` granted beside its `allowed_hosts`.
+pub(super) async fn operator_settings(
     router: &Router,
     reference: &str,
     component: &ComponentSource,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    more_hosts: &[String],
+) -> anyhow::Result<OperatorSettings> {
     let name = match router.executors().wasm.tool_description(component).await {
         Ok(Some(tool)) => tool.name.clone(),
         _ => reference.to_string(),
     };
-    Ok(router.tools().config_for(&name, None)?)
+    let tools = router.tools();
+    let mut settings = tools.settings(&name).cloned().unwrap_or_default();
+    settings.allowed_hosts.extend(more_hosts.iter().cloned());
+    Ok(OperatorSettings {
+        config: tools.config_for(&name, None)?,
+        http: settings.grant().map_err(anyhow::Error::msg)?.map(Arc::new),
+    })
 }
 
 /// `builtin:NAME` and paths as given; a bare name is looked up in the registry.

@@ -5,7 +5,7 @@
 //! `"expect": {"error": "INVALID_INPUT"}`; relative mount sources are taken
 //! from the cases directory, and `config` goes over the operator's settings.
 
-use super::tool::{local_router, operator_config, resolve};
+use super::tool::{local_router, operator_settings, resolve};
 use super::{Printed, load_config};
 use crate::cli::ToolTestArgs;
 use anyhow::Context;
@@ -47,7 +47,7 @@ pub async fn test(config_file: Option<&Path>, args: ToolTestArgs) -> anyhow::Res
     let config = load_config(config_file, &args.node.flags())?;
     let router = local_router(&config).await?;
     let component = resolve(router.tools(), &args.tool)?;
-    let operator_config = operator_config(&router, &args.tool, &component).await?;
+    let operator = operator_settings(&router, &args.tool, &component, &[]).await?;
     let mut files: Vec<_> = std::fs::read_dir(&args.cases)
         .with_context(|| format!("cannot read the cases directory {}", args.cases.display()))?
         .filter_map(Result::ok)
@@ -70,12 +70,13 @@ pub async fn test(config_file: Option<&Path>, args: ToolTestArgs) -> anyhow::Res
         let started = Instant::now();
         let verdict = match load(file, &args.cases) {
             Ok((case, mounts)) => {
-                let mut config = operator_config.clone();
+                let mut config = operator.config.clone();
                 config.extend(case.config);
                 let mut task = TaskSpec::new("test", "tool_execution", case.args);
                 task.runtime = Runtime::Wasm(WasmRuntime {
                     env: case.env,
                     config,
+                    http: operator.http.clone(),
                     ..WasmRuntime::new(component.clone())
                 });
                 task.mounts = mounts;

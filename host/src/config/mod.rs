@@ -172,6 +172,10 @@ impl Config {
         self.llm.validate()?;
         self.vera.validate()?;
         self.wasm.validate()?;
+        for (name, tool) in &self.tools {
+            tool.grant()
+                .map_err(|e| ConfigError::Invalid(format!("[tools.{name}] {e}")))?;
+        }
         if self.policy.require_signed_tools && self.policy.trusted_keys.is_empty() {
             return Err(ConfigError::Invalid(
                 "policy.require_signed_tools needs policy.trusted_keys (public key PEM files; `wasmnode tool keygen` makes a pair)".into(),

@@ -89,7 +89,9 @@ pub async fn router(
     for (name, image) in &config.docker.tool_images {
         tools.add_image(name, image);
     }
-    tools.configure(config.tools.clone());
+    tools
+        .configure(config.tools.clone())
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     for name in tools.unknown_settings() {
         tracing::warn!(
             tool = name,

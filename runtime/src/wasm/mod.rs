@@ -13,6 +13,7 @@ mod cache;
 mod call;
 mod contract;
 mod engine;
+mod http;
 mod output;
 mod prepare;
 mod run;
@@ -125,6 +126,7 @@ impl WasmExecutor {
         let (engine, allocator) = engine::build(&config.engine).map_err(setup)?;
         let mut linker = wasmtime::component::Linker::<sandbox::State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(setup)?;
         bindings::tool::Tool::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |s| s,

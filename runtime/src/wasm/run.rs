@@ -88,7 +88,10 @@ impl Executor for WasmExecutor {
         };
         let returned = match result {
             Some(Ok(r)) => r,
-            Some(Err(e)) => return Err(call::classify(&e, store.data(), &stdio, &ctx.limits)),
+            Some(Err(e)) => {
+                let failure = call::classify(&e, store.data(), &stdio, &ctx.limits);
+                return Err(after_refusal(store.data(), failure));
+            }
             None if ctx.cancel.is_cancelled() => {
                 return Err(call::stopped(Stopped::Cancelled, &stdio, None));
             }
@@ -147,13 +150,16 @@ impl Executor for WasmExecutor {
                 Some(0),
             ),
             GuestReturn::Exit(code) => {
-                return Err(call::stopped(Stopped::Exited(code), &stdio, Some(code)));
+                let failure = call::stopped(Stopped::Exited(code), &stdio, Some(code));
+                return Err(after_refusal(store.data(), failure));
             }
             GuestReturn::TaskError(e) => {
-                return Err(task_error(e).with_output(captured(&stdio, None)));
+                let failure = task_error(e).with_output(captured(&stdio, None));
+                return Err(after_refusal(store.data(), failure));
             }
             GuestReturn::ToolError(e) => {
-                return Err(tool_error(e).with_output(captured(&stdio, None)));
+                let failure = tool_error(e).with_output(captured(&stdio, None));
+                return Err(after_refusal(store.data(), failure));
             }
         };
         Ok(TaskOutcome {
@@ -179,6 +185,27 @@ async fn until_stopped<T>(
         _ = tokio::time::sleep_until(tokio::time::Instant::from_std(ctx.deadline)) => Err(
             TaskFailure::stopped("the guest", Stopped::TimedOut(ctx.limits.timeout), CapturedOutput::default()),
         ),
+    }
+}
+
+/// A guest that fails after one of its requests was refused failed because
+/// of the refusal: `PolicyDenied`, saying what was refused. Running out of
+/// time, memory or output stays what it was.
+fn after_refusal(state: &sandbox::State, failure: TaskFailure) -> TaskFailure {
+    let guest_failed = matches!(
+        failure.kind,
+        FailureKind::NonZeroExit
+            | FailureKind::GuestTrap
+            | FailureKind::InvalidInput
+            | FailureKind::PolicyDenied
+    );
+    match state.http.denied() {
+        Some(why) if guest_failed => TaskFailure {
+            kind: FailureKind::PolicyDenied,
+            message: format!("{why}; the guest then failed: {}", failure.message),
+            captured: failure.captured,
+        },
+        _ => failure,
     }
 }
 

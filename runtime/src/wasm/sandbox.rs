@@ -1,5 +1,6 @@
 //! Per-task sandbox state: the WASI context (only the task's mounts, env and
-//! stdio; no network, nothing inherited from the node) and the memory limiter.
+//! stdio; no sockets, nothing inherited from the node), outbound HTTP under
+//! the tool's grant only, and the memory limiter.
 //!
 //! A mount's directory is opened once, from `/` one component at a time
 //! without following symbolic links (its path was canonicalised when it was
@@ -7,6 +8,7 @@
 //! the guest gets: a link swapped into the path after the check is refused,
 //! never followed.
 
+use super::http::{HttpState, Report};
 use super::output::CappedPipe;
 use super::tool_host::ToolHost;
 use crate::capture::Stream;
@@ -34,6 +36,15 @@ pub struct State {
     pub limiter: Limiter,
     /// What a tool's `config` and `log` imports answer from.
     pub tool: ToolHost,
+    /// Outbound HTTP: the grant, and what was refused.
+    pub http: HttpState,
+}
+
+impl State {
+    /// The resource table and the HTTP state, borrowed together.
+    pub fn http_parts(&mut self) -> (&mut ResourceTable, &mut HttpState) {
+        (&mut self.table, &mut self.http)
+    }
 }
 
 impl WasiView for State {
@@ -156,6 +167,11 @@ pub fn build(
         config: spec.runtime.config.clone(),
         stderr: stdio.stderr.clone(),
     };
+    let http = HttpState::new(
+        spec.program,
+        spec.runtime.http.clone(),
+        Report::new(stdio.stderr.clone()),
+    );
     let state = match flavor {
         Flavor::Component => State {
             table: ResourceTable::new(),
@@ -163,6 +179,7 @@ pub fn build(
             p1: None,
             limiter,
             tool,
+            http,
         },
         Flavor::CoreModule => State {
             table: ResourceTable::new(),
@@ -170,6 +187,7 @@ pub fn build(
             p1: Some(builder.build_p1()),
             limiter,
             tool,
+            http,
         },
     };
     Ok((state, stdio))
