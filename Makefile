@@ -8,7 +8,7 @@ WORKSPACE := --workspace --all-targets
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test test-python test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test test-python test-mcp test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,7 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
 	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
 	@$(PHASE) test-python $(MAKE) --no-print-directory test-python
+	@$(PHASE) test-mcp $(MAKE) --no-print-directory test-mcp
 	@$(PHASE) test-llm $(MAKE) --no-print-directory test-llm
 	@$(PHASE) bench-smoke $(MAKE) --no-print-directory bench-smoke
 	@scripts/phase-summary.sh $(PHASE_LOG)
@@ -58,6 +59,10 @@ clippy: ## cargo clippy -D warnings on the node and the guests
 
 guest-tests: ## The guests' own unit tests, natively
 	$(CARGO) test $(GUESTS) --workspace
+
+test-mcp: ## MCP end to end with the official MCP Python SDK (installed once per machine)
+	@py=$$(scripts/mcp-client-setup.sh) && \
+	WASMNODE_MCP_PYTHON=$$py $(CARGO) test --workspace --test mcp -- --ignored
 
 unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
 	$(CARGO) test --workspace

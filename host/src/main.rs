@@ -9,6 +9,7 @@ mod config;
 mod events;
 mod facts;
 mod job;
+mod mcp;
 mod metrics;
 mod node;
 mod scheduler;
@@ -80,6 +81,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Tool(ToolCommand::Push(args)) => commands::registry::push(args).await?,
         Command::Tool(ToolCommand::Pull(args)) => commands::registry::pull(args).await?,
         Command::Wit(args) => commands::scaffold::wit(args)?,
+        Command::Mcp(args) => commands::mcp::execute(config_file, args).await?,
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
         Command::Config(args) => {

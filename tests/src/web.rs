@@ -1,6 +1,7 @@
 //! A small web site on 127.0.0.1 for outbound-HTTP tests: an HTML page, a
 //! redirect to it, a redirect to a host the test does not grant, an echo
-//! for POST, a large text body, and a count of the requests it was sent.
+//! for POST, a large text body, a page that never answers, and a count of
+//! the requests it was sent.
 
 use axum::Router;
 use axum::http::{StatusCode, header};
@@ -51,6 +52,7 @@ impl WebSite {
                 }),
             )
             .route("/echo", post(|body: String| async move { body }))
+            .route("/hang", get(std::future::pending::<String>))
             .route(
                 "/big",
                 get(|| async { "a".repeat(BIG_BYTES).into_response() }),

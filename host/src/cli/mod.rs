@@ -59,6 +59,8 @@ pub enum Command {
     Tool(ToolCommand),
     /// Print the effective configuration (secrets masked).
     Config(NodeArgs),
+    /// Serve the node's tools to an MCP client (an agent, an IDE) on stdin/stdout; each call runs in a fresh sandbox.
+    Mcp(McpArgs),
     /// Print the node's WIT packages (`wasmnode:tool`, `wasmnode:task`), or write them under --out.
     Wit(WitArgs),
     /// Check or repair the job store of a stopped node.
@@ -86,6 +88,20 @@ pub struct NodeArgs {
     /// State directory (job store, compiled-code cache, workspaces).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `wasmnode mcp`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Speaks the Model Context Protocol on stdin/stdout (logs go to stderr). Each tools/call is a job
+in the node's store, with the directories [mcp] mounts gives it. A served node answers MCP on /mcp too.
+
+Client configuration (e.g. Claude Desktop, VS Code):
+  {\"mcpServers\": {\"wasmnode\": {\"command\": \"wasmnode\", \"args\": [\"--config\", \"/etc/wasmnode/mcp.toml\", \"mcp\"]}}}"
+)]
+pub struct McpArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `wasmnode serve`.

@@ -78,7 +78,14 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
 
     let stop = CancellationToken::new();
     tokio::spawn(handle_signals(node.clone(), agent, stop.clone()));
-    let app = crate::api::router(node.clone(), vec![Arc::new(crate::vera::http::Vera)]);
+    let mcp = crate::mcp::McpDoor::new(
+        crate::mcp::ToolServer::new(node.clone(), node.config.mcp.clone()),
+        node.config.api.max_body_bytes,
+    );
+    let app = crate::api::router(
+        node.clone(),
+        vec![Arc::new(crate::vera::http::Vera), Arc::new(mcp)],
+    );
     crate::api::server::serve(listener, tls, app, limits, stop).await;
     // The node goes with its last handle (HTTP connections may still hold
     // one): dropping its task runtime never blocks, and every write was

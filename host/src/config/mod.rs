@@ -56,6 +56,8 @@ pub struct Config {
     pub tls: TlsSection,
     /// The operator's settings of each tool, by name (`[tools.NAME]`).
     pub tools: std::collections::BTreeMap<String, wasmnode_runtime::ToolSettings>,
+    /// What MCP clients get (`wasmnode mcp`, `/mcp`).
+    pub mcp: crate::mcp::settings::McpSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model
@@ -172,6 +174,7 @@ impl Config {
         self.llm.validate()?;
         self.vera.validate()?;
         self.wasm.validate()?;
+        self.mcp.validate().map_err(ConfigError::Invalid)?;
         for (name, tool) in &self.tools {
             tool.grant()
                 .map_err(|e| ConfigError::Invalid(format!("[tools.{name}] {e}")))?;

@@ -43,6 +43,23 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+impl SubmitError {
+    /// The error code a front door reports, e.g. `QUEUE_FULL` or the kind of
+    /// a rejected task (`INVALID_INPUT`, `POLICY_DENIED`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(e) => e.code,
+            Self::Draining => "DRAINING",
+            Self::QueueFull(_) => "QUEUE_FULL",
+            Self::LowDisk { .. } => "INSUFFICIENT_STORAGE",
+            Self::Conflict(_) => "CONFLICT",
+            Self::Rejected(failure) => failure.kind.code(),
+            Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
+            Self::Store(_) => "STORE_ERROR",
+        }
+    }
+}
+
 /// A successful submission.
 #[derive(Debug)]
 pub enum Submitted {

@@ -1,0 +1,261 @@
+//! The MCP server: the node's tools as MCP tools. `tools/list` answers
+//! from the tool registry (each tool's `args-schema` as its `inputSchema`);
+//! `tools/call` submits a `tool_execution` job with the operator's mounts,
+//! follows it (progress notifications from its events), cancels it when
+//! the client cancels the request, and answers with its output, or with an
+//! `isError` result naming the failure kind.
+
+use super::settings::McpSection;
+use crate::events::JobEvent;
+use crate::job::{JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION};
+use crate::node::Node;
+use crate::scheduler::SubmitError;
+use crate::store::JobState;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::broadcast::error::RecvError;
+use wasmnode_runtime::{LimitRequest, ToolBackend};
+
+/// Most followers of one call's events (progress) at once, node-wide.
+const MAX_FOLLOWERS: usize = 1024;
+
+/// Serves the node's tools to one MCP client session (cheap to clone).
+#[derive(Clone)]
+pub struct ToolServer {
+    node: Arc<Node>,
+    section: Arc<McpSection>,
+    calls: Arc<AtomicU64>,
+}
+
+impl ToolServer {
+    /// A server for `node`'s tools under `section`.
+    pub fn new(node: Arc<Node>, section: McpSection) -> Self {
+        Self {
+            node,
+            section: Arc::new(section),
+            calls: Arc::default(),
+        }
+    }
+
+    /// Every tool MCP clients may call, with its schema.
+    async fn tools(&self) -> Vec<Tool> {
+        let registry = self.node.tools();
+        let mut tools = Vec::new();
+        for name in registry.names() {
+            let Some(ToolBackend::Component(source)) = registry.get(&name) else {
+                continue;
+            };
+            if !self.section.serves(&name) {
+                continue;
+            }
+            match self.node.wasm().tool_description(source).await {
+                Ok(Some(tool)) => tools.push(Tool::new(
+                    name,
+                    tool.description.clone(),
+                    Arc::new(input_schema(&tool.args_schema)),
+                )),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(tool = %name, error = %e, "tool left out of the MCP list"),
+            }
+        }
+        tools
+    }
+
+    /// The job a call of `name` with `args` becomes.
+    fn job(&self, name: &str, args: Value) -> Result<JobRequest, String> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let job_id = format!(
+            "mcp-{}-{n}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or_default()
+        );
+        Ok(JobRequest {
+            protocol_version: PROTOCOL_VERSION,
+            job_id,
+            task: JobTask {
+                task_type: "tool_execution".into(),
+                payload: json!({"tool": name, "args": args}),
+            },
+            runtime: JobRuntime {
+                mode: "auto".into(),
+                mounts: self.section.mounts_for(name)?,
+                limits: LimitRequest {
+                    max_runtime_seconds: self.section.timeout_secs,
+                    ..LimitRequest::default()
+                },
+                ..JobRuntime::default()
+            },
+            idempotent: false,
+            priority: None,
+        })
+    }
+
+    /// Runs the call's job to its end and shapes the answer.
+    async fn run(
+        &self,
+        request: JobRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let job_id = request.job_id.clone();
+        let mut events = self.node.follow(&job_id, MAX_FOLLOWERS);
+        let mut endings = self.node.endings();
+        if let Err(refused) = self.node.submit(request, None).await {
+            return refusal(&refused);
+        }
+        let progress = context.meta.get_progress_token();
+        let mut step = 0.0;
+        loop {
+            if let Ok(Some(record)) = self.node.job(&job_id)
+                && record.state.is_terminal()
+            {
+                return self.answer(&job_id, record.state, record.result);
+            }
+            tokio::select! {
+                _ = context.ct.cancelled() => {
+                    let _ = self.node.cancel(&job_id).await;
+                    return failure("CANCELLED", "the client cancelled the call");
+                }
+                ended = endings.recv() => match ended {
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return failure("INTERNAL", "the node is stopping"),
+                },
+                Some(event) = next(&mut events) => {
+                    if let (Some(token), Some(message)) = (&progress, describe(&event)) {
+                        step += 1.0;
+                        let mut note = ProgressNotificationParam::new(token.clone(), step);
+                        note.message = Some(message);
+                        let _ = context.peer.notify_progress(note).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer(
+        &self,
+        job_id: &str,
+        state: JobState,
+        result: Option<crate::store::JobResult>,
+    ) -> CallToolResult {
+        if state == JobState::Finished {
+            let output = self
+                .node
+                .output(job_id)
+                .ok()
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+                .unwrap_or(Value::Null);
+            let mut result = CallToolResult::success(vec![ContentBlock::text(output.to_string())]);
+            if output.is_object() {
+                result.structured_content = Some(output);
+            }
+            return result;
+        }
+        match result.and_then(|r| r.error) {
+            Some(error) => failure(error.code.as_str(), &error.message),
+            None => failure(state.as_str(), "the call ended without a result"),
+        }
+    }
+}
+
+impl ServerHandler for ToolServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("wasmnode", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Each tool call runs in a fresh WebAssembly sandbox on this node, with only the directories the operator mounted.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.tools().await))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.to_string();
+        let known = self.section.serves(&name)
+            && matches!(
+                self.node.tools().get(&name),
+                Some(ToolBackend::Component(_))
+            );
+        if !known {
+            return Err(McpError::invalid_params(
+                format!("unknown tool `{name}`"),
+                None,
+            ));
+        }
+        let args = Value::Object(request.arguments.unwrap_or_default());
+        let job = self
+            .job(&name, args)
+            .map_err(|e| McpError::internal_error(e, None))?;
+        Ok(self.run(job, &context).await.into())
+    }
+}
+
+/// A tool's `args-schema` as an MCP input schema (always an object schema).
+fn input_schema(schema: &Value) -> JsonObject {
+    match schema {
+        Value::Object(map) if !map.is_empty() => map.clone(),
+        _ => json!({"type": "object"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+/// The next event of the call's job, if it is followed.
+async fn next(events: &mut Option<crate::events::Subscription>) -> Option<JobEvent> {
+    match events {
+        Some(subscription) => loop {
+            match subscription.recv().await {
+                Ok(event) => return Some(event),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return std::future::pending().await,
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// What a progress notification says of `event`, if it says anything.
+fn describe(event: &JobEvent) -> Option<String> {
+    match event {
+        JobEvent::State { state, .. } => Some(state.clone()),
+        JobEvent::Log { message, .. } => Some(message.clone()),
+        JobEvent::Progress { what, .. } => Some(what.clone()),
+        _ => None,
+    }
+}
+
+/// A submission the node refused, as the tool's error.
+fn refusal(refused: &SubmitError) -> CallToolResult {
+    match refused {
+        SubmitError::Rejected(task) => failure(refused.code(), &task.message),
+        other => failure(other.code(), &other.to_string()),
+    }
+}
+
+/// A failed call: `isError`, the failure kind first.
+fn failure(code: &str, message: &str) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(format!("{code}: {message}"))]);
+    result.structured_content = Some(json!({"error": {"code": code, "message": message}}));
+    result
+}

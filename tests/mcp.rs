@@ -1,0 +1,203 @@
+//! MCP end to end with a real client, the official MCP Python SDK (`mcp`
+//! from PyPI), over stdio (`wasmnode mcp`) and Streamable HTTP (`/mcp` on
+//! `wasmnode serve`). Run by `make test-mcp` (part of `make test`), which
+//! installs the SDK once per machine and names its python in
+//! `WASMNODE_MCP_PYTHON`.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use wasmnode_e2e::web::WebSite;
+use wasmnode_e2e::{NodeProcess, binary, plugin_tool, wait_terminal};
+
+const KEY: &str = "mcp-test-key";
+
+fn python() -> PathBuf {
+    std::env::var_os("WASMNODE_MCP_PYTHON")
+        .map(PathBuf::from)
+        .expect("WASMNODE_MCP_PYTHON names a python with `mcp` (make test-mcp sets it)")
+}
+
+/// A directory to mount, a plugin directory, and the node's configuration.
+struct Fixture {
+    files: tempfile::TempDir,
+    plugins: tempfile::TempDir,
+    site: WebSite,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("notes.txt"), "alpha\nbeta wasm\n").unwrap();
+        let plugins = tempfile::tempdir().unwrap();
+        std::fs::copy(plugin_tool(), plugins.path().join("word_count.wasm")).unwrap();
+        Self {
+            files,
+            plugins,
+            site: WebSite::start().await,
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[node]\nplugin_dir = {:?}\n[policy]\nmount_roots = [{:?}]\n\
+             [mcp]\nmounts = [\"{}:/src\"]\n[tools.web_fetch]\nallowed_hosts = [\"{}\"]\n",
+            self.plugins.path(),
+            self.files.path(),
+            self.files.path().display(),
+            self.site.authority
+        )
+    }
+
+    /// The steps every transport is driven through, and what each answers.
+    fn plan(&self) -> Value {
+        json!([
+            {"do": "list"},
+            {"do": "call", "tool": "grep", "args": {"pattern": "wasm", "path": "/src"}},
+            {"do": "call", "tool": "word_count", "args": {"path": "/src/notes.txt"}},
+            {"do": "call", "tool": "grep", "args": {"pattern": "x", "bogus": 1}},
+            {"do": "call", "tool": "no_such_tool", "args": {}},
+            {"do": "cancel", "tool": "web_fetch",
+             "args": {"url": self.site.url("/hang"), "timeout_ms": 60000}},
+        ])
+    }
+}
+
+/// Runs the client with `args` after the plan file; one JSON value per step.
+fn client(plan: &Value, args: &[&str]) -> Vec<Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), plan.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/client.py");
+    let out = Command::new(python())
+        .arg(script)
+        .arg(args[0])
+        .arg(file.path())
+        .args(&args[1..])
+        .output()
+        .expect("run the MCP client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// What every transport must show.
+fn check(answers: &[Value]) {
+    let tools = &answers[0]["tools"];
+    for name in ["grep", "file_read", "word_count", "web_fetch"] {
+        assert!(tools.get(name).is_some(), "{name} is listed: {tools}");
+    }
+    assert_eq!(
+        tools["grep"]["properties"]["pattern"]["type"], "string",
+        "the input schema is the tool's args-schema: {}",
+        tools["grep"]
+    );
+    let grep = &answers[1];
+    assert_eq!(grep["isError"], false, "{grep}");
+    assert!(
+        grep["text"].as_str().unwrap().contains("beta wasm"),
+        "grep ran over the operator's mount: {grep}"
+    );
+    assert!(grep["structured"].is_object(), "{grep}");
+    let plugin = &answers[2];
+    assert_eq!(plugin["isError"], false, "{plugin}");
+    assert_eq!(plugin["structured"]["words"], 3, "{plugin}");
+    let invalid = &answers[3];
+    assert_eq!(invalid["isError"], true, "{invalid}");
+    assert!(
+        invalid["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("INVALID_INPUT:"),
+        "a schema violation is a tool error naming its kind: {invalid}"
+    );
+    let unknown = &answers[4]["rpcError"];
+    assert_eq!(
+        unknown["code"], -32602,
+        "an unknown tool is a protocol error: {unknown}"
+    );
+    let cancelled = &answers[5];
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    assert!(
+        cancelled["progress"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("running")),
+        "progress notifications follow the job: {cancelled}"
+    );
+}
+
+#[test]
+#[ignore = "needs the MCP Python SDK: run by make test-mcp"]
+fn an_mcp_client_over_stdio_lists_calls_and_cancels_tools() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fixture = runtime.block_on(Fixture::new());
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("node.toml");
+    std::fs::write(&config, fixture.config()).unwrap();
+    let binary = binary();
+    let data_dir = format!("--data-dir={}", data.path().display());
+    let answers = client(
+        &fixture.plan(),
+        &[
+            "stdio",
+            "--",
+            binary.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "mcp",
+            &data_dir,
+        ],
+    );
+    check(&answers);
+}
+
+#[tokio::test]
+#[ignore = "needs the MCP Python SDK: run by make test-mcp"]
+async fn an_mcp_client_over_http_calls_tools_as_jobs_of_the_node() {
+    let fixture = Fixture::new().await;
+    let node = NodeProcess::start(&fixture.config()).await;
+    let url = node.at("/mcp");
+    let plan = fixture.plan();
+    let answers = tokio::task::spawn_blocking(move || client(&plan, &["http", &url, ""]))
+        .await
+        .unwrap();
+    check(&answers);
+
+    // Every call is a job of the node; the cancelled one (the last) stops.
+    let jobs = node.get_json("/jobs").await;
+    let mcp: Vec<&Value> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["job_id"].as_str().unwrap().starts_with("mcp-"))
+        .collect();
+    assert!(
+        mcp.len() >= 3,
+        "grep, word_count and web_fetch ran as jobs: {jobs}"
+    );
+    let last = mcp.last().unwrap()["job_id"].as_str().unwrap().to_string();
+    let http = reqwest::Client::new();
+    let ended = wait_terminal(&http, &node, &last, Duration::from_secs(120)).await;
+    assert_eq!(ended["state"], "cancelled", "{ended}");
+}
+
+#[tokio::test]
+async fn mcp_over_http_is_behind_the_api_key() {
+    let node = NodeProcess::start(&format!("[api]\napi_key = \"{KEY}\"\n")).await;
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let refused = reqwest::Client::new()
+        .post(node.at("/mcp"))
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
