@@ -9,6 +9,7 @@ mod api;
 mod cancel;
 mod containers;
 mod dispatch;
+mod mcp;
 mod report;
 mod sandbox;
 
@@ -108,9 +109,14 @@ fn main() -> anyhow::Result<()> {
             .filter(|r| r.section.starts_with('2'))
             .cloned(),
     );
-    eprintln!("3/8 file_read: wasm tool vs container per call ...");
+    eprintln!("3/8 file_read: wasm tool vs container per call (and over MCP) ...");
     let files = tempfile::tempdir()?;
     std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
+    rows.extend(runtime.block_on(mcp::round_trip(
+        &files.path().canonicalize()?,
+        counts.file_reads,
+        &binary,
+    ))?);
     let wasm = sandbox::file_read(files.path(), counts.file_reads)?;
     rows.extend(containers::file_read(
         files.path(),
@@ -144,7 +150,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("wrote {}", out.display());
     }
     if args.smoke {
-        anyhow::ensure!(rows.len() >= 22, "a section produced no rows");
+        anyhow::ensure!(rows.len() >= 24, "a section produced no rows");
     }
     Ok(())
 }

@@ -113,7 +113,7 @@ pub struct RunOptions {
 pub struct Router {
     executors: Executors,
     policy: Policy,
-    tools: ToolRegistry,
+    tools: std::sync::RwLock<Arc<ToolRegistry>>,
     artifacts: ArtifactStore,
     scratch_root: PathBuf,
 }
@@ -131,7 +131,7 @@ impl Router {
         Self {
             executors,
             policy,
-            tools,
+            tools: std::sync::RwLock::new(Arc::new(tools)),
             artifacts,
             scratch_root,
         }
@@ -147,9 +147,15 @@ impl Router {
         &self.policy
     }
 
-    /// The tools this node can run.
-    pub fn tools(&self) -> &ToolRegistry {
-        &self.tools
+    /// The tools this node can run now.
+    pub fn tools(&self) -> Arc<ToolRegistry> {
+        self.tools.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the tools (a plugin was added or removed); tasks already
+    /// planned keep what they were planned with.
+    pub fn replace_tools(&self, tools: ToolRegistry) {
+        *self.tools.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tools);
     }
 
     /// The artifact store.
@@ -333,7 +339,8 @@ impl Router {
 
     fn route_tool(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
         let name = task.input("tool").or(task.input("op")).map(str::to_string);
-        let backend = name.as_deref().and_then(|n| self.tools.get(n)).cloned();
+        let tools = self.tools();
+        let backend = name.as_deref().and_then(|n| tools.get(n)).cloned();
         let command = task
             .input("command")
             .or(task.input("script"))
@@ -341,11 +348,11 @@ impl Router {
         match (backend, command) {
             (Some(ToolBackend::Component(component)), _) => {
                 let name = name.unwrap_or_default();
-                let config = self.tools.config_for(&name, task.payload.get("config"))?;
+                let config = tools.config_for(&name, task.payload.get("config"))?;
                 task.payload = tool_args(&task.payload)?;
                 task.runtime = Runtime::Wasm(WasmRuntime {
                     config,
-                    http: self.tools.grant_for(&name),
+                    http: tools.grant_for(&name),
                     ..WasmRuntime::new(component)
                 });
                 if task.mounts.is_empty() {
@@ -382,7 +389,7 @@ impl Router {
             (None, None) => Err(TaskFailure::invalid_input(match name {
                 Some(n) => format!(
                     "unknown tool `{n}` (this node has: {})",
-                    self.tools.names().join(", ")
+                    tools.names().join(", ")
                 ),
                 None => {
                     "tool_execution needs `tool` (or `op`) naming a tool, or a `command`/`script`"
@@ -519,8 +526,9 @@ mod tests {
 
     #[test]
     fn an_auto_tasks_environment_and_allowed_settings_reach_the_tool() {
-        let (_d, mut r) = router(Policy::default());
-        r.tools
+        let (_d, r) = router(Policy::default());
+        let mut tools = ToolRegistry::builtin();
+        tools
             .configure(BTreeMap::from([(
                 "grep".to_string(),
                 crate::tools::ToolSettings {
@@ -531,6 +539,7 @@ mod tests {
                 },
             )]))
             .unwrap();
+        r.replace_tools(tools);
         let mut task = TaskSpec::new(
             "j",
             "tool_execution",

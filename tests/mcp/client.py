@@ -10,9 +10,13 @@ PLAN.json is a list of steps; each prints one JSON line:
                                                  or {"rpcError": {"code", "message"}}
   {"do": "cancel", "tool": T, "args": {...}}  -> starts the call, cancels it once the
                                                  node reports it running -> {"cancelled": true, "progress": [...]}
+  {"do": "add_plugin", "from": F, "to": T}    -> copies F into the plugin directory as T, waits for
+                                                 notifications/tools/list_changed -> {"tools": [names]}
 """
 
 import json
+import os
+import shutil
 import sys
 
 import anyio
@@ -26,7 +30,19 @@ def emit(value):
     print(json.dumps(value), flush=True)
 
 
-async def run_plan(session, plan):
+class Notes:
+    """What the server announced."""
+
+    def __init__(self):
+        self.tools_changed = anyio.Event()
+
+    async def handle(self, message):
+        message = getattr(message, "root", message)
+        if getattr(message, "method", None) == "notifications/tools/list_changed":
+            self.tools_changed.set()
+
+
+async def run_plan(session, plan, notes):
     await session.initialize()
     for step in plan:
         if step["do"] == "list":
@@ -58,6 +74,14 @@ async def run_plan(session, plan):
                 await running.wait()
                 group.cancel_scope.cancel()
             emit({"cancelled": True, "progress": progress})
+        elif step["do"] == "add_plugin":
+            part = step["to"] + ".part"
+            shutil.copyfile(step["from"], part)
+            os.rename(part, step["to"])
+            with anyio.fail_after(120):
+                await notes.tools_changed.wait()
+            listed = await session.list_tools()
+            emit({"tools": sorted(t.name for t in listed.tools)})
         else:
             raise SystemExit(f"unknown step {step}")
 
@@ -66,21 +90,22 @@ async def main():
     mode, plan_file = sys.argv[1], sys.argv[2]
     with open(plan_file) as f:
         plan = json.load(f)
+    notes = Notes()
     if mode == "stdio":
         command = sys.argv[sys.argv.index("--") + 1:]
         params = StdioServerParameters(command=command[0], args=command[1:],
-                                       env=dict(__import__("os").environ))
+                                       env=dict(os.environ))
         async with stdio_client(params) as (read, write):
-            async with ClientSession(read, write) as session:
-                await run_plan(session, plan)
+            async with ClientSession(read, write, message_handler=notes.handle) as session:
+                await run_plan(session, plan, notes)
     else:
         import httpx2
         url, key = sys.argv[3], sys.argv[4]
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         async with httpx2.AsyncClient(headers=headers, timeout=120) as http:
             async with streamable_http_client(url, http_client=http) as (read, write):
-                async with ClientSession(read, write) as session:
-                    await run_plan(session, plan)
+                async with ClientSession(read, write, message_handler=notes.handle) as session:
+                    await run_plan(session, plan, notes)
 
 
 anyio.run(main)

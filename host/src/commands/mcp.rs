@@ -17,6 +17,7 @@ pub async fn execute(
     let section = config.mcp.clone();
     let node = Arc::new(Node::start(config).await?);
     node.spawn_warm_up();
+    node.spawn_plugin_watch();
     tracing::info!(
         data_dir = %node.config.node.data_dir.display(),
         "wasmnode serving MCP on stdin/stdout"

@@ -27,7 +27,7 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         tool_args.is_object(),
         "--args must be a JSON object, not {raw}"
     );
-    let component = resolve(router.tools(), &args.tool)?;
+    let component = resolve(&router.tools(), &args.tool)?;
     let mut operator =
         operator_settings(&router, &args.tool, &component, &args.allow_hosts).await?;
     operator
@@ -56,7 +56,7 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
 pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node.flags())?;
     let router = local_router(&config).await?;
-    let component = resolve(router.tools(), &args.component)?;
+    let component = resolve(&router.tools(), &args.component)?;
     match router.executors().wasm.inspect(&component).await {
         Ok(info) => {
             super::out(&format!("{}\n", serde_json::to_string_pretty(&info)?));

@@ -46,7 +46,7 @@ fn empty_args() -> serde_json::Value {
 pub async fn test(config_file: Option<&Path>, args: ToolTestArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node.flags())?;
     let router = local_router(&config).await?;
-    let component = resolve(router.tools(), &args.tool)?;
+    let component = resolve(&router.tools(), &args.tool)?;
     let operator = operator_settings(&router, &args.tool, &component, &[]).await?;
     let mut files: Vec<_> = std::fs::read_dir(&args.cases)
         .with_context(|| format!("cannot read the cases directory {}", args.cases.display()))?

@@ -107,7 +107,7 @@ fn manifest(tool: &ToolDescription) -> Manifest {
 }
 
 async fn describe(router: &Router, path: &Path) -> anyhow::Result<ToolDescription> {
-    let source = resolve(router.tools(), &path.display().to_string())?;
+    let source = resolve(&router.tools(), &path.display().to_string())?;
     router
         .executors()
         .wasm

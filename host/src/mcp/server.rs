@@ -1,5 +1,6 @@
 //! The MCP server: the node's tools as MCP tools. `tools/list` answers
-//! from the tool registry (each tool's `args-schema` as its `inputSchema`);
+//! from the tool registry (each tool's `args-schema` as its `inputSchema`),
+//! and each session is told when the registry changes;
 //! `tools/call` submits a `tool_execution` job with the operator's mounts,
 //! follows it (progress notifications from its events), cancels it when
 //! the client cancels the request, and answers with its output, or with an
@@ -16,7 +17,7 @@ use rmcp::model::{
     JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
     ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -170,11 +171,29 @@ impl ToolServer {
 
 impl ServerHandler for ToolServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
             .with_server_info(Implementation::new("wasmnode", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Each tool call runs in a fresh WebAssembly sandbox on this node, with only the directories the operator mounted.",
             )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // Tell this client whenever the tools change, until it goes.
+        let mut changed = self.node.tools_changed();
+        changed.mark_unchanged();
+        tokio::spawn(async move {
+            while changed.changed().await.is_ok() {
+                if context.peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     async fn list_tools(

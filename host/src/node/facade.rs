@@ -10,6 +10,7 @@ use crate::scheduler::{Cancelled, StartCheck, SubmitError, Submitted};
 use crate::store::{
     CallbackStatus, Channel, JobRecord, JobState, Logs, Origin, OutboxItem, StoreError,
 };
+use std::sync::Arc;
 use tokio::sync::broadcast;
 use wasmnode_runtime::{ArtifactStore, Policy, ToolRegistry};
 
@@ -170,9 +171,14 @@ impl Node {
         self.scheduler.interrupt_running();
     }
 
-    /// The tools it can run.
-    pub fn tools(&self) -> &ToolRegistry {
+    /// The tools it can run now.
+    pub fn tools(&self) -> Arc<ToolRegistry> {
         self.router.tools()
+    }
+
+    /// Changes each time the tools change (a plugin added or removed).
+    pub fn tools_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tools_version.subscribe()
     }
 
     /// The policy in force.

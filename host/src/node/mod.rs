@@ -4,6 +4,7 @@
 //! front doors may do with a node is in `facade`.
 
 mod facade;
+mod plugins;
 
 use crate::agent::status::ControlPlaneStatus;
 use crate::config::{Config, DockerMode};
@@ -75,17 +76,34 @@ pub async fn router(
         },
         Access::Remote => config.policy(),
     };
+    let tools = tool_registry(config, &wasm).await?;
+    let artifact_root = config.node.artifact_root();
+    let artifacts = ArtifactStore::open(&artifact_root)
+        .with_context(|| format!("cannot open artifact root {}", artifact_root.display()))?;
+    let mut executors = Executors::new(wasm).register(RuntimeMode::Model, llm);
+    if let Some(docker) = docker {
+        executors = executors.register(RuntimeMode::Image, docker);
+    }
+    Ok(Router::new(
+        executors,
+        policy,
+        tools,
+        artifacts,
+        data_dir.join("workspaces"),
+    ))
+}
+
+/// The tools of a node: the built-ins, the plugins in `node.plugin_dir`,
+/// the operator's container tools, and `[tools.NAME]` settings.
+pub async fn tool_registry(config: &Config, wasm: &WasmExecutor) -> anyhow::Result<ToolRegistry> {
     let mut tools = ToolRegistry::builtin();
     if let Some(dir) = &config.node.plugin_dir {
         let found = tools
-            .add_plugins(dir, &wasm)
+            .add_plugins(dir, wasm)
             .await
             .with_context(|| format!("cannot read plugin directory {}", dir.display()))?;
         tracing::info!(dir = %dir.display(), plugins = found.len(), "plugin tools loaded");
     }
-    let artifact_root = config.node.artifact_root();
-    let artifacts = ArtifactStore::open(&artifact_root)
-        .with_context(|| format!("cannot open artifact root {}", artifact_root.display()))?;
     for (name, image) in &config.docker.tool_images {
         tools.add_image(name, image);
     }
@@ -98,17 +116,7 @@ pub async fn router(
             "[tools.{name}] is set, but this node has no tool of that name"
         );
     }
-    let mut executors = Executors::new(wasm).register(RuntimeMode::Model, llm);
-    if let Some(docker) = docker {
-        executors = executors.register(RuntimeMode::Image, docker);
-    }
-    Ok(Router::new(
-        executors,
-        policy,
-        tools,
-        artifacts,
-        data_dir.join("workspaces"),
-    ))
+    Ok(tools)
 }
 
 /// A long-running node: everything `serve` and `agent` share.
@@ -135,6 +143,8 @@ pub struct Node {
     control_plane: ControlPlaneStatus,
     /// The model backends.
     llm: Arc<LlmExecutor>,
+    /// Bumped each time the tools change (a plugin added or removed).
+    tools_version: Arc<tokio::sync::watch::Sender<u64>>,
     /// CPU and memory sampler for the JSON metrics.
     utilisation: std::sync::Mutex<crate::facts::Utilisation>,
     /// Held for its lifetime: tasks run on it until the node goes.
@@ -195,6 +205,7 @@ impl Node {
             docker,
             control_plane: ControlPlaneStatus::default(),
             llm,
+            tools_version: Arc::new(tokio::sync::watch::Sender::new(0)),
             utilisation: Default::default(),
             _exec: ExecRuntime(Some(exec)),
         })
