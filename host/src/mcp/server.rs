@@ -113,16 +113,24 @@ impl ToolServer {
         if let Err(refused) = self.node.submit(request, None).await {
             return refusal(&refused);
         }
+        // A call whose client goes away (or whose answer is dropped) stops
+        // its job; one that ends is left alone.
+        let mut abandoned = CancelOnDrop {
+            node: Some(self.node.clone()),
+            job_id: job_id.clone(),
+        };
         let progress = context.meta.get_progress_token();
         let mut step = 0.0;
         loop {
             if let Ok(Some(record)) = self.node.job(&job_id)
                 && record.state.is_terminal()
             {
+                abandoned.node = None;
                 return self.answer(&job_id, record.state, record.result);
             }
             tokio::select! {
                 _ = context.ct.cancelled() => {
+                    abandoned.node = None;
                     let _ = self.node.cancel(&job_id).await;
                     return failure("CANCELLED", "the client cancelled the call");
                 }
@@ -226,6 +234,23 @@ impl ServerHandler for ToolServer {
             .job(&name, args)
             .map_err(|e| McpError::internal_error(e, None))?;
         Ok(self.run(job, &context).await.into())
+    }
+}
+
+/// Cancels a call's job when dropped while `node` is still set.
+struct CancelOnDrop {
+    node: Option<Arc<Node>>,
+    job_id: String,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            let job_id = std::mem::take(&mut self.job_id);
+            tokio::spawn(async move {
+                let _ = node.cancel(&job_id).await;
+            });
+        }
     }
 }
 
