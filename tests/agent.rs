@@ -592,6 +592,7 @@ async fn a_task_handed_out_again_after_the_node_finished_it_gets_the_stored_resu
     );
     let first: Value = node.get_json("/jobs/splai-r-r1-a1").await;
     assert_eq!(first["attempts"], 1);
+    assert_eq!(first["via"], "splai", "the front door is recorded: {first}");
     assert!(
         node.log().contains("already finished was handed out again"),
         "{}",

@@ -53,6 +53,7 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
     for (id, _) in &jobs {
         let job = wait_terminal(&client, &node, id, WAIT).await;
         assert_eq!(job["state"], "finished", "{job}");
+        assert_eq!(job["via"], "api", "the front door is recorded: {job}");
     }
     let get = |id: &'static str| {
         let client = client.clone();

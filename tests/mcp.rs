@@ -188,8 +188,8 @@ async fn an_mcp_client_over_http_calls_tools_as_jobs_of_the_node() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|j| j["via"] == "mcp")
         .filter_map(|j| j["job_id"].as_str())
-        .filter(|id| id.starts_with("mcp-"))
         .map(str::to_string)
         .collect();
     assert!(

@@ -100,6 +100,8 @@ async fn execute_status_result_and_cancel() {
         "{status}"
     );
     assert!(status["started_at"].is_string());
+    let job: Value = node.get_json("/jobs/v1").await;
+    assert_eq!(job["via"], "vera", "the same job, and who took it: {job}");
     let result: Value = node.get_json("/task/v1/result").await;
     assert_eq!(result["result"]["report"], json!({"k": "v"}));
     assert!(

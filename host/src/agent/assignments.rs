@@ -86,7 +86,11 @@ impl Agent {
         let origin = assignment.origin.clone();
         match self
             .node
-            .submit(assignment.request, Some(assignment.origin))
+            .submit(
+                assignment.request,
+                Some(assignment.origin.clone()),
+                assignment.origin.protocol(),
+            )
             .await
         {
             Ok(Submitted::Accepted | Submitted::InFlight) => Some(job_id),

@@ -58,7 +58,7 @@ pub async fn submit(
     let job_id = request.job_id.clone();
     // Listen before submitting, so that a job finishing at once is not missed.
     let finished = wait.map(|_| app.node.endings());
-    match app.node.submit(request, None).await {
+    match app.node.submit(request, None, "api").await {
         Ok(Submitted::Accepted) | Ok(Submitted::InFlight) => {
             let accepted = json!({"accepted": true, "job_id": job_id, "state": "queued"});
             match (wait, finished) {
@@ -302,6 +302,7 @@ pub fn summary(record: &JobRecord) -> Value {
         "started_at": timestamp(record.started_at_ms),
         "finished_at": timestamp(record.finished_at_ms),
         "error_code": record.error_code(),
+        "via": record.via,
     })
 }
 

@@ -110,7 +110,7 @@ impl ToolServer {
         let job_id = request.job_id.clone();
         let mut events = self.node.follow(&job_id, MAX_FOLLOWERS);
         let mut endings = self.node.endings();
-        if let Err(refused) = self.node.submit(request, None).await {
+        if let Err(refused) = self.node.submit(request, None, "mcp").await {
             return refusal(&refused);
         }
         // A call whose client goes away (or whose answer is dropped) stops

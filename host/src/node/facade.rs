@@ -35,13 +35,14 @@ pub struct Load {
 
 impl Node {
     /// Accepts a job (durably, before it answers); `origin` names who wants
-    /// to hear how it ends.
+    /// to hear how it ends, `via` the front door that took it.
     pub async fn submit(
         &self,
         request: JobRequest,
         origin: Option<Origin>,
+        via: &str,
     ) -> Result<Submitted, SubmitError> {
-        self.scheduler.submit(request, origin).await
+        self.scheduler.submit(request, origin, via).await
     }
 
     /// The record of `job_id`.

@@ -85,6 +85,7 @@ impl Scheduler {
         &self,
         request: JobRequest,
         origin: Option<Origin>,
+        via: &str,
     ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
         request.validate()?;
@@ -116,6 +117,7 @@ impl Scheduler {
         let seq = inner.store.next_seq();
         record.seq = seq;
         record.origin = origin;
+        record.via = Some(via.to_string());
         let task_type = record.task_type.clone();
         inner.store.accept(record, canonical).await?;
         reserved.enqueue(seq, priority);

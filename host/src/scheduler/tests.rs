@@ -90,7 +90,7 @@ impl Harness {
     async fn submit(&self, id: &str, priority: &str, idempotent: bool) {
         let submitted = self
             .scheduler
-            .submit(request(id, priority, idempotent), None)
+            .submit(request(id, priority, idempotent), None, "test")
             .await
             .unwrap();
         assert!(matches!(submitted, Submitted::Accepted), "{id}");

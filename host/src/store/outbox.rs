@@ -90,6 +90,11 @@ impl Origin {
             .flatten()
     }
 
+    /// The protocol that asked for the job (`splai`, `goliat`, `callback`).
+    pub fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
     /// The channel its reports travel on.
     pub fn channel(&self) -> Channel {
         self.channel

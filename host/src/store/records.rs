@@ -251,6 +251,10 @@ pub struct JobRecord {
     /// Who wants to hear about the job (control plane or callback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// The front door that accepted it (`api`, `vera`, `splai`, `goliat`,
+    /// `mcp`); none for jobs accepted before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// Delivery of the job's callback, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackStatus>,
@@ -307,6 +311,7 @@ impl JobRecord {
             attempts: 0,
             result: None,
             origin: None,
+            via: None,
             callback: None,
         }
     }

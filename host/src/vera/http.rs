@@ -105,7 +105,7 @@ async fn execute(
         }
         None => None,
     };
-    match app.node.submit(job, origin).await {
+    match app.node.submit(job, origin, "vera").await {
         Ok(Submitted::Accepted | Submitted::InFlight | Submitted::Existing(_)) => Ok(Json(json!({
             "task_id": task_id,
             "status": "accepted",
