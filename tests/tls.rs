@@ -350,3 +350,36 @@ async fn the_api_is_served_over_https_with_its_certificate() {
         .await;
     assert!(plain.is_err(), "plain http is not answered");
 }
+
+#[tokio::test]
+async fn a_tools_https_requests_trust_the_ca_file_like_every_other_client() {
+    let ca = TestCa::new();
+    let site = wasmnode_e2e::web::WebSite::start().await;
+    let front = TlsFront::start(&ca.issue("site"), &site.url("")).await;
+    let authority = front.url.trim_start_matches("https://").to_string();
+    let grant = format!("[tools.web_fetch]\nallowed_hosts = [\"{authority}\"]\n");
+    let fetch = |id: &str| {
+        json!({"protocol_version": 1, "job_id": id,
+            "task": {"type": "tool_execution", "payload": {"tool": "web_fetch",
+                "args": {"url": format!("{}/page", front.url)}}},
+            "runtime": {"mode": "auto"}})
+    };
+    let client = reqwest::Client::new();
+
+    let trusting_node = NodeProcess::start(&format!("{}{grant}", trusting(&ca))).await;
+    let (status, body) = trusting_node.post_json("/jobs", &fetch("trusted")).await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_terminal(&client, &trusting_node, "trusted", WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    let page = trusting_node.get_json("/jobs/trusted/result").await;
+    assert_eq!(page["status"], 200, "{page}");
+
+    let stranger = NodeProcess::start(&grant).await;
+    let (status, body) = stranger.post_json("/jobs", &fetch("untrusted")).await;
+    assert_eq!(status, 200, "{body}");
+    let done = wait_terminal(&client, &stranger, "untrusted", WAIT).await;
+    assert_eq!(
+        done["error"]["code"], "NON_ZERO_EXIT",
+        "without the CA the certificate is not accepted: {done}"
+    );
+}

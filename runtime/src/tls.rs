@@ -4,45 +4,80 @@
 //! A peer whose certificate is not trusted fails at once with an error that
 //! says so; it is never retried as if the network had hiccuped.
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-static TRUST: OnceLock<Vec<reqwest::Certificate>> = OnceLock::new();
+/// The operator's CA certificates.
+#[derive(Debug)]
+pub struct Roots(Vec<CertificateDer<'static>>);
+
+static TRUST: OnceLock<Roots> = OnceLock::new();
 
 /// Reads the PEM certificates of `ca_file`.
-pub fn load_roots(ca_file: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+pub fn load_roots(ca_file: &Path) -> Result<Roots, String> {
     let pem = std::fs::read(ca_file)
         .map_err(|e| format!("cannot read the CA file {}: {e}", ca_file.display()))?;
-    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-        format!(
-            "the CA file {} holds no usable PEM certificates: {e}",
-            ca_file.display()
-        )
-    })?;
+    let roots = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            format!(
+                "the CA file {} holds no usable PEM certificates: {e}",
+                ca_file.display()
+            )
+        })?;
     if roots.is_empty() {
         return Err(format!(
             "the CA file {} holds no certificates",
             ca_file.display()
         ));
     }
-    Ok(roots)
+    Ok(Roots(roots))
 }
 
 /// Trusts `roots` beside the platform's, for every client built afterwards
 /// (the first call wins; a node has one trust configuration).
-pub fn install(roots: Vec<reqwest::Certificate>) {
+pub fn install(roots: Roots) {
     let _ = TRUST.set(roots);
+}
+
+fn installed() -> &'static [CertificateDer<'static>] {
+    TRUST.get().map_or(&[], |roots| roots.0.as_slice())
 }
 
 /// A client builder that trusts the platform's roots and the installed ones.
 pub fn client() -> reqwest::ClientBuilder {
-    TRUST
-        .get()
-        .into_iter()
-        .flatten()
+    installed()
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
         .fold(reqwest::Client::builder(), |builder, root| {
-            builder.add_root_certificate(root.clone())
+            builder.add_root_certificate(root)
         })
+}
+
+/// The rustls settings of clients that speak TLS themselves (tools'
+/// outbound HTTP): the platform's roots and the installed ones. Built
+/// once, on first use, after the trust was installed at start.
+pub fn rustls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let platform = rustls_native_certs::load_native_certs().certs;
+            for cert in platform.into_iter().chain(installed().iter().cloned()) {
+                // A certificate rustls cannot use is left out, as reqwest does.
+                let _ = roots.add(cert);
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
 }
 
 /// What went wrong, when `e` is a TLS failure (an untrusted or invalid

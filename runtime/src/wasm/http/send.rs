@@ -1,7 +1,8 @@
 //! Sends one outbound request of a tool: checks the host against the grant,
 //! resolves it and checks every address, connects to a checked address (the
 //! name is never looked up again), speaks HTTP/1.1 (over TLS for `https`,
-//! trusting the platform's roots), and caps both bodies and every wait.
+//! trusting what every client of the node trusts: `crate::tls`), and caps
+//! both bodies and every wait.
 
 use super::Report;
 use crate::outbound::HttpGrant;
@@ -12,7 +13,7 @@ use http_body_util::BodyExt;
 use std::future::{Future, poll_fn};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{Pin, pin};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -77,7 +78,7 @@ pub async fn send(
     let stream: Box<dyn Stream> = if https {
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|_| Error::HttpRequestUriInvalid)?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
+        let tls = tokio_rustls::TlsConnector::from(crate::tls::rustls_config())
             .connect(name, stream)
             .await
             .map_err(Error::Tls)?;
@@ -192,28 +193,6 @@ async fn connect(addresses: &[SocketAddr], wait: Duration) -> Result<TcpStream, 
         }
     }
     Err(last)
-}
-
-/// The TLS client settings: the platform's roots, which honour
-/// `SSL_CERT_FILE` and `SSL_CERT_DIR`.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
-                let _ = roots.add(cert);
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
 }
 
 /// A body that fails once it has carried more than `cap` bytes (telling the
