@@ -88,17 +88,10 @@ impl ApiError {
     /// else 500.
     pub fn store(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "STORE_UNAVAILABLE",
-                e.to_string(),
-            )
-            .retry_after(5),
-            e => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "STORE_ERROR",
-                e.to_string(),
-            ),
+            StoreError::Unavailable(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string()).retry_after(5)
+            }
+            e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.code(), e.to_string()),
         }
     }
 }

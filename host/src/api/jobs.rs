@@ -139,28 +139,22 @@ fn count_rejection(app: &AppState, code: &str) {
 /// The answer to a submission the scheduler refused; `duplicate_code` names
 /// an id conflict in the caller's protocol.
 pub fn submit_error(e: SubmitError, duplicate_code: &str) -> ApiError {
+    let code = e.code();
     match e {
-        SubmitError::Invalid(e) => {
-            ApiError::new(ApiError::refusal_status(e.code), e.code, e.message)
-        }
+        SubmitError::Invalid(e) => ApiError::new(ApiError::refusal_status(code), code, e.message),
         SubmitError::Draining => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "DRAINING", e.to_string())
-                .retry_after(30)
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string()).retry_after(30)
         }
         SubmitError::QueueFull(_) => {
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", e.to_string()).retry_after(1)
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, e.to_string()).retry_after(1)
         }
-        SubmitError::LowDisk { .. } => ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "INSUFFICIENT_STORAGE",
-            e.to_string(),
-        )
-        .retry_after(30),
+        SubmitError::LowDisk { .. } => {
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, code, e.to_string()).retry_after(30)
+        }
         SubmitError::Conflict(_) => {
             ApiError::new(StatusCode::CONFLICT, duplicate_code, e.to_string())
         }
         SubmitError::Rejected(failure) => {
-            let code = failure.kind.code();
             ApiError::new(ApiError::refusal_status(code), code, failure.message)
         }
         SubmitError::Store(e) => ApiError::store(e),

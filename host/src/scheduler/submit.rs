@@ -54,8 +54,7 @@ impl SubmitError {
             Self::LowDisk { .. } => "INSUFFICIENT_STORAGE",
             Self::Conflict(_) => "CONFLICT",
             Self::Rejected(failure) => failure.kind.code(),
-            Self::Store(StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
-            Self::Store(_) => "STORE_ERROR",
+            Self::Store(e) => e.code(),
         }
     }
 }

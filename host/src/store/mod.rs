@@ -70,6 +70,17 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// The error code a front door reports: `STORE_UNAVAILABLE` while the
+    /// store heals by itself, else `STORE_ERROR`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "STORE_UNAVAILABLE",
+            _ => "STORE_ERROR",
+        }
+    }
+}
+
 fn read_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Read(e.to_string())
 }
