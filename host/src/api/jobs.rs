@@ -98,29 +98,13 @@ async fn wait_for(
     mut finished: tokio::sync::broadcast::Receiver<String>,
     accepted: Value,
 ) -> Value {
-    use tokio::sync::broadcast::error::RecvError;
-    let deadline = tokio::time::Instant::now() + wait;
-    'look: loop {
-        if let Ok(Some(record)) = app.node.job(job_id)
-            && record.state.is_terminal()
-        {
-            let logs = app.node.logs(job_id).unwrap_or_default();
-            let mut answer = view(&record, logs);
-            answer["accepted"] = Value::Bool(true);
-            return answer;
-        }
-        // Look again only when this job (or, after a lag, any job) finished.
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break 'look,
-                id = finished.recv() => match id {
-                    Ok(id) if id == job_id => continue 'look,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => continue 'look,
-                    Err(RecvError::Closed) => break 'look,
-                },
-            }
-        }
+    if let Ok(Some(record)) =
+        tokio::time::timeout(wait, app.node.ended(job_id, &mut finished)).await
+    {
+        let logs = app.node.logs(job_id).unwrap_or_default();
+        let mut answer = view(&record, logs);
+        answer["accepted"] = Value::Bool(true);
+        return answer;
     }
     match app.node.job(job_id) {
         Ok(Some(record)) => {

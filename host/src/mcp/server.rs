@@ -122,22 +122,19 @@ impl ToolServer {
         let progress = context.meta.get_progress_token();
         let mut step = 0.0;
         loop {
-            if let Ok(Some(record)) = self.node.job(&job_id)
-                && record.state.is_terminal()
-            {
-                abandoned.node = None;
-                return self.answer(&job_id, record.state, record.result);
-            }
             tokio::select! {
+                ended = self.node.ended(&job_id, &mut endings) => {
+                    let Some(record) = ended else {
+                        return failure("INTERNAL", "the node is stopping");
+                    };
+                    abandoned.node = None;
+                    return self.answer(&job_id, record.state, record.result);
+                }
                 _ = context.ct.cancelled() => {
                     abandoned.node = None;
                     let _ = self.node.cancel(&job_id).await;
                     return failure("CANCELLED", "the client cancelled the call");
                 }
-                ended = endings.recv() => match ended {
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return failure("INTERNAL", "the node is stopping"),
-                },
                 Some(event) = next(&mut events) => {
                     if let (Some(token), Some(message)) = (&progress, describe(&event)) {
                         step += 1.0;

@@ -95,6 +95,34 @@ impl Node {
         self.scheduler.terminal_events()
     }
 
+    /// Waits until `job_id` has ended and gives its record; `endings` must
+    /// have been taken (from [`Node::endings`]) before the job was
+    /// submitted, so that its ending is never missed. `None` when the node
+    /// stops first. Dropping the wait part-way loses nothing.
+    pub async fn ended(
+        &self,
+        job_id: &str,
+        endings: &mut broadcast::Receiver<String>,
+    ) -> Option<JobRecord> {
+        use broadcast::error::RecvError;
+        loop {
+            if let Ok(Some(record)) = self.job(job_id)
+                && record.state.is_terminal()
+            {
+                return Some(record);
+            }
+            // Look again only when this job (or, after a lag, any job) ended.
+            loop {
+                match endings.recv().await {
+                    Ok(id) if id == job_id => break,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    }
+
     /// Whether `job_id` waits in the queue.
     pub fn is_waiting(&self, job_id: &str) -> bool {
         self.scheduler.is_waiting(job_id)
