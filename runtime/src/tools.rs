@@ -41,6 +41,20 @@ impl ToolSettings {
     }
 }
 
+/// The outbound HTTP that `settings` grant, by tool; an `allowed_hosts`
+/// entry that is not a host pattern is refused, naming the tool.
+pub fn grants(
+    settings: &BTreeMap<String, ToolSettings>,
+) -> Result<BTreeMap<String, Arc<HttpGrant>>, String> {
+    let mut grants = BTreeMap::new();
+    for (name, tool) in settings {
+        if let Some(grant) = tool.grant().map_err(|e| format!("[tools.{name}] {e}"))? {
+            grants.insert(name.clone(), Arc::new(grant));
+        }
+    }
+    Ok(grants)
+}
+
 /// How a named tool runs.
 #[derive(Debug, Clone)]
 pub enum ToolBackend {
@@ -134,14 +148,8 @@ impl ToolRegistry {
     /// `allowed_hosts` entry that is not a host pattern is refused, naming
     /// the tool.
     pub fn configure(&mut self, settings: BTreeMap<String, ToolSettings>) -> Result<(), String> {
-        let mut grants = BTreeMap::new();
-        for (name, tool) in &settings {
-            if let Some(grant) = tool.grant().map_err(|e| format!("[tools.{name}] {e}"))? {
-                grants.insert(name.clone(), Arc::new(grant));
-            }
-        }
+        self.grants = grants(&settings)?;
         self.settings = settings;
-        self.grants = grants;
         Ok(())
     }
 

@@ -175,10 +175,7 @@ impl Config {
         self.vera.validate()?;
         self.wasm.validate()?;
         self.mcp.validate().map_err(ConfigError::Invalid)?;
-        for (name, tool) in &self.tools {
-            tool.grant()
-                .map_err(|e| ConfigError::Invalid(format!("[tools.{name}] {e}")))?;
-        }
+        wasmnode_runtime::tools::grants(&self.tools).map_err(ConfigError::Invalid)?;
         if self.policy.require_signed_tools && self.policy.trusted_keys.is_empty() {
             return Err(ConfigError::Invalid(
                 "policy.require_signed_tools needs policy.trusted_keys (public key PEM files; `wasmnode tool keygen` makes a pair)".into(),
