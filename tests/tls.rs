@@ -18,6 +18,7 @@ use wasmnode_e2e::files::FileServer;
 use wasmnode_e2e::goliat::{TestDashboard, command_config};
 use wasmnode_e2e::ollama::{FakeOllama, WORDS};
 use wasmnode_e2e::tls::{TestCa, TlsFront};
+use wasmnode_e2e::web::{WebSite, fetch_job};
 use wasmnode_e2e::{NodeProcess, callback_settled, callback_task, stderr, wait_terminal, wasmnode};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -354,16 +355,11 @@ async fn the_api_is_served_over_https_with_its_certificate() {
 #[tokio::test]
 async fn a_tools_https_requests_trust_the_ca_file_like_every_other_client() {
     let ca = TestCa::new();
-    let site = wasmnode_e2e::web::WebSite::start().await;
+    let site = WebSite::start().await;
     let front = TlsFront::start(&ca.issue("site"), &site.url("")).await;
     let authority = front.url.trim_start_matches("https://").to_string();
     let grant = format!("[tools.web_fetch]\nallowed_hosts = [\"{authority}\"]\n");
-    let fetch = |id: &str| {
-        json!({"protocol_version": 1, "job_id": id,
-            "task": {"type": "tool_execution", "payload": {"tool": "web_fetch",
-                "args": {"url": format!("{}/page", front.url)}}},
-            "runtime": {"mode": "auto"}})
-    };
+    let fetch = |id: &str| fetch_job(id, json!({"url": format!("{}/page", front.url)}));
     let client = reqwest::Client::new();
 
     let trusting_node = NodeProcess::start(&format!("{}{grant}", trusting(&ca))).await;

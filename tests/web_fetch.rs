@@ -5,16 +5,10 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use wasmnode_e2e::web::{BIG_BYTES, WebSite};
+use wasmnode_e2e::web::{BIG_BYTES, WebSite, fetch_job};
 use wasmnode_e2e::{NodeProcess, json as stdout_json, stderr, wait_terminal, wasmnode};
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn fetch_job(id: &str, args: Value) -> Value {
-    json!({"protocol_version": 1, "job_id": id,
-        "task": {"type": "tool_execution", "payload": {"tool": "web_fetch", "args": args}},
-        "runtime": {"mode": "auto"}})
-}
 
 /// Submits `args` to `web_fetch` and waits for the job to end.
 async fn fetch(node: &NodeProcess, id: &str, args: Value) -> Value {

@@ -13,6 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Bytes of `/big`.
 pub const BIG_BYTES: usize = 64 << 10;
 
+/// A Job Protocol request running `web_fetch` with `args`.
+pub fn fetch_job(id: &str, args: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"protocol_version": 1, "job_id": id,
+        "task": {"type": "tool_execution", "payload": {"tool": "web_fetch", "args": args}},
+        "runtime": {"mode": "auto"}})
+}
+
 /// The site.
 pub struct WebSite {
     /// `127.0.0.1:PORT`.
