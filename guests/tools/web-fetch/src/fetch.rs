@@ -4,6 +4,7 @@
 
 use crate::url::Url;
 use crate::{Args, FetchError, Method};
+use std::collections::BTreeMap;
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, IncomingBody, IncomingResponse, Method as HttpMethod, OutgoingBody,
@@ -69,7 +70,7 @@ pub fn fetch(args: &Args) -> Result<Response, FetchError> {
 fn send(
     url: &Url,
     method: Method,
-    headers: &[(String, String)],
+    headers: &BTreeMap<String, String>,
     body: Option<&str>,
     timeout_ms: u64,
 ) -> Result<IncomingResponse, FetchError> {

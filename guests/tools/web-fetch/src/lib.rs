@@ -10,6 +10,7 @@ mod url;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 wit_bindgen::generate!({
     path: "../../../wit/tool",
@@ -42,7 +43,7 @@ pub struct Args {
     #[serde(default)]
     method: Method,
     #[serde(default)]
-    headers: Vec<(String, String)>,
+    headers: BTreeMap<String, String>,
     body: Option<String>,
     #[serde(default = "default_max_bytes")]
     max_bytes: u64,
@@ -109,23 +110,9 @@ impl Guest for Component {
 
 export!(Component);
 
-/// Reads the arguments; `headers` is an object of text values.
+/// Reads the arguments.
 pub fn parse(json: &str) -> Result<Args, String> {
-    let mut value: Value = serde_json::from_str(json).map_err(|e| format!("arguments: {e}"))?;
-    if let Some(headers) = value.get_mut("headers") {
-        let Value::Object(map) = headers.take() else {
-            return Err("headers must be an object of text values".into());
-        };
-        let pairs = map
-            .into_iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok(json!([k, s])),
-                _ => Err(format!("header `{k}` must be text")),
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        *headers = Value::Array(pairs);
-    }
-    serde_json::from_value(value).map_err(|e| format!("arguments: {e}"))
+    serde_json::from_str(json).map_err(|e| format!("arguments: {e}"))
 }
 
 /// Fetches, follows redirects, and shapes the result.
