@@ -221,3 +221,19 @@ async fn mcp_over_http_is_behind_the_api_key() {
         .unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+#[tokio::test]
+async fn an_mcp_request_over_the_apis_body_cap_is_refused() {
+    let node = NodeProcess::start("[api]\nmax_body_bytes = 4096\n").await;
+    let padding = "x".repeat(8192);
+    let ping =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"_meta": {"pad": padding}}});
+    let refused = reqwest::Client::new()
+        .post(node.at("/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+}
