@@ -30,7 +30,7 @@ const BUILTINS: &[(&str, &str, &str)] = &[
 const TEST_GUESTS: &[(&str, &str, &str)] = &[
     ("HOSTILE", "hostile", "hostile"),
     ("COMMAND", "command", "command"),
-    ("WRONG_WORLD", "wrong-world", "wrong_world"),
+    ("FUNCTIONS", "functions", "functions"),
 ];
 
 /// Environment a nested cargo must not inherit from the outer build.

@@ -97,9 +97,9 @@ fn bad_input_is_a_clear_error_never_a_panic() {
             vec![
                 "run".into(),
                 "--component".into(),
-                test_guest("wrong_world").display().to_string(),
+                test_guest("functions").display().to_string(),
             ],
-            "exports neither",
+            "name the one to call",
         ),
         (
             vec![
@@ -191,6 +191,68 @@ fn tool_inspect_shows_the_world_and_schema() {
     );
     let out = wasmnode(dir.path(), &["tool", "list"]);
     assert!(stdout(&out).contains("file_edit\tbuiltin"));
+}
+
+#[test]
+fn plain_functions_run_by_export_or_by_their_plugin_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let component = test_guest("functions");
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "tool",
+            "run",
+            component.to_str().unwrap(),
+            "--function",
+            "add",
+            "--args",
+            r#"{"a": 2, "b": 3}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out), json!(5));
+
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::copy(&component, plugins.join("calc.wasm")).unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, format!("[node]\nplugin_dir = {plugins:?}\n")).unwrap();
+    let config = config.to_str().unwrap();
+    let by_name = |tool: &str, args: &str| {
+        wasmnode(
+            dir.path(),
+            &["--config", config, "tool", "run", tool, "--args", args],
+        )
+    };
+    let out = by_name("calc.shapes.area", r#"{"s": {"rect": [3, 4]}}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out), json!(12.0));
+    let out = by_name("calc.divide", r#"{"a": 1, "b": 0}"#);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("NON_ZERO_EXIT") && stderr(&out).contains("division by zero"),
+        "{}",
+        stderr(&out)
+    );
+    let out = wasmnode(dir.path(), &["--config", config, "tool", "list"]);
+    assert!(
+        stdout(&out).contains("calc.add\tfunction"),
+        "{}",
+        stdout(&out)
+    );
+    let out = wasmnode(
+        dir.path(),
+        &["tool", "inspect", component.to_str().unwrap()],
+    );
+    let info = json(&out);
+    assert_eq!(info["world"], "functions");
+    let add = info["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["export"] == "add")
+        .unwrap_or_else(|| panic!("add is listed: {info}"));
+    assert_eq!(add["output_schema"]["type"], "integer", "{info}");
 }
 
 #[test]

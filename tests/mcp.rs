@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use wasmnode_e2e::web::WebSite;
-use wasmnode_e2e::{NodeProcess, binary, plugin_tool, wait_terminal};
+use wasmnode_e2e::{NodeProcess, binary, plugin_tool, test_guest, wait_terminal};
 
 const KEY: &str = "mcp-test-key";
 
@@ -60,8 +60,16 @@ impl Fixture {
             {"do": "cancel", "tool": "web_fetch",
              "args": {"url": self.site.url("/hang"), "timeout_ms": 60000}},
             {"do": "add_plugin", "from": plugin_tool(),
-             "to": self.plugins.path().join("word_count.wasm")},
+             "to": self.plugins.path().join("word_count.wasm"), "expect": "word_count"},
             {"do": "call", "tool": "word_count", "args": {"path": "/src/notes.txt"}},
+            {"do": "add_plugin", "from": test_guest("functions"),
+             "to": self.plugins.path().join("calc.wasm"), "expect": "calc.add"},
+            {"do": "list"},
+            {"do": "call", "tool": "calc.add", "args": {"a": 2, "b": 3}},
+            {"do": "call", "tool": "calc.shapes.centroid",
+             "args": {"points": [{"x": 0, "y": 0}, {"x": 2, "y": 4}]}},
+            {"do": "call", "tool": "calc.divide", "args": {"a": 1, "b": 0}},
+            {"do": "call", "tool": "calc.add", "args": {"a": "two", "b": 3}},
         ])
     }
 }
@@ -143,6 +151,68 @@ fn check(answers: &[Value]) {
     let plugin = &answers[6];
     assert_eq!(plugin["isError"], false, "{plugin}");
     assert_eq!(plugin["structured"]["words"], 3, "{plugin}");
+    check_functions(&answers[7..]);
+}
+
+/// A component of plain functions dropped in the plugin directory: one
+/// tool per function, typed by its WIT signature.
+fn check_functions(answers: &[Value]) {
+    let names = answers[0]["tools"].as_array().unwrap();
+    for name in [
+        "calc.add",
+        "calc.divide",
+        "calc.shapes.area",
+        "calc.shapes.centroid",
+    ] {
+        assert!(names.contains(&json!(name)), "{name} is listed: {names:?}");
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("counter")),
+        "functions over resources are left out: {names:?}"
+    );
+    let listed = &answers[1];
+    assert_eq!(
+        listed["tools"]["calc.add"],
+        json!({"type": "object", "additionalProperties": false, "required": ["a", "b"],
+               "properties": {"a": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX},
+                              "b": {"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}}}),
+        "the input schema comes from the WIT parameters: {listed}"
+    );
+    assert_eq!(
+        listed["outputs"]["calc.add"]["properties"]["result"]["type"], "integer",
+        "the output schema comes from the WIT result: {listed}"
+    );
+    assert_eq!(
+        listed["tools"]["calc.shapes.area"]["properties"]["u"],
+        json!({"anyOf": [{"type": "string", "enum": ["mm", "cm", "inch"]}, {"type": "null"}]}),
+        "{listed}"
+    );
+    let add = &answers[2];
+    assert_eq!(add["isError"], false, "{add}");
+    assert_eq!(add["structured"], json!({"result": 5}), "{add}");
+    let centroid = &answers[3];
+    assert_eq!(
+        centroid["structured"],
+        json!({"result": {"x": 1.0, "y": 2.0}}),
+        "{centroid}"
+    );
+    let divide = &answers[4];
+    assert_eq!(divide["isError"], true, "{divide}");
+    assert_eq!(
+        divide["text"], "NON_ZERO_EXIT: function `divide` returned an error: division by zero",
+        "an `err` result is a tool error: {divide}"
+    );
+    let invalid = &answers[5];
+    assert_eq!(invalid["isError"], true, "{invalid}");
+    assert!(
+        invalid["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("INVALID_INPUT:"),
+        "{invalid}"
+    );
 }
 
 #[test]
@@ -193,8 +263,8 @@ async fn an_mcp_client_over_http_calls_tools_as_jobs_of_the_node() {
         .map(str::to_string)
         .collect();
     assert!(
-        ids.len() >= 3,
-        "grep, web_fetch and word_count ran as jobs: {jobs}"
+        ids.len() >= 6,
+        "grep, web_fetch, word_count and the functions ran as jobs: {jobs}"
     );
     let http = reqwest::Client::new();
     let mut states = Vec::new();
@@ -203,8 +273,13 @@ async fn an_mcp_client_over_http_calls_tools_as_jobs_of_the_node() {
         states.push(ended["state"].as_str().unwrap().to_string());
     }
     assert!(states.contains(&"cancelled".to_string()), "{states:?}");
+    let metrics = node.get_text("/metrics").await;
     assert!(
-        states.iter().filter(|s| *s == "finished").count() >= 2,
+        metrics.contains("wasmnode_jobs_submitted_total{task_type=\"tool_execution\",via=\"mcp\"}"),
+        "calls are counted by front door: {metrics}"
+    );
+    assert!(
+        states.iter().filter(|s| *s == "finished").count() >= 4,
         "{states:?}"
     );
 }

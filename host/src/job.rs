@@ -85,6 +85,10 @@ pub struct JobRuntime {
     /// Component: `builtin:NAME` or a file path (wasm mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// For a component exporting plain functions, the one to call with the
+    /// payload as its arguments (`add`, or `ns:pkg/iface#func`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     /// Arguments after argv[0] (wasm commands).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
@@ -254,6 +258,7 @@ impl JobRequest {
                 gpus: rt.gpus,
             }),
             "wasm" if rt.component.is_some() => Runtime::Wasm(WasmRuntime {
+                function: rt.function.clone(),
                 args: rt.args.clone(),
                 env: rt.env.clone(),
                 stdin: rt.stdin.clone().map(String::into_bytes),

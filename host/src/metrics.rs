@@ -23,6 +23,16 @@ pub struct TypeLabel {
     pub task_type: String,
 }
 
+/// Labels: task type, and the front door a job came through (`api`,
+/// `vera`, `splai`, `goliat`, `mcp`: named by the node, never by a client).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubmittedLabel {
+    /// Task type.
+    pub task_type: String,
+    /// Front door.
+    pub via: String,
+}
+
 /// Distinct task-type labels at most, besides the known types and `other`.
 pub const MAX_TYPE_LABELS: usize = 64;
 /// Longest task type given a label of its own.
@@ -49,8 +59,8 @@ pub struct CodeLabel {
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// Jobs accepted, by type.
-    submitted: Family<TypeLabel, Counter>,
+    /// Jobs accepted, by type and front door.
+    submitted: Family<SubmittedLabel, Counter>,
     /// Jobs that reached a final state, by state and type.
     completed: Family<StateLabel, Counter>,
     /// Submissions refused, by error code.
@@ -100,7 +110,7 @@ impl Totals {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("wasmnode");
-        let submitted = Family::<TypeLabel, Counter>::default();
+        let submitted = Family::<SubmittedLabel, Counter>::default();
         let completed = Family::<StateLabel, Counter>::default();
         let rejected = Family::<CodeLabel, Counter>::default();
         let executor_errors = Family::<CodeLabel, Counter>::default();
@@ -112,7 +122,7 @@ impl Default for Metrics {
         let code_cache = Family::<CodeLabel, Gauge>::default();
         registry.register(
             "jobs_submitted",
-            "Jobs accepted, by task type",
+            "Jobs accepted, by task type and front door",
             submitted.clone(),
         );
         registry.register(
@@ -160,11 +170,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A job of `task_type` was accepted.
-    pub fn submitted(&self, task_type: &str) {
-        self.submitted
-            .get_or_create(&self.type_label(task_type))
-            .inc();
+    /// A job of `task_type` was accepted through front door `via`.
+    pub fn submitted(&self, task_type: &str, via: &str) {
+        let label = SubmittedLabel {
+            task_type: self.type_label(task_type).task_type,
+            via: via.to_string(),
+        };
+        self.submitted.get_or_create(&label).inc();
     }
 
     /// A submission was refused with `code`.
@@ -274,11 +286,7 @@ mod tests {
     #[test]
     fn renders_prometheus_text_with_labels() {
         let m = Metrics::default();
-        m.submitted
-            .get_or_create(&TypeLabel {
-                task_type: "retrieval".into(),
-            })
-            .inc();
+        m.submitted("retrieval", "mcp");
         m.duration
             .get_or_create(&TypeLabel {
                 task_type: "retrieval".into(),
@@ -289,7 +297,7 @@ mod tests {
             ..Default::default()
         });
         assert!(
-            text.contains("wasmnode_jobs_submitted_total{task_type=\"retrieval\"} 1"),
+            text.contains("wasmnode_jobs_submitted_total{task_type=\"retrieval\",via=\"mcp\"} 1"),
             "{text}"
         );
         assert!(
@@ -313,8 +321,7 @@ mod tests {
         );
         assert_eq!(m.type_label("with space").task_type, OTHER);
         for i in 0..MAX_TYPE_LABELS * 2 {
-            let label = m.type_label(&format!("type-{i}"));
-            m.submitted.get_or_create(&label).inc();
+            m.submitted(&format!("type-{i}"), "api");
         }
         assert_eq!(
             m.type_label("type-0").task_type,

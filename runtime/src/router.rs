@@ -224,7 +224,7 @@ impl Router {
         let mut plan = self.plan(task)?;
         if let Runtime::Wasm(wasm) = &plan.task.runtime {
             self.executors.wasm.check_trusted(&wasm.component)?;
-            if let Some(tool) = self.executors.wasm.described(&wasm.component) {
+            if let Some(tool) = self.executors.wasm.described(wasm) {
                 tool.check_mounts(&plan.task.mounts)?;
                 tool.check_args(&mut plan.task.payload)?;
             }
@@ -347,22 +347,10 @@ impl Router {
             .map(str::to_string);
         match (backend, command) {
             (Some(ToolBackend::Component(component)), _) => {
-                let name = name.unwrap_or_default();
-                let config = tools.config_for(&name, task.payload.get("config"))?;
-                task.payload = tool_args(&task.payload)?;
-                task.runtime = Runtime::Wasm(WasmRuntime {
-                    config,
-                    http: tools.grant_for(&name),
-                    ..WasmRuntime::new(component)
-                });
-                if task.mounts.is_empty() {
-                    task.mounts.push(Mount {
-                        source: MountSource::Workspace,
-                        guest_path: WORKSPACE_MOUNT.into(),
-                        writable: true,
-                    });
-                }
-                Ok(task)
+                component_tool(task, &tools, name, component, None)
+            }
+            (Some(ToolBackend::Function(component, export)), _) => {
+                component_tool(task, &tools, name, component, Some(export))
             }
             (Some(ToolBackend::Image(image)), _) => {
                 task.payload = tool_args(&task.payload)?;
@@ -398,6 +386,35 @@ impl Router {
             })),
         }
     }
+}
+
+/// `task` routed to the tool component (or function) registered as `name`,
+/// with the operator's settings for it and a workspace when nothing else is
+/// mounted.
+fn component_tool(
+    mut task: TaskSpec,
+    tools: &ToolRegistry,
+    name: Option<String>,
+    component: ComponentSource,
+    function: Option<String>,
+) -> Result<TaskSpec, TaskFailure> {
+    let name = name.unwrap_or_default();
+    let config = tools.config_for(&name, task.payload.get("config"))?;
+    task.payload = tool_args(&task.payload)?;
+    task.runtime = Runtime::Wasm(WasmRuntime {
+        config,
+        function,
+        http: tools.grant_for(&name),
+        ..WasmRuntime::new(component)
+    });
+    if task.mounts.is_empty() {
+        task.mounts.push(Mount {
+            source: MountSource::Workspace,
+            guest_path: WORKSPACE_MOUNT.into(),
+            writable: true,
+        });
+    }
+    Ok(task)
 }
 
 fn builtin(name: &str) -> Runtime {

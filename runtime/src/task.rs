@@ -173,6 +173,9 @@ impl ComponentSource {
 pub struct WasmRuntime {
     /// The component to run.
     pub component: ComponentSource,
+    /// For a component that exports plain functions, the one to call
+    /// (`add`, or `ns:pkg/iface#func`) with the payload as its arguments.
+    pub function: Option<String>,
     /// Arguments after argv[0] (commands only).
     pub args: Vec<String>,
     /// Environment variables (nothing is inherited from the node).
@@ -191,6 +194,7 @@ impl WasmRuntime {
     pub fn new(component: ComponentSource) -> Self {
         Self {
             component,
+            function: None,
             args: Vec::new(),
             env: BTreeMap::new(),
             stdin: None,

@@ -60,6 +60,9 @@ pub fn grants(
 pub enum ToolBackend {
     /// A `wasmnode:tool` component.
     Component(ComponentSource),
+    /// A function a plain-function component exports (`add`, or
+    /// `ns:pkg/iface#func`), called with the tool's arguments.
+    Function(ComponentSource, String),
     /// A container image (Docker fallback).
     Image(String),
 }
@@ -91,8 +94,10 @@ impl ToolRegistry {
     }
 
     /// Adds every `*.wasm` tool component in `dir`, named by its own
-    /// `describe()`. Files that are not tools are skipped with a warning;
-    /// a plugin may not shadow a built-in tool.
+    /// `describe()`, and each function of every plain-function component,
+    /// named `STEM.FUNC` (`STEM.IFACE.FUNC` for a function of an exported
+    /// interface; STEM is the file name without `.wasm`). Other files are
+    /// skipped with a warning; a plugin may not shadow an existing tool.
     pub async fn add_plugins(
         &mut self,
         dir: &Path,
@@ -116,9 +121,24 @@ impl ToolRegistry {
                         .insert(info.name.clone(), ToolBackend::Component(source));
                     found.push(info);
                 }
-                Ok(None) => {
-                    tracing::warn!(plugin = %path.display(), "skipped: not a wasmnode:tool component")
-                }
+                Ok(None) => match wasm.functions(&source).await {
+                    Ok(functions) if !functions.is_empty() => {
+                        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                        for function in functions {
+                            let name = function_tool_name(&stem, &function.export);
+                            if self.tools.contains_key(&name) {
+                                tracing::warn!(plugin = %path.display(), tool = %name, "function skipped: a tool of that name already exists");
+                                continue;
+                            }
+                            let backend =
+                                ToolBackend::Function(source.clone(), function.export.clone());
+                            self.tools.insert(name, backend);
+                        }
+                    }
+                    _ => {
+                        tracing::warn!(plugin = %path.display(), "skipped: neither a wasmnode:tool component nor plain functions")
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(plugin = %path.display(), error = %e, "skipped: cannot load plugin")
                 }
@@ -217,9 +237,46 @@ impl ToolRegistry {
     }
 }
 
+/// The tool name of function `export` of the component in file `stem`:
+/// `STEM.FUNC`, or `STEM.IFACE.FUNC` for `ns:pkg/IFACE@version#FUNC`, with
+/// any character outside `A-Z a-z 0-9 _ - .` made `_` (MCP's tool names).
+pub fn function_tool_name(stem: &str, export: &str) -> String {
+    let short = match export.split_once('#') {
+        Some((interface, func)) => {
+            let interface = interface.rsplit('/').next().unwrap_or(interface);
+            let interface = interface.split('@').next().unwrap_or(interface);
+            format!("{interface}.{func}")
+        }
+        None => export.to_string(),
+    };
+    format!("{stem}.{short}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn functions_are_named_by_file_interface_and_function() {
+        assert_eq!(function_tool_name("calc", "add"), "calc.add");
+        assert_eq!(
+            function_tool_name("calc", "test:functions/shapes@0.1.0#area"),
+            "calc.shapes.area"
+        );
+        assert_eq!(
+            function_tool_name("my calc", "local:x/y#[method]c.bump"),
+            "my_calc.y._method_c.bump"
+        );
+    }
 
     #[test]
     fn builtins_are_registered_and_images_never_shadow_components() {

@@ -492,8 +492,8 @@ async fn bad_binaries_and_wrong_worlds_are_invalid_input() {
             "no built-in component",
         ),
         (
-            ComponentSource::File(test_guests::WRONG_WORLD.into()),
-            "exports: hello",
+            ComponentSource::Bytes(wat::parse_str("(component)").unwrap().into()),
+            "it exports: nothing",
         ),
         (
             ComponentSource::Bytes(wat::parse_str("(module)").unwrap().into()),

@@ -5,13 +5,16 @@ Usage:
   client.py http PLAN.json URL API_KEY
 
 PLAN.json is a list of steps; each prints one JSON line:
-  {"do": "list"}                              -> {"tools": {name: inputSchema}}
+  {"do": "list"}                              -> {"tools": {name: inputSchema},
+                                                  "outputs": {name: outputSchema}}
   {"do": "call", "tool": T, "args": {...}}    -> {"isError", "text", "structured"},
                                                  or {"rpcError": {"code", "message"}}
   {"do": "cancel", "tool": T, "args": {...}}  -> starts the call, cancels it once the
                                                  node reports it running -> {"cancelled": true, "progress": [...]}
-  {"do": "add_plugin", "from": F, "to": T}    -> copies F into the plugin directory as T, waits for
-                                                 notifications/tools/list_changed -> {"tools": [names]}
+  {"do": "add_plugin", "from": F, "to": T, "expect": N}
+                                              -> copies F into the plugin directory as T, waits for
+                                                 notifications/tools/list_changed until tool N is
+                                                 listed -> {"tools": [names]}
 """
 
 import json
@@ -47,7 +50,8 @@ async def run_plan(session, plan, notes):
     for step in plan:
         if step["do"] == "list":
             listed = await session.list_tools()
-            emit({"tools": {t.name: t.input_schema for t in listed.tools}})
+            emit({"tools": {t.name: t.input_schema for t in listed.tools},
+                  "outputs": {t.name: t.output_schema for t in listed.tools}})
         elif step["do"] == "call":
             try:
                 result = await session.call_tool(step["tool"], step.get("args", {}))
@@ -79,9 +83,14 @@ async def run_plan(session, plan, notes):
             shutil.copyfile(step["from"], part)
             os.rename(part, step["to"])
             with anyio.fail_after(120):
-                await notes.tools_changed.wait()
-            listed = await session.list_tools()
-            emit({"tools": sorted(t.name for t in listed.tools)})
+                while True:
+                    await notes.tools_changed.wait()
+                    notes.tools_changed = anyio.Event()
+                    listed = await session.list_tools()
+                    names = sorted(t.name for t in listed.tools)
+                    if step["expect"] in names:
+                        break
+            emit({"tools": names})
         else:
             raise SystemExit(f"unknown step {step}")
 

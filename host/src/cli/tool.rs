@@ -169,9 +169,15 @@ pub struct ToolListArgs {
 /// `wasmnode tool run`.
 #[derive(Debug, Args)]
 pub struct ToolRunArgs {
-    /// The tool: `builtin:NAME`, a .wasm file, or a plugin's name.
+    /// The tool: `builtin:NAME`, a .wasm file, or a plugin's name (a plain
+    /// function of a plugin is named `STEM.FUNC`).
     #[arg(value_name = "TOOL")]
     pub tool: String,
+    /// For a component that exports plain functions, the one to call (`add`,
+    /// or `ns:pkg/iface#func`; `tool inspect` lists them) with the arguments
+    /// as its parameters.
+    #[arg(long, value_name = "EXPORT")]
+    pub function: Option<String>,
     /// Arguments as a JSON object.
     #[arg(
         long,

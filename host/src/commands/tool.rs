@@ -28,6 +28,13 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         "--args must be a JSON object, not {raw}"
     );
     let component = resolve(&router.tools(), &args.tool)?;
+    let function = args
+        .function
+        .clone()
+        .or_else(|| match router.tools().get(&args.tool) {
+            Some(ToolBackend::Function(_, export)) => Some(export.clone()),
+            _ => None,
+        });
     let mut operator =
         operator_settings(&router, &args.tool, &component, &args.allow_hosts).await?;
     operator
@@ -38,6 +45,7 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         env: super::key_values("--env", &args.env)?,
         config: operator.config,
         http: operator.http,
+        function,
         ..WasmRuntime::new(component)
     });
     task.mounts = parse_mounts(&args.mounts)?;
@@ -75,6 +83,7 @@ pub async fn list(config_file: Option<&Path>, args: ToolListArgs) -> anyhow::Res
         let (kind, image) = match router.tools().get(&name) {
             Some(ToolBackend::Component(ComponentSource::Builtin(_))) => ("builtin", None),
             Some(ToolBackend::Component(_)) => ("plugin", None),
+            Some(ToolBackend::Function(..)) => ("function", None),
             Some(ToolBackend::Image(image)) => ("image", Some(image.clone())),
             None => continue,
         };
@@ -133,14 +142,17 @@ pub(super) async fn operator_settings(
     })
 }
 
-/// `builtin:NAME` and paths as given; a bare name is looked up in the registry.
+/// `builtin:NAME` and paths as given; a bare name is looked up in the
+/// registry (a plain function's name gives its component).
 pub(super) fn resolve(tools: &ToolRegistry, reference: &str) -> anyhow::Result<ComponentSource> {
     if reference.starts_with("builtin:") || reference.ends_with(".wasm") || reference.contains('/')
     {
         return Ok(ComponentSource::parse(reference));
     }
     match tools.get(reference) {
-        Some(ToolBackend::Component(source)) => Ok(source.clone()),
+        Some(ToolBackend::Component(source) | ToolBackend::Function(source, _)) => {
+            Ok(source.clone())
+        }
         Some(ToolBackend::Image(image)) => {
             anyhow::bail!("tool `{reference}` runs in the image {image}, not as a component")
         }

@@ -1,5 +1,7 @@
 //! The MCP server: the node's tools as MCP tools. `tools/list` answers
-//! from the tool registry (each tool's `args-schema` as its `inputSchema`),
+//! from the tool registry (each tool's `args-schema` as its `inputSchema`;
+//! a plain function's parameters as its `inputSchema` and its result type
+//! as its `outputSchema`),
 //! and each session is told when the registry changes;
 //! `tools/call` submits a `tool_execution` job with the operator's mounts,
 //! follows it (progress notifications from its events), cancels it when
@@ -23,7 +25,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast::error::RecvError;
-use wasmnode_runtime::{LimitRequest, ToolBackend};
+use wasmnode_runtime::wasm::Function;
+use wasmnode_runtime::{ComponentSource, LimitRequest, ToolBackend};
 
 /// Most followers of one call's events (progress) at once, node-wide.
 const MAX_FOLLOWERS: usize = 1024;
@@ -51,18 +54,31 @@ impl ToolServer {
         let registry = self.node.tools();
         let mut tools = Vec::new();
         for name in registry.names() {
-            let Some(ToolBackend::Component(source)) = registry.get(&name) else {
-                continue;
-            };
             if !self.section.serves(&name) {
                 continue;
             }
-            match self.node.wasm().tool_description(source).await {
-                Ok(Some(tool)) => tools.push(Tool::new(
-                    name,
-                    tool.description.clone(),
-                    Arc::new(input_schema(&tool.args_schema)),
-                )),
+            let listed = match registry.get(&name) {
+                Some(ToolBackend::Component(source)) => {
+                    self.node.wasm().tool_description(source).await.map(|tool| {
+                        tool.map(|tool| {
+                            Tool::new(
+                                name.clone(),
+                                tool.description.clone(),
+                                Arc::new(object_schema(&tool.args_schema)),
+                            )
+                        })
+                    })
+                }
+                Some(ToolBackend::Function(source, export)) => {
+                    self.node.wasm().functions(source).await.map(|functions| {
+                        let function = functions.into_iter().find(|f| &f.export == export)?;
+                        Some(function_tool(&name, source, &function))
+                    })
+                }
+                _ => Ok(None),
+            };
+            match listed {
+                Ok(Some(tool)) => tools.push(tool),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(tool = %name, error = %e, "tool left out of the MCP list"),
             }
@@ -101,11 +117,13 @@ impl ToolServer {
         })
     }
 
-    /// Runs the call's job to its end and shapes the answer.
+    /// Runs the call's job to its end and shapes the answer (a function's
+    /// result as `{"result": …}`, the shape its output schema gives).
     async fn run(
         &self,
         request: JobRequest,
         context: &RequestContext<RoleServer>,
+        function: bool,
     ) -> CallToolResult {
         let job_id = request.job_id.clone();
         let mut events = self.node.follow(&job_id, MAX_FOLLOWERS);
@@ -128,7 +146,7 @@ impl ToolServer {
                         return failure("INTERNAL", "the node is stopping");
                     };
                     abandoned.node = None;
-                    return self.answer(&job_id, record.state, record.result);
+                    return self.answer(&job_id, record.state, record.result, function);
                 }
                 _ = context.ct.cancelled() => {
                     abandoned.node = None;
@@ -152,6 +170,7 @@ impl ToolServer {
         job_id: &str,
         state: JobState,
         result: Option<crate::store::JobResult>,
+        function: bool,
     ) -> CallToolResult {
         if state == JobState::Finished {
             let output = self
@@ -162,7 +181,9 @@ impl ToolServer {
                 .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
                 .unwrap_or(Value::Null);
             let mut result = CallToolResult::success(vec![ContentBlock::text(output.to_string())]);
-            if output.is_object() {
+            if function {
+                result.structured_content = Some(json!({ "result": output }));
+            } else if output.is_object() {
                 result.structured_content = Some(output);
             }
             return result;
@@ -215,10 +236,12 @@ impl ServerHandler for ToolServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let name = request.name.to_string();
+        let backend = self.node.tools().get(&name).cloned();
+        let function = matches!(backend, Some(ToolBackend::Function(..)));
         let known = self.section.serves(&name)
             && matches!(
-                self.node.tools().get(&name),
-                Some(ToolBackend::Component(_))
+                backend,
+                Some(ToolBackend::Component(_) | ToolBackend::Function(..))
             );
         if !known {
             return Err(McpError::invalid_params(
@@ -230,7 +253,7 @@ impl ServerHandler for ToolServer {
         let job = self
             .job(&name, args)
             .map_err(|e| McpError::internal_error(e, None))?;
-        Ok(self.run(job, &context).await.into())
+        Ok(self.run(job, &context, function).await.into())
     }
 }
 
@@ -251,8 +274,8 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// A tool's `args-schema` as an MCP input schema (always an object schema).
-fn input_schema(schema: &Value) -> JsonObject {
+/// `schema` as an MCP tool schema, which is always an object schema.
+fn object_schema(schema: &Value) -> JsonObject {
     match schema {
         Value::Object(map) if !map.is_empty() => map.clone(),
         _ => json!({"type": "object"})
@@ -260,6 +283,31 @@ fn input_schema(schema: &Value) -> JsonObject {
             .cloned()
             .unwrap_or_default(),
     }
+}
+
+/// The MCP tool for plain function `function` of `source`, registered as
+/// `name`: its arguments as the input schema, and its result as the
+/// `result` property of the output schema.
+fn function_tool(name: &str, source: &ComponentSource, function: &Function) -> Tool {
+    let mut tool = Tool::new(
+        name.to_string(),
+        format!(
+            "Calls function `{}` of {} (a WebAssembly component).",
+            function.export,
+            source.program_name()
+        ),
+        Arc::new(object_schema(&function.contract.args_schema)),
+    );
+    let result = function
+        .output_schema
+        .clone()
+        .unwrap_or_else(|| json!({"type": "null"}));
+    tool.output_schema = Some(Arc::new(object_schema(&json!({
+        "type": "object",
+        "properties": {"result": result},
+        "required": ["result"],
+    }))));
+    tool
 }
 
 /// The next event of the call's job, if it is followed.

@@ -120,7 +120,7 @@ impl Scheduler {
         let task_type = record.task_type.clone();
         inner.store.accept(record, canonical).await?;
         reserved.enqueue(seq, priority);
-        inner.metrics.submitted(&task_type);
+        inner.metrics.submitted(&task_type, via);
         inner.wake.notify_one();
         Ok(Submitted::Accepted)
     }

@@ -3,12 +3,14 @@
 //! `TaskFailure` of the right kind.
 
 use super::bindings::{task, tool};
+use super::functions::{Function, Returned};
 use super::prepare::{Pre, Prepared};
 use super::sandbox::{State, Stdio};
 use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::limits::Limits;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
+use wasmtime::component::Val;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 
@@ -33,6 +35,16 @@ pub enum GuestReturn {
     TaskError(task::wasmnode::task::types::TaskError),
     /// The tool guest reported an error.
     ToolError(tool::wasmnode::tool::types::ToolError),
+    /// A plain function returned (a value, or the `err` of its `result`).
+    Function(Returned),
+}
+
+/// What a call passes in.
+pub enum Entry<'a> {
+    /// The input document (task and tool worlds; ignored by programs).
+    Input(&'a str),
+    /// A plain function and its arguments.
+    Function(&'a Function, Vec<Val>),
 }
 
 /// Arms the store so that every epoch tick checks for cancellation and the
@@ -50,12 +62,22 @@ pub fn arm(store: &mut Store<State>, cancel: CancellationToken, deadline: Instan
     });
 }
 
-/// Instantiates `prepared` in `store` and calls its entry point with `input`.
+/// Instantiates `prepared` in `store` and calls its entry point.
 pub async fn call(
     prepared: &Prepared,
     store: &mut Store<State>,
-    input: &str,
+    entry: Entry<'_>,
 ) -> wasmtime::Result<GuestReturn> {
+    let input = match entry {
+        Entry::Input(input) => input,
+        Entry::Function(function, args) => {
+            let Pre::Functions(functions) = &prepared.pre else {
+                wasmtime::bail!("not a plain-function component");
+            };
+            let returned = function.call(&functions.pre, store, &args).await?;
+            return Ok(GuestReturn::Function(returned));
+        }
+    };
     match &prepared.pre {
         Pre::Task(pre) => {
             let guest = pre.instantiate_async(&mut *store).await?;
@@ -86,6 +108,10 @@ pub async fn call(
             let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
             exit_code(start.call_async(&mut *store, ()).await.map(|()| 0))
         }
+        Pre::Functions(functions) => wasmtime::bail!(
+            "the component exports plain functions ({}); a call must name one",
+            functions.names()
+        ),
     }
 }
 

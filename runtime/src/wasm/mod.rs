@@ -1,6 +1,6 @@
 //! `WasmExecutor`: runs WASI components (the `wasmnode:task` and
-//! `wasmnode:tool` worlds, plain `wasi:cli/command` programs) and core
-//! preview 1 modules under wasmtime.
+//! `wasmnode:tool` worlds, plain `wasi:cli/command` programs, components
+//! exporting plain functions) and core preview 1 modules under wasmtime.
 //!
 //! One `Engine` per process; a fresh `Store` per task; `InstancePre` cached
 //! per binary; compiled code cached on disk and verified before it is loaded.
@@ -12,7 +12,9 @@ mod bindings;
 mod cache;
 mod call;
 mod contract;
+mod describe;
 mod engine;
+mod functions;
 mod http;
 mod output;
 mod prepare;
@@ -21,19 +23,18 @@ mod sandbox;
 mod tool_host;
 
 pub use contract::{MountNeed, ToolDescription};
+pub use describe::{ComponentInfo, FunctionInfo};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
+pub use functions::{Function, Skipped};
 pub use prepare::{CacheStats, CodeOrigin, World};
 pub use sandbox::MOUNTS_ENV;
 
 use crate::builtins;
 use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
-use crate::limits::Limits;
 use crate::signing::{self, TrustList};
 use crate::task::ComponentSource;
-use prepare::{Binary, Pre, Prepared, Preparer};
-use sandbox::{Flavor, SandboxSpec};
-use serde::Serialize;
+use prepare::{Binary, Prepared, Preparer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,23 +76,6 @@ pub enum WasmSetupError {
     },
 }
 
-/// What `inspect` reports about a binary.
-#[derive(Debug, Clone, Serialize)]
-pub struct ComponentInfo {
-    /// The contract it implements.
-    pub world: World,
-    /// blake3 of its bytes (hex).
-    pub blake3: String,
-    /// Size in bytes.
-    pub size: usize,
-    /// Its imports.
-    pub imports: Vec<String>,
-    /// Its exports.
-    pub exports: Vec<String>,
-    /// For tools, the self-description.
-    pub tool: Option<ToolDescription>,
-}
-
 /// Runs WASI tasks.
 pub struct WasmExecutor {
     engine: wasmtime::Engine,
@@ -107,15 +91,6 @@ pub struct WasmExecutor {
     trust: Option<Arc<TrustList>>,
     /// blake3 of (component, signature) pairs that verified.
     verified: std::sync::Mutex<std::collections::HashSet<(blake3::Hash, blake3::Hash)>>,
-}
-
-/// Where a component came from, as the described-tools map keys it.
-fn described_key(source: &ComponentSource) -> Option<String> {
-    match source {
-        ComponentSource::Builtin(name) => Some(format!("builtin:{name}")),
-        ComponentSource::File(path) => Some(path.display().to_string()),
-        ComponentSource::Bytes(_) => None,
-    }
 }
 
 impl WasmExecutor {
@@ -267,126 +242,6 @@ impl WasmExecutor {
         source: &ComponentSource,
     ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
         self.preparer.prepare(self.load(source)?).await
-    }
-
-    /// Describes a binary: its world, imports, exports and (for tools) its
-    /// self-description.
-    pub async fn inspect(&self, source: &ComponentSource) -> Result<ComponentInfo, TaskFailure> {
-        let binary = self.load(source)?;
-        let size = binary.bytes.len();
-        let (prepared, _) = self.preparer.prepare(binary).await?;
-        let tool = match prepared.world {
-            World::Tool => Some(self.describe_tool(&prepared).await?.as_ref().clone()),
-            _ => None,
-        };
-        Ok(ComponentInfo {
-            world: prepared.world,
-            blake3: prepared.hash.to_hex().to_string(),
-            size,
-            imports: prepared.imports.clone(),
-            exports: prepared.exports.clone(),
-            tool,
-        })
-    }
-
-    /// The self-description of a tool component (`None` for other worlds).
-    pub async fn tool_description(
-        &self,
-        source: &ComponentSource,
-    ) -> Result<Option<Arc<ToolDescription>>, TaskFailure> {
-        let (prepared, _) = self.prepared(source).await?;
-        match prepared.world {
-            World::Tool => {
-                let tool = self.describe_tool(&prepared).await?;
-                self.remember(source, &tool);
-                Ok(Some(tool))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    /// What the tool loaded from `source` said of itself when it was last
-    /// described (`None` before that, or for other worlds).
-    pub fn described(&self, source: &ComponentSource) -> Option<Arc<ToolDescription>> {
-        let key = described_key(source)?;
-        self.described
-            .lock()
-            .expect("described lock")
-            .get(&key)
-            .cloned()
-    }
-
-    fn remember(&self, source: &ComponentSource, tool: &Arc<ToolDescription>) {
-        if let Some(key) = described_key(source) {
-            self.described
-                .lock()
-                .expect("described lock")
-                .insert(key, tool.clone());
-        }
-    }
-
-    /// The tool's description, from its `describe` export the first time.
-    async fn describe_tool(
-        &self,
-        prepared: &Prepared,
-    ) -> Result<Arc<ToolDescription>, TaskFailure> {
-        prepared
-            .tool_info
-            .get_or_try_init(|| async {
-                let Pre::Tool(pre) = &prepared.pre else {
-                    return Err(TaskFailure::invalid_input("not a tool component"));
-                };
-                let limits = Limits {
-                    memory_bytes: 64 << 20,
-                    timeout: Duration::from_secs(5),
-                    ..Limits::default()
-                };
-                let ctx =
-                    TaskContext::new(limits.clone(), crate::artifacts::ArtifactStore::detached());
-                let runtime =
-                    crate::task::WasmRuntime::new(ComponentSource::Builtin(String::new()));
-                let spec = SandboxSpec {
-                    runtime: &runtime,
-                    program: "describe",
-                    mounts: &[],
-                    stdin: None,
-                    read_only: true,
-                };
-                let (state, stdio) = sandbox::build(spec, &ctx, Flavor::Component)?;
-                let mut store = self.store(state, &ctx)?;
-                let info = async {
-                    let guest = pre.instantiate_async(&mut store).await?;
-                    guest.call_describe(&mut store).await
-                }
-                .await
-                .map_err(|e| call::classify(&e, store.data(), &stdio, &limits))?;
-                let args_schema = serde_json::from_str(&info.args_schema).map_err(|e| {
-                    TaskFailure::invalid_input(format!(
-                        "tool `{}` declares an args schema that is not JSON: {e}",
-                        info.name
-                    ))
-                })?;
-                let mounts = info
-                    .capabilities
-                    .mounts
-                    .into_iter()
-                    .map(|m| MountNeed {
-                        path: m.guest_path,
-                        write: m.write,
-                    })
-                    .collect();
-                ToolDescription::new(
-                    info.name,
-                    info.version,
-                    info.description,
-                    args_schema,
-                    mounts,
-                    info.capabilities.writes,
-                )
-                .map(Arc::new)
-            })
-            .await
-            .cloned()
     }
 
     fn store(

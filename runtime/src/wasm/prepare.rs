@@ -4,6 +4,7 @@
 
 use super::bindings::{task::TaskPre, tool::ToolPre};
 use super::cache::{DiskCache, Lookup};
+use super::functions::{self, FunctionsPre};
 use super::sandbox::State;
 use crate::failure::TaskFailure;
 use serde::Serialize;
@@ -27,6 +28,8 @@ pub enum World {
     Command,
     /// A core WebAssembly module using WASI preview 1 (`_start`).
     CoreModule,
+    /// A component exporting plain functions, each called with JSON.
+    Functions,
 }
 
 impl World {
@@ -37,6 +40,7 @@ impl World {
             World::Tool => "wasmnode:tool/tool",
             World::Command => "wasi:cli/command",
             World::CoreModule => "wasi preview1 core module",
+            World::Functions => "plain functions",
         }
     }
 }
@@ -91,6 +95,7 @@ pub enum Pre {
     Tool(ToolPre<State>),
     Command(CommandPre<State>),
     Module(wasmtime::InstancePre<State>),
+    Functions(FunctionsPre),
 }
 
 /// A binary ready to instantiate.
@@ -441,15 +446,28 @@ impl Preparer {
             let pre = CommandPre::new(pre()?).map_err(|e| wrong_signature(World::Command, &e))?;
             Ok((World::Command, Pre::Command(pre)))
         } else {
-            Err(TaskFailure::invalid_input(format!(
-                "the component exports neither the wasmnode:task world (`run`), the wasmnode:tool world \
-                 (`describe` + `invoke`) nor wasi:cli/run; it exports: {}",
-                if exports.is_empty() {
+            let (found, skipped) = functions::discover(component, &self.engine);
+            if found.is_empty() {
+                let listed = if skipped.is_empty() {
                     "nothing".to_string()
                 } else {
-                    exports.join(", ")
-                }
-            )))
+                    skipped
+                        .iter()
+                        .map(|s| format!("`{}` ({})", s.export, s.reason))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(TaskFailure::invalid_input(format!(
+                    "the component exports neither the wasmnode:task world (`run`), the wasmnode:tool world \
+                     (`describe` + `invoke`), wasi:cli/run nor a function callable with JSON; it exports: {listed}"
+                )));
+            }
+            let pre = FunctionsPre {
+                pre: pre()?,
+                functions: found,
+                skipped,
+            };
+            Ok((World::Functions, Pre::Functions(pre)))
         }
     }
 }

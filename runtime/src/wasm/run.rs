@@ -2,7 +2,9 @@
 //! `TaskOutcome` or a classified `TaskFailure` (a tool's contract checked
 //! first, the guest held to its deadline, cancellation and output caps).
 
-use super::call::{self, GuestReturn, captured};
+use super::call::{self, Entry, GuestReturn, captured};
+use super::functions::Returned;
+use super::prepare::Pre;
 use super::sandbox::{self, Flavor, SandboxSpec};
 use super::{BLOCKED_GRACE, WasmExecutor, World, bindings};
 use crate::executor::{Executor, Support, TaskContext};
@@ -46,12 +48,31 @@ impl Executor for WasmExecutor {
         // Compiling (or loading) the binary and asking a tool what it needs
         // never hold up a cancellation or the deadline.
         let (prepared, origin) = until_stopped(&ctx, self.prepared(&runtime.component)).await?;
-        let (read_only, program) = match prepared.world {
-            World::Tool => {
+        let mut function = None;
+        let (read_only, program) = match (&prepared.pre, &runtime.function) {
+            (Pre::Tool(_), None) => {
                 let tool = until_stopped(&ctx, self.describe_tool(&prepared)).await?;
                 self.remember(&runtime.component, &tool);
                 tool.check_args(&mut task.payload)?;
                 (tool.check_mounts(&task.mounts)?, tool.name.clone())
+            }
+            (Pre::Functions(functions), Some(name)) => {
+                let called = functions.function(name)?;
+                called.contract.check_args(&mut task.payload)?;
+                function = Some((called.clone(), called.arguments(&task.payload)?));
+                (false, runtime.component.program_name())
+            }
+            (Pre::Functions(functions), None) => {
+                return Err(TaskFailure::invalid_input(format!(
+                    "the component exports plain functions ({}); name the one to call (`runtime.function` in a job, `--function` for `wasmnode tool run`)",
+                    functions.names()
+                )));
+            }
+            (_, Some(name)) => {
+                return Err(TaskFailure::invalid_input(format!(
+                    "the task names function `{name}`, but the component is {}, not plain functions",
+                    prepared.world.as_str()
+                )));
             }
             _ => (false, runtime.component.program_name()),
         };
@@ -76,13 +97,17 @@ impl Executor for WasmExecutor {
         let (state, stdio) = sandbox::build(spec, &ctx, flavor)?;
         let mut store = self.store(state, &ctx)?;
         let input = task.payload.to_string();
+        let entry = match &function {
+            Some((function, args)) => Entry::Function(function, args.clone()),
+            None => Entry::Input(&input),
+        };
 
         if ctx.cancel.is_cancelled() {
             return Err(TaskFailure::cancelled());
         }
         let hard_stop = tokio::time::Instant::from_std(ctx.deadline + BLOCKED_GRACE);
         let result = tokio::select! {
-            r = call::call(&prepared, &mut store, &input) => Some(r),
+            r = call::call(&prepared, &mut store, entry) => Some(r),
             _ = ctx.cancel.cancelled() => None,
             _ = tokio::time::sleep_until(hard_stop) => None,
         };
@@ -123,18 +148,41 @@ impl Executor for WasmExecutor {
             peak_memory_bytes: Some(store.data().limiter.peak()),
             code_cache: Some(origin.as_str().into()),
         };
+        let over_cap = |len: usize| {
+            (len as u64 > ctx.limits.max_output_bytes).then(|| {
+                TaskFailure::new(
+                    FailureKind::OutputExceeded,
+                    format!(
+                        "the result is {len} bytes, over the cap of {}",
+                        ctx.limits.max_output_bytes
+                    ),
+                )
+                .with_output(captured(&stdio, None))
+            })
+        };
         let (output, exit_code) = match returned {
+            GuestReturn::Function(Returned::Value(value)) => {
+                if let Some(failure) = over_cap(value.to_string().len()) {
+                    return Err(failure);
+                }
+                (value, None)
+            }
+            GuestReturn::Function(Returned::Error(error)) => {
+                let said = match error {
+                    Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                let name = function.as_ref().map_or("", |(f, _)| f.export.as_str());
+                let failure = TaskFailure::new(
+                    FailureKind::NonZeroExit,
+                    format!("function `{name}` returned an error: {said}"),
+                )
+                .with_output(captured(&stdio, None));
+                return Err(after_refusal(store.data(), failure));
+            }
             GuestReturn::Json(json) => {
-                if json.len() as u64 > ctx.limits.max_output_bytes {
-                    return Err(TaskFailure::new(
-                        FailureKind::OutputExceeded,
-                        format!(
-                            "the result is {} bytes, over the cap of {}",
-                            json.len(),
-                            ctx.limits.max_output_bytes
-                        ),
-                    )
-                    .with_output(captured(&stdio, None)));
+                if let Some(failure) = over_cap(json.len()) {
+                    return Err(failure);
                 }
                 let value = serde_json::from_str(&json).map_err(|e| {
                     TaskFailure::new(
