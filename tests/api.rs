@@ -113,6 +113,36 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
 }
 
 #[tokio::test]
+async fn a_job_calls_a_plain_function_with_its_payload_as_arguments() {
+    let node = NodeProcess::start(&guests_allowed("")).await;
+    let client = reqwest::Client::new();
+    let call = |id: &str, payload: Value| {
+        let mut job = wasm_job(id, "functions", payload);
+        job["runtime"]["function"] = json!("test:functions/shapes#area");
+        job
+    };
+    let (status, body) = node
+        .post_json(
+            "/jobs?wait=30",
+            &call("area", json!({"s": {"rect": [2, 5]}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("finished")),
+        "{body}"
+    );
+    assert_eq!(node.get_json("/jobs/area/result").await, json!(10.0));
+
+    let (status, _) = node
+        .post_json("/jobs", &call("hexagon", json!({"s": "hexagon"})))
+        .await;
+    assert_eq!(status, 200);
+    let ended = wait_terminal(&client, &node, "hexagon", WAIT).await;
+    assert_eq!(ended["error_code"], "INVALID_INPUT", "{ended}");
+}
+
+#[tokio::test]
 async fn events_stream_state_changes_and_output_in_order() {
     let gate = Gate::new();
     let node = NodeProcess::start(&gate.policy("[scheduler]\nmax_concurrent_jobs = 1\n")).await;
