@@ -62,6 +62,15 @@ pub enum TaskEvent {
     },
 }
 
+/// The line of the task's stderr that a tool's log record is.
+pub fn log_line(tool: &str, level: LogLevel, message: &str) -> String {
+    format!(
+        "[{} {tool}] {}\n",
+        level.as_str().to_uppercase(),
+        message.trim_end()
+    )
+}
+
 /// The level of a tool's log record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

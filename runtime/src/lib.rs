@@ -25,7 +25,7 @@ pub mod wasm;
 pub mod workspace;
 
 pub use artifacts::ArtifactStore;
-pub use executor::{EventSink, Executor, LogLevel, Support, TaskContext, TaskEvent};
+pub use executor::{EventSink, Executor, LogLevel, Support, TaskContext, TaskEvent, log_line};
 pub use failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 pub use limits::{LimitPolicy, LimitRequest, Limits};
 pub use outbound::{HttpGrant, HttpLimits};

@@ -3,7 +3,7 @@
 //! and deliver reports, drain it. They reach nothing else of it.
 
 use super::Node;
-use crate::events::Subscription;
+use crate::events::{Backlog, Position, Subscription};
 use crate::job::JobRequest;
 use crate::metrics::Metrics;
 use crate::scheduler::{Cancelled, StartCheck, SubmitError, Submitted};
@@ -88,6 +88,17 @@ impl Node {
     /// Follows `job_id`'s events (`None` beyond `max` followers at once).
     pub fn follow(&self, job_id: &str, max: usize) -> Option<Subscription> {
         self.events.subscribe(job_id, max)
+    }
+
+    /// Follows `job_id` from `from`: what it said since then, and a
+    /// subscription to the rest (see [`Node::follow`]).
+    pub fn follow_from(
+        &self,
+        job_id: &str,
+        max: usize,
+        from: Position,
+    ) -> Option<(Subscription, Backlog)> {
+        self.events.subscribe_from(job_id, max, from)
     }
 
     /// Ids of jobs as they end.

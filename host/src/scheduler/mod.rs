@@ -20,7 +20,7 @@ mod submit;
 pub use queue::Priority;
 pub use submit::{SubmitError, Submitted};
 
-use crate::events::{EventHub, JobEvent};
+use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
 use queue::JobQueue;
@@ -422,13 +422,8 @@ impl Inner {
 
     /// Tells the job's followers its new state (after it is stored).
     fn announce(&self, job_id: &str, state: JobState, error: Option<ErrorCode>) {
-        self.events.publish(
-            job_id,
-            JobEvent::State {
-                state: state.as_str().into(),
-                error: error.map(String::from),
-            },
-        );
+        self.events
+            .publish_state(job_id, state.as_str(), error.map(String::from));
     }
 }
 

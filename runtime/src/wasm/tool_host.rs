@@ -7,7 +7,7 @@
 use super::bindings::tool::wasmnode::tool::{config, log};
 use super::output::CappedPipe;
 use super::sandbox::State;
-use crate::executor::{LogLevel, TaskEvent};
+use crate::executor::{LogLevel, TaskEvent, log_line};
 use std::collections::BTreeMap;
 
 /// What a tool's imports answer from.
@@ -46,12 +46,7 @@ impl log::Host for State {
             log::Level::Error => LogLevel::Error,
         };
         let host = &self.tool;
-        let line = format!(
-            "[{} {}] {}\n",
-            level.as_str().to_uppercase(),
-            host.name,
-            message.trim_end()
-        );
+        let line = log_line(&host.name, level, &message);
         node_log(&host.name, level, &message);
         let tool = host.name.clone();
         host.stderr

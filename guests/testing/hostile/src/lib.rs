@@ -58,6 +58,9 @@ impl Guest for Hostile {
                 while std::fs::metadata(gate).is_err() {
                     std::thread::sleep(std::time::Duration::from_millis(2));
                 }
+                if let Some(after) = input["then_print"].as_str() {
+                    println!("{after}");
+                }
                 Ok(json!({"released": gate}).to_string())
             }
             "alloc" => {
