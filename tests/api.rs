@@ -94,6 +94,10 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
         "{answer}"
     );
     assert_eq!(get("sync").await["report"]["z"], 9);
+    assert_eq!(
+        answer["result"]["report"]["z"], 9,
+        "a waited-for job's answer holds its result: {answer}"
+    );
     let bad = client
         .post(node.at("/jobs?wait=soon"))
         .json(&sync)
@@ -110,6 +114,26 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
         .await;
     assert_eq!(rest["jobs"].as_array().unwrap().len(), 3);
     assert!(rest["next_cursor"].is_null());
+
+    let newest: Value = node.get_json("/jobs?order=desc&limit=1").await;
+    assert_eq!(newest["jobs"][0]["job_id"], "sync", "{newest}");
+    let typed: Value = node.get_json("/jobs?type=aggregation").await;
+    let ids: Vec<&str> = typed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a"], "{typed}");
+    let by_door: Value = node.get_json("/jobs?origin=mcp").await;
+    assert!(by_door["jobs"].as_array().unwrap().is_empty(), "{by_door}");
+    let api: Value = node.get_json("/jobs?via=api").await;
+    let all: Value = node.get_json("/jobs").await;
+    assert_eq!(api["jobs"], all["jobs"], "every job here came through the API");
+    for bad in ["/jobs?limit=0", "/jobs?order=sideways"] {
+        let status = reqwest::get(node.at(bad)).await.unwrap().status();
+        assert_eq!(status, 400, "{bad}");
+    }
 }
 
 #[tokio::test]

@@ -90,7 +90,13 @@ async fn a_late_follower_gets_the_log_so_far_and_a_reconnect_resumes_without_gap
     let seen = first.last().unwrap().id.clone();
 
     gate.open();
-    wait_terminal(&reqwest::Client::new(), &node, "ci", Duration::from_secs(120)).await;
+    wait_terminal(
+        &reqwest::Client::new(),
+        &node,
+        "ci",
+        Duration::from_secs(120),
+    )
+    .await;
 
     // Back after the job ended: only what was missed, then the end.
     let rest = follow(&node, "ci", Some(&seen), |_| false).await;

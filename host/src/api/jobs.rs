@@ -4,7 +4,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::job::JobRequest;
 use crate::scheduler::{SubmitError, Submitted};
-use crate::store::{JobRecord, JobState, Logs, rfc3339};
+use crate::store::{JobFilter, JobRecord, JobState, Logs, rfc3339};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -90,7 +90,8 @@ pub struct SubmitQuery {
 }
 
 /// Waits until `job_id` is terminal (or `wait` passes) and answers with its
-/// full view, or with `accepted` if it is still going.
+/// full view (and, when it finished, its output document as `result`), or
+/// with `accepted` if it is still going.
 async fn wait_for(
     app: &AppState,
     job_id: &str,
@@ -104,6 +105,15 @@ async fn wait_for(
         let logs = app.node.logs(job_id).unwrap_or_default();
         let mut answer = view(&record, logs);
         answer["accepted"] = Value::Bool(true);
+        if record.state == JobState::Finished {
+            answer["result"] = app
+                .node
+                .output(job_id)
+                .ok()
+                .flatten()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or(Value::Null);
+        }
         return answer;
     }
     match app.node.job(job_id) {
@@ -181,27 +191,61 @@ pub struct ListQuery {
     state: Option<String>,
     limit: Option<usize>,
     cursor: Option<u64>,
+    order: Option<String>,
+    #[serde(rename = "type")]
+    task_type: Option<String>,
+    /// The front door (`via`); `origin` is the same filter by another name.
+    via: Option<String>,
+    origin: Option<String>,
 }
 
-/// `GET /jobs?state=…&limit=…&cursor=…`.
+/// `GET /jobs?state=…&type=…&via=…&order=asc|desc&limit=…&cursor=…`.
 pub async fn list(
     State(app): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let bad =
+        |code: &'static str, message: String| ApiError::new(StatusCode::BAD_REQUEST, code, message);
     let state = match q.state.as_deref() {
         None | Some("") => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
+            bad(
                 "INVALID_STATE",
                 format!("state `{s}` must be one of queued, running, finished, failed, cancelled"),
             )
         })?),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let newest_first = match q.order.as_deref() {
+        None | Some("") | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(bad(
+                "INVALID_ORDER",
+                format!("order `{other}` must be asc (oldest first) or desc (newest first)"),
+            ));
+        }
+    };
+    // A page larger than MAX_PAGE is cut there (`next_cursor` goes on).
+    let limit = match q.limit {
+        None => 100,
+        Some(0) => {
+            return Err(bad(
+                "INVALID_LIMIT",
+                format!("limit must be at least 1 (at most {MAX_PAGE} are listed a page)"),
+            ));
+        }
+        Some(n) => n.min(MAX_PAGE),
+    };
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let filter = JobFilter {
+        state,
+        task_type: nonempty(q.task_type),
+        via: nonempty(q.via).or(nonempty(q.origin)),
+        newest_first,
+    };
     let (records, next) = app
         .node
-        .jobs(state, q.cursor.unwrap_or(0), limit)
+        .jobs(&filter, q.cursor, limit)
         .map_err(ApiError::store)?;
     let jobs: Vec<Value> = records.iter().map(summary).collect();
     Ok(Json(json!({"jobs": jobs, "next_cursor": next})))

@@ -8,7 +8,7 @@ use crate::job::JobRequest;
 use crate::metrics::Metrics;
 use crate::scheduler::{Cancelled, StartCheck, SubmitError, Submitted};
 use crate::store::{
-    CallbackStatus, Channel, JobRecord, JobState, Logs, Origin, OutboxItem, StoreError,
+    CallbackStatus, Channel, JobFilter, JobRecord, Logs, Origin, OutboxItem, StoreError,
 };
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -65,14 +65,15 @@ impl Node {
         self.store.logs(job_id)
     }
 
-    /// Jobs in submission order after `after`, optionally in one state.
+    /// A page of the jobs `filter` admits, after `cursor` (see
+    /// [`Store::list`](crate::store::Store::list)).
     pub fn jobs(
         &self,
-        state: Option<JobState>,
-        after: u64,
+        filter: &JobFilter,
+        cursor: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<JobRecord>, Option<u64>), StoreError> {
-        self.store.list(state, after, limit)
+        self.store.list(filter, cursor, limit)
     }
 
     /// Jobs not yet ended.

@@ -20,8 +20,8 @@ mod writer;
 pub use maintenance::{Repaired, check, repair};
 pub use outbox::{Channel, Origin, OutboxItem, ReportStatus};
 pub use records::{
-    CallbackStatus, ErrorCode, ErrorInfo, JobOutput, JobRecord, JobResult, JobState, Logs, now_ms,
-    rfc3339,
+    CallbackStatus, ErrorCode, ErrorInfo, JobFilter, JobOutput, JobRecord, JobResult, JobState,
+    Logs, now_ms, rfc3339,
 };
 
 use crate::job::JobRequest;
@@ -364,19 +364,27 @@ impl JobStore {
         serde_json::from_slice(bytes.value()).map_err(read_err)
     }
 
-    /// Up to `limit` jobs after sequence `after`, oldest first, optionally
-    /// only in `state`; also returns the cursor for the next page.
+    /// A page of at most `limit` jobs that `filter` admits, in its order,
+    /// after the job of sequence number `cursor` (from the first, or the
+    /// newest, when `None`), and the cursor of the next page, if any.
     pub fn list(
         &self,
-        state: Option<JobState>,
-        after: u64,
+        filter: &JobFilter,
+        cursor: Option<u64>,
         limit: usize,
     ) -> Result<(Vec<JobRecord>, Option<u64>), StoreError> {
         let txn = self.read()?;
         let by_seq = txn.open_table(BY_SEQ).map_err(read_err)?;
         let jobs = txn.open_table(JOBS).map_err(read_err)?;
+        let entries = if filter.newest_first {
+            let before = cursor.unwrap_or(u64::MAX);
+            Box::new(by_seq.range(..before).map_err(read_err)?.rev()) as Box<dyn Iterator<Item = _>>
+        } else {
+            let after = cursor.unwrap_or(0);
+            Box::new(by_seq.range(after.saturating_add(1)..).map_err(read_err)?)
+        };
         let mut out = Vec::new();
-        for entry in by_seq.range(after.saturating_add(1)..).map_err(read_err)? {
+        for entry in entries {
             let (seq, id) = entry.map_err(read_err)?;
             let Some(record) = jobs
                 .get(id.value())
@@ -385,7 +393,7 @@ impl JobStore {
             else {
                 continue;
             };
-            if state.is_none_or(|s| s == record.state) {
+            if filter.admits(&record) {
                 out.push(record);
                 if out.len() == limit {
                     return Ok((out, Some(seq.value())));

@@ -338,3 +338,30 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+/// Which jobs a listing holds, and in which order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs of this task type.
+    pub task_type: Option<String>,
+    /// Only jobs that came through this front door (`api`, `mcp`, …).
+    pub via: Option<String>,
+    /// Newest first (else oldest first).
+    pub newest_first: bool,
+}
+
+impl JobFilter {
+    /// Whether `record` is one of the jobs listed.
+    pub fn admits(&self, record: &JobRecord) -> bool {
+        self.state.is_none_or(|s| s == record.state)
+            && self
+                .task_type
+                .as_ref()
+                .is_none_or(|t| *t == record.task_type)
+            && self
+                .via
+                .as_ref()
+                .is_none_or(|v| record.via.as_ref() == Some(v))
+    }
+}

@@ -121,14 +121,54 @@ async fn concurrent_writes_are_grouped_and_all_durable() {
     for w in writes {
         w.await.unwrap();
     }
-    let (page, cursor) = store.list(None, 0, 100).unwrap();
+    let all = JobFilter::default();
+    let (page, cursor) = store.list(&all, None, 100).unwrap();
     assert_eq!(page.len(), 100);
-    let (rest, end) = store.list(None, cursor.unwrap(), 1000).unwrap();
+    let (rest, end) = store.list(&all, cursor, 1000).unwrap();
     assert_eq!(rest.len(), 400);
     assert!(end.is_none());
-    assert_eq!(
-        store.list(Some(JobState::Running), 0, 10).unwrap().0.len(),
-        0
+    let running = JobFilter {
+        state: Some(JobState::Running),
+        ..JobFilter::default()
+    };
+    assert_eq!(store.list(&running, None, 10).unwrap().0.len(), 0);
+}
+
+#[tokio::test]
+async fn listings_page_newest_first_and_filter_by_type_and_front_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();
+    for i in 0..5 {
+        accept(&store, &format!("j{i}"), now_ms()).await;
+    }
+    let newest = JobFilter {
+        newest_first: true,
+        ..JobFilter::default()
+    };
+    let (page, cursor) = store.list(&newest, None, 2).unwrap();
+    let ids: Vec<&str> = page.iter().map(|r| r.job_id.as_str()).collect();
+    assert_eq!(ids, ["j4", "j3"]);
+    let (rest, end) = store.list(&newest, cursor, 10).unwrap();
+    let ids: Vec<&str> = rest.iter().map(|r| r.job_id.as_str()).collect();
+    assert_eq!(ids, ["j2", "j1", "j0"]);
+    assert!(end.is_none());
+    let other_type = JobFilter {
+        task_type: Some("embedding".into()),
+        ..JobFilter::default()
+    };
+    assert!(store.list(&other_type, None, 10).unwrap().0.is_empty());
+    let via_mcp = JobFilter {
+        via: Some("mcp".into()),
+        ..JobFilter::default()
+    };
+    assert!(store.list(&via_mcp, None, 10).unwrap().0.is_empty());
+    let record = store.get("j0").unwrap().unwrap();
+    assert!(
+        JobFilter {
+            task_type: Some(record.task_type.clone()),
+            ..JobFilter::default()
+        }
+        .admits(&record)
     );
 }
 
@@ -173,7 +213,13 @@ async fn replacing_a_record_moves_its_retention_entry() {
     );
     store.remove(vec!["x".into()]).await.unwrap();
     assert!(store.get("x").unwrap().is_none());
-    assert!(store.list(None, 0, 10).unwrap().0.is_empty());
+    assert!(
+        store
+            .list(&JobFilter::default(), None, 10)
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }
 
 #[tokio::test]
