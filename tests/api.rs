@@ -129,7 +129,10 @@ async fn submit_poll_and_fetch_results_for_wasm_and_splai_jobs() {
     assert!(by_door["jobs"].as_array().unwrap().is_empty(), "{by_door}");
     let api: Value = node.get_json("/jobs?via=api").await;
     let all: Value = node.get_json("/jobs").await;
-    assert_eq!(api["jobs"], all["jobs"], "every job here came through the API");
+    assert_eq!(
+        api["jobs"], all["jobs"],
+        "every job here came through the API"
+    );
     for bad in ["/jobs?limit=0", "/jobs?order=sideways"] {
         let status = reqwest::get(node.at(bad)).await.unwrap().status();
         assert_eq!(status, 400, "{bad}");

@@ -102,16 +102,6 @@ fn bad_input_is_a_clear_error_never_a_panic() {
             "name the one to call",
         ),
         (
-            vec![
-                "tool".into(),
-                "run".into(),
-                "builtin:grep".into(),
-                "--args".into(),
-                "{oops".into(),
-            ],
-            "--args must be a JSON object",
-        ),
-        (
             vec!["tool".into(), "run".into(), "nmap".into()],
             "no tool named `nmap`",
         ),
@@ -123,6 +113,44 @@ fn bad_input_is_a_clear_error_never_a_panic() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_command_line_the_command_cannot_use_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["tool", "run", "builtin:grep", "--args", r#"{"path": "#],
+            "--args must be a JSON object",
+        ),
+        (&["tool", "run", "builtin:grep", "--args", "[1]"], "not [1]"),
+        (
+            &["run", "retrieval", "--input", "query"],
+            "must look like KEY=VALUE",
+        ),
+        (
+            &[
+                "run",
+                "retrieval",
+                "--input",
+                "query=x",
+                "--mount",
+                "/tmp:/t:rx",
+            ],
+            "mode must be ro or rw",
+        ),
+        (
+            &["run", "retrieval", "--arg", "x"],
+            "apply to --component runs only",
+        ),
+        (&["run", "--no-such-flag"], "unexpected argument"),
+    ];
+    for (args, expected) in cases {
+        let out = wasmnode(dir.path(), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
 

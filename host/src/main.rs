@@ -49,10 +49,16 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // A damaged store is not fixed by restarting: tell a supervisor
-            // (systemd's RestartPreventExitStatus=2) to stop trying.
-            match e.downcast_ref::<store::StoreError>() {
-                Some(store::StoreError::Damaged { .. }) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
+            // (systemd's RestartPreventExitStatus=2) to stop trying. A
+            // command line the command cannot use exits 2, as clap's own.
+            let damaged = matches!(
+                e.downcast_ref::<store::StoreError>(),
+                Some(store::StoreError::Damaged { .. })
+            );
+            if damaged || e.is::<commands::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
             }
         }
     }

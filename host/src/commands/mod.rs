@@ -15,6 +15,17 @@ use crate::config::{Config, Flag};
 use std::path::Path;
 use wasmnode_runtime::{FailureKind, Mount, TaskFailure, TaskOutcome};
 
+/// A command line a command cannot use: exit status 2, as for the errors
+/// the argument parser finds itself.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A [`UsageError`] saying `message`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    UsageError(message.into()).into()
+}
+
 /// Loads the configuration (defaults < file < environment < `flags`) and
 /// installs the operator's CA file, if any.
 pub fn load_config(file: Option<&Path>, flags: &[Flag]) -> anyhow::Result<Config> {
@@ -31,7 +42,7 @@ pub fn load_config(file: Option<&Path>, flags: &[Flag]) -> anyhow::Result<Config
 pub fn parse_mounts(specs: &[String]) -> anyhow::Result<Vec<Mount>> {
     specs
         .iter()
-        .map(|s| Mount::parse(s).map_err(anyhow::Error::msg))
+        .map(|s| Mount::parse(s).map_err(usage))
         .collect()
 }
 
@@ -45,7 +56,7 @@ pub fn key_values(
         .iter()
         .map(|pair| match pair.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => anyhow::bail!("{flag} `{pair}` must look like KEY=VALUE"),
+            _ => Err(usage(format!("{flag} `{pair}` must look like KEY=VALUE"))),
         })
         .collect()
 }

@@ -4,7 +4,7 @@ use super::{Printed, load_config, parse_mounts, print_result};
 use crate::cli::RunArgs;
 use crate::job::JobRequest;
 use crate::node::Access;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::{Map, Value};
 use std::path::Path;
 use wasmnode_runtime::{ComponentSource, LimitRequest, RunOptions, Runtime, TaskSpec, WasmRuntime};
@@ -47,9 +47,11 @@ fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
     }
     let mut payload = Map::new();
     for input in &args.input {
-        let (key, value) = input
-            .split_once('=')
-            .with_context(|| format!("--input `{input}` must look like KEY=VALUE or KEY=@FILE"))?;
+        let (key, value) = input.split_once('=').ok_or_else(|| {
+            super::usage(format!(
+                "--input `{input}` must look like KEY=VALUE or KEY=@FILE"
+            ))
+        })?;
         let value = match value.strip_prefix('@') {
             Some(file) => std::fs::read_to_string(file)
                 .with_context(|| format!("--input {key}: cannot read {file}"))?,
@@ -78,7 +80,9 @@ fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
             ..WasmRuntime::new(ComponentSource::parse(component))
         });
     } else if !args.args.is_empty() || !args.env.is_empty() {
-        bail!("--arg and --env apply to --component runs only");
+        return Err(super::usage(
+            "--arg and --env apply to --component runs only",
+        ));
     }
     Ok(task)
 }

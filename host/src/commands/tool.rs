@@ -21,12 +21,13 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
             .with_context(|| format!("cannot read {}", file.display()))?,
         None => args.args.clone(),
     };
-    let tool_args: serde_json::Value =
-        serde_json::from_str(&raw).context("--args must be a JSON object")?;
-    anyhow::ensure!(
-        tool_args.is_object(),
-        "--args must be a JSON object, not {raw}"
-    );
+    let tool_args: serde_json::Value = serde_json::from_str(&raw)
+        .map_err(|e| super::usage(format!("--args must be a JSON object: {e}")))?;
+    if !tool_args.is_object() {
+        return Err(super::usage(format!(
+            "--args must be a JSON object, not {raw}"
+        )));
+    }
     let component = resolve(&router.tools(), &args.tool)?;
     let function = args
         .function
