@@ -2,7 +2,7 @@
 //! real files, exit codes and one-line errors.
 
 use serde_json::json;
-use wasmnode_e2e::{json, stderr, stdout, test_guest, wasmnode};
+use wasmnode_e2e::{binary, json, stderr, stdout, test_guest, wasmnode};
 
 #[test]
 fn run_retrieval_from_a_documents_file() {
@@ -313,6 +313,61 @@ fn plain_wasi_commands_pass_their_output_through() {
         ],
     );
     assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("NON_ZERO_EXIT"));
+}
+
+#[test]
+fn a_programs_output_streams_live_and_its_exit_code_is_the_commands() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    let mut child = std::process::Command::new(binary())
+        .args(["run", "--component"])
+        .arg(test_guest("hostile"))
+        .args(["--input", "action=block", "--input", "until=/gate/open"])
+        .arg("--mount")
+        .arg(format!("{}:/gate", gate.display()))
+        .env("WASMNODE_DATA_DIR", dir.path())
+        .env("WASMNODE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    // The guest prints `running`, then waits for the gate: the line can
+    // only arrive now if it is passed on as it is written.
+    let first = seen
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the guest's first line arrives while it runs");
+    assert_eq!(first, "running");
+    std::fs::write(gate.join("open"), "").unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let rest: String = seen.try_iter().collect();
+    assert!(status.success());
+    assert!(rest.contains("released"), "{rest}");
+
+    // A WASI preview 1 program's exit code is the command's own.
+    let module = dir.path().join("exit3.wat");
+    std::fs::write(
+        &module,
+        r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") (call $exit (i32.const 3))))"#,
+    )
+    .unwrap();
+    let out = wasmnode(
+        dir.path(),
+        &["run", "--component", module.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("NON_ZERO_EXIT"));
 }
 

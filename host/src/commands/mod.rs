@@ -13,7 +13,10 @@ pub mod trust;
 
 use crate::config::{Config, Flag};
 use std::path::Path;
-use wasmnode_runtime::{FailureKind, Mount, TaskFailure, TaskOutcome};
+use std::sync::Arc;
+use wasmnode_runtime::{
+    EventSink, FailureKind, Mount, TaskEvent, TaskFailure, TaskOutcome, log_line,
+};
 
 /// A command line a command cannot use: exit status 2, as for the errors
 /// the argument parser finds itself.
@@ -67,18 +70,55 @@ pub struct Printed {
     pub status: u8,
 }
 
+/// Which of a run's streams were already shown as they came.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Streamed {
+    /// The guest's stdout went to ours live.
+    pub stdout: bool,
+    /// The guest's stderr (and log records) went to ours live.
+    pub stderr: bool,
+}
+
+impl Streamed {
+    /// A sink writing the streams this says are shown live to ours as
+    /// they come (a tool's log records as their stderr lines).
+    pub fn sink(self) -> EventSink {
+        Arc::new(move |event| match event {
+            TaskEvent::Stdout(bytes) if self.stdout => out_bytes(&bytes),
+            TaskEvent::Stderr(bytes) if self.stderr => err_bytes(&bytes),
+            TaskEvent::Log {
+                tool,
+                level,
+                message,
+            } if self.stderr => err(&log_line(&tool, level, &message)),
+            _ => {}
+        })
+    }
+}
+
 /// Prints a one-shot result: the output JSON (or, with `full`, the whole
-/// outcome); a program's raw stdout/stderr when it printed no JSON; a failure
-/// as one line on stderr.
-pub fn print_result(result: Result<TaskOutcome, TaskFailure>, full: bool) -> Printed {
+/// outcome); a program's raw stdout/stderr when it printed no JSON (unless
+/// `streamed` showed them already); a failure as one line on stderr.
+pub fn print_result(
+    result: Result<TaskOutcome, TaskFailure>,
+    full: bool,
+    streamed: Streamed,
+) -> Printed {
+    let pass_through = |stdout: &str, stderr: &str| {
+        if !streamed.stdout {
+            out(stdout);
+        }
+        if !streamed.stderr {
+            err(stderr);
+        }
+    };
     match result {
         Ok(outcome) if full => {
             out(&format!("{}\n", pretty(&outcome_json(&outcome))));
             Printed { status: 0 }
         }
         Ok(outcome) if outcome.exit_code.is_some() && outcome.output.is_null() => {
-            out(&outcome.stdout);
-            err(&outcome.stderr);
+            pass_through(&outcome.stdout, &outcome.stderr);
             Printed { status: 0 }
         }
         Ok(outcome) => {
@@ -98,8 +138,7 @@ pub fn print_result(result: Result<TaskOutcome, TaskFailure>, full: bool) -> Pri
                         }))
                     ));
                 } else if failure.kind == FailureKind::NonZeroExit {
-                    out(&captured.stdout);
-                    err(&captured.stderr);
+                    pass_through(&captured.stdout, &captured.stderr);
                 }
             }
             err(&format!(
@@ -130,15 +169,24 @@ fn pretty(value: &serde_json::Value) -> String {
 
 /// Writes to stdout; a closed pipe (`wasmnode run ... | head`) is not an error.
 pub fn out(text: &str) {
+    out_bytes(text.as_bytes());
+}
+
+/// Writes bytes to stdout, ignoring a closed pipe.
+fn out_bytes(bytes: &[u8]) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush());
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
+/// Writes bytes to stderr, ignoring a closed pipe.
+fn err_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(bytes).and_then(|()| stderr.flush());
 }
 
 /// Writes to stderr, ignoring a closed pipe.
 pub fn err(text: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    err_bytes(text.as_bytes());
 }

@@ -1,13 +1,15 @@
 //! `wasmnode run`: one task, locally, with the result on stdout.
 
-use super::{Printed, load_config, parse_mounts, print_result};
+use super::{Printed, Streamed, load_config, parse_mounts, print_result};
 use crate::cli::RunArgs;
 use crate::job::JobRequest;
 use crate::node::Access;
 use anyhow::Context;
 use serde_json::{Map, Value};
 use std::path::Path;
-use wasmnode_runtime::{ComponentSource, LimitRequest, RunOptions, Runtime, TaskSpec, WasmRuntime};
+use wasmnode_runtime::{
+    ComponentSource, FailureKind, LimitRequest, RunOptions, Runtime, TaskSpec, WasmRuntime,
+};
 
 /// Runs the task described by `args`.
 pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Result<Printed> {
@@ -25,16 +27,37 @@ pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Resul
             on_signal.cancel();
         }
     });
+    // A program's own output passes through as it comes; a task's result
+    // is the JSON on stdout, so only its stderr does. `--full` prints it
+    // all at the end.
+    let program = matches!(task.runtime, Runtime::Wasm(_) | Runtime::Image(_));
+    let streamed = Streamed {
+        stdout: program && !args.full,
+        stderr: !args.full,
+    };
     let result = router
         .run(
             task,
             RunOptions {
                 cancel,
-                events: None,
+                events: Some(streamed.sink()),
             },
         )
         .await;
-    Ok(print_result(result, args.full))
+    // A program's exit code is the command's.
+    let code = match &result {
+        Err(failure) if program && failure.kind == FailureKind::NonZeroExit => failure
+            .captured
+            .as_ref()
+            .and_then(|c| c.exit_code)
+            .and_then(|c| u8::try_from(c).ok())
+            .filter(|c| *c != 0),
+        _ => None,
+    };
+    let printed = print_result(result, args.full, streamed);
+    Ok(Printed {
+        status: code.unwrap_or(printed.status),
+    })
 }
 
 fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {

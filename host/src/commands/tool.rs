@@ -1,6 +1,6 @@
 //! `wasmnode tool run|inspect|list`: for plugin authors.
 
-use super::{Printed, load_config, parse_mounts, print_result};
+use super::{Printed, Streamed, load_config, parse_mounts, print_result};
 use crate::cli::{ToolInspectArgs, ToolListArgs, ToolRunArgs};
 use crate::node::Access;
 use anyhow::Context;
@@ -55,9 +55,20 @@ pub async fn run(config_file: Option<&Path>, args: ToolRunArgs) -> anyhow::Resul
         memory_mb: args.memory_mb,
         ..LimitRequest::default()
     };
+    // The tool's stderr and log records show as they come; its result is
+    // the JSON on stdout.
+    let streamed = Streamed {
+        stdout: false,
+        stderr: !args.full,
+    };
+    let options = RunOptions {
+        events: Some(streamed.sink()),
+        ..RunOptions::default()
+    };
     Ok(print_result(
-        router.run(task, RunOptions::default()).await,
+        router.run(task, options).await,
         args.full,
+        streamed,
     ))
 }
 
@@ -71,7 +82,7 @@ pub async fn inspect(config_file: Option<&Path>, args: ToolInspectArgs) -> anyho
             super::out(&format!("{}\n", serde_json::to_string_pretty(&info)?));
             Ok(Printed { status: 0 })
         }
-        Err(failure) => Ok(print_result(Err(failure), false)),
+        Err(failure) => Ok(print_result(Err(failure), false, Streamed::default())),
     }
 }
 
