@@ -111,7 +111,8 @@ pub struct McpArgs {
 Without a key the API only binds to loopback unless api.allow_unauthenticated_remote is set.
 
 First job:
-  curl -s localhost:9000/jobs -H 'Content-Type: application/json' -d '{\"protocol_version\":1,\"job_id\":\"hello\",\"task\":{\"type\":\"retrieval\",\"payload\":{\"query\":\"wasm\",\"documents\":\"wasm sandbox\\ndocker\"}},\"runtime\":{\"mode\":\"wasm\"}}'
+  curl -s 'localhost:9000/jobs?wait=30' -H 'Content-Type: application/json' \\
+    -d'{\"protocol_version\":1,\"job_id\":\"hello\",\"task\":{\"type\":\"retrieval\",\"payload\":{\"query\":\"wasm\",\"documents\":\"wasm\\ndocker\"}},\"runtime\":{\"mode\":\"wasm\"}}'
   curl -s localhost:9000/jobs/hello/result"
 )]
 pub struct ServeArgs {
