@@ -47,7 +47,11 @@ async fn the_first_job_in_serve_help_runs_as_printed() {
         .collect();
     assert_eq!(commands.len(), 2, "{help}");
     let path = |command: &str| {
-        let url = command.split_whitespace().nth(2).unwrap().trim_matches('\'');
+        let url = command
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .trim_matches('\'');
         url.trim_start_matches("localhost:9000").to_string()
     };
     let body = commands[0]

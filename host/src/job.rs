@@ -95,6 +95,10 @@ pub struct JobRuntime {
     /// Environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Secrets, given to the guest as environment variables and masked in
+    /// everything it outputs (see `secrets.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, crate::secrets::SecretSource>,
     /// Text on stdin (instead of the payload as JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<String>,

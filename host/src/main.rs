@@ -13,6 +13,7 @@ mod mcp;
 mod metrics;
 mod node;
 mod scheduler;
+mod secrets;
 mod store;
 mod telemetry;
 mod vera;

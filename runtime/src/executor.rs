@@ -4,6 +4,7 @@
 use crate::artifacts::ArtifactStore;
 use crate::failure::TaskFailure;
 use crate::limits::Limits;
+use crate::mask::Mask;
 use crate::task::{TaskOutcome, TaskSpec};
 use async_trait::async_trait;
 use std::path::PathBuf;
@@ -113,6 +114,9 @@ pub struct TaskContext {
     pub artifacts: ArtifactStore,
     /// Receives stdout/stderr chunks, tokens and progress.
     pub events: Option<EventSink>,
+    /// The job's secrets, which a tool's log records reach the node's log
+    /// without.
+    pub mask: Option<Arc<Mask>>,
 }
 
 impl TaskContext {
@@ -125,6 +129,7 @@ impl TaskContext {
             workspace: None,
             artifacts,
             events: None,
+            mask: None,
         }
     }
 

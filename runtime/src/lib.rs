@@ -11,6 +11,7 @@ pub mod executor;
 pub mod failure;
 pub mod limits;
 pub mod llm;
+pub mod mask;
 pub mod outbound;
 pub mod peer;
 pub mod policy;

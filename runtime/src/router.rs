@@ -12,6 +12,7 @@ use crate::artifacts::ArtifactStore;
 use crate::executor::{EventSink, Executor, Support, TaskContext};
 use crate::failure::TaskFailure;
 use crate::limits::Limits;
+use crate::mask::Mask;
 use crate::policy::Policy;
 use crate::task::{
     ComponentSource, ImageRuntime, Mount, MountSource, Runtime, RuntimeMode, TaskOutcome, TaskSpec,
@@ -107,6 +108,8 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Receives stdout/stderr chunks, tokens and progress.
     pub events: Option<EventSink>,
+    /// The job's secrets, masked in what the node logs of the task.
+    pub mask: Option<Arc<Mask>>,
 }
 
 /// Routes and runs tasks.
@@ -265,6 +268,7 @@ impl Router {
             workspace: workspace.as_ref().map(|w| w.path().to_path_buf()),
             artifacts: self.artifacts.clone(),
             events: options.events,
+            mask: options.mask,
         };
         let run = plan.executor.run(plan.task, ctx);
         match &workspace {

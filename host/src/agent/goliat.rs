@@ -198,6 +198,7 @@ impl GoliatClient {
             function: None,
             args: job.args.clone(),
             env,
+            secrets: Default::default(),
             stdin: None,
             gpus: None,
             mounts: Vec::new(),

@@ -41,6 +41,7 @@ pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Resul
             RunOptions {
                 cancel,
                 events: Some(streamed.sink()),
+                mask: None,
             },
         )
         .await;

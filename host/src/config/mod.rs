@@ -58,6 +58,8 @@ pub struct Config {
     pub tools: std::collections::BTreeMap<String, wasmnode_runtime::ToolSettings>,
     /// What MCP clients get (`wasmnode mcp`, `/mcp`).
     pub mcp: crate::mcp::settings::McpSection,
+    /// The operator's secrets, which jobs name (`{"operator": KEY}`).
+    pub secrets: crate::secrets::SecretsSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model
@@ -197,6 +199,9 @@ impl Config {
             if !secret.is_empty() {
                 *secret = MASK.into();
             }
+        }
+        for value in shown.secrets.values_mut() {
+            *value = MASK.into();
         }
         for tool in shown.tools.values_mut() {
             for value in tool.config.values_mut() {

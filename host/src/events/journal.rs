@@ -5,6 +5,8 @@
 //! `Position` after it, which is its SSE id.
 
 use super::JobEvent;
+use std::sync::Arc;
+use wasmnode_runtime::mask::Mask;
 use wasmnode_runtime::{TaskEvent, log_line};
 
 /// Longest partial line held back waiting for its newline.
@@ -77,8 +79,8 @@ impl Stream {
     }
 
     /// Takes `bytes`; returns what is ready to send (whole lines, or a long
-    /// partial line; everything when `flush`).
-    fn take(&mut self, bytes: &[u8], flush: bool) -> Option<Vec<u8>> {
+    /// partial line; everything when `flush`), masked.
+    fn take(&mut self, bytes: &[u8], flush: bool, mask: Option<&Mask>) -> Option<Vec<u8>> {
         self.pending.extend_from_slice(bytes);
         let cut = if flush || self.pending.len() >= MAX_PARTIAL {
             self.pending.len()
@@ -92,6 +94,10 @@ impl Stream {
             return None;
         }
         let ready: Vec<u8> = self.pending.drain(..cut).collect();
+        let ready = match mask {
+            Some(mask) => mask.bytes(&ready),
+            None => ready,
+        };
         self.sent.extend_from_slice(&ready);
         if self.sent.len() > MAX_BACKLOG {
             let drop = self.sent.len() - MAX_BACKLOG;
@@ -117,6 +123,8 @@ pub struct Journal {
     err: Stream,
     /// The last state and its error code.
     state: Option<(String, Option<String>)>,
+    /// The job's secrets, masked in everything it says.
+    pub mask: Option<Arc<Mask>>,
 }
 
 /// What a follower missed: output since its position, and the job's state.
@@ -159,11 +167,12 @@ impl Journal {
                 level,
                 message,
             } => {
+                let message = self.masked(&message);
                 // What stderr held back goes first; the record is an event
                 // of its own, and a line of the stderr backlog.
                 let mut sent = self.output(false, &[], true);
                 self.err
-                    .take(log_line(&tool, level, &message).as_bytes(), true);
+                    .take(log_line(&tool, level, &message).as_bytes(), true, None);
                 sent.extend(self.send(JobEvent::Log {
                     tool,
                     level,
@@ -171,7 +180,10 @@ impl Journal {
                 }));
                 sent
             }
-            TaskEvent::Token(data) => self.send(JobEvent::Token { data }),
+            TaskEvent::Token(data) => {
+                let data = self.masked(&data);
+                self.send(JobEvent::Token { data })
+            }
             TaskEvent::Progress { what, done, total } => {
                 self.send(JobEvent::Progress { what, done, total })
             }
@@ -190,12 +202,21 @@ impl Journal {
         sent
     }
 
-    /// Takes `bytes` of stdout (or stderr); the event of what is ready.
+    /// Takes `bytes` of stdout (or stderr); the event of what is ready
+    /// (masked whole lines, so a secret is not split between two chunks).
     fn output(&mut self, is_out: bool, bytes: &[u8], flush: bool) -> Vec<Sequenced> {
+        let mask = self.mask.clone();
         let stream = if is_out { &mut self.out } else { &mut self.err };
-        match stream.take(bytes, flush) {
+        match stream.take(bytes, flush, mask.as_deref()) {
             Some(ready) => self.send(chunk(is_out, &ready)),
             None => Vec::new(),
+        }
+    }
+
+    fn masked(&self, text: &str) -> String {
+        match &self.mask {
+            Some(mask) => mask.text(text),
+            None => text.to_string(),
         }
     }
 

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
+use wasmnode_runtime::mask::Mask;
 use wasmnode_runtime::{EventSink, LogLevel};
 
 /// Events a slow listener may fall behind by before it is told it lagged.
@@ -212,7 +213,14 @@ impl EventHub {
 
     /// An executor event sink that journals the task's events and forwards
     /// them to the followers of `job_id`.
+    #[cfg(test)]
     pub fn sink(&self, job_id: &str) -> EventSink {
+        self.sink_masked(job_id, None)
+    }
+
+    /// As [`sink`](Self::sink), masking the job's secrets (`mask`) in
+    /// everything it forwards and keeps.
+    pub fn sink_masked(&self, job_id: &str, mask: Option<Arc<Mask>>) -> EventSink {
         let hub = self.clone();
         let id = job_id.to_string();
         Arc::new(move |event| {
@@ -223,6 +231,9 @@ impl EventHub {
                 entry.journal.state("running".into(), None);
                 entry
             });
+            if entry.journal.mask.is_none() {
+                entry.journal.mask = mask.clone();
+            }
             let events = entry.journal.task_event(event);
             entry.send(events);
         })

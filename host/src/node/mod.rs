@@ -183,6 +183,7 @@ impl Node {
             max_queued_bytes: config.scheduler.max_queued_bytes,
             data_dir: config.node.data_dir.clone(),
             min_free_disk_bytes: config.node.min_free_disk_mb << 20,
+            secrets: config.secrets.clone(),
         };
         let scheduler = Scheduler::start(
             store.clone(),

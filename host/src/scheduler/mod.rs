@@ -22,6 +22,7 @@ pub use submit::{SubmitError, Submitted};
 
 use crate::events::EventHub;
 use crate::metrics::Metrics;
+use crate::secrets::{Held, SecretsSection};
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
 use queue::JobQueue;
 use settle::{Settled, settle};
@@ -51,6 +52,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// The free-space floor, bytes (0: no floor).
     pub min_free_disk_bytes: u64,
+    /// The operator's secrets, which jobs may name.
+    pub secrets: SecretsSection,
 }
 
 /// What the scheduler runs tasks on: the node's router (a test runs them
@@ -148,6 +151,8 @@ struct Inner {
     changed: Notify,
     terminal: broadcast::Sender<String>,
     start_check: Mutex<Option<StartCheck>>,
+    /// Secret values of queued and running jobs, never stored.
+    held: Held,
 }
 
 /// The job scheduler (cheap to clone).
@@ -183,6 +188,7 @@ impl Scheduler {
             }),
             wake: Notify::new(),
             changed: Notify::new(),
+            held: Held::default(),
             terminal: broadcast::channel(1024).0,
             start_check: Mutex::new(None),
         });
@@ -420,8 +426,12 @@ impl Inner {
         }
     }
 
-    /// Tells the job's followers its new state (after it is stored).
+    /// Tells the job's followers its new state (after it is stored); an
+    /// ended job's secret values are forgotten.
     fn announce(&self, job_id: &str, state: JobState, error: Option<ErrorCode>) {
+        if state.is_terminal() {
+            self.held.forget(job_id);
+        }
         self.events
             .publish_state(job_id, state.as_str(), error.map(String::from));
     }

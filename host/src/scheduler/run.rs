@@ -4,6 +4,7 @@
 
 use super::Inner;
 use super::settle::{Settled, settle};
+use crate::secrets;
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, StoreError, now_ms};
 use std::sync::Arc;
 use std::time::Instant;
@@ -102,14 +103,30 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
             .map(|r| r.cancel.clone())
             .unwrap_or_default()
     };
+    let secrets = inner
+        .held
+        .resolve(job_id, &request.runtime.secrets, &inner.settings.secrets);
     let task_inner = inner.clone();
     inner.exec.spawn(async move {
         let started = Instant::now();
-        let options = RunOptions {
-            cancel,
-            events: Some(task_inner.events.sink(&record.job_id)),
+        let result = match secrets {
+            Ok((values, mask)) => {
+                let mut task = request.into_task();
+                secrets::give(&mut task, values);
+                let mask = (!mask.is_empty()).then(|| Arc::new(mask));
+                let options = RunOptions {
+                    cancel,
+                    events: Some(task_inner.events.sink_masked(&record.job_id, mask.clone())),
+                    mask: mask.clone(),
+                };
+                let result = task_inner.runner.run(task, options).await;
+                match mask {
+                    Some(mask) => secrets::masked(result, &mask),
+                    None => result,
+                }
+            }
+            Err(why) => Err(TaskFailure::invalid_input(why)),
         };
-        let result = task_inner.runner.run(request.into_task(), options).await;
         task_inner.metrics.ran(&record.task_type, started.elapsed());
         let ended_at_ms = now_ms();
         task_inner.state.lock().expect("scheduler lock").returned();

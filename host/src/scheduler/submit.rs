@@ -6,6 +6,7 @@
 
 use super::{Priority, Scheduler};
 use crate::job::{JobError, JobRequest};
+use crate::secrets;
 use crate::store::{JobRecord, Origin, StoreError, now_ms};
 use std::time::Instant;
 use wasmnode_runtime::TaskFailure;
@@ -82,12 +83,16 @@ impl Scheduler {
     /// queued with its state changes.
     pub async fn submit(
         &self,
-        request: JobRequest,
+        mut request: JobRequest,
         origin: Option<Origin>,
         via: &str,
     ) -> Result<Submitted, SubmitError> {
         let inner = &self.inner;
         request.validate()?;
+        secrets::validate(&request.runtime.secrets, &inner.settings.secrets)
+            .map_err(|why| JobError::new("INVALID_SECRETS", why))?;
+        // Values given in the request stay in memory; the store never sees them.
+        let withheld = secrets::withhold(&mut request.runtime.secrets);
         let (canonical, hash) = JobRecord::canonical(&request);
         let bytes = canonical.len() as u64;
         // The record takes what it needs; routing takes the request apart.
@@ -119,6 +124,7 @@ impl Scheduler {
         record.via = Some(via.to_string());
         let task_type = record.task_type.clone();
         inner.store.accept(record, canonical).await?;
+        inner.held.hold(&job_id, withheld);
         reserved.enqueue(seq, priority);
         inner.metrics.submitted(&task_type, via);
         inner.wake.notify_one();

@@ -66,6 +66,7 @@ impl Harness {
             max_queued_bytes: 1 << 20,
             data_dir: dir.path().to_path_buf(),
             min_free_disk_bytes: 0,
+            secrets: Default::default(),
         };
         let metrics = Arc::new(Metrics::default());
         let scheduler = Scheduler::start(

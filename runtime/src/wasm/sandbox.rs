@@ -166,6 +166,7 @@ pub fn build(
         name: spec.program.to_string(),
         config: spec.runtime.config.clone(),
         stderr: stdio.stderr.clone(),
+        mask: ctx.mask.clone(),
     };
     let http = HttpState::new(
         spec.program,

@@ -8,7 +8,9 @@ use super::bindings::tool::wasmnode::tool::{config, log};
 use super::output::CappedPipe;
 use super::sandbox::State;
 use crate::executor::{LogLevel, TaskEvent, log_line};
+use crate::mask::Mask;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What a tool's imports answer from.
 pub struct ToolHost {
@@ -18,6 +20,8 @@ pub struct ToolHost {
     pub config: BTreeMap<String, String>,
     /// Where its log records are kept.
     pub stderr: CappedPipe,
+    /// The job's secrets, masked in its log records.
+    pub mask: Option<Arc<Mask>>,
 }
 
 impl config::Host for State {
@@ -37,7 +41,10 @@ impl config::Host for State {
 
 impl log::Host for State {
     fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        let message = bounded(message);
+        let message = match &self.tool.mask {
+            Some(mask) => mask.text(&bounded(message)),
+            None => bounded(message),
+        };
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,

@@ -22,6 +22,14 @@ impl Guest for Hostile {
         let n = |key: &str, default: u64| input[key].as_u64().unwrap_or(default);
         match action {
             "echo" => Ok(input.to_string()),
+            "reveal" => {
+                // Shows the variable `var` every way a careless guest might.
+                let value = std::env::var(input["var"].as_str().unwrap_or("")).unwrap_or_default();
+                println!("plain {value}");
+                eprintln!("json {}", json!({"v": value}));
+                eprintln!("base64 {}", base64(format!("k={value}").as_bytes()));
+                Ok(json!({"value": value}).to_string())
+            }
             "deep" => {
                 let depth = n("depth", 1) as usize;
                 Ok("[".repeat(depth) + &"]".repeat(depth))
@@ -114,6 +122,26 @@ export!(Hostile);
 
 /// Tells whoever watches stdout that the guest is running (the tests'
 /// signal to cancel or release it).
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn running() {
     println!("running");
     let _ = std::io::stdout().flush();
