@@ -117,15 +117,8 @@ fn check(answers: &[Value]) {
         "grep ran over the operator's mount: {grep}"
     );
     assert!(grep["structured"].is_object(), "{grep}");
-    let invalid = &answers[2];
-    assert_eq!(invalid["isError"], true, "{invalid}");
-    assert!(
-        invalid["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("INVALID_INPUT:"),
-        "a schema violation is a tool error naming its kind: {invalid}"
-    );
+    // A schema violation is a tool error naming its kind.
+    assert_tool_error(&answers[2], "INVALID_INPUT:");
     let unknown = &answers[3]["rpcError"];
     assert_eq!(
         unknown["code"], -32602,
@@ -204,14 +197,15 @@ fn check_functions(answers: &[Value]) {
         divide["text"], "NON_ZERO_EXIT: function `divide` returned an error: division by zero",
         "an `err` result is a tool error: {divide}"
     );
-    let invalid = &answers[5];
-    assert_eq!(invalid["isError"], true, "{invalid}");
+    assert_tool_error(&answers[5], "INVALID_INPUT:");
+}
+
+/// `answer` is an `isError` result whose text starts with `kind`.
+fn assert_tool_error(answer: &Value, kind: &str) {
+    assert_eq!(answer["isError"], true, "{answer}");
     assert!(
-        invalid["text"]
-            .as_str()
-            .unwrap()
-            .starts_with("INVALID_INPUT:"),
-        "{invalid}"
+        answer["text"].as_str().unwrap().starts_with(kind),
+        "{answer}"
     );
 }
 
