@@ -170,6 +170,35 @@ async fn a_job_calls_a_plain_function_with_its_payload_as_arguments() {
 }
 
 #[tokio::test]
+async fn a_failed_job_keeps_its_metrics() {
+    let node = NodeProcess::start(&guests_allowed("")).await;
+    let client = reqwest::Client::new();
+    let mut greedy = wasm_job("greedy", "hostile", json!({"action": "alloc", "mb": 1024}));
+    greedy["runtime"]["limits"] = json!({"memory_mb": 32});
+    assert_eq!(node.post_json("/jobs", &greedy).await.0, 200);
+    let ended = wait_terminal(&client, &node, "greedy", WAIT).await;
+    assert_eq!(ended["error_code"], "MEMORY_EXCEEDED", "{ended}");
+    let peak = ended["metrics"]["peak_memory_bytes"]
+        .as_u64()
+        .unwrap_or_default();
+    assert!(peak >= 16 << 20, "the guest's peak memory is kept: {ended}");
+    assert!(
+        ended["metrics"]["wall_time_ms"].as_f64().unwrap() > 0.0,
+        "{ended}"
+    );
+
+    let mut refused = wasm_job("refused", "functions", json!({"s": "hexagon"}));
+    refused["runtime"]["function"] = json!("test:functions/shapes#area");
+    assert_eq!(node.post_json("/jobs", &refused).await.0, 200);
+    let ended = wait_terminal(&client, &node, "refused", WAIT).await;
+    assert_eq!(ended["error_code"], "INVALID_INPUT", "{ended}");
+    assert!(
+        ended["metrics"]["wall_time_ms"].is_number(),
+        "a failure before the guest ran keeps its time: {ended}"
+    );
+}
+
+#[tokio::test]
 async fn events_stream_state_changes_and_output_in_order() {
     let gate = Gate::new();
     let node = NodeProcess::start(&gate.policy("[scheduler]\nmax_concurrent_jobs = 1\n")).await;

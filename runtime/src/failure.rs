@@ -1,5 +1,6 @@
 //! `TaskFailure`: the closed set of ways a task can fail, each with a message.
 
+use crate::task::TaskMetrics;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -98,7 +99,7 @@ pub enum Stopped<'a> {
 
 /// A failed task: a kind callers can act on, a human message, and whatever
 /// output was captured.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{kind}: {message}")]
 pub struct TaskFailure {
     /// What kind of failure.
@@ -107,6 +108,8 @@ pub struct TaskFailure {
     pub message: String,
     /// Output captured before the failure.
     pub captured: Option<Box<CapturedOutput>>,
+    /// What the run used before it failed, where the executor measured it.
+    pub metrics: Option<Box<TaskMetrics>>,
 }
 
 impl TaskFailure {
@@ -140,12 +143,19 @@ impl TaskFailure {
             kind,
             message: message.into(),
             captured: None,
+            metrics: None,
         }
     }
 
     /// Attaches captured output.
     pub fn with_output(mut self, captured: CapturedOutput) -> Self {
         self.captured = Some(Box::new(captured));
+        self
+    }
+
+    /// The same failure, with what the run used before it.
+    pub fn with_metrics(mut self, metrics: TaskMetrics) -> Self {
+        self.metrics = Some(Box::new(metrics));
         self
     }
 

@@ -8,7 +8,8 @@ use crate::secrets;
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, StoreError, now_ms};
 use std::sync::Arc;
 use std::time::Instant;
-use wasmnode_runtime::{RunOptions, TaskFailure, TaskOutcome};
+use wasmnode_runtime::task::millis;
+use wasmnode_runtime::{RunOptions, TaskFailure, TaskMetrics, TaskOutcome};
 
 /// Starts queued jobs whenever a slot is free.
 pub(super) async fn dispatch(inner: Arc<Inner>) {
@@ -127,6 +128,14 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
             }
             Err(why) => Err(TaskFailure::invalid_input(why)),
         };
+        // A failure keeps what its executor measured, and at least its time.
+        let result = result.map_err(|failure| match failure.metrics {
+            Some(_) => failure,
+            None => failure.with_metrics(TaskMetrics {
+                wall_time_ms: millis(started.elapsed()),
+                ..TaskMetrics::default()
+            }),
+        });
         task_inner.metrics.ran(&record.task_type, started.elapsed());
         let ended_at_ms = now_ms();
         task_inner.state.lock().expect("scheduler lock").returned();

@@ -190,7 +190,7 @@ impl JobResult {
                     message: failure.message.clone(),
                 }),
                 executor: None,
-                metrics: None,
+                metrics: failure.metrics.as_deref().cloned(),
             },
             JobOutput {
                 output: Value::Null,

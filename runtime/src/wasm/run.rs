@@ -111,28 +111,6 @@ impl Executor for WasmExecutor {
             _ = ctx.cancel.cancelled() => None,
             _ = tokio::time::sleep_until(hard_stop) => None,
         };
-        let returned = match result {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                let failure = call::classify(&e, store.data(), &stdio, &ctx.limits);
-                return Err(after_refusal(store.data(), failure));
-            }
-            None if ctx.cancel.is_cancelled() => {
-                return Err(call::stopped(Stopped::Cancelled, &stdio, None));
-            }
-            None => {
-                let limit = Stopped::TimedOut(ctx.limits.timeout);
-                return Err(call::stopped(limit, &stdio, None));
-            }
-        };
-        if let Some(stream) = stdio.overflowed() {
-            let cap = ctx.limits.max_output_bytes;
-            let how = Stopped::Overflowed {
-                stream: stream.name(),
-                cap,
-            };
-            return Err(call::stopped(how, &stdio, None));
-        }
         let metrics = TaskMetrics {
             wall_time_ms: millis(started.elapsed()),
             fuel_consumed: self
@@ -148,6 +126,28 @@ impl Executor for WasmExecutor {
             peak_memory_bytes: Some(store.data().limiter.peak()),
             code_cache: Some(origin.as_str().into()),
         };
+        let returned = match result {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                let failure = call::classify(&e, store.data(), &stdio, &ctx.limits);
+                return Err(after_refusal(store.data(), failure).with_metrics(metrics));
+            }
+            None if ctx.cancel.is_cancelled() => {
+                return Err(call::stopped(Stopped::Cancelled, &stdio, None).with_metrics(metrics));
+            }
+            None => {
+                let limit = Stopped::TimedOut(ctx.limits.timeout);
+                return Err(call::stopped(limit, &stdio, None).with_metrics(metrics));
+            }
+        };
+        if let Some(stream) = stdio.overflowed() {
+            let cap = ctx.limits.max_output_bytes;
+            let how = Stopped::Overflowed {
+                stream: stream.name(),
+                cap,
+            };
+            return Err(call::stopped(how, &stdio, None).with_metrics(metrics));
+        }
         let over_cap = |len: usize| {
             (len as u64 > ctx.limits.max_output_bytes).then(|| {
                 TaskFailure::new(
@@ -163,7 +163,7 @@ impl Executor for WasmExecutor {
         let (output, exit_code) = match returned {
             GuestReturn::Function(Returned::Value(value)) => {
                 if let Some(failure) = over_cap(value.to_string().len()) {
-                    return Err(failure);
+                    return Err(failure.with_metrics(metrics));
                 }
                 (value, None)
             }
@@ -178,11 +178,11 @@ impl Executor for WasmExecutor {
                     format!("function `{name}` returned an error: {said}"),
                 )
                 .with_output(captured(&stdio, None));
-                return Err(after_refusal(store.data(), failure));
+                return Err(after_refusal(store.data(), failure).with_metrics(metrics));
             }
             GuestReturn::Json(json) => {
                 if let Some(failure) = over_cap(json.len()) {
-                    return Err(failure);
+                    return Err(failure.with_metrics(metrics));
                 }
                 let value = serde_json::from_str(&json).map_err(|e| {
                     TaskFailure::new(
@@ -190,6 +190,7 @@ impl Executor for WasmExecutor {
                         format!("the guest returned a result that is not JSON: {e}"),
                     )
                     .with_output(captured(&stdio, None))
+                    .with_metrics(metrics.clone())
                 })?;
                 (value, None)
             }
@@ -199,15 +200,15 @@ impl Executor for WasmExecutor {
             ),
             GuestReturn::Exit(code) => {
                 let failure = call::stopped(Stopped::Exited(code), &stdio, Some(code));
-                return Err(after_refusal(store.data(), failure));
+                return Err(after_refusal(store.data(), failure).with_metrics(metrics));
             }
             GuestReturn::TaskError(e) => {
                 let failure = task_error(e).with_output(captured(&stdio, None));
-                return Err(after_refusal(store.data(), failure));
+                return Err(after_refusal(store.data(), failure).with_metrics(metrics));
             }
             GuestReturn::ToolError(e) => {
                 let failure = tool_error(e).with_output(captured(&stdio, None));
-                return Err(after_refusal(store.data(), failure));
+                return Err(after_refusal(store.data(), failure).with_metrics(metrics));
             }
         };
         Ok(TaskOutcome {
@@ -251,7 +252,7 @@ fn after_refusal(state: &sandbox::State, failure: TaskFailure) -> TaskFailure {
         Some(why) if guest_failed => TaskFailure {
             kind: FailureKind::PolicyDenied,
             message: format!("{why}; the guest then failed: {}", failure.message),
-            captured: failure.captured,
+            ..failure
         },
         _ => failure,
     }
