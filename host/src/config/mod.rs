@@ -359,8 +359,10 @@ mod tests {
         config.api.api_key = "s3cret".into();
         config.control_plane.token = "t0ken".into();
         config.control_plane.url = Some("https://w:pa55@cp.example/".into());
+        config.secrets.insert("db".into(), "db-passw0rd".into());
         let text = config.to_masked_toml();
         assert!(!text.contains("s3cret") && !text.contains("t0ken") && !text.contains("pa55"));
+        assert!(!text.contains("db-passw0rd") && text.contains("[secrets]"), "{text}");
         assert!(text.contains(MASK));
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.api.listen, config.api.listen);
