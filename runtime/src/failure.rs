@@ -1,6 +1,6 @@
 //! `TaskFailure`: the closed set of ways a task can fail, each with a message.
 
-use crate::task::TaskMetrics;
+use crate::usage::TaskMetrics;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

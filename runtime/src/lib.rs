@@ -22,6 +22,7 @@ pub mod task_types;
 pub mod tls;
 pub mod tools;
 pub mod urls;
+pub mod usage;
 pub mod wasm;
 pub mod workspace;
 

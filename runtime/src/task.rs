@@ -2,12 +2,12 @@
 
 use crate::limits::LimitRequest;
 use crate::outbound::HttpGrant;
+pub use crate::usage::{TaskMetrics, millis};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One unit of work, independent of the protocol that delivered it.
 #[derive(Debug, Clone)]
@@ -274,21 +274,6 @@ impl Mount {
     }
 }
 
-/// Resource usage of one run.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct TaskMetrics {
-    /// Wall-clock time from start to end, in milliseconds.
-    pub wall_time_ms: f64,
-    /// Fuel consumed (WASI tasks with fuel metering).
-    pub fuel_consumed: Option<u64>,
-    /// CPU time used, in milliseconds, where the backend reports it.
-    pub cpu_time_ms: Option<f64>,
-    /// Highest memory use in bytes (linear memory for WASI, cgroup for Docker).
-    pub peak_memory_bytes: Option<u64>,
-    /// Whether compiled code came from the cache (WASI only).
-    pub code_cache: Option<String>,
-}
-
 /// What a successful task produced.
 #[derive(Debug, Clone, Default)]
 pub struct TaskOutcome {
@@ -306,11 +291,6 @@ pub struct TaskOutcome {
     pub artifacts: Vec<String>,
     /// Name of the executor that ran it.
     pub executor: &'static str,
-}
-
-/// Duration to fractional milliseconds.
-pub fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]

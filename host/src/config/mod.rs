@@ -362,7 +362,10 @@ mod tests {
         config.secrets.insert("db".into(), "db-passw0rd".into());
         let text = config.to_masked_toml();
         assert!(!text.contains("s3cret") && !text.contains("t0ken") && !text.contains("pa55"));
-        assert!(!text.contains("db-passw0rd") && text.contains("[secrets]"), "{text}");
+        assert!(
+            !text.contains("db-passw0rd") && text.contains("[secrets]"),
+            "{text}"
+        );
         assert!(text.contains(MASK));
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.api.listen, config.api.listen);
