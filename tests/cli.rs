@@ -317,7 +317,7 @@ fn plain_wasi_commands_pass_their_output_through() {
 }
 
 #[test]
-fn a_programs_output_streams_live_and_its_exit_code_is_the_commands() {
+fn a_program_streams_its_output_live_reads_our_stdin_and_its_exit_code_is_the_commands() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let gate = dir.path().join("gate");
@@ -334,9 +334,9 @@ fn a_programs_output_streams_live_and_its_exit_code_is_the_commands() {
         .spawn()
         .unwrap();
     let (lines, seen) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let guest_out = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
+        for line in std::io::BufReader::new(guest_out).lines() {
             let _ = lines.send(line.unwrap());
         }
     });
@@ -352,6 +352,26 @@ fn a_programs_output_streams_live_and_its_exit_code_is_the_commands() {
     let rest: String = seen.try_iter().collect();
     assert!(status.success());
     assert!(rest.contains("released"), "{rest}");
+
+    // Without inputs, a program reads the command's own stdin.
+    let mut child = std::process::Command::new(binary())
+        .args(["run", "--component"])
+        .arg(test_guest("command"))
+        .env("WASMNODE_DATA_DIR", dir.path())
+        .env("WASMNODE_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"piped in").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("stdin=piped in"), "{}", stdout(&out));
 
     // A WASI preview 1 program's exit code is the command's own.
     let module = dir.path().join("exit3.wat");

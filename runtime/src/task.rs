@@ -182,6 +182,9 @@ pub struct WasmRuntime {
     pub env: BTreeMap<String, String>,
     /// Bytes on stdin; commands get the payload as JSON when this is `None`.
     pub stdin: Option<Vec<u8>>,
+    /// Whether stdin is the node process's own (for `wasmnode run` at a
+    /// terminal or in a pipe; no front door sets it), instead of `stdin`.
+    pub inherit_stdin: bool,
     /// Settings a tool reads through the `wasmnode:tool/config` interface.
     pub config: BTreeMap<String, String>,
     /// The outbound HTTP the operator grants the tool (none: every request
@@ -198,6 +201,7 @@ impl WasmRuntime {
             args: Vec::new(),
             env: BTreeMap::new(),
             stdin: None,
+            inherit_stdin: false,
             config: BTreeMap::new(),
             http: None,
         }

@@ -96,11 +96,9 @@ fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
         task.runtime = Runtime::Wasm(WasmRuntime {
             args: args.args.clone(),
             env: super::key_values("--env", &args.env)?,
-            stdin: if task.payload.as_object().is_some_and(Map::is_empty) {
-                Some(Vec::new())
-            } else {
-                None
-            },
+            // Without inputs, a program reads the command's own stdin, as
+            // it comes (nothing at a terminal that is not typed).
+            inherit_stdin: task.payload.as_object().is_some_and(Map::is_empty),
             ..WasmRuntime::new(ComponentSource::parse(component))
         });
     } else if !args.args.is_empty() || !args.env.is_empty() {

@@ -119,7 +119,9 @@ pub fn build(
         .allow_ip_name_lookup(false)
         .arg(spec.program)
         .args(&spec.runtime.args);
-    if let Some(stdin) = spec.stdin {
+    if spec.runtime.inherit_stdin {
+        builder.inherit_stdin();
+    } else if let Some(stdin) = spec.stdin {
         builder.stdin(MemoryInputPipe::new(stdin));
     }
     for (key, value) in &spec.runtime.env {
