@@ -45,9 +45,8 @@ pub fn validate(
     secrets: &BTreeMap<String, SecretSource>,
     operator: &SecretsSection,
 ) -> Result<(), String> {
-    let invalid = |message: String| Err(message);
     if secrets.len() > MAX_SECRETS {
-        return invalid(format!("at most {MAX_SECRETS} secrets a job"));
+        return Err(format!("at most {MAX_SECRETS} secrets a job"));
     }
     for (name, source) in secrets {
         let env_name = name
@@ -56,30 +55,30 @@ pub fn validate(
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !env_name {
-            return invalid(format!(
+            return Err(format!(
                 "secret name `{name}` must be an environment variable name (A-Z a-z 0-9 _, not starting with a digit)"
             ));
         }
         match source {
             SecretSource::Value(v) if v.len() < MIN_SECRET_LEN => {
-                return invalid(format!(
+                return Err(format!(
                     "secret `{name}` is shorter than {MIN_SECRET_LEN} bytes, too short to mask in the output"
                 ));
             }
             SecretSource::Value(v) if v.len() > MAX_SECRET_BYTES => {
-                return invalid(format!(
+                return Err(format!(
                     "secret `{name}` is longer than {MAX_SECRET_BYTES} bytes"
                 ));
             }
             SecretSource::Value(_) => {}
             SecretSource::Operator { operator: key } if !operator.contains_key(key) => {
-                return invalid(format!(
+                return Err(format!(
                     "secret `{name}` names operator secret `{key}`, which this node does not have"
                 ));
             }
             SecretSource::Operator { .. } => {}
             SecretSource::Withheld { .. } => {
-                return invalid(format!(
+                return Err(format!(
                     "secret `{name}` must be a value or {{\"operator\": KEY}}"
                 ));
             }
@@ -256,5 +255,13 @@ mod tests {
             let err = validate(&secrets(&[(name, source)]), &operator).unwrap_err();
             assert!(err.contains(expected), "{err}");
         }
+        let long = SecretSource::Value("x".repeat(MAX_SECRET_BYTES + 1));
+        let err = validate(&secrets(&[("X", long)]), &operator).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+        let many: BTreeMap<String, SecretSource> = (0..=MAX_SECRETS)
+            .map(|i| (format!("S{i}"), SecretSource::Value("long-enough".into())))
+            .collect();
+        let err = validate(&many, &operator).unwrap_err();
+        assert!(err.contains("at most"), "{err}");
     }
 }

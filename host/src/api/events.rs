@@ -7,7 +7,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use crate::events::{JobEvent, Position, rank};
+use crate::events::{ENDED, JobEvent, Position, rank};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -60,7 +60,7 @@ pub async fn stream(
             record.error_code().map(String::from),
         )
     });
-    let ended = rank(&state) == 3;
+    let ended = rank(&state) == ENDED;
     // Each stream's backlog, and where the follower is once it has it.
     let (stdout, stderr, truncated, out_end, err_end) = if backlog.state.is_none() && ended {
         let logs = app.node.logs(&job_id).map_err(ApiError::store)?;
@@ -104,7 +104,7 @@ pub async fn stream(
         }
         if ended {
             if rank(&state) > from.state {
-                at.state = 3;
+                at.state = ENDED;
                 yield Ok(to_sse(&state_event, at));
             }
         } else {
@@ -123,7 +123,7 @@ pub async fn stream(
                             state: sequenced.at.state.max(at.state),
                         };
                         yield Ok(to_sse(&sequenced.event, at));
-                        if at.state == 3 {
+                        if at.state == ENDED {
                             break;
                         }
                     }

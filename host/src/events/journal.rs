@@ -5,6 +5,7 @@
 //! `Position` after it, which is its SSE id.
 
 use super::JobEvent;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use wasmnode_runtime::mask::Mask;
 use wasmnode_runtime::{TaskEvent, log_line};
@@ -45,12 +46,15 @@ impl Position {
     }
 }
 
+/// The rank of an ended job's state (`Position::state`).
+pub const ENDED: u8 = 3;
+
 /// The rank of state `name` in a job's life (`Position::state`).
 pub fn rank(state: &str) -> u8 {
     match state {
         "queued" => 1,
         "running" => 2,
-        _ => 3,
+        _ => ENDED,
     }
 }
 
@@ -64,10 +68,11 @@ pub struct Sequenced {
 }
 
 /// One output stream: the bytes sent so far (the tail of them, at most
-/// `MAX_BACKLOG`), and the partial line held back.
+/// `MAX_BACKLOG`: a ring, so dropping the oldest costs only what is dropped),
+/// and the partial line held back.
 #[derive(Debug, Default)]
 struct Stream {
-    sent: Vec<u8>,
+    sent: VecDeque<u8>,
     /// Offset of `sent[0]` in the stream.
     base: u64,
     pending: Vec<u8>,
@@ -98,7 +103,7 @@ impl Stream {
             Some(mask) => mask.bytes(&ready),
             None => ready,
         };
-        self.sent.extend_from_slice(&ready);
+        self.sent.extend(&ready);
         if self.sent.len() > MAX_BACKLOG {
             let drop = self.sent.len() - MAX_BACKLOG;
             self.sent.drain(..drop);
@@ -110,9 +115,12 @@ impl Stream {
     /// What was sent from offset `from` on (from the oldest kept byte when
     /// `from` is older), and whether some of it is no longer kept.
     fn since(&self, from: u64) -> (String, bool) {
-        let start = from.clamp(self.base, self.end()) - self.base;
-        let text = String::from_utf8_lossy(&self.sent[start as usize..]).into_owned();
-        (text, from < self.base)
+        let start = (from.clamp(self.base, self.end()) - self.base) as usize;
+        let bytes: Vec<u8> = self.sent.range(start..).copied().collect();
+        (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            from < self.base,
+        )
     }
 }
 
@@ -154,7 +162,7 @@ impl Journal {
 
     /// Whether the job has ended (its final state was announced).
     pub fn ended(&self) -> bool {
-        self.state.as_ref().is_some_and(|(s, _)| rank(s) == 3)
+        self.state.as_ref().is_some_and(|(s, _)| rank(s) == ENDED)
     }
 
     /// Takes an event of the task; returns the events to send.
@@ -167,9 +175,9 @@ impl Journal {
                 level,
                 message,
             } => {
-                let message = self.masked(&message);
-                // What stderr held back goes first; the record is an event
-                // of its own, and a line of the stderr backlog.
+                // What stderr held back goes first; the record (masked at
+                // its source, the tool host) is an event of its own, and a
+                // line of the stderr backlog.
                 let mut sent = self.output(false, &[], true);
                 self.err
                     .take(log_line(&tool, level, &message).as_bytes(), true, None);
@@ -193,7 +201,7 @@ impl Journal {
     /// Takes a new state; held-back output goes first when it is final.
     pub fn state(&mut self, state: String, error: Option<String>) -> Vec<Sequenced> {
         let mut sent = Vec::new();
-        if rank(&state) == 3 {
+        if rank(&state) == ENDED {
             sent.extend(self.output(true, &[], true));
             sent.extend(self.output(false, &[], true));
         }

@@ -11,7 +11,7 @@
 
 mod journal;
 
-pub use journal::{Backlog, Position, Sequenced, rank};
+pub use journal::{Backlog, ENDED, Position, Sequenced, rank};
 
 use journal::Journal;
 use serde::Serialize;

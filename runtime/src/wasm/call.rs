@@ -44,7 +44,7 @@ pub enum Entry<'a> {
     /// The input document (task and tool worlds; ignored by programs).
     Input(&'a str),
     /// A plain function and its arguments.
-    Function(&'a Function, Vec<Val>),
+    Function(&'a Function, &'a [Val]),
 }
 
 /// Arms the store so that every epoch tick checks for cancellation and the
@@ -74,7 +74,7 @@ pub async fn call(
             let Pre::Functions(functions) = &prepared.pre else {
                 wasmtime::bail!("not a plain-function component");
             };
-            let returned = function.call(&functions.pre, store, &args).await?;
+            let returned = function.call(&functions.pre, store, args).await?;
             return Ok(GuestReturn::Function(returned));
         }
     };

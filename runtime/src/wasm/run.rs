@@ -98,7 +98,7 @@ impl Executor for WasmExecutor {
         let mut store = self.store(state, &ctx)?;
         let input = task.payload.to_string();
         let entry = match &function {
-            Some((function, args)) => Entry::Function(function, args.clone()),
+            Some((function, args)) => Entry::Function(function, args),
             None => Entry::Input(&input),
         };
 
