@@ -317,6 +317,44 @@ fn plain_wasi_commands_pass_their_output_through() {
 }
 
 #[test]
+fn run_out_keeps_what_the_program_wrote_to_its_workspace() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = test_guest("hostile");
+    let out_dir = dir.path().join("out");
+    let run = |out: &std::path::Path| {
+        wasmnode(
+            dir.path(),
+            &[
+                "run",
+                "--component",
+                hostile.to_str().unwrap(),
+                "--input",
+                "action=write",
+                "--input",
+                "path=/workspace/report.txt",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    let out = run(&out_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("report.txt")).unwrap(),
+        "written"
+    );
+    // A directory holding anything already is not taken over.
+    let out = run(&out_dir);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must be missing or empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+}
+
+#[test]
 fn a_program_streams_its_output_live_reads_our_stdin_and_its_exit_code_is_the_commands() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();

@@ -287,3 +287,43 @@ async fn a_container_filling_its_workspace_fails_as_output_exceeded() {
     }
     assert_eq!(labelled("e2e-quota"), 0, "the containers are gone");
 }
+
+#[tokio::test]
+async fn a_containers_workspace_becomes_its_files_and_its_links_lead_nowhere() {
+    let node = NodeProcess::start(&config("e2e-files", "")).await;
+    let client = reqwest::Client::new();
+    let script = "mkdir -p /workspace/out && echo report > /workspace/out/r.txt \
+        && ln -s /etc/passwd /workspace/passwd && ln -s / /workspace/root \
+        && mkfifo /workspace/pipe && echo done";
+    let job = image_job("files", &["sh", "-c", script], Value::Null, 60.0);
+    node.post_json("/jobs", &job).await;
+    let done = wait_terminal(&client, &node, "files", WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+    let listed = node.get_json("/jobs/files/files").await;
+    assert_eq!(
+        listed["files"],
+        json!([{"path": "out/r.txt", "size": 7}]),
+        "{listed}"
+    );
+    for path in ["passwd", "root/etc/passwd", "pipe"] {
+        let response = client
+            .get(node.at(&format!("/jobs/files/files/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let archive = client
+        .get(node.at("/jobs/files/files?archive=tar"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    for entry in tar::Archive::new(archive.as_ref()).entries().unwrap() {
+        names.push(entry.unwrap().path().unwrap().display().to_string());
+    }
+    assert_eq!(names, ["out/r.txt"]);
+}

@@ -118,11 +118,12 @@ pub struct JobRuntime {
     pub limits: LimitRequest,
 }
 
-/// One mount: `source` is a host path, `artifacts` or `workspace`.
+/// One mount: `source` is a host path, `artifacts`, `workspace` or an uploaded
+/// archive (`blob:HASH`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobMount {
-    /// Host directory, or `artifacts` / `workspace`.
+    /// Host directory, `artifacts`, `workspace` or `blob:HASH`.
     pub source: String,
     /// Absolute path inside the sandbox.
     pub target: String,
@@ -286,6 +287,9 @@ impl JobRequest {
                 source: match m.source.as_str() {
                     "artifacts" => MountSource::Artifacts,
                     "workspace" => MountSource::Workspace,
+                    blob if blob.starts_with(wasmnode_runtime::blobs::SCHEME) => {
+                        MountSource::Blob(blob.to_string())
+                    }
                     path => MountSource::Host(PathBuf::from(path)),
                 },
                 guest_path: m.target.clone(),
@@ -372,7 +376,8 @@ mod tests {
         let job = parse(json!({"protocol_version":1,"job_id":"j",
             "task":{"type":"x","payload":{}},
             "runtime":{"mode":"wasm","component":"builtin:grep","mounts":[
-                {"source":"/srv/data","target":"/data"},{"source":"workspace","target":"/w","mode":"rw"}]}}))
+                {"source":"/srv/data","target":"/data"},{"source":"workspace","target":"/w","mode":"rw"},
+                {"source":"blob:abc","target":"/src"}]}}))
         .unwrap();
         let task = job.to_task();
         assert!(
@@ -381,6 +386,7 @@ mod tests {
         assert_eq!(task.mounts[0].source, MountSource::Host("/srv/data".into()));
         assert!(!task.mounts[0].writable);
         assert_eq!(task.mounts[1].source, MountSource::Workspace);
+        assert_eq!(task.mounts[2].source, MountSource::Blob("blob:abc".into()));
         let splai = parse(json!({"protocol_version":1,"job_id":"j","task":{"type":"retrieval","payload":{"query":"q"}},"runtime":{"mode":"wasm"}})).unwrap();
         assert!(matches!(splai.to_task().runtime, Runtime::Auto { .. }));
     }

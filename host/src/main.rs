@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod events;
 mod facts;
+mod files;
 mod job;
 mod mcp;
 mod metrics;

@@ -3,6 +3,7 @@
 //! the `Router` that picks a backend, and the backends themselves.
 
 pub mod artifacts;
+pub mod blobs;
 pub mod builtins;
 pub mod capture;
 pub mod disk;

@@ -20,6 +20,8 @@ pub struct Policy {
     pub component_roots: Option<Vec<PathBuf>>,
     /// Image that runs SPLAI `command`/`script` tool tasks, if any.
     pub sandbox_image: Option<String>,
+    /// Whether a job may run a component it uploaded (`blob:HASH`).
+    pub allow_uploaded_components: bool,
 }
 
 impl Default for Policy {
@@ -30,6 +32,7 @@ impl Default for Policy {
             mount_roots: Some(Vec::new()),
             component_roots: Some(Vec::new()),
             sandbox_image: None,
+            allow_uploaded_components: false,
         }
     }
 }

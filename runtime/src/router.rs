@@ -9,6 +9,7 @@
 //! `model_download` go to the model backend.
 
 use crate::artifacts::ArtifactStore;
+use crate::blobs::{BlobError, BlobId, BlobStore};
 use crate::executor::{EventSink, Executor, Support, TaskContext};
 use crate::failure::TaskFailure;
 use crate::limits::Limits;
@@ -23,7 +24,7 @@ use crate::tools::{ToolBackend, ToolRegistry};
 use crate::wasm::WasmExecutor;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +102,23 @@ impl Plan {
     }
 }
 
+/// A task's scratch directory.
+enum Workspace {
+    /// Removed when dropped.
+    Temporary(tempfile::TempDir),
+    /// Left for the caller.
+    Kept(PathBuf),
+}
+
+impl Workspace {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Temporary(dir) => dir.path(),
+            Self::Kept(path) => path,
+        }
+    }
+}
+
 /// What the caller supplies per run.
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -110,6 +128,10 @@ pub struct RunOptions {
     pub events: Option<EventSink>,
     /// The job's secrets, masked in what the node logs of the task.
     pub mask: Option<Arc<Mask>>,
+    /// Keep the task's workspace at this path, which must not exist yet,
+    /// instead of in a temporary directory removed afterwards (the caller
+    /// owns it from then on: a finished job's files).
+    pub keep_workspace: Option<PathBuf>,
 }
 
 /// Routes and runs tasks.
@@ -119,6 +141,7 @@ pub struct Router {
     tools: std::sync::RwLock<Arc<ToolRegistry>>,
     artifacts: ArtifactStore,
     scratch_root: PathBuf,
+    blobs: Option<BlobStore>,
 }
 
 impl Router {
@@ -137,7 +160,24 @@ impl Router {
             tools: std::sync::RwLock::new(Arc::new(tools)),
             artifacts,
             scratch_root,
+            blobs: None,
         }
+    }
+
+    /// Lets jobs use the blobs uploaded to `blobs` (`blob:HASH` mounts and
+    /// components).
+    pub fn with_blobs(mut self, blobs: BlobStore) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// The uploaded blobs, where this node keeps them.
+    pub fn blobs(&self) -> Option<&BlobStore> {
+        self.blobs.as_ref()
+    }
+
+    fn blob_store(&self) -> Result<&BlobStore, BlobError> {
+        self.blobs.as_ref().ok_or(BlobError::NoStore)
     }
 
     /// The executors.
@@ -183,6 +223,15 @@ impl Router {
                         "the artifact root holds every task's outputs and is mounted read-only only",
                     ));
                 }
+                MountSource::Blob(_) if mount.writable => {
+                    return Err(TaskFailure::policy_denied(
+                        "an uploaded archive is shared by every job that names it and is mounted read-only only",
+                    ));
+                }
+                MountSource::Blob(reference) => {
+                    let id = BlobId::parse(reference)?;
+                    mount.source = MountSource::Prepared(self.blob_store()?.mount_dir(&id)?);
+                }
                 _ => {}
             }
         }
@@ -192,11 +241,21 @@ impl Router {
             .ok_or_else(|| TaskFailure::internal("the router left a task without a runtime"))?;
         self.policy.check_mode(mode)?;
         match &mut task.runtime {
-            Runtime::Wasm(wasm) => {
-                if let ComponentSource::File(path) = &wasm.component {
+            Runtime::Wasm(wasm) => match &wasm.component {
+                ComponentSource::File(path) => {
                     wasm.component = ComponentSource::File(self.policy.check_component(path)?);
                 }
-            }
+                ComponentSource::Blob(reference) => {
+                    if !self.policy.allow_uploaded_components {
+                        return Err(TaskFailure::policy_denied(
+                            "this node does not run uploaded components (policy.allow_uploaded_components)",
+                        ));
+                    }
+                    let id = BlobId::parse(reference)?;
+                    wasm.component = ComponentSource::File(self.blob_store()?.component(&id)?);
+                }
+                _ => {}
+            },
             Runtime::Image(image) if image.image.trim().is_empty() => {
                 return Err(TaskFailure::invalid_input(
                     "runtime.image is required for image tasks",
@@ -244,16 +303,7 @@ impl Router {
     ) -> Result<TaskOutcome, TaskFailure> {
         let plan = self.plan(task)?;
         let workspace = if plan.needs_workspace() {
-            std::fs::create_dir_all(&self.scratch_root)
-                .and_then(|()| {
-                    tempfile::Builder::new()
-                        .prefix("task-")
-                        .tempdir_in(&self.scratch_root)
-                })
-                .map(Some)
-                .map_err(|e| {
-                    TaskFailure::internal(format!("cannot create a task workspace: {e}"))
-                })?
+            Some(self.workspace(options.keep_workspace.as_deref())?)
         } else {
             None
         };
@@ -275,6 +325,24 @@ impl Router {
             Some(dir) => crate::workspace::within_quota(dir.path(), quota, cancel, run).await,
             None => run.await,
         }
+    }
+
+    /// A fresh workspace: at `keep` (kept), or a temporary directory.
+    fn workspace(&self, keep: Option<&Path>) -> Result<Workspace, TaskFailure> {
+        let made = match keep {
+            Some(path) => path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::create_dir(path))
+                .map(|()| Workspace::Kept(path.to_path_buf())),
+            None => std::fs::create_dir_all(&self.scratch_root).and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix("task-")
+                    .tempdir_in(&self.scratch_root)
+                    .map(Workspace::Temporary)
+            }),
+        };
+        made.map_err(|e| TaskFailure::internal(format!("cannot create a task workspace: {e}")))
     }
 
     /// Picks the runtime of an `auto` task from its type, and gives what
@@ -679,5 +747,94 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.output["documents"][0]["id"], "x");
+    }
+
+    #[tokio::test]
+    async fn uploaded_blobs_mount_read_only_and_run_only_where_allowed() {
+        let (dir, r) = router(Policy::default());
+        let mount = |source: &str, writable| Mount {
+            source: MountSource::Blob(source.into()),
+            guest_path: "/src".into(),
+            writable,
+        };
+        let mut task = TaskSpec::new("j", "wasm", json!({}));
+        task.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::Builtin("grep".into())));
+        task.mounts = vec![mount(&format!("blob:{}", "a".repeat(64)), false)];
+        let no_store = r.plan(task.clone()).err().unwrap();
+        assert_eq!(no_store.kind, FailureKind::BackendUnavailable);
+
+        let blobs = BlobStore::open(dir.path().join("blobs"), Default::default()).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        tar.append_data(&mut header, "f", b"hi".as_slice()).unwrap();
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+            tar.into_inner().unwrap(),
+        ))]);
+        let stored = blobs.put(body).await.unwrap();
+        let r = r.with_blobs(blobs);
+        task.mounts = vec![mount(&stored.blob, false)];
+        let plan = r.plan(task.clone()).unwrap();
+        let MountSource::Prepared(tree) = &plan.task.mounts[0].source else {
+            panic!("{:?}", plan.task.mounts[0])
+        };
+        assert_eq!(std::fs::read(tree.join("f")).unwrap(), b"hi");
+        task.mounts = vec![mount(&stored.blob, true)];
+        assert_eq!(
+            r.plan(task.clone()).err().unwrap().kind,
+            FailureKind::PolicyDenied
+        );
+        task.mounts = vec![mount("blob:nonsense", false)];
+        assert_eq!(
+            r.plan(task.clone()).err().unwrap().kind,
+            FailureKind::InvalidInput
+        );
+
+        task.mounts.clear();
+        task.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::Blob(stored.blob.clone())));
+        assert_eq!(
+            r.plan(task.clone()).err().unwrap().kind,
+            FailureKind::PolicyDenied
+        );
+        let (_d, open) = router(Policy {
+            allow_uploaded_components: true,
+            ..Policy::default()
+        });
+        let open = open.with_blobs(r.blobs().unwrap().clone());
+        let plan = open.plan(task).unwrap();
+        assert!(component(&plan).ends_with(&stored.blob["blob:".len()..]));
+    }
+
+    #[tokio::test]
+    async fn a_kept_workspace_outlives_the_run() {
+        let (dir, r) = router(Policy::default());
+        let mut task = TaskSpec::new(
+            "j",
+            "tool_execution",
+            json!({"tool": "file_write",
+            "path": "/workspace/out.txt", "content": "kept"}),
+        );
+        task.mounts = vec![Mount {
+            source: MountSource::Workspace,
+            guest_path: WORKSPACE_MOUNT.into(),
+            writable: true,
+        }];
+        let keep = dir.path().join("files/j");
+        let options = RunOptions {
+            keep_workspace: Some(keep.clone()),
+            ..RunOptions::default()
+        };
+        r.run(task.clone(), options).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(keep.join("out.txt")).unwrap(),
+            "kept"
+        );
+        r.run(task, RunOptions::default()).await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("scratch"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -132,6 +132,9 @@ pub enum ComponentSource {
     File(PathBuf),
     /// Bytes already in memory.
     Bytes(Arc<[u8]>),
+    /// An uploaded blob (`blob:HASH`), which the router turns into its
+    /// file where the policy allows uploaded components.
+    Blob(String),
 }
 
 impl std::fmt::Debug for ComponentSource {
@@ -140,6 +143,7 @@ impl std::fmt::Debug for ComponentSource {
             Self::Builtin(name) => write!(f, "builtin:{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Bytes(bytes) => write!(f, "<{} bytes>", bytes.len()),
+            Self::Blob(reference) => write!(f, "{reference}"),
         }
     }
 }
@@ -155,15 +159,18 @@ impl ComponentSource {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "component".into()),
-            Self::Bytes(_) => "component".into(),
+            Self::Bytes(_) | Self::Blob(_) => "component".into(),
         }
     }
 
-    /// Parses `builtin:NAME` or a file path.
+    /// Parses `builtin:NAME`, `blob:HASH` or a file path.
     pub fn parse(reference: &str) -> Self {
-        match reference.strip_prefix("builtin:") {
-            Some(name) => Self::Builtin(name.to_string()),
-            None => Self::File(PathBuf::from(reference)),
+        if let Some(name) = reference.strip_prefix("builtin:") {
+            Self::Builtin(name.to_string())
+        } else if reference.starts_with(crate::blobs::SCHEME) {
+            Self::Blob(reference.to_string())
+        } else {
+            Self::File(PathBuf::from(reference))
         }
     }
 }
@@ -236,6 +243,9 @@ pub enum MountSource {
     Artifacts,
     /// The task's scratch workspace.
     Workspace,
+    /// An uploaded archive (`blob:HASH`), which the router turns into its
+    /// unpacked tree, read-only.
+    Blob(String),
 }
 
 /// A directory visible to the task.

@@ -17,13 +17,38 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry and waits until it answers `/v2/`.
     pub async fn start() -> Self {
+        Self::launch(None).await
+    }
+
+    /// Starts a registry that requires the login `user`/`password` (HTTP
+    /// basic auth from an htpasswd file; clients on 127.0.0.1 may use it
+    /// without TLS).
+    pub async fn start_with_login(user: &str, password: &str) -> Self {
+        Self::launch(Some((user, password))).await
+    }
+
+    async fn launch(login: Option<(&str, &str)>) -> Self {
         let storage = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", crate::free_port());
         let config = storage.path().join("config.yml");
+        let auth = match login {
+            Some((user, password)) => {
+                let hash = bcrypt::hash_with_result(password, 5)
+                    .unwrap()
+                    .format_for_version(bcrypt::Version::TwoY);
+                let file = storage.path().join("htpasswd");
+                std::fs::write(&file, format!("{user}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    file.display()
+                )
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
                 storage.path().join("data").display()
             ),
         )
@@ -46,7 +71,7 @@ impl Registry {
         let url = format!("http://{}/v2/", registry.addr);
         loop {
             if let Ok(r) = reqwest::get(&url).await
-                && r.status().is_success()
+                && (r.status().is_success() || r.status() == reqwest::StatusCode::UNAUTHORIZED)
             {
                 return registry;
             }

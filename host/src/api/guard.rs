@@ -1,6 +1,8 @@
 //! What keeps web pages the operator happens to open from using the API:
-//! a request with a body must say `Content-Type: application/json` (a page
-//! can send `text/plain` and form bodies anywhere without asking), and an
+//! a POST or PATCH body must say `Content-Type: application/json` (a page
+//! can send `text/plain` and form bodies anywhere without asking; a PUT,
+//! such as an upload to `/blobs`, it cannot send cross-origin without a
+//! CORS preflight, which the node answers only for `api.cors_origins`), and an
 //! API without a key that listens on loopback answers only requests whose
 //! `Host` names it (a DNS-rebinding page would name its own host).
 
@@ -54,10 +56,7 @@ pub async fn browsers(
             ));
         }
     }
-    if matches!(
-        *request.method(),
-        Method::POST | Method::PUT | Method::PATCH
-    ) {
+    if matches!(*request.method(), Method::POST | Method::PATCH) {
         let json = request
             .headers()
             .get(header::CONTENT_TYPE)

@@ -1,10 +1,13 @@
 //! The local HTTP API: Job Protocol v1 (`/info`, `/health`, `/jobs`...) plus
-//! listing, results, Server-Sent Events and Prometheus metrics; the key,
+//! listing, results, Server-Sent Events, job files, uploaded blobs and
+//! Prometheus metrics; the key,
 //! Host/Origin checks and limits that every route shares; and the
 //! `FrontDoor` hook through which other protocols (Vera) add their routes.
 
+mod blobs;
 mod error;
 mod events;
+mod files;
 mod guard;
 mod jobs;
 mod node;
@@ -21,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, put};
 use serde_json::{Map, Value};
 use settings::ApiSection;
 use std::sync::Arc;
@@ -62,7 +65,11 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
         .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/result", get(jobs::result))
-        .route("/jobs/{id}/events", get(events::stream));
+        .route("/jobs/{id}/events", get(events::stream))
+        .route("/jobs/{id}/files", get(files::list))
+        .route("/jobs/{id}/files/{*path}", get(files::get))
+        .route("/blobs", put(blobs::put))
+        .route("/blobs/{hash}", get(blobs::get));
     for door in &doors {
         protected = protected.merge(door.routes());
     }

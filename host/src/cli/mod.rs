@@ -199,6 +199,10 @@ pub struct RunArgs {
     /// Print the whole outcome (output, stdout, stderr, exit code, metrics).
     #[arg(long)]
     pub full: bool,
+    /// Keep the task's workspace in DIR (missing or empty): what it wrote to
+    /// /workspace. A --component run gets a writable /workspace for it.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     #[command(flatten)]
     pub node: NodeArgs,
 }

@@ -6,15 +6,18 @@ use crate::job::JobRequest;
 use crate::node::Access;
 use anyhow::Context;
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use wasmnode_runtime::router::WORKSPACE_MOUNT;
 use wasmnode_runtime::{
-    ComponentSource, FailureKind, LimitRequest, RunOptions, Runtime, TaskSpec, WasmRuntime,
+    ComponentSource, FailureKind, LimitRequest, Mount, MountSource, RunOptions, Runtime, TaskSpec,
+    WasmRuntime,
 };
 
 /// Runs the task described by `args`.
 pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Result<Printed> {
     let config = load_config(config_file, &args.node.flags())?;
     let task = task_from_args(&args)?;
+    let keep_workspace = args.out.as_deref().map(out_dir).transpose()?;
     let docker = crate::node::docker(&config, Access::Local).await?;
     let llm = std::sync::Arc::new(wasmnode_runtime::llm::LlmExecutor::new(
         config.llm_settings(),
@@ -42,9 +45,15 @@ pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Resul
                 cancel,
                 events: Some(streamed.sink()),
                 mask: None,
+                keep_workspace,
             },
         )
         .await;
+    // A task that needed no workspace leaves `--out` as it found it: empty.
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--out {}: cannot create it", dir.display()))?;
+    }
     // A program's exit code is the command's.
     let code = match &result {
         Err(failure) if program && failure.kind == FailureKind::NonZeroExit => failure
@@ -59,6 +68,25 @@ pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Resul
     Ok(Printed {
         status: code.unwrap_or(printed.status),
     })
+}
+
+/// Readies `--out DIR` to become the workspace: a missing directory, or an
+/// empty one (removed, for the router to make); anything else is refused
+/// so nothing of the user's is mixed in or lost.
+fn out_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(super::usage(format!("--out {}: {e}", dir.display()))),
+        Ok(true) => std::fs::remove_dir(dir)
+            .with_context(|| format!("--out {}: cannot take it over", dir.display()))?,
+        Ok(false) => {
+            return Err(super::usage(format!(
+                "--out {} must be missing or empty",
+                dir.display()
+            )));
+        }
+    }
+    Ok(std::path::absolute(dir)?)
 }
 
 fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
@@ -101,6 +129,14 @@ fn task_from_args(args: &RunArgs) -> anyhow::Result<TaskSpec> {
             inherit_stdin: task.payload.as_object().is_some_and(Map::is_empty),
             ..WasmRuntime::new(ComponentSource::parse(component))
         });
+        let has_workspace = task.mounts.iter().any(|m| m.guest_path == WORKSPACE_MOUNT);
+        if args.out.is_some() && !has_workspace {
+            task.mounts.push(Mount {
+                source: MountSource::Workspace,
+                guest_path: WORKSPACE_MOUNT.into(),
+                writable: true,
+            });
+        }
     } else if !args.args.is_empty() || !args.env.is_empty() {
         return Err(super::usage(
             "--arg and --env apply to --component runs only",

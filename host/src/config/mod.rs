@@ -3,9 +3,11 @@
 //! see `env`) > TOML file > built-in defaults. `wasmnode config` prints the
 //! result with secrets masked. Each section belongs to the code that uses
 //! it (`api::settings`, `scheduler::settings`, `agent::settings`,
-//! `vera::settings`); the sandbox's and the model servers' sections are in
-//! `runtime` and `llm`, with the runtime settings made from them.
+//! `vera::settings`); the sandbox's, the uploads' and the model servers'
+//! sections are in `runtime`, `blobs` and `llm`, with the runtime settings
+//! made from them.
 
+mod blobs;
 pub mod env;
 pub mod error;
 mod llm;
@@ -14,6 +16,7 @@ mod runtime;
 pub use crate::agent::settings::{ControlPlaneSection, GoliatSection};
 pub use crate::api::settings::ApiSection;
 pub use crate::scheduler::settings::SchedulerSection;
+pub use blobs::BlobsSection;
 pub use error::ConfigError;
 pub use llm::LlmSection;
 pub use runtime::{DockerMode, DockerSection, LimitsSection, PolicySection, WasmSection};
@@ -60,6 +63,8 @@ pub struct Config {
     pub mcp: crate::mcp::settings::McpSection,
     /// The operator's secrets, which jobs name (`{"operator": KEY}`).
     pub secrets: crate::secrets::SecretsSection,
+    /// Bounds on uploads (`PUT /blobs`).
+    pub blobs: BlobsSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model
@@ -177,6 +182,7 @@ impl Config {
         self.vera.validate()?;
         self.wasm.validate()?;
         self.mcp.validate().map_err(ConfigError::Invalid)?;
+        self.blobs.validate()?;
         wasmnode_runtime::tools::grants(&self.tools).map_err(ConfigError::Invalid)?;
         if self.policy.require_signed_tools && self.policy.trusted_keys.is_empty() {
             return Err(ConfigError::Invalid(
@@ -202,6 +208,9 @@ impl Config {
         }
         for value in shown.secrets.values_mut() {
             *value = MASK.into();
+        }
+        for login in shown.docker.registries.values_mut() {
+            login.password = MASK.into();
         }
         for tool in shown.tools.values_mut() {
             for value in tool.config.values_mut() {

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
-use wasmnode_runtime::docker::{DockerSettings, ImageAllowlist};
+use wasmnode_runtime::docker::{
+    DockerSettings, ImageAllowlist, PullPolicy, PullSettings, RegistryLogin,
+};
 use wasmnode_runtime::limits::{LimitPolicy, Limits};
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 use wasmnode_runtime::{Policy, RuntimeMode};
@@ -144,6 +146,9 @@ pub struct PolicySection {
     pub require_signed_tools: bool,
     /// Public keys (PEM files) whose tool signatures this node accepts.
     pub trusted_keys: Vec<PathBuf>,
+    /// Let a job run a component it uploaded (`runtime.component:
+    /// "blob:HASH"`); with `require_signed_tools` it must still be signed.
+    pub allow_uploaded_components: bool,
 }
 
 impl Default for PolicySection {
@@ -154,6 +159,7 @@ impl Default for PolicySection {
             component_roots: Vec::new(),
             require_signed_tools: false,
             trusted_keys: Vec::new(),
+            allow_uploaded_components: false,
         }
     }
 }
@@ -231,6 +237,13 @@ pub struct DockerSection {
     pub tool_images: BTreeMap<String, String>,
     /// Image that runs SPLAI `command`/`script` tool tasks (needs `/bin/sh`).
     pub sandbox_image: Option<String>,
+    /// When images jobs name are pulled: `never` (preloaded only, the
+    /// default for air-gapped nodes), `if-missing` or `always`.
+    pub pull: PullPolicy,
+    /// A pull with no progress for this long fails the job.
+    pub pull_stall_seconds: u64,
+    /// Logins for pulls, by registry host (`[docker.registries."host:port"]`).
+    pub registries: BTreeMap<String, RegistryLogin>,
 }
 
 impl Default for DockerSection {
@@ -245,6 +258,9 @@ impl Default for DockerSection {
             tmpfs_mb: d.tmpfs_mb,
             tool_images: BTreeMap::new(),
             sandbox_image: None,
+            pull: d.pull.policy,
+            pull_stall_seconds: d.pull.stall.as_secs(),
+            registries: BTreeMap::new(),
         }
     }
 }
@@ -279,6 +295,7 @@ impl Config {
             mount_roots: Some(self.policy.mount_roots.clone()),
             component_roots: Some(component_roots),
             sandbox_image: self.docker.sandbox_image.clone(),
+            allow_uploaded_components: self.policy.allow_uploaded_components,
         }
     }
 
@@ -299,6 +316,11 @@ impl Config {
             tmpfs_mb: self.docker.tmpfs_mb,
             node_id: self.node.worker_id.clone(),
             helper_dir: self.node.data_dir.join("bin"),
+            pull: PullSettings {
+                policy: self.docker.pull,
+                logins: self.docker.registries.clone(),
+                stall: Duration::from_secs(self.docker.pull_stall_seconds.max(1)),
+            },
         }
     }
 }

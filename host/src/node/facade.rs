@@ -232,6 +232,16 @@ impl Node {
         self.router.artifacts()
     }
 
+    /// The uploaded blobs.
+    pub fn blobs(&self) -> Option<&wasmnode_runtime::blobs::BlobStore> {
+        self.router.blobs()
+    }
+
+    /// Finished jobs' files.
+    pub fn files(&self) -> crate::files::JobFiles {
+        crate::files::JobFiles::under(&self.config.node.data_dir)
+    }
+
     /// The WASI sandbox.
     pub fn wasm(&self) -> &wasmnode_runtime::WasmExecutor {
         &self.router.executors().wasm

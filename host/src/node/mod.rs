@@ -16,6 +16,7 @@ use crate::store::JobStore;
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Instant;
+use wasmnode_runtime::blobs::BlobStore;
 use wasmnode_runtime::docker::DockerExecutor;
 use wasmnode_runtime::llm::{LlmExecutor, Probe};
 use wasmnode_runtime::{
@@ -84,13 +85,20 @@ pub async fn router(
     if let Some(docker) = docker {
         executors = executors.register(RuntimeMode::Image, docker);
     }
-    Ok(Router::new(
+    let router = Router::new(
         executors,
         policy,
         tools,
         artifacts,
         data_dir.join("workspaces"),
-    ))
+    );
+    if access == Access::Local {
+        return Ok(router);
+    }
+    let blob_root = data_dir.join("blobs");
+    let blobs = BlobStore::open(&blob_root, config.blobs.limits())
+        .with_context(|| format!("cannot open the blob store {}", blob_root.display()))?;
+    Ok(router.with_blobs(blobs))
 }
 
 /// The tools of a node: the built-ins, the plugins in `node.plugin_dir`,
@@ -254,9 +262,18 @@ impl Node {
         (probes, cached)
     }
 
-    /// Removes finished jobs past the retention limits, now and every minute.
+    /// Removes finished jobs past the retention limits, with their files,
+    /// and uploaded blobs unused as long, now and every minute.
     pub fn spawn_retention(&self) {
         let store = self.store.clone();
+        let files = self.files();
+        let blobs = self.router.blobs().cloned();
+        let max_idle = std::time::Duration::from_secs(
+            self.config
+                .scheduler
+                .retention_max_age_hours
+                .saturating_mul(3600),
+        );
         let max_jobs = self.config.scheduler.retention_max_jobs;
         let max_age_ms = self
             .config
@@ -271,6 +288,21 @@ impl Node {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "retention removed finished jobs"),
                     Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+                let (files, store, blobs) = (files.clone(), store.clone(), blobs.clone());
+                let swept = tokio::task::spawn_blocking(move || {
+                    let jobs = files.sweep(|id| matches!(store.get(id), Ok(Some(_)) | Err(_)))?;
+                    let blobs = blobs.map_or(Ok(0), |b| b.sweep(max_idle))?;
+                    std::io::Result::Ok((jobs, blobs))
+                })
+                .await;
+                match swept {
+                    Ok(Ok((0, 0))) => {}
+                    Ok(Ok((jobs, blobs))) => {
+                        tracing::info!(jobs, blobs, "retention removed job files and idle blobs")
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "retention of files failed"),
+                    Err(e) => tracing::warn!(error = %e, "retention of files failed"),
                 }
             }
         });

@@ -4,6 +4,7 @@
 
 use super::Inner;
 use super::settle::{Settled, settle};
+use crate::files::JobFiles;
 use crate::secrets;
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, StoreError, now_ms};
 use std::sync::Arc;
@@ -107,6 +108,15 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
     let secrets = inner
         .held
         .resolve(job_id, &request.runtime.secrets, &inner.settings.secrets);
+    // The workspace becomes the job's files; an earlier attempt's go first.
+    let files = JobFiles::under(&inner.settings.data_dir);
+    let keep_workspace = match files.clear(job_id) {
+        Ok(()) => Some(files.dir(job_id)),
+        Err(e) => {
+            tracing::warn!(%job_id, error = %e, "cannot clear an earlier attempt's files; this run's are not kept");
+            None
+        }
+    };
     let task_inner = inner.clone();
     inner.exec.spawn(async move {
         let started = Instant::now();
@@ -119,6 +129,7 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
                     cancel,
                     events: Some(task_inner.events.sink_masked(&record.job_id, mask.clone())),
                     mask: mask.clone(),
+                    keep_workspace,
                 };
                 let result = task_inner.runner.run(task, options).await;
                 match mask {

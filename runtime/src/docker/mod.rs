@@ -12,8 +12,10 @@
 
 mod backstop;
 mod images;
+mod pull;
 
 pub use images::{ImageAllowlist, normalize};
+pub use pull::{PullPolicy, PullSettings, RegistryLogin};
 
 use crate::capture::{OutputCapture, Stream};
 use crate::executor::{Executor, Support, TaskContext};
@@ -63,6 +65,8 @@ pub struct DockerSettings {
     pub node_id: String,
     /// Where the deadline backstop is installed for containers to mount.
     pub helper_dir: PathBuf,
+    /// Whether and how images jobs name are pulled.
+    pub pull: PullSettings,
 }
 
 impl Default for DockerSettings {
@@ -75,6 +79,7 @@ impl Default for DockerSettings {
             tmpfs_mb: 64,
             node_id: "wasmnode".into(),
             helper_dir: std::env::temp_dir().join("wasmnode"),
+            pull: PullSettings::default(),
         }
     }
 }
@@ -248,6 +253,7 @@ impl DockerExecutor {
                 MountSource::Host(path) | MountSource::Prepared(path) => path.clone(),
                 MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
                 MountSource::Workspace => workspace.clone(),
+                MountSource::Blob(reference) => return Err(crate::blobs::unresolved(reference)),
             };
             if mount.guest_path == WORKSPACE
                 || !mount.guest_path.starts_with('/')
@@ -379,12 +385,7 @@ impl Executor for DockerExecutor {
             ));
         };
         self.check_policy(spec)?;
-        let Some(image) = self.image(&spec.image).await? else {
-            return Err(TaskFailure::backend_unavailable(format!(
-                "image `{}` is not present on this node and nodes never pull: preload it (`docker load -i image.tar`)",
-                spec.image
-            )));
-        };
+        let image = self.ensure_image(&spec.image, &ctx).await?;
         let argv = command_of(&image, &spec.cmd).ok_or_else(|| {
             TaskFailure::invalid_input(format!(
                 "image `{}` names no command, and the job gives none (runtime.cmd)",

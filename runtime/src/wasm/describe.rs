@@ -56,7 +56,7 @@ fn described_key(source: &ComponentSource, function: Option<&str>) -> Option<Str
     let key = match source {
         ComponentSource::Builtin(name) => format!("builtin:{name}"),
         ComponentSource::File(path) => path.display().to_string(),
-        ComponentSource::Bytes(_) => return None,
+        ComponentSource::Bytes(_) | ComponentSource::Blob(_) => return None,
     };
     Some(match function {
         Some(function) => format!("{key}#{function}"),

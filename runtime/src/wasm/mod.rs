@@ -191,6 +191,7 @@ impl WasmExecutor {
             ComponentSource::Bytes(bytes) => {
                 Ok(Binary::new(bytes::Bytes::from_owner(bytes.clone())))
             }
+            ComponentSource::Blob(reference) => Err(crate::blobs::unresolved(reference)),
         }
     }
 

@@ -225,6 +225,7 @@ fn host_dir(mount: &Mount, ctx: &TaskContext) -> Result<PathBuf, TaskFailure> {
             })?,
             false,
         ),
+        MountSource::Blob(reference) => return Err(crate::blobs::unresolved(reference)),
     };
     let missing = |dir: &std::path::Path| {
         TaskFailure::invalid_input(format!(
