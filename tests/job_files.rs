@@ -222,6 +222,13 @@ async fn an_uploaded_component_runs_only_where_the_policy_allows_it() {
             "runtime": {"mode": "wasm", "component": blob, "args": ["0", "hello"]}})
     };
     let closed = NodeProcess::start("").await;
+    let info = closed.get_json("/info").await;
+    assert_eq!(
+        info["uploads"],
+        json!({"max_mb": 1024, "components": false}),
+        "{info}"
+    );
+    assert_eq!(info["image_pull"], "never", "{info}");
     let (status, stored) = upload(&closed, component.clone()).await;
     assert_eq!(status, 201, "{stored}");
     assert_eq!(stored.get("archive"), None);
@@ -241,6 +248,7 @@ async fn an_uploaded_component_runs_only_where_the_policy_allows_it() {
     );
 
     let open = NodeProcess::start("[policy]\nallow_uploaded_components = true\n").await;
+    assert_eq!(open.get_json("/info").await["uploads"]["components"], true);
     let (_, stored) = upload(&open, component).await;
     let ended = run(&open, &job(stored["blob"].as_str().unwrap())).await;
     assert_eq!(ended["state"], "finished", "{ended}");

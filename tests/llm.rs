@@ -10,7 +10,7 @@ use sha2::Digest;
 use std::time::Duration;
 use wasmnode_e2e::files::FileServer;
 use wasmnode_e2e::ollama::{FakeOllama, WORDS};
-use wasmnode_e2e::{Gate, NodeProcess, free_port, test_guest_dir, wait_terminal};
+use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir, wait_terminal};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -22,13 +22,15 @@ fn config(ollama: &FakeOllama, files: &FileServer, extra: &str) -> String {
     with_policy(&policy, ollama, files, extra)
 }
 
+/// The vLLM backend is down: port 9 (discard), where nothing listens. A
+/// port merely free when the test started could be taken by another test's
+/// server by the time the node calls it.
 fn with_policy(policy: &str, ollama: &FakeOllama, files: &FileServer, extra: &str) -> String {
     format!(
         "{policy}[llm]\nhf_endpoint = {files:?}\nhf_token = \"hf_test\"\nretrieval_base_url = {files:?}\ngpu_models = [\"big-gpu-*\"]\n\
-         [llm.backends.ollama]\nurl = {ollama:?}\n[llm.backends.vllm]\nurl = \"http://127.0.0.1:{dead}\"\n{extra}",
+         [llm.backends.ollama]\nurl = {ollama:?}\n[llm.backends.vllm]\nurl = \"http://127.0.0.1:9\"\n{extra}",
         files = files.url,
         ollama = ollama.url,
-        dead = free_port(),
     )
 }
 

@@ -85,6 +85,10 @@ pub struct JobRuntime {
     /// Component: `builtin:NAME` or a file path (wasm mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// A language whose source `task.payload.code` is (`python`): run by
+    /// the node's runtime for it, in the wasm sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
     /// For a component exporting plain functions, the one to call with the
     /// payload as its arguments (`add`, or `ns:pkg/iface#func`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +230,20 @@ impl JobRequest {
                 ));
             }
         }
+        if let Some(language) = &self.runtime.language {
+            if language != "python" {
+                return Err(JobError::new(
+                    "INVALID_RUNTIME",
+                    format!("runtime.language `{language}` is not one this node knows (python)"),
+                ));
+            }
+            if self.runtime.mode == "image" || self.runtime.component.is_some() {
+                return Err(JobError::new(
+                    "INVALID_RUNTIME",
+                    "runtime.language runs in the wasm sandbox: give no image or component",
+                ));
+            }
+        }
         if let Some(p) = &self.priority
             && !["low", "normal", "high"].contains(&p.as_str())
         {
@@ -298,10 +316,14 @@ impl JobRequest {
             .chain(prepared)
             .collect();
         let limits = rt.limits.clone();
+        let task_type = match rt.language.as_deref() {
+            Some(language) => language.to_string(),
+            None => self.task.task_type,
+        };
         TaskSpec {
             task_id: self.job_id.clone(),
             job_id: self.job_id,
-            task_type: self.task.task_type,
+            task_type,
             payload: self.task.payload,
             runtime,
             mounts,

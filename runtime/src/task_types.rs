@@ -15,6 +15,9 @@ pub enum Route {
     Tool,
     /// The model executor (LLM, embedding and model servers, model cache).
     Model,
+    /// Python source (`payload.code`) run by the node's Python runtime in
+    /// the wasm sandbox.
+    Python,
 }
 
 /// A task type the node knows.
@@ -58,6 +61,11 @@ pub const TASK_TYPES: &[TaskType] = &[
     TaskType {
         name: "model_download",
         route: Route::Model,
+        vera_operation: false,
+    },
+    TaskType {
+        name: "python",
+        route: Route::Python,
         vera_operation: false,
     },
 ];

@@ -56,10 +56,23 @@ pub fn usage(dir: &Path) -> Usage {
     usage
 }
 
-/// Measures `dir` off the async threads.
-async fn measure(dir: &Path) -> Option<Usage> {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || usage(&dir)).await.ok()
+/// Measures `dirs` together, off the async threads.
+async fn measure(dirs: &[PathBuf]) -> Option<Usage> {
+    let dirs = dirs.to_vec();
+    tokio::task::spawn_blocking(move || {
+        dirs.iter().map(|d| usage(d)).fold(
+            Usage {
+                bytes: 0,
+                entries: 0,
+            },
+            |a, b| Usage {
+                bytes: a.bytes + b.bytes,
+                entries: a.entries + b.entries,
+            },
+        )
+    })
+    .await
+    .ok()
 }
 
 fn over(usage: Usage, quota: u64) -> bool {
@@ -67,11 +80,11 @@ fn over(usage: Usage, quota: u64) -> bool {
 }
 
 /// Runs `task` (started with `cancel`, the task's own token) while
-/// watching `dir`; past the quota, while it runs or when it ends, it fails
+/// watching `dirs` (its workspace and scratch, counted together); past the quota, while it runs or when it ends, it fails
 /// with `OUTPUT_EXCEEDED` (a running task is cancelled first), keeping
 /// whatever output it had captured.
 pub async fn within_quota(
-    dir: &Path,
+    dirs: &[PathBuf],
     quota: u64,
     cancel: CancellationToken,
     task: impl Future<Output = Result<TaskOutcome, TaskFailure>>,
@@ -79,7 +92,7 @@ pub async fn within_quota(
     let watch = async {
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
-            if let Some(now) = measure(dir).await.filter(|now| over(*now, quota)) {
+            if let Some(now) = measure(dirs).await.filter(|now| over(*now, quota)) {
                 return now;
             }
         }
@@ -87,7 +100,7 @@ pub async fn within_quota(
     tokio::pin!(task);
     let (result, exceeded) = tokio::select! {
         result = &mut task => {
-            match measure(dir).await.filter(|now| over(*now, quota)) {
+            match measure(dirs).await.filter(|now| over(*now, quota)) {
                 Some(exceeded) => (result, exceeded),
                 None => return result,
             }
@@ -149,7 +162,7 @@ mod tests {
                 n += 1;
             }
         };
-        let err = within_quota(dir.path(), 1 << 20, cancel.clone(), writer)
+        let err = within_quota(&[dir.path().to_path_buf()], 1 << 20, cancel.clone(), writer)
             .await
             .unwrap_err();
         assert_eq!(err.kind, FailureKind::OutputExceeded, "{err}");
@@ -172,14 +185,22 @@ mod tests {
                 executor: "test",
             })
         };
-        let err = within_quota(dir.path(), 1 << 20, CancellationToken::new(), quick)
-            .await
-            .unwrap_err();
+        let err = within_quota(
+            &[dir.path().to_path_buf()],
+            1 << 20,
+            CancellationToken::new(),
+            quick,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, FailureKind::OutputExceeded, "{err}");
         assert_eq!(err.captured.unwrap().stdout, "done");
-        let fine = within_quota(dir.path(), 4 << 20, CancellationToken::new(), async {
-            Err(TaskFailure::cancelled())
-        })
+        let fine = within_quota(
+            &[dir.path().to_path_buf()],
+            4 << 20,
+            CancellationToken::new(),
+            async { Err(TaskFailure::cancelled()) },
+        )
         .await
         .unwrap_err();
         assert_eq!(

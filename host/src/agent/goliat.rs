@@ -195,6 +195,7 @@ impl GoliatClient {
             image: job.image.clone(),
             cmd: job.cmd.clone(),
             component: job.component.clone(),
+            language: None,
             function: None,
             args: job.args.clone(),
             env,

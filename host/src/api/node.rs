@@ -42,6 +42,12 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
             "allocator": wasm.allocator().as_str(),
             "fuel_metering": wasm.fuel_metering(),
         },
+        "uploads": {
+            "max_mb": node.config.blobs.max_mb,
+            "components": node.policy().allow_uploaded_components,
+        },
+        "image_pull": node.config.docker.pull,
+        "languages": node.languages(),
     }))
 }
 

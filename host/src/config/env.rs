@@ -39,6 +39,7 @@ use Kind::*;
 const VARS: &[Var] = &[
     var(&["WASMNODE_WORKER_ID", "SPLAI_WORKER_ID", "WORKER_ID"], &["node", "worker_id"], Text),
     var(&["WASMNODE_DATA_DIR"], &["node", "data_dir"], Text),
+    var(&["WASMNODE_PYTHON_DIR"], &["languages", "python", "dir"], Text),
     var(&["WASMNODE_ARTIFACT_ROOT", "SPLAI_ARTIFACT_ROOT"], &["node", "artifact_root"], Text),
     var(&["WASMNODE_PLUGIN_DIR"], &["node", "plugin_dir"], Text),
     var(&["WASMNODE_LABELS"], &["node", "labels"], List),

@@ -10,6 +10,7 @@
 mod blobs;
 pub mod env;
 pub mod error;
+mod languages;
 mod llm;
 mod runtime;
 
@@ -18,6 +19,7 @@ pub use crate::api::settings::ApiSection;
 pub use crate::scheduler::settings::SchedulerSection;
 pub use blobs::BlobsSection;
 pub use error::ConfigError;
+pub use languages::LanguagesSection;
 pub use llm::LlmSection;
 pub use runtime::{DockerMode, DockerSection, LimitsSection, PolicySection, WasmSection};
 
@@ -65,6 +67,8 @@ pub struct Config {
     pub secrets: crate::secrets::SecretsSection,
     /// Bounds on uploads (`PUT /blobs`).
     pub blobs: BlobsSection,
+    /// Interpreters for programs given as source.
+    pub languages: LanguagesSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model

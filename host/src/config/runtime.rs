@@ -178,6 +178,9 @@ pub struct WasmSection {
     pub pool_instances: u32,
     /// Cache compiled code on disk under `<data_dir>/code-cache`.
     pub code_cache: bool,
+    /// Keep that cache elsewhere (nodes sharing it share its key, so each
+    /// loads what the others compiled).
+    pub code_cache_dir: Option<PathBuf>,
 }
 
 impl Default for WasmSection {
@@ -189,6 +192,7 @@ impl Default for WasmSection {
             epoch_tick_ms: e.epoch_tick.as_millis() as u64,
             pool_instances: e.pool_instances,
             code_cache: true,
+            code_cache_dir: None,
         }
     }
 }
@@ -277,10 +281,12 @@ impl Config {
                 epoch_tick: Duration::from_millis(self.wasm.epoch_tick_ms),
                 ..EngineSettings::default()
             },
-            cache_dir: self
-                .wasm
-                .code_cache
-                .then(|| self.node.data_dir.join("code-cache")),
+            cache_dir: self.wasm.code_cache.then(|| {
+                self.wasm
+                    .code_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| self.node.data_dir.join("code-cache"))
+            }),
             trust: None,
         }
     }

@@ -232,6 +232,14 @@ impl Node {
         self.router.artifacts()
     }
 
+    /// The languages this node runs from source, with their versions.
+    pub fn languages(&self) -> serde_json::Value {
+        match self.router.python() {
+            Some(python) => serde_json::json!({"python": {"version": python.version()}}),
+            None => serde_json::json!({}),
+        }
+    }
+
     /// The uploaded blobs.
     pub fn blobs(&self) -> Option<&wasmnode_runtime::blobs::BlobStore> {
         self.router.blobs()

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::blobs::BlobStore;
 use wasmnode_runtime::docker::DockerExecutor;
+use wasmnode_runtime::languages::python::PythonRuntime;
 use wasmnode_runtime::llm::{LlmExecutor, Probe};
 use wasmnode_runtime::{
     ArtifactStore, Executors, Policy, Router, RuntimeMode, ToolRegistry, WasmExecutor,
@@ -85,13 +86,24 @@ pub async fn router(
     if let Some(docker) = docker {
         executors = executors.register(RuntimeMode::Image, docker);
     }
-    let router = Router::new(
+    let mut router = Router::new(
         executors,
         policy,
         tools,
         artifacts,
         data_dir.join("workspaces"),
     );
+    if let Some(python) = &config.languages.python {
+        let started = Instant::now();
+        let runtime = PythonRuntime::open(&python.dir, &data_dir.join("languages").join("python"))
+            .with_context(|| format!("[languages.python] dir = {}", python.dir.display()))?;
+        tracing::info!(
+            version = runtime.version(),
+            seconds = started.elapsed().as_secs_f64(),
+            "Python runtime checked against its SHA256SUMS"
+        );
+        router = router.with_python(Arc::new(runtime));
+    }
     if access == Access::Local {
         return Ok(router);
     }
@@ -225,8 +237,21 @@ impl Node {
     /// memory back to the system.
     pub fn spawn_warm_up(&self) {
         let wasm = self.router.executors().wasm.clone();
+        let python = self.router.python().map(|p| p.snapshot());
         tokio::spawn(async move {
             let started = std::time::Instant::now();
+            // The Python runtime first: it takes minutes to compile once,
+            // and a python job that arrives meanwhile waits for this.
+            if let Some(python) = python {
+                match wasm.ready(&python).await {
+                    Ok(origin) => tracing::info!(
+                        from = origin.as_str(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "Python runtime ready"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "the Python runtime failed to prepare"),
+                }
+            }
             for name in wasmnode_runtime::builtins::names() {
                 let source = wasmnode_runtime::ComponentSource::Builtin(name.into());
                 // Tools are described too, so submissions are checked against

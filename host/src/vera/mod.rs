@@ -119,14 +119,27 @@ impl ExecuteRequest {
                     .ok_or_else(|| invalid("sandboxed_execution needs `code`"))?;
                 let language = text(&payload, "language")
                     .ok_or_else(|| invalid("sandboxed_execution needs `language`"))?;
-                let runtime = config.languages.get(&language).ok_or_else(|| {
-                    JobError::new(
-                        "BACKEND_UNAVAILABLE",
-                        format!("no runtime for `{language}` is configured on this node (see [vera.languages.{language}])"),
-                    )
-                })?;
-                payload.remove("code");
-                (self.task_type.clone(), language_runtime(runtime, code)?)
+                let runtime = match config.languages.get(&language) {
+                    Some(runtime) => {
+                        payload.remove("code");
+                        language_runtime(runtime, code)?
+                    }
+                    // The node's own Python runtime ([languages.python]).
+                    None if language == "python" => JobRuntime {
+                        mode: "auto".into(),
+                        language: Some(language),
+                        ..JobRuntime::default()
+                    },
+                    None => {
+                        return Err(JobError::new(
+                            "BACKEND_UNAVAILABLE",
+                            format!(
+                                "no runtime for `{language}` is configured on this node (see [vera.languages.{language}])"
+                            ),
+                        ));
+                    }
+                };
+                (self.task_type.clone(), runtime)
             }
             other => {
                 return Err(JobError::new(
@@ -398,13 +411,23 @@ mod tests {
     }
 
     #[test]
-    fn sandboxed_code_needs_a_configured_language() {
+    fn sandboxed_code_runs_in_a_configured_runtime_or_the_nodes_own_python() {
         let mut config = VeraSection::default();
         let req = request(
             "sandboxed_execution",
             json!({"code": "print(1)", "language": "python"}),
         );
-        assert_eq!(req.to_job(&config).unwrap_err().code, "BACKEND_UNAVAILABLE");
+        let job = req.to_job(&config).unwrap();
+        assert_eq!(job.runtime.language.as_deref(), Some("python"));
+        assert_eq!(job.task.payload["code"], "print(1)");
+        let ruby = request(
+            "sandboxed_execution",
+            json!({"code": "puts 1", "language": "ruby"}),
+        );
+        assert_eq!(
+            ruby.to_job(&config).unwrap_err().code,
+            "BACKEND_UNAVAILABLE"
+        );
         config.languages.insert(
             "python".into(),
             LanguageRuntime {

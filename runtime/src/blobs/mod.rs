@@ -229,8 +229,19 @@ impl BlobStore {
             .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
     }
 
+    /// What storing `id` again answers: nothing new, marked used.
+    fn known(&self, id: &BlobId, size: u64) -> Result<Stored, BlobError> {
+        touch(&self.data(id))?;
+        Ok(Stored {
+            archive: self.tree_size(id),
+            blob: id.to_string(),
+            size,
+            created: false,
+        })
+    }
+
     /// Unpacks an archive beside its place, then renames both into place,
-    /// unless the same bytes are here already.
+    /// unless the same bytes are here already (or arrive meanwhile).
     fn admit(
         &self,
         tmp: tempfile::NamedTempFile,
@@ -239,13 +250,7 @@ impl BlobStore {
     ) -> Result<Stored, BlobError> {
         let data = self.data(&id);
         if data.exists() {
-            touch(&data)?;
-            return Ok(Stored {
-                archive: self.tree_size(&id),
-                blob: id.to_string(),
-                size,
-                created: false,
-            });
+            return self.known(&id, size);
         }
         let unpacked = match unpack::kind(tmp.path())? {
             Some(kind) => {
@@ -258,6 +263,9 @@ impl BlobStore {
             None => None,
         };
         let _admit = self.admit.lock().unwrap_or_else(|e| e.into_inner());
+        if data.exists() {
+            return self.known(&id, size);
+        }
         let used = dir_bytes(&self.root.join("data"))?;
         if used + size > self.limits.max_total_bytes {
             return Err(BlobError::StoreFull {

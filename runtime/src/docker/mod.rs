@@ -253,6 +253,11 @@ impl DockerExecutor {
                 MountSource::Host(path) | MountSource::Prepared(path) => path.clone(),
                 MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
                 MountSource::Workspace => workspace.clone(),
+                MountSource::Scratch => ctx.scratch.clone().ok_or_else(|| {
+                    TaskFailure::internal(
+                        "the task asked for a scratch directory but none was created",
+                    )
+                })?,
                 MountSource::Blob(reference) => return Err(crate::blobs::unresolved(reference)),
             };
             if mount.guest_path == WORKSPACE

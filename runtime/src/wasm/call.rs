@@ -105,8 +105,15 @@ pub async fn call(
         }
         Pre::Module(pre) => {
             let instance = pre.instantiate_async(&mut *store).await?;
-            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
-            exit_code(start.call_async(&mut *store, ()).await.map(|()| 0))
+            if let Ok(start) = instance.get_typed_func::<(), ()>(&mut *store, "_start") {
+                return exit_code(start.call_async(&mut *store, ()).await.map(|()| 0));
+            }
+            // A reactor: initialised, then its `run` returns the exit code.
+            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+                init.call_async(&mut *store, ()).await?;
+            }
+            let run = instance.get_typed_func::<(), i32>(&mut *store, "run")?;
+            exit_code(run.call_async(&mut *store, ()).await)
         }
         Pre::Functions(functions) => wasmtime::bail!(
             "the component exports plain functions ({}); a call must name one",

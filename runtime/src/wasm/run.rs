@@ -74,7 +74,13 @@ impl Executor for WasmExecutor {
                     prepared.world.as_str()
                 )));
             }
-            _ => (false, runtime.component.program_name()),
+            _ => (
+                false,
+                runtime
+                    .argv0
+                    .clone()
+                    .unwrap_or_else(|| runtime.component.program_name()),
+            ),
         };
         let is_program = matches!(prepared.world, World::Command | World::CoreModule);
         let stdin = match (&runtime.stdin, is_program) {
@@ -248,6 +254,18 @@ fn after_refusal(state: &sandbox::State, failure: TaskFailure) -> TaskFailure {
             | FailureKind::InvalidInput
             | FailureKind::PolicyDenied
     );
+    if guest_failed && state.limiter.exceeded() {
+        // The guest survived a refused memory growth (an interpreter
+        // raising MemoryError, say) and then failed: the limit is why.
+        return TaskFailure {
+            kind: FailureKind::MemoryExceeded,
+            message: format!(
+                "the guest was refused memory past its limit; it then failed: {}",
+                failure.message
+            ),
+            ..failure
+        };
+    }
     match state.http.denied() {
         Some(why) if guest_failed => TaskFailure {
             kind: FailureKind::PolicyDenied,

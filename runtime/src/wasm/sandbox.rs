@@ -225,6 +225,12 @@ fn host_dir(mount: &Mount, ctx: &TaskContext) -> Result<PathBuf, TaskFailure> {
             })?,
             false,
         ),
+        MountSource::Scratch => (
+            ctx.scratch.clone().ok_or_else(|| {
+                TaskFailure::internal("the task asked for a scratch directory but none was created")
+            })?,
+            false,
+        ),
         MountSource::Blob(reference) => return Err(crate::blobs::unresolved(reference)),
     };
     let missing = |dir: &std::path::Path| {
