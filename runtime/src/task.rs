@@ -132,6 +132,9 @@ pub enum ComponentSource {
     File(PathBuf),
     /// Bytes already in memory.
     Bytes(Arc<[u8]>),
+    /// Bytes already in memory whose blake3 hash is known (a large
+    /// runtime the node loaded once, not hashed again per task).
+    Hashed(Arc<[u8]>, blake3::Hash),
     /// An uploaded blob (`blob:HASH`), which the router turns into its
     /// file where the policy allows uploaded components.
     Blob(String),
@@ -143,6 +146,7 @@ impl std::fmt::Debug for ComponentSource {
             Self::Builtin(name) => write!(f, "builtin:{name}"),
             Self::File(path) => write!(f, "{}", path.display()),
             Self::Bytes(bytes) => write!(f, "<{} bytes>", bytes.len()),
+            Self::Hashed(bytes, hash) => write!(f, "<{} bytes, blake3:{hash}>", bytes.len()),
             Self::Blob(reference) => write!(f, "{reference}"),
         }
     }
@@ -159,7 +163,7 @@ impl ComponentSource {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "component".into()),
-            Self::Bytes(_) | Self::Blob(_) => "component".into(),
+            Self::Bytes(_) | Self::Hashed(..) | Self::Blob(_) => "component".into(),
         }
     }
 

@@ -62,6 +62,7 @@ pub enum LanguageError {
 #[derive(Debug)]
 pub struct PythonRuntime {
     snapshot: Arc<[u8]>,
+    hash: blake3::Hash,
     version: String,
     lib: PathBuf,
     zip_name: String,
@@ -161,6 +162,7 @@ impl PythonRuntime {
         let snapshot_path = dir.join(SNAPSHOT);
         let snapshot = std::fs::read(&snapshot_path).map_err(read_err(&snapshot_path))?;
         Ok(Self {
+            hash: blake3::hash(&snapshot),
             snapshot: snapshot.into(),
             version,
             lib,
@@ -176,13 +178,13 @@ impl PythonRuntime {
 
     /// The reactor's bytes.
     pub fn snapshot(&self) -> ComponentSource {
-        ComponentSource::Bytes(self.snapshot.clone())
+        ComponentSource::Hashed(self.snapshot.clone(), self.hash)
     }
 
     /// Whether `runtime` runs this Python.
     pub fn runs(&self, runtime: &Runtime) -> bool {
         matches!(runtime, Runtime::Wasm(w)
-            if matches!(&w.component, ComponentSource::Bytes(b) if Arc::ptr_eq(b, &self.snapshot)))
+            if matches!(&w.component, ComponentSource::Hashed(b, _) if Arc::ptr_eq(b, &self.snapshot)))
     }
 
     /// `task` made to run `code` (`python -c CODE`), keeping its mounts,

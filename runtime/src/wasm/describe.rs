@@ -56,6 +56,7 @@ fn described_key(source: &ComponentSource, function: Option<&str>) -> Option<Str
     let key = match source {
         ComponentSource::Builtin(name) => format!("builtin:{name}"),
         ComponentSource::File(path) => path.display().to_string(),
+        ComponentSource::Hashed(_, hash) => format!("blake3:{hash}"),
         ComponentSource::Bytes(_) | ComponentSource::Blob(_) => return None,
     };
     Some(match function {

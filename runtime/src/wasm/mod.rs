@@ -205,6 +205,10 @@ impl WasmExecutor {
             ComponentSource::Bytes(bytes) => {
                 Ok(Binary::new(bytes::Bytes::from_owner(bytes.clone())))
             }
+            ComponentSource::Hashed(bytes, hash) => Ok(Binary::with_hash(
+                bytes::Bytes::from_owner(bytes.clone()),
+                *hash,
+            )),
             ComponentSource::Blob(reference) => Err(crate::blobs::unresolved(reference)),
         }
     }

