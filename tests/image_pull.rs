@@ -94,13 +94,6 @@ fn job(id: &str, image: &str) -> Value {
             "limits": {"max_runtime_seconds": 120}}})
 }
 
-async fn run(node: &NodeProcess, job: &Value) -> Value {
-    let (status, body) = node.post_json("/jobs", job).await;
-    assert_eq!(status, 200, "{body}");
-    let id = job["job_id"].as_str().unwrap();
-    wait_terminal(&reqwest::Client::new(), node, id, WAIT).await
-}
-
 fn failure(ended: &Value) -> (String, String) {
     (
         ended["error"]["code"].as_str().unwrap_or_default().into(),
@@ -118,7 +111,7 @@ async fn a_node_pulls_allowlisted_images_with_the_operators_login_only_when_told
 
     // The default: a node never pulls.
     let never = NodeProcess::start(&config(&registry, "never", PASSWORD, "")).await;
-    let ended = run(&never, &job("never", &tag)).await;
+    let ended = never.run_job(&job("never", &tag), WAIT).await;
     let (code, message) = failure(&ended);
     assert_eq!(code, "BACKEND_UNAVAILABLE", "{ended}");
     assert!(message.contains("does not pull"), "{message}");
@@ -126,7 +119,7 @@ async fn a_node_pulls_allowlisted_images_with_the_operators_login_only_when_told
 
     // A wrong password: the registry's refusal is the job's error.
     let wrong = NodeProcess::start(&config(&registry, "if-missing", "wrong", "")).await;
-    let ended = run(&wrong, &job("wrong", &tag)).await;
+    let ended = wrong.run_job(&job("wrong", &tag), WAIT).await;
     let (code, message) = failure(&ended);
     assert_eq!(code, "BACKEND_UNAVAILABLE", "{ended}");
     assert!(message.contains("cannot pull image"), "{message}");
@@ -163,11 +156,11 @@ async fn a_node_pulls_allowlisted_images_with_the_operators_login_only_when_told
 
     // A digest is honoured exactly; one the registry does not have fails.
     forget(&tag);
-    let ended = run(&node, &job("pinned", &pinned)).await;
+    let ended = node.run_job(&job("pinned", &pinned), WAIT).await;
     assert_eq!(ended["state"], "finished", "{ended}");
     let (name, _) = pinned.split_once('@').unwrap();
     let missing = format!("{name}@sha256:{}", "0".repeat(64));
-    let ended = run(&node, &job("missing", &missing)).await;
+    let ended = node.run_job(&job("missing", &missing), WAIT).await;
     let (code, message) = failure(&ended);
     assert_eq!(code, "BACKEND_UNAVAILABLE", "{ended}");
     assert!(message.contains("cannot pull image"), "{message}");
@@ -202,7 +195,7 @@ async fn a_pull_that_stalls_ends_the_job_with_the_reason() {
         "[docker]\nmode = \"on\"\npull = \"always\"\npull_stall_seconds = 1\nallowed_images = [\"{addr}/ci/*\"]\n"
     );
     let node = NodeProcess::start(&config).await;
-    let ended = run(&node, &job("stuck", &image)).await;
+    let ended = node.run_job(&job("stuck", &image), WAIT).await;
     let (code, message) = failure(&ended);
     assert_eq!(code, "BACKEND_UNAVAILABLE", "{ended}");
     assert!(message.contains("no progress for 1 s"), "{message}");

@@ -46,13 +46,6 @@ fn tool_job(id: &str, payload: Value, mounts: Value) -> Value {
         "runtime": {"mode": "auto", "mounts": mounts}})
 }
 
-async fn run(node: &NodeProcess, job: &Value) -> Value {
-    let (status, body) = node.post_json("/jobs", job).await;
-    assert_eq!(status, 200, "{body}");
-    let id = job["job_id"].as_str().unwrap();
-    wait_terminal(&reqwest::Client::new(), node, id, WAIT).await
-}
-
 #[tokio::test]
 async fn an_uploaded_tree_mounts_read_only_and_a_workspace_comes_back_as_files() {
     let node = NodeProcess::start("[blobs]\nmax_mb = 1\nmax_total_mb = 4\n").await;
@@ -81,7 +74,7 @@ async fn an_uploaded_tree_mounts_read_only_and_a_workspace_comes_back_as_files()
         json!({"tool": "grep", "pattern": "TODO", "path": "/src"}),
         json!([{"source": blob, "target": "/src"}]),
     );
-    let ended = run(&node, &grep).await;
+    let ended = node.run_job(&grep, WAIT).await;
     assert_eq!(ended["state"], "finished", "{ended}");
     let found = node.get_json("/jobs/grep/result").await.to_string();
     assert!(
@@ -117,7 +110,7 @@ async fn an_uploaded_tree_mounts_read_only_and_a_workspace_comes_back_as_files()
             "content": "all good\n", "create_dirs": true}),
         json!([{"source": "workspace", "target": "/workspace", "mode": "rw"}]),
     );
-    let ended = run(&node, &write).await;
+    let ended = node.run_job(&write, WAIT).await;
     assert_eq!(ended["state"], "finished", "{ended}");
     let listed = node.get_json("/jobs/write/files").await;
     assert_eq!(
@@ -250,7 +243,9 @@ async fn an_uploaded_component_runs_only_where_the_policy_allows_it() {
     let open = NodeProcess::start("[policy]\nallow_uploaded_components = true\n").await;
     assert_eq!(open.get_json("/info").await["uploads"]["components"], true);
     let (_, stored) = upload(&open, component).await;
-    let ended = run(&open, &job(stored["blob"].as_str().unwrap())).await;
+    let ended = open
+        .run_job(&job(stored["blob"].as_str().unwrap()), WAIT)
+        .await;
     assert_eq!(ended["state"], "finished", "{ended}");
     let view = open.get_json("/jobs/uploaded").await;
     assert!(

