@@ -292,12 +292,12 @@ fn extract_mpl_data(zip: &Path, dest: &Path) -> Result<Option<PathBuf>, Language
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
     /// A zip holding `files` (stored, uncompressed).
-    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    pub(crate) fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored);
@@ -308,15 +308,19 @@ mod tests {
         writer.finish().unwrap().into_inner()
     }
 
-    /// An artifact set like the wheel's, with `SHA256SUMS` over its files.
     fn artifacts(stdlib: Vec<u8>) -> tempfile::TempDir {
+        artifact_set(b"\0asm\x01\0\0\0", stdlib)
+    }
+
+    /// An artifact set like the wheel's, with `SHA256SUMS` over its files.
+    pub(crate) fn artifact_set(snapshot: &[u8], stdlib: Vec<u8>) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join(MANIFEST),
             "python 3.15.0\npackage numpy 2.5.2\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join(SNAPSHOT), b"\0asm\x01\0\0\0").unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT), snapshot).unwrap();
         std::fs::write(dir.path().join(STDLIB), stdlib).unwrap();
         let sums: String = [MANIFEST, SNAPSHOT, STDLIB]
             .iter()

@@ -33,6 +33,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Where tool tasks see their scratch workspace.
 pub const WORKSPACE_MOUNT: &str = "/workspace";
+/// The progress event of a Python job waiting for its runtime.
+pub const PYTHON_PREPARING: &str =
+    "preparing the Python runtime (compiled once per node, then loaded from the code cache)";
 /// Where aggregation sees the artifact root.
 pub const ARTIFACTS_MOUNT: &str = "/artifacts";
 
@@ -362,33 +365,28 @@ impl Router {
         }
     }
 
-    /// Waits until the Python runtime is compiled (once per node, minutes;
-    /// a wait the job's own time limit does not count), saying so in the
-    /// job's events when it takes a while.
+    /// Waits until the Python runtime is ready in memory (compiled once per
+    /// node, minutes, or loaded from the code cache; a wait the job's own
+    /// time limit does not count), saying so in the job's events first.
     async fn python_ready(
         &self,
         python: &PythonRuntime,
         options: &RunOptions,
     ) -> Result<(), TaskFailure> {
         let source = python.snapshot();
-        let ready = self.executors.wasm.ready(&source);
-        tokio::pin!(ready);
-        let mut announced = false;
-        loop {
-            tokio::select! {
-                result = &mut ready => return result.map(drop),
-                () = options.cancel.cancelled() => return Err(TaskFailure::cancelled()),
-                () = tokio::time::sleep(std::time::Duration::from_millis(500)), if !announced => {
-                    announced = true;
-                    if let Some(events) = &options.events {
-                        events(crate::executor::TaskEvent::Progress {
-                            what: "preparing the Python runtime (compiled once per node)".into(),
-                            done: 0,
-                            total: None,
-                        });
-                    }
-                }
-            }
+        if self.executors.wasm.is_ready(&source) {
+            return Ok(());
+        }
+        if let Some(events) = &options.events {
+            events(crate::executor::TaskEvent::Progress {
+                what: PYTHON_PREPARING.into(),
+                done: 0,
+                total: None,
+            });
+        }
+        tokio::select! {
+            result = self.executors.wasm.ready(&source) => result.map(drop),
+            () = options.cancel.cancelled() => Err(TaskFailure::cancelled()),
         }
     }
 

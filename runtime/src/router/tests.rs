@@ -314,3 +314,46 @@ async fn a_kept_workspace_outlives_the_run() {
         0
     );
 }
+
+/// A stand-in for the Python runtime: a reactor that prints `1`.
+const REACTOR: &str = r#"(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (data (i32.const 16) "1\n")
+    (func (export "run") (result i32)
+        (i32.store (i32.const 0) (i32.const 16))
+        (i32.store (i32.const 4) (i32.const 2))
+        (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (i32.const 0)))"#;
+
+#[tokio::test]
+async fn a_python_job_says_it_waits_for_the_runtime_only_until_it_is_ready() {
+    use crate::languages::python::{PythonRuntime, tests as python};
+    let set = python::artifact_set(
+        &wat::parse_str(REACTOR).unwrap(),
+        python::zip_of(&[("os.pyc", b"x")]),
+    );
+    let (dir, r) = router(Policy::default());
+    let runtime = PythonRuntime::open(set.path(), &dir.path().join("python")).unwrap();
+    let r = r.with_python(Arc::new(runtime));
+    let waits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = waits.clone();
+    let options = RunOptions {
+        events: Some(Arc::new(move |event| {
+            if let crate::executor::TaskEvent::Progress { what, .. } = event {
+                seen.lock().unwrap().push(what);
+            }
+        })),
+        ..RunOptions::default()
+    };
+    let python_job = || TaskSpec::new("j", "python", json!({"code": "print(1)"}));
+    let first = r.run(python_job(), options.clone()).await.unwrap();
+    assert_eq!(first.stdout, "1\n");
+    assert_eq!(*waits.lock().unwrap(), [PYTHON_PREPARING]);
+    r.run(python_job(), options).await.unwrap();
+    assert_eq!(
+        waits.lock().unwrap().len(),
+        1,
+        "the second job did not wait"
+    );
+}

@@ -256,6 +256,12 @@ impl WasmExecutor {
         self.preparer.precompile(self.load(source)?).await
     }
 
+    /// Whether `source` is prepared in memory, so a task starts at once.
+    pub fn is_ready(&self, source: &ComponentSource) -> bool {
+        self.load(source)
+            .is_ok_and(|binary| self.preparer.in_memory(&binary.hash))
+    }
+
     /// Prepares `source` in memory as a task would (compiling it on every
     /// core, or loading it from the disk cache); a task that arrives
     /// meanwhile waits for this preparation rather than starting another.

@@ -236,6 +236,16 @@ impl Preparer {
         Ok((prepared.clone(), prepared.origin))
     }
 
+    /// Whether the binary of `hash` is prepared in memory already.
+    pub fn in_memory(&self, hash: &blake3::Hash) -> bool {
+        self.slots
+            .lock()
+            .expect("preparer lock")
+            .0
+            .get(hash)
+            .is_some_and(|s| s.initialized())
+    }
+
     /// Makes sure the compiled code of `bytes` is in the disk cache (without
     /// loading it into memory), or prepares it in memory without a disk cache.
     pub async fn precompile(self: &Arc<Self>, binary: Binary) -> Result<CodeOrigin, TaskFailure> {
@@ -243,14 +253,7 @@ impl Preparer {
             return self.prepare(binary).await.map(|(_, origin)| origin);
         }
         let Binary { bytes, hash } = binary;
-        if self
-            .slots
-            .lock()
-            .expect("preparer lock")
-            .0
-            .get(&hash)
-            .is_some_and(|s| s.initialized())
-        {
+        if self.in_memory(&hash) {
             return Ok(CodeOrigin::Memory);
         }
         let this = self.clone();
