@@ -8,8 +8,8 @@
 //! the stdlib read-only at `/usr/local/lib`, the job's mounts, its
 //! workspace at `/workspace` and a scratch `/tmp`.
 
+use crate::llm::digest::{Digest, sha256_hex};
 use crate::task::{ComponentSource, Mount, MountSource, Runtime, TaskSpec, WasmRuntime};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -76,25 +76,6 @@ fn read_err(path: &Path) -> impl FnOnce(std::io::Error) -> LanguageError + '_ {
     }
 }
 
-/// The SHA-256 of the file at `path`, hex.
-fn sha256(path: &Path) -> Result<String, LanguageError> {
-    let mut file = std::fs::File::open(path).map_err(read_err(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(read_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `SHA256SUMS` as file name → hex digest.
 fn sums(dir: &Path) -> Result<BTreeMap<String, String>, LanguageError> {
     let path = dir.join(SUMS);
@@ -117,12 +98,28 @@ impl PythonRuntime {
     /// against its `SHA256SUMS`, and readies its stdlib under `work`.
     pub fn open(dir: &Path, work: &Path) -> Result<Self, LanguageError> {
         let sums = sums(dir)?;
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read(&path).map_err(read_err(&path))
+        };
+        // The manifest and the snapshot are checked as the bytes the node
+        // then uses, read once; the stdlib zip, which the guest reads from
+        // disk, as a file.
+        let manifest = read(MANIFEST)?;
+        let snapshot = read(SNAPSHOT)?;
+        let stdlib_path = dir.join(STDLIB);
+        let stdlib = Digest::Sha256(String::new())
+            .of_file(&stdlib_path)
+            .map_err(read_err(&stdlib_path))?;
         let mut digests = BTreeMap::new();
-        for file in [MANIFEST, SNAPSHOT, STDLIB] {
+        for (file, found) in [
+            (MANIFEST, sha256_hex(&manifest)),
+            (SNAPSHOT, sha256_hex(&snapshot)),
+            (STDLIB, stdlib),
+        ] {
             let expected = sums.get(file).ok_or_else(|| {
                 LanguageError::Invalid(format!("{SUMS} in {} does not list {file}", dir.display()))
             })?;
-            let found = sha256(&dir.join(file))?;
             if &found != expected {
                 return Err(LanguageError::Checksum {
                     file: file.into(),
@@ -132,8 +129,7 @@ impl PythonRuntime {
             }
             digests.insert(file, found);
         }
-        let manifest_path = dir.join(MANIFEST);
-        let manifest = std::fs::read_to_string(&manifest_path).map_err(read_err(&manifest_path))?;
+        let manifest = String::from_utf8_lossy(&manifest);
         let version = manifest
             .lines()
             .find_map(|l| l.strip_prefix("python "))
@@ -159,8 +155,6 @@ impl PythonRuntime {
             std::fs::rename(&partial, &zip).map_err(read_err(&zip))?;
         }
         let mpl_data = extract_mpl_data(&zip, &home.join("mpl-data"))?;
-        let snapshot_path = dir.join(SNAPSHOT);
-        let snapshot = std::fs::read(&snapshot_path).map_err(read_err(&snapshot_path))?;
         Ok(Self {
             hash: blake3::hash(&snapshot),
             snapshot: snapshot.into(),
@@ -324,7 +318,12 @@ pub(crate) mod tests {
         std::fs::write(dir.path().join(STDLIB), stdlib).unwrap();
         let sums: String = [MANIFEST, SNAPSHOT, STDLIB]
             .iter()
-            .map(|f| format!("{}  {f}\n", sha256(&dir.path().join(f)).unwrap()))
+            .map(|f| {
+                format!(
+                    "{}  {f}\n",
+                    sha256_hex(&std::fs::read(dir.path().join(f)).unwrap())
+                )
+            })
             .collect();
         std::fs::write(dir.path().join(SUMS), sums).unwrap();
         dir

@@ -109,6 +109,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The SHA-256 of `bytes`, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&sha2::Sha256::digest(bytes))
+}
+
 /// The digest file kept beside `model`.
 pub fn sidecar(model: &Path) -> PathBuf {
     let mut name = model.file_name().unwrap_or_default().to_os_string();

@@ -4,7 +4,7 @@
 //! executor interface.
 
 pub mod backends;
-mod digest;
+pub(crate) mod digest;
 mod download;
 mod embed;
 pub mod embedding;
