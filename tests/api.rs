@@ -3,6 +3,7 @@
 
 use futures::StreamExt;
 use serde_json::{Value, json};
+use std::process::Command;
 use std::time::Duration;
 use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir, wait_state, wait_terminal, wasm_job};
 
@@ -618,6 +619,81 @@ async fn api_key_is_required_except_for_health() {
             .unwrap()
             .status(),
         200
+    );
+}
+
+#[tokio::test]
+async fn wasmnode_drain_drains_the_node_and_returns_once_it_has_stopped() {
+    let mut node = NodeProcess::start("").await;
+    let url = node.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        wasmnode_e2e::wasmnode(dir.path(), &["drain", "--url", &url])
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", wasmnode_e2e::stderr(&out));
+    assert_eq!(node.wait_exit(Duration::from_secs(30)).await, Some(0));
+    assert!(node.log().contains("POST /drain"), "{}", node.log());
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = node.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        wasmnode_e2e::wasmnode(dir.path(), &["drain", "--url", &url])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "no node: exit 1");
+    assert!(wasmnode_e2e::stderr(&out).contains("no node answers"));
+}
+
+#[tokio::test]
+async fn dashboards_read_os_cpu_memory_disks_and_temperature_with_cors_from_a_flag() {
+    let sysfs = tempfile::tempdir().unwrap();
+    let zone = sysfs.path().join("class/thermal/thermal_zone0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("temp"), "42000\n").unwrap();
+    let config = format!("[node]\nsysfs_root = {:?}\n", sysfs.path());
+    let node = NodeProcess::start_command(
+        &["serve", "--cors-origin", "http://cluster.example"],
+        &config,
+    )
+    .await;
+    let info: Value = node.get_json("/info").await;
+    assert_eq!(info["arch"], std::env::consts::ARCH);
+    assert!(info["os"].as_str().unwrap().contains("Linux"), "{info}");
+    let machine = Command::new("uname").arg("-m").output().unwrap();
+    assert_eq!(
+        info["os_architecture"],
+        String::from_utf8_lossy(&machine.stdout).trim()
+    );
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let model = info["cpu_model"].as_str().unwrap();
+    assert!(cpuinfo.contains(model), "{model} is not in /proc/cpuinfo");
+
+    let health: Value = node.get_json("/health").await;
+    assert_eq!(health["temperature_c"], 42.0, "{health}");
+    assert_eq!(
+        health["cpu_threads"],
+        std::thread::available_parallelism().unwrap().get()
+    );
+    let total = health["memory_total_mb"].as_u64().unwrap();
+    let available = health["memory_available_mb"].as_u64().unwrap();
+    assert!(available > 0 && available <= total && total == info["memory_mb"]);
+    assert_eq!(health["jobs_path"], node.data_dir.path().to_str().unwrap());
+    let disk_total = health["jobs_disk_total_mb"].as_u64().unwrap();
+    assert!(disk_total >= health["jobs_disk_available_mb"].as_u64().unwrap());
+
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, node.at("/info"))
+        .header("Origin", "http://cluster.example")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://cluster.example"
     );
 }
 

@@ -3,6 +3,7 @@
 //! SPLAI command tasks in the sandbox image and tools mapped to images.
 
 use serde_json::{Value, json};
+use std::process::Command;
 use std::time::Duration;
 use wasmnode_e2e::{NodeProcess, wait_terminal};
 
@@ -61,6 +62,17 @@ async fn image_jobs_return_stdout_stderr_and_exit_code() {
     let client = reqwest::Client::new();
     let info: Value = node.get_json("/info").await;
     assert_eq!(info["runtime_modes"], json!(["wasm", "image"]), "{info}");
+    let health: Value = node.get_json("/health").await;
+    let engine_root = Command::new("docker")
+        .args(["info", "--format", "{{.DockerRootDir}}"])
+        .output()
+        .unwrap();
+    let engine_root = String::from_utf8_lossy(&engine_root.stdout)
+        .trim()
+        .to_string();
+    assert_eq!(health["docker_root_dir"], engine_root.as_str(), "{health}");
+    let total = health["docker_disk_total_mb"].as_u64().unwrap();
+    assert!(total > 0 && total >= health["docker_disk_available_mb"].as_u64().unwrap());
     let job = image_job(
         "img",
         &["sh", "-c", "cat; echo err >&2; exit 2"],

@@ -194,6 +194,29 @@ async fn submitter_chosen_task_types_cannot_grow_the_metrics() {
     );
 }
 
+/// An ARM board with a 39-bit address space (512 GiB) cannot hold a pool
+/// of 256 instances with 4 GiB memory reservations each; a 16 GiB limit on
+/// the address space stands in for it.
+#[tokio::test]
+async fn a_small_address_space_falls_back_to_on_demand_allocation_and_still_runs_tasks() {
+    let node = NodeProcess::start_limited(&["serve"], "", &["--as=17179869184"]).await;
+    let info: Value = node.get_json("/info").await;
+    assert_eq!(info["wasm"]["allocator"], "on-demand", "{info}");
+    let fallback_lines = node
+        .log()
+        .lines()
+        .filter(|l| l.contains("pooling allocator unavailable"))
+        .count();
+    assert_eq!(fallback_lines, 1, "{}", node.log());
+    let job = wasm_job(
+        "small-space",
+        "builtin:retrieval",
+        json!({"query": "wasm", "documents": "wasm\ndocker"}),
+    );
+    let done = node.run_job(&job, WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+}
+
 #[tokio::test]
 async fn slow_clients_never_stop_health_answering_under_a_small_descriptor_limit() {
     let node = NodeProcess::start_limited(

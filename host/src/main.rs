@@ -92,6 +92,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Mcp(args) => commands::mcp::execute(config_file, args).await?,
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
+        Command::Drain(args) => commands::drain::execute(config_file, args).await?,
         Command::Config(args) => {
             let config = commands::load_config(config_file, &args.flags())?;
             commands::out(&config.to_masked_toml());

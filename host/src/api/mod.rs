@@ -24,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use serde_json::{Map, Value};
 use settings::ApiSection;
 use std::sync::Arc;
@@ -68,6 +68,7 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
         .route("/jobs/{id}/events", get(events::stream))
         .route("/jobs/{id}/files", get(files::list))
         .route("/jobs/{id}/files/{*path}", get(files::get))
+        .route("/drain", post(node::drain))
         .route("/blobs", put(blobs::put))
         .route("/blobs/{hash}", get(blobs::get));
     for door in &doors {

@@ -1,14 +1,14 @@
-//! Node endpoints: `GET /info`, `GET /health`, `GET /metrics`.
+//! Node endpoints: `GET /info`, `GET /health`, `GET /metrics`, `POST /drain`.
 
 use super::AppState;
 use crate::facts;
 use crate::store::Channel;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use wasmnode_runtime::task_types;
+use wasmnode_runtime::{disk, task_types};
 
 /// `GET /info`: static facts.
 pub async fn info(State(app): State<AppState>) -> Json<Value> {
@@ -29,6 +29,9 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "cpu_threads": node.facts.cpu_threads,
         "memory_mb": node.facts.memory_mb,
         "arch": node.facts.arch,
+        "os": node.facts.os,
+        "os_architecture": node.facts.os_architecture,
+        "cpu_model": node.facts.cpu_model,
         "labels": node.config.node.labels,
         "version": env!("CARGO_PKG_VERSION"),
         "runtime_modes": modes.iter().filter(|m| node.policy().allowed_modes.iter().any(|a| a.as_str() == **m)).collect::<Vec<_>>(),
@@ -51,13 +54,28 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `GET /health`: dynamic facts.
+/// `POST /drain`: drain and stop, as the first SIGTERM does (for a
+/// Kubernetes `preStop` hook: `wasmnode drain`). Answers at once; the node
+/// exits once its running jobs have finished or the drain deadline passed.
+pub async fn drain(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    app.node.request_stop();
+    let seconds = app.node.config.scheduler.drain_timeout_seconds;
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "draining", "drain_timeout_seconds": seconds})),
+    )
+}
+
+/// `GET /health`: dynamic facts (the fields of ProcessingCluster's `/health`
+/// v2 among them: memory, the jobs' and the container engine's disks).
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
     let load = node.load();
     let store_error = load.store_error;
     let floor = node.config.node.min_free_disk_mb << 20;
-    let free = wasmnode_runtime::disk::free_bytes(&node.config.node.data_dir);
+    let data_dir = &node.config.node.data_dir;
+    let jobs_disk = disk::space(data_dir);
+    let free = jobs_disk.map(|s| s.available);
     let low_disk = free.is_some_and(|free| free < floor);
     let status = if load.draining {
         "draining"
@@ -66,6 +84,12 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
     } else {
         "ok"
     };
+    let memory = facts::memory_mb();
+    let docker_root = node.containers_root_dir().await;
+    // Only where the engine's directory is on this machine's filesystem.
+    let docker_disk = docker_root
+        .as_deref()
+        .and_then(|d| disk::space(std::path::Path::new(d)));
     let mut health = json!({
         "status": status,
         "store": {"writable": store_error.is_none(), "error": store_error},
@@ -76,7 +100,16 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "running_jobs": load.running,
         "max_concurrent_jobs": load.max_concurrent,
         "queue_depth": load.queued,
-        "temperature_c": facts::temperature_c(),
+        "temperature_c": facts::temperature_c(&node.config.node.sysfs_root),
+        "cpu_threads": node.facts.cpu_threads,
+        "memory_total_mb": memory.map(|(total, _)| total),
+        "memory_available_mb": memory.map(|(_, available)| available),
+        "jobs_path": data_dir,
+        "jobs_disk_total_mb": jobs_disk.map(|s| s.total >> 20),
+        "jobs_disk_available_mb": free.map(|b| b >> 20),
+        "docker_root_dir": docker_root,
+        "docker_disk_total_mb": docker_disk.map(|s| s.total >> 20),
+        "docker_disk_available_mb": docker_disk.map(|s| s.available >> 20),
         "control_plane": node.control_plane().snapshot(node.reports_pending(Channel::ControlPlane)),
     });
     for door in app.doors.iter() {

@@ -66,6 +66,30 @@ pub enum Command {
     /// Check or repair the job store of a stopped node.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Drain the node serving on this machine and wait until it has stopped (a Kubernetes preStop hook).
+    Drain(DrainArgs),
+}
+
+/// `wasmnode drain`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Asks the node at api.listen (or --url) to drain, as SIGTERM does: no new jobs,
+running ones may finish within scheduler.drain_timeout_seconds. Then waits until
+the node no longer answers. The API key is read as the node reads it (config
+file or WASMNODE_API_KEY).
+
+Exit status: 0 once the node has stopped, 1 when it could not be asked or did
+not stop in time."
+)]
+pub struct DrainArgs {
+    /// The node's base URL (default: http://<api.listen>, loopback for 0.0.0.0).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// How long to wait for the node to stop (default: the drain timeout + 15 s).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `wasmnode store`.
@@ -122,6 +146,10 @@ pub struct ServeArgs {
     /// Jobs running at once (default: CPU cores).
     #[arg(long, value_name = "N")]
     pub max_concurrent_jobs: Option<usize>,
+    /// Let a browser page from this origin call the API (repeatable; `*`
+    /// for any). Replaces api.cors_origins and WASMNODE_CORS_ORIGINS.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -229,6 +257,8 @@ impl ServeArgs {
             &["scheduler", "max_concurrent_jobs"],
             self.max_concurrent_jobs.map(|n| n as i64),
         ));
+        let origins = (!self.cors_origins.is_empty()).then(|| self.cors_origins.clone());
+        flags.extend(flag(&["api", "cors_origins"], origins));
         flags
     }
 }

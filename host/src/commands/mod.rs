@@ -1,6 +1,7 @@
 //! One module per CLI command.
 
 pub mod agent;
+pub mod drain;
 pub mod mcp;
 pub mod registry;
 pub mod run;

@@ -1,6 +1,8 @@
 //! `wasmnode serve`: the node standalone, serving the local job API until a
-//! signal (and the serving half of `wasmnode agent`). The first SIGTERM/SIGINT drains (no new jobs, running ones may
-//! finish until the drain deadline); a second one stops running jobs at once.
+//! signal (and the serving half of `wasmnode agent`). The first SIGTERM/SIGINT
+//! or `POST /drain` drains (no new jobs, running ones may finish until the
+//! drain deadline), then the node exits; a second signal stops running jobs
+//! at once.
 
 use super::{Printed, load_config};
 use crate::agent::protocol::ControlPlane;
@@ -127,7 +129,11 @@ async fn handle_signals(node: Arc<Node>, agent: Option<AgentTask>, stop: Cancell
             return;
         }
     };
-    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+        _ = node.stop_requested() => tracing::info!("a stop was asked for through POST /drain"),
+    }
     let deadline = Duration::from_secs(node.config.scheduler.drain_timeout_seconds);
     tracing::info!(
         running = node.load().running,

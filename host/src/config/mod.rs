@@ -12,6 +12,7 @@ pub mod env;
 pub mod error;
 mod languages;
 mod llm;
+mod profile;
 mod runtime;
 
 pub use crate::agent::settings::{ControlPlaneSection, GoliatSection};
@@ -21,6 +22,7 @@ pub use blobs::BlobsSection;
 pub use error::ConfigError;
 pub use languages::LanguagesSection;
 pub use llm::LlmSection;
+pub use profile::Profile;
 pub use runtime::{DockerMode, DockerSection, LimitsSection, PolicySection, WasmSection};
 
 use serde::{Deserialize, Serialize};
@@ -84,6 +86,8 @@ pub struct TlsSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSection {
+    /// The defaults in force: `standard` or `edge` (a small board).
+    pub profile: Profile,
     /// This node's id (default: the host name).
     pub worker_id: String,
     /// Where state lives: job store, compiled-code cache, workspaces.
@@ -97,17 +101,21 @@ pub struct NodeSection {
     /// New work is refused while the disk holding `data_dir` has less than
     /// this much free, MiB (0: no floor).
     pub min_free_disk_mb: u64,
+    /// Where the kernel's sysfs is mounted (read for temperature sensors).
+    pub sysfs_root: PathBuf,
 }
 
 impl Default for NodeSection {
     fn default() -> Self {
         Self {
+            profile: Profile::Standard,
             worker_id: default_worker_id(),
             data_dir: default_data_dir(),
             artifact_root: None,
             plugin_dir: None,
             labels: Vec::new(),
             min_free_disk_mb: 256,
+            sysfs_root: PathBuf::from("/sys"),
         }
     }
 }
@@ -154,6 +162,9 @@ impl Config {
         for (key, value) in flags {
             env::set(&mut table, key, value.clone());
         }
+        Profile::of(&table)
+            .map_err(ConfigError::Invalid)?
+            .apply(&mut table);
         let mut config: Config =
             table
                 .try_into()

@@ -197,6 +197,16 @@ impl Node {
         self.scheduler.set_start_check(check);
     }
 
+    /// Asks the serving loop to drain and stop, as the first SIGTERM does.
+    pub fn request_stop(&self) {
+        self.stop_requested.cancel();
+    }
+
+    /// Resolves once a stop was asked for through [`Node::request_stop`].
+    pub async fn stop_requested(&self) {
+        self.stop_requested.cancelled().await;
+    }
+
     /// Stops accepting and starting jobs.
     pub fn begin_drain(&self) {
         self.scheduler.begin_drain();
@@ -276,6 +286,12 @@ impl Node {
             Some(docker) => docker.available().await,
             None => false,
         }
+    }
+
+    /// The container engine's root directory (`DockerRootDir`), where an
+    /// engine answers.
+    pub async fn containers_root_dir(&self) -> Option<String> {
+        self.docker.as_ref()?.root_dir().await
     }
 
     /// CPU and memory utilisation since the last sample, 0..1.

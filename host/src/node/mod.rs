@@ -163,6 +163,8 @@ pub struct Node {
     control_plane: ControlPlaneStatus,
     /// The model backends.
     llm: Arc<LlmExecutor>,
+    /// Cancelled when a stop is asked for through the API (`POST /drain`).
+    stop_requested: tokio_util::sync::CancellationToken,
     /// Bumped each time the tools change (a plugin added or removed).
     tools_version: Arc<tokio::sync::watch::Sender<u64>>,
     /// CPU and memory sampler for the JSON metrics.
@@ -226,6 +228,7 @@ impl Node {
             docker,
             control_plane: ControlPlaneStatus::default(),
             llm,
+            stop_requested: Default::default(),
             tools_version: Arc::new(tokio::sync::watch::Sender::new(0)),
             utilisation: Default::default(),
             _exec: ExecRuntime(Some(exec)),

@@ -141,6 +141,13 @@ impl DockerExecutor {
         )
     }
 
+    /// The engine's root directory (`DockerRootDir`), where it answers
+    /// within 2 s.
+    pub async fn root_dir(&self) -> Option<String> {
+        let info = tokio::time::timeout(Duration::from_secs(2), self.docker.info()).await;
+        info.ok()?.ok()?.docker_root_dir
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &DockerSettings {
         &self.settings

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the node for an ARM target and runs tests/edge.rs against it under
+# qemu-user: `wasmnode run`, a file tool over a mount, `serve` with /health
+# and API jobs, and a guest that never ends (TIMEOUT).
+#   scripts/qemu-test.sh aarch64-unknown-linux-musl
+set -euo pipefail
+target=${1:?usage: $0 TARGET}
+case "$target" in
+  aarch64-*) qemu=qemu-aarch64-static arch=aarch64 ;;
+  armv7-*) qemu=qemu-arm-static arch=arm ;;
+  *) echo "error: no qemu for $target" >&2; exit 2 ;;
+esac
+cargo=${CARGO:-cargo}
+root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/install-cross.sh" "$target"
+"$cargo" build --target "$target" -p wasmnode --bin wasmnode
+binary="$root/target/$target/debug/wasmnode"
+file "$binary" | grep -q "statically linked" || { echo "error: $binary is not static: $(file "$binary")" >&2; exit 1; }
+wrapper="$root/target/$target/qemu-wasmnode"
+printf '#!/bin/sh\nexec %s %s "$@"\n' "$(command -v "$qemu")" "$binary" > "$wrapper"
+chmod +x "$wrapper"
+WASMNODE_BIN="$wrapper" WASMNODE_EXPECT_ARCH="$arch" \
+  "$cargo" test -p wasmnode-e2e --test edge -- --ignored --test-threads=1

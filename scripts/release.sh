@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the release: a static wasmnode for each target, packed as
+# dist/wasmnode-VERSION-TARGET.tar.gz (the binary, README, LICENSE and the
+# licence texts of every bundled dependency) with dist/SHA256SUMS.
+#   scripts/release.sh [TARGET...]   (default: the three release targets)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo=${CARGO:-cargo}
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+scripts/install-cross.sh "${targets[@]}"
+mkdir -p dist
+for target in "${targets[@]}"; do
+  start=$(date +%s)
+  "$cargo" build --release --locked --target "$target" -p wasmnode --bin wasmnode
+  binary="target/$target/release/wasmnode"
+  file "$binary" | grep -q "statically linked" || { echo "error: $binary is not static" >&2; exit 1; }
+  name="wasmnode-$version-$target"
+  stage="target/release-stage/$name"
+  rm -rf "$stage" && mkdir -p "$stage"
+  cp "$binary" README.md LICENSE "$stage/"
+  python3 scripts/third-party-licenses.py "$target" "$stage/THIRD-PARTY-LICENSES.txt"
+  tar -C target/release-stage -czf "dist/$name.tar.gz" --owner=0 --group=0 --numeric-owner "$name"
+  echo "dist/$name.tar.gz: $(du -h "dist/$name.tar.gz" | cut -f1) in $(( $(date +%s) - start )) s"
+done
+(cd dist && sha256sum wasmnode-*.tar.gz > SHA256SUMS && cat SHA256SUMS)
