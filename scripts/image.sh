@@ -17,7 +17,7 @@ dir=$profile
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 cp "target/$target/$dir/wasmnode" "$context/wasmnode"
-file "$context/wasmnode" | grep -q "statically linked" || { echo "error: the binary is not static" >&2; exit 1; }
+file "$context/wasmnode" | grep -qE "statically linked|static-pie linked" || { echo "error: the binary is not static" >&2; exit 1; }
 mkdir -p "$context/data" "$context/tmp"
 chmod 1777 "$context/tmp"
 docker build --quiet -t "$tag" -f deploy/docker/Dockerfile "$context" >/dev/null

@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-cross.sh" "$target"
 "$cargo" build --target "$target" -p wasmnode --bin wasmnode
 binary="$root/target/$target/debug/wasmnode"
-file "$binary" | grep -q "statically linked" || { echo "error: $binary is not static: $(file "$binary")" >&2; exit 1; }
+file "$binary" | grep -qE "statically linked|static-pie linked" || { echo "error: $binary is not static: $(file "$binary")" >&2; exit 1; }
 wrapper="$root/target/$target/qemu-wasmnode"
 printf '#!/bin/sh\nexec %s %s "$@"\n' "$(command -v "$qemu")" "$binary" > "$wrapper"
 chmod +x "$wrapper"

@@ -2,13 +2,14 @@
 # Builds the release: a static wasmnode for each target, packed as
 # dist/wasmnode-VERSION-TARGET.tar.gz (the binary, README, LICENSE and the
 # licence texts of every bundled dependency) with dist/SHA256SUMS.
-#   scripts/release.sh [TARGET...]   (default: the three release targets)
+#   scripts/release.sh [TARGET...]   (default: x86_64 and aarch64 musl)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo=${CARGO:-cargo}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-gnueabihf)
+# armv7 is left out until its build starts: see README, "Edge and ARM".
+[ ${#targets[@]} -gt 0 ] || targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 scripts/install-cross.sh "${targets[@]}"
 mkdir -p dist
@@ -16,7 +17,7 @@ for target in "${targets[@]}"; do
   start=$(date +%s)
   "$cargo" build --release --locked --target "$target" -p wasmnode --bin wasmnode
   binary="target/$target/release/wasmnode"
-  file "$binary" | grep -q "statically linked" || { echo "error: $binary is not static" >&2; exit 1; }
+  file "$binary" | grep -qE "statically linked|static-pie linked" || { echo "error: $binary is not static" >&2; exit 1; }
   name="wasmnode-$version-$target"
   stage="target/release-stage/$name"
   rm -rf "$stage" && mkdir -p "$stage"

@@ -13,7 +13,7 @@ use wasmnode_e2e::NodeProcess;
 const S2: &str = "2. API end to end";
 const S7: &str = "7. footprint";
 
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -26,7 +26,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// RSS once it has not moved by more than 64 KiB for two seconds (the
 /// node compiles its built-ins in the background after a first start).
-async fn settled_rss_kib(pid: u32) -> u64 {
+pub(crate) async fn settled_rss_kib(pid: u32) -> u64 {
     let mut last = rss_kib(pid);
     let mut steady = 0;
     for _ in 0..240 {

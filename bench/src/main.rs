@@ -9,6 +9,7 @@ mod api;
 mod cancel;
 mod containers;
 mod dispatch;
+mod edge;
 mod mcp;
 mod python;
 mod report;
@@ -31,6 +32,9 @@ struct Args {
     /// The wasmnode binary to start (default: the one built beside this one).
     #[arg(long, value_name = "PATH")]
     wasmnode: Option<PathBuf>,
+    /// An aarch64 build, timed under qemu-aarch64-static (section 10).
+    #[arg(long, value_name = "PATH")]
+    aarch64: Option<PathBuf>,
 }
 
 /// Counts for one run.
@@ -45,6 +49,7 @@ struct Counts {
     dispatch_tasks: usize,
     cancels: usize,
     python_runs: usize,
+    edge_jobs: usize,
 }
 
 impl Counts {
@@ -61,6 +66,7 @@ impl Counts {
                 dispatch_tasks: 2,
                 cancels: 2,
                 python_runs: 2,
+                edge_jobs: 8,
             }
         } else {
             Self {
@@ -74,6 +80,7 @@ impl Counts {
                 dispatch_tasks: 20,
                 cancels: 10,
                 python_runs: 50,
+                edge_jobs: 1_000,
             }
         }
     }
@@ -96,12 +103,12 @@ fn main() -> anyhow::Result<()> {
     let counts = Counts::new(args.smoke);
 
     let mut rows: Vec<Row> = Vec::new();
-    eprintln!("1/9 instantiate + run ...");
+    eprintln!("1/10 instantiate + run ...");
     rows.extend(sandbox::instantiate_and_run(counts.trivial)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    eprintln!("2/9 API end to end (and 7 footprint) ...");
+    eprintln!("2/10 API end to end (and 7 footprint) ...");
     let api_rows = runtime.block_on(api::end_to_end(
         counts.latency_jobs,
         counts.throughput_jobs,
@@ -113,7 +120,7 @@ fn main() -> anyhow::Result<()> {
             .filter(|r| r.section.starts_with('2'))
             .cloned(),
     );
-    eprintln!("3/9 file_read: wasm tool vs container per call (and over MCP) ...");
+    eprintln!("3/10 file_read: wasm tool vs container per call (and over MCP) ...");
     let files = tempfile::tempdir()?;
     std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
     rows.extend(runtime.block_on(mcp::round_trip(
@@ -127,20 +134,23 @@ fn main() -> anyhow::Result<()> {
         &wasm,
         counts.containers,
     )?);
-    eprintln!("4/9 Docker job overhead ...");
+    eprintln!("4/10 Docker job overhead ...");
     rows.extend(containers::job_overhead(counts.containers)?);
-    eprintln!("5/9 retrieval ...");
+    eprintln!("5/10 retrieval ...");
     rows.extend(sandbox::retrieval(
         &counts.retrieval_sizes,
         counts.retrieval_repeats,
     )?);
-    eprintln!("6/9 control-plane dispatch ...");
+    eprintln!("6/10 control-plane dispatch ...");
     rows.extend(runtime.block_on(dispatch::latency(counts.dispatch_tasks))?);
     rows.extend(api_rows.into_iter().filter(|r| r.section.starts_with('7')));
-    eprintln!("8/9 cancellation ...");
+    eprintln!("8/10 cancellation ...");
     rows.extend(cancel::latency(counts.cancels)?);
-    eprintln!("9/9 Python sandbox ...");
+    eprintln!("9/10 Python sandbox ...");
     rows.extend(python::rows(counts.python_runs)?);
+    eprintln!("10/10 edge ...");
+    rows.extend(runtime.block_on(edge::profile_memory(counts.edge_jobs))?);
+    rows.extend(edge::first_task_under_qemu(args.aarch64.as_deref())?);
 
     println!("{}", text_table(&rows));
     let command = if args.smoke {
@@ -156,7 +166,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("wrote {}", out.display());
     }
     if args.smoke {
-        anyhow::ensure!(rows.len() >= 24, "a section produced no rows");
+        anyhow::ensure!(rows.len() >= 28, "a section produced no rows");
     }
     Ok(())
 }
