@@ -6,15 +6,7 @@
 # and systemd (for `systemd-analyze verify`). Prints the path of its python.
 set -euo pipefail
 root=${WASMNODE_DEPLOY_CACHE:-$HOME/.cache/wasmnode/deploy-check-1}
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "[deploy] installing systemd (for systemd-analyze verify)" >&2
-  $sudo apt-get install -y --no-install-recommends systemd >/dev/null 2>&1 || {
-    $sudo apt-get update >/dev/null
-    $sudo apt-get install -y --no-install-recommends systemd >/dev/null
-  }
-fi
+command -v systemd-analyze >/dev/null 2>&1 || "$(dirname "$0")/apt-install.sh" systemd
 if ! "$root/bin/python" -c "import kubernetes_validate, hcl2, jsonschema" >/dev/null 2>&1; then
   echo "[deploy] installing kubernetes-validate, python-hcl2 and jsonschema into $root (once per machine)" >&2
   rm -rf "$root"

@@ -31,15 +31,4 @@ for target in "$@"; do
     exit 1
   fi
 done
-missing=()
-for p in ${packages[@]+"${packages[@]}"}; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
-echo "installing ${missing[*]}"
-$sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-  $sudo apt-get update >/dev/null
-  $sudo apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
-}
+[ ${#packages[@]} -eq 0 ] || "$(dirname "$0")/apt-install.sh" "${packages[@]}"

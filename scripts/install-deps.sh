@@ -8,10 +8,4 @@ command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
 command -v file >/dev/null 2>&1 || need+=(file)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 [ ${#need[@]} -eq 0 ] && exit 0
-sudo=""
-[ "$(id -u)" = 0 ] || sudo="sudo"
-echo "installing ${need[*]}"
-$sudo apt-get install -y --no-install-recommends "${need[@]}" >/dev/null 2>&1 || {
-  $sudo apt-get update >/dev/null
-  $sudo apt-get install -y --no-install-recommends "${need[@]}" >/dev/null
-}
+exec "$(dirname "$0")/apt-install.sh" "${need[@]}"

@@ -45,6 +45,25 @@ pub(crate) async fn settled_rss_kib(pid: u32) -> u64 {
     last
 }
 
+/// Samples `pid`'s RSS every 20 ms into the returned peak (KiB, starting at
+/// `start`) until the task is aborted.
+pub(crate) fn sample_peak_rss(
+    pid: u32,
+    start: u64,
+) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(start));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    (peak, sampler)
+}
+
 fn job(id: &str) -> serde_json::Value {
     json!({"protocol_version": 1, "job_id": id, "task": {"type": "aggregation", "payload": {"items_json": "[{\"a\":1}]"}},
            "runtime": {"mode": "wasm", "component": "builtin:aggregation"}})
@@ -64,16 +83,7 @@ pub async fn end_to_end(
     node.restart().await;
     let pid = node.pid();
     let idle = settled_rss_kib(pid).await;
-    let peak = Arc::new(AtomicU64::new(idle));
-    let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let (peak, sampler) = sample_peak_rss(pid, idle);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;

@@ -4,14 +4,13 @@
 //! guest compiled on the spot) against the same task once the code cache
 //! holds it.
 
-use crate::api::{rss_kib, settled_rss_kib};
+use crate::api::{sample_peak_rss, settled_rss_kib};
 use crate::report::{Row, human};
 use futures::StreamExt;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wasmnode_e2e::NodeProcess;
 
@@ -33,16 +32,7 @@ pub async fn profile_memory(jobs: usize) -> anyhow::Result<Vec<Row>> {
     node.restart().await;
     let pid = node.pid();
     let idle = settled_rss_kib(pid).await;
-    let peak = Arc::new(AtomicU64::new(idle));
-    let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
+    let (peak, sampler) = sample_peak_rss(pid, idle);
     let client = reqwest::Client::new();
     let url = node.at("/jobs?wait=60");
     let finished = futures::stream::iter(0..jobs)
