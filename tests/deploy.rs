@@ -61,6 +61,7 @@ fn the_systemd_unit_verifies_and_waits_longer_than_the_drain() {
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "KillSignal=SIGTERM",
+        "RestartPreventExitStatus=2",
     ] {
         assert!(unit.lines().any(|l| l == setting), "{setting} is missing");
     }
