@@ -101,9 +101,11 @@ pub fn temperature_c(sysfs: &Path) -> Option<f64> {
                 } else {
                     name == reading
                 };
+                if !is_reading {
+                    continue;
+                }
                 let celsius = std::fs::read_to_string(file.path())
                     .ok()
-                    .filter(|_| is_reading)
                     .and_then(|t| t.trim().parse::<i64>().ok())
                     .map(|millis| millis as f64 / 1000.0)
                     .filter(|c| (-40.0..=150.0).contains(c));

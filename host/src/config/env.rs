@@ -114,6 +114,19 @@ pub fn set(table: &mut Table, key: &[&str], value: Value) {
     here.insert(last.to_string(), value);
 }
 
+/// Sets `key` in `table` to `value` unless something already stands there
+/// (a value, or a non-table on the way, left for the reader to refuse).
+pub fn set_default(table: &mut Table, key: &[&str], value: Value) {
+    let mut here: &Table = table;
+    for part in key {
+        match here.get(*part) {
+            None => return set(table, key, value),
+            Some(Value::Table(next)) => here = next,
+            Some(_) => return,
+        }
+    }
+}
+
 fn value(name: &str, text: &str, kind: Kind) -> Result<Value, ConfigError> {
     let invalid = |what: &str| ConfigError::Env {
         name: name.into(),
@@ -170,6 +183,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_default_never_replaces_what_stands_there() {
+        let mut table: Table = toml::from_str("[a]\nb = 1\nc = 2\n").unwrap();
+        set_default(&mut table, &["a", "b"], 9.into());
+        set_default(&mut table, &["a", "c", "d"], 9.into());
+        set_default(&mut table, &["x", "y"], 9.into());
+        assert_eq!(table["a"]["b"].as_integer(), Some(1));
+        assert_eq!(table["a"]["c"].as_integer(), Some(2), "a non-table stays");
+        assert_eq!(table["x"]["y"].as_integer(), Some(9));
     }
 
     #[test]

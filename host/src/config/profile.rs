@@ -46,19 +46,7 @@ impl Profile {
             Self::Edge => EDGE,
         };
         for (key, value) in defaults {
-            let (last, parents) = key.split_last().expect("keys are not empty");
-            let mut here = &mut *table;
-            for part in parents {
-                let entry = here
-                    .entry(part.to_string())
-                    .or_insert_with(|| Value::Table(Table::new()));
-                match entry.as_table_mut() {
-                    Some(next) => here = next,
-                    None => return,
-                }
-            }
-            here.entry(last.to_string())
-                .or_insert(Value::Integer(*value));
+            super::env::set_default(table, key, Value::Integer(*value));
         }
     }
 }
