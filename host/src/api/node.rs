@@ -85,11 +85,9 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
         "ok"
     };
     let memory = facts::memory_mb();
-    let docker_root = node.containers_root_dir().await;
+    let docker_root = node.containers_root_dir();
     // Only where the engine's directory is on this machine's filesystem.
-    let docker_disk = docker_root
-        .as_deref()
-        .and_then(|d| disk::space(std::path::Path::new(d)));
+    let docker_disk = docker_root.and_then(|d| disk::space(std::path::Path::new(d)));
     let mut health = json!({
         "status": status,
         "store": {"writable": store_error.is_none(), "error": store_error},

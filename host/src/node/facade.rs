@@ -288,10 +288,10 @@ impl Node {
         }
     }
 
-    /// The container engine's root directory (`DockerRootDir`), where an
-    /// engine answers.
-    pub async fn containers_root_dir(&self) -> Option<String> {
-        self.docker.as_ref()?.root_dir().await
+    /// The container engine's root directory (`DockerRootDir`), as the
+    /// engine said when the node connected.
+    pub fn containers_root_dir(&self) -> Option<&str> {
+        self.docker.as_ref()?.root_dir()
     }
 
     /// CPU and memory utilisation since the last sample, 0..1.

@@ -100,6 +100,8 @@ pub struct DockerExecutor {
     settings: DockerSettings,
     /// The deadline backstop on the host.
     helper: PathBuf,
+    /// The engine's root directory (`DockerRootDir`), read once at connect.
+    root_dir: Option<String>,
 }
 
 impl DockerExecutor {
@@ -120,6 +122,11 @@ impl DockerExecutor {
             .map_err(|_| unavailable(&"no answer within 5 s"))?
             .map_err(|e| unavailable(&e))?;
         docker.ping().await.map_err(|e| unavailable(&e))?;
+        let root_dir = tokio::time::timeout(Duration::from_secs(5), docker.info())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|info| info.docker_root_dir);
         let helper = backstop::install(&settings.helper_dir).map_err(|e| {
             unavailable(&format!(
                 "cannot install the deadline backstop under {}: {e}",
@@ -130,6 +137,7 @@ impl DockerExecutor {
             docker,
             settings,
             helper,
+            root_dir,
         })
     }
 
@@ -141,11 +149,9 @@ impl DockerExecutor {
         )
     }
 
-    /// The engine's root directory (`DockerRootDir`), where it answers
-    /// within 2 s.
-    pub async fn root_dir(&self) -> Option<String> {
-        let info = tokio::time::timeout(Duration::from_secs(2), self.docker.info()).await;
-        info.ok()?.ok()?.docker_root_dir
+    /// The engine's root directory (`DockerRootDir`) as it said at connect.
+    pub fn root_dir(&self) -> Option<&str> {
+        self.root_dir.as_deref()
     }
 
     /// The settings in force.
