@@ -49,9 +49,8 @@ def main() -> int:
         lambda p: "/testing/" not in p["manifest_path"],
     )
     packages = {**node, **guests}
-    seen = set(packages)
     sections, unknown = [], []
-    for pid in sorted(seen, key=lambda i: (packages[i]["name"], packages[i]["version"])):
+    for pid in sorted(packages, key=lambda i: (packages[i]["name"], packages[i]["version"])):
         p = packages[pid]
         if p["source"] is None:  # the workspace's own crates
             continue
