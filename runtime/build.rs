@@ -4,6 +4,11 @@
 //! containers' deadline helper (`deadline/`) as a static binary for the
 //! target being built, embedded as `deadline_helper.bin`.
 //!
+//! With `WASMNODE_PRECOMPILED_DIR` set (release builds, scripts/release.sh),
+//! `builtins.rs` also embeds the built-ins' compiled code that
+//! `wasmnode precompile --out DIR` wrote, after checking it was compiled for
+//! this target from exactly these guests.
+//!
 //! Each nested build gets its own target directory (`target/wasm-guests`,
 //! `target/deadline`), so the nested cargo never waits on the lock of the
 //! build that runs this script.
@@ -101,8 +106,20 @@ fn main() {
 
     let wasm_dir = target_dir.join("wasm32-wasip2").join("release");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    std::fs::write(out_dir.join("builtins.rs"), generate(&wasm_dir, with_tests))
-        .expect("write builtins.rs");
+    let target = env::var("TARGET").expect("TARGET");
+    println!("cargo:rustc-env=WASMNODE_TARGET={target}");
+    println!("cargo:rerun-if-env-changed=WASMNODE_PRECOMPILED_DIR");
+    let mut code = generate(&wasm_dir, with_tests);
+    match env::var_os("WASMNODE_PRECOMPILED_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            code.push_str(&precompiled(Path::new(&dir), &wasm_dir, &target));
+        }
+        _ => code.push_str(
+            "\n/// No compiled code embedded (built without WASMNODE_PRECOMPILED_DIR).\n\
+             pub static PRECOMPILED: Precompiled = Precompiled { engine: [0; 32], code: &[] };\n",
+        ),
+    }
+    std::fs::write(out_dir.join("builtins.rs"), code).expect("write builtins.rs");
     let helper = build_deadline_helper(root, &manifest_dir);
     std::fs::copy(&helper, out_dir.join("deadline_helper.bin")).expect("copy the deadline helper");
 }
@@ -169,5 +186,69 @@ fn generate(wasm_dir: &Path, with_tests: bool) -> String {
         }
         code.push_str("}\n");
     }
+    code
+}
+
+/// The `PRECOMPILED` table for the code in `dir`: its `MANIFEST` (written by
+/// `wasmnode precompile`) names the target, the engine's compatibility hash
+/// and, per built-in, the blake3 of the wasm it was compiled from. Code for
+/// another target or other guest bytes is stale: nothing is embedded, with a
+/// warning (scripts/build-embedded.sh then compiles it afresh and rebuilds).
+fn precompiled(dir: &Path, wasm_dir: &Path, target: &str) -> String {
+    const NONE: &str = "\n/// No compiled code embedded (the precompiled code was stale).\n\
+        pub static PRECOMPILED: Precompiled = Precompiled { engine: [0; 32], code: &[] };\n";
+    let manifest_path = dir.join("MANIFEST");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
+        panic!(
+            "WASMNODE_PRECOMPILED_DIR: cannot read {}: {e}",
+            manifest_path.display()
+        )
+    });
+    let mut lines = manifest
+        .lines()
+        .map(|l| l.split_once(' ').unwrap_or((l, "")));
+    let mut field = |key: &str| match lines.next() {
+        Some((k, v)) if k == key => v.to_string(),
+        other => panic!(
+            "{}: expected `{key} …`, found {other:?}",
+            manifest_path.display()
+        ),
+    };
+    let manifest_target = field("target");
+    if manifest_target != target {
+        println!(
+            "cargo:warning={} holds code for {manifest_target}, not {target}: nothing embedded",
+            manifest_path.display()
+        );
+        return NONE.into();
+    }
+    let engine = blake3::Hash::from_hex(field("engine")).expect("engine hash in hex");
+    let mut code = format!(
+        "\n/// The built-ins' code compiled for {target} when this binary was built.\n\
+         pub static PRECOMPILED: Precompiled = Precompiled {{\n    engine: {:?},\n    code: &[\n",
+        engine.as_bytes()
+    );
+    for (name, _, stem) in BUILTINS {
+        let recorded = blake3::Hash::from_hex(field(name)).expect("wasm hash in hex");
+        let wasm = std::fs::read(wasm_dir.join(format!("{stem}.wasm"))).expect("built guest");
+        if recorded != blake3::hash(&wasm) {
+            println!(
+                "cargo:warning={}: `{name}` was compiled from other guest bytes than this build's: nothing embedded",
+                manifest_path.display()
+            );
+            return NONE.into();
+        }
+        let file = dir.join(format!("{name}.cwasm"));
+        assert!(file.exists(), "missing {}", file.display());
+        writeln!(
+            code,
+            "        PrecompiledCode {{ name: {name:?}, wasm: {:?}, code: include_bytes!({:?}) }},",
+            recorded.as_bytes(),
+            file.display().to_string()
+        )
+        .unwrap();
+    }
+    code.push_str("    ],\n};\n");
     code
 }

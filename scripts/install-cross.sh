@@ -15,7 +15,7 @@ packages=()
 for target in "$@"; do
   case "$target" in
     x86_64-unknown-linux-musl) ;;
-    aarch64-unknown-linux-musl) packages+=(gcc-aarch64-linux-gnu qemu-user-static) ;;
+    aarch64-unknown-linux-musl) packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static) ;;
     armv7-unknown-linux-gnueabihf) packages+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static) ;;
     *) echo "error: no cross set-up for $target" >&2; exit 2 ;;
   esac

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the node for an ARM target and runs tests/edge.rs against it under
-# qemu-user: `wasmnode run`, a file tool over a mount, `serve` with /health
-# and API jobs, and a guest that never ends (TIMEOUT).
+# Builds the node for an ARM target, with its built-ins' compiled code
+# embedded as a release is (scripts/build-embedded.sh), and runs tests/edge.rs
+# against it under qemu-user: `wasmnode run` (compiling nothing), a file tool
+# over a mount, `serve` with /health and API jobs, and a guest that never
+# ends (TIMEOUT).
 #   scripts/qemu-test.sh aarch64-unknown-linux-musl
 set -euo pipefail
 target=${1:?usage: $0 TARGET}
@@ -13,8 +15,7 @@ esac
 cargo=${CARGO:-cargo}
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-cross.sh" "$target"
-"$cargo" build --target "$target" -p wasmnode --bin wasmnode
-binary="$root/target/$target/debug/wasmnode"
+binary="$root/$("$root/scripts/build-embedded.sh" "$target" dev | tail -1)"
 file "$binary" | grep -qE "statically linked|static-pie linked" || { echo "error: $binary is not static: $(file "$binary")" >&2; exit 1; }
 wrapper="$root/target/$target/qemu-wasmnode"
 printf '#!/bin/sh\nexec %s %s "$@"\n' "$(command -v "$qemu")" "$binary" > "$wrapper"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the release: a static wasmnode for each target, packed as
+# Builds the release: a static wasmnode for each target with its built-in
+# guests' compiled code embedded (scripts/build-embedded.sh, which checks
+# it with a first task on a fresh data dir), packed as
 # dist/wasmnode-VERSION-TARGET.tar.gz (the binary, README, LICENSE and the
 # licence texts of every bundled dependency) with dist/SHA256SUMS.
 #   scripts/release.sh [TARGET...]   (default: x86_64 and aarch64 musl)
@@ -15,8 +17,7 @@ scripts/install-cross.sh "${targets[@]}"
 mkdir -p dist
 for target in "${targets[@]}"; do
   start=$(date +%s)
-  "$cargo" build --release --locked --target "$target" -p wasmnode --bin wasmnode
-  binary="target/$target/release/wasmnode"
+  binary=$(scripts/build-embedded.sh "$target" release | tail -1)
   file "$binary" | grep -qE "statically linked|static-pie linked" || { echo "error: $binary is not static" >&2; exit 1; }
   name="wasmnode-$version-$target"
   stage="target/release-stage/$name"

@@ -25,6 +25,7 @@ fn the_board_build_runs_retrieval_and_a_file_tool_over_a_mount() {
         &[
             "run",
             "retrieval",
+            "--full",
             "--input",
             "query=reset password",
             "--input",
@@ -32,7 +33,12 @@ fn the_board_build_runs_retrieval_and_a_file_tool_over_a_mount() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(json(&out)["documents"][0]["id"], "pw", "{}", json(&out));
+    let outcome = json(&out);
+    assert_eq!(outcome["output"]["documents"][0]["id"], "pw", "{outcome}");
+    assert_eq!(
+        outcome["metrics"]["code_cache"], "embedded",
+        "a fresh data dir compiles nothing: the built-in's code is in the binary"
+    );
 
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -81,4 +87,32 @@ async fn the_board_build_serves_jobs_and_stops_a_guest_that_never_ends() {
     endless["runtime"]["limits"] = json!({"max_runtime_seconds": 3});
     let ended = node.run_job(&endless, WAIT).await;
     assert_eq!(ended["error"]["code"], "TIMEOUT", "{ended}");
+}
+
+#[test]
+#[ignore = "needs a cross-built binary: make test-arm64 / make test-edge"]
+fn a_board_that_declines_the_embedded_code_compiles_the_builtin_for_its_cpu() {
+    cross_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wasmnode.toml");
+    std::fs::write(&config, "[wasm]\nprecompiled_builtins = false\n").unwrap();
+    let out = wasmnode(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "aggregation",
+            "--full",
+            "--input",
+            r#"items_json=[{"a": 1}]"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        json(&out)["metrics"]["code_cache"],
+        "compiled",
+        "{}",
+        json(&out)
+    );
 }

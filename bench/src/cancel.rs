@@ -31,7 +31,7 @@ fn executor() -> anyhow::Result<Arc<WasmExecutor>> {
             ..EngineSettings::default()
         },
         cache_dir: None,
-        trust: None,
+        ..WasmConfig::default()
     })?))
 }
 

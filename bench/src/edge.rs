@@ -1,8 +1,8 @@
 //! Section 10, edge: the `edge` profile's memory idle and loaded (beside
 //! the standard profile's in section 7), and the first task of an aarch64
-//! build under qemu with the edge profile on a fresh data directory (its
-//! guest compiled on the spot) against the same task once the code cache
-//! holds it.
+//! build under qemu with the edge profile on a fresh data directory, with
+//! the built-in's code embedded in the binary and without it (its guest
+//! compiled on the spot), against the same task once the code cache holds it.
 
 use crate::api::{sample_peak_rss, settled_rss_kib};
 use crate::report::{Row, human};
@@ -66,8 +66,11 @@ pub async fn profile_memory(jobs: usize) -> anyhow::Result<Vec<Row>> {
 
 /// `wasmnode run aggregation` of the aarch64 build under qemu-aarch64 with
 /// the edge profile (reserving the standard profile's 256-instance pool
-/// alone takes about 30 s under qemu): on a fresh data directory, then
-/// again on the same one.
+/// alone takes about 30 s under qemu): on a fresh data directory with the
+/// built-in's code embedded in the binary, on a fresh one declining it
+/// (`wasm.precompiled_builtins = false`, so the guest is compiled), then
+/// again on that one (its code on disk). Each run's reported code origin is
+/// checked, so a row never claims what did not happen.
 pub fn first_task_under_qemu(aarch64: Option<&Path>) -> anyhow::Result<Vec<Row>> {
     let Some(binary) = aarch64 else {
         return Ok(vec![Row::info(
@@ -76,35 +79,61 @@ pub fn first_task_under_qemu(aarch64: Option<&Path>) -> anyhow::Result<Vec<Row>>
             "not measured: no aarch64 build given (--aarch64)",
         )]);
     };
-    let data = tempfile::tempdir()?;
-    let run = || -> anyhow::Result<Duration> {
+    let run = |data: &Path, embedded: bool, expect: &str| -> anyhow::Result<Duration> {
+        let config = data.join("wasmnode.toml");
+        std::fs::write(
+            &config,
+            format!("[wasm]\nprecompiled_builtins = {embedded}\n"),
+        )?;
         let started = Instant::now();
         let out = Command::new("qemu-aarch64-static")
             .arg(binary)
-            .args(["run", "aggregation", "--input", "items_json=[{\"a\":1}]"])
-            .env("WASMNODE_DATA_DIR", data.path())
+            .args([
+                "run",
+                "aggregation",
+                "--full",
+                "--input",
+                "items_json=[{\"a\":1}]",
+            ])
+            .env("WASMNODE_CONFIG", &config)
+            .env("WASMNODE_DATA_DIR", data)
             .env("WASMNODE_PROFILE", "edge")
             .env("WASMNODE_LOG", "warn")
             .output()?;
+        let elapsed = started.elapsed();
         anyhow::ensure!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Ok(started.elapsed())
+        let outcome: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let origin = &outcome["metrics"]["code_cache"];
+        anyhow::ensure!(
+            origin == expect,
+            "{} reported code from {origin}, not {expect} (was it built by scripts/build-embedded.sh?)",
+            binary.display()
+        );
+        Ok(elapsed)
     };
-    let fresh = run()?;
-    let cached = run()?;
+    let embedded = run(tempfile::tempdir()?.path(), true, "embedded")?;
+    let data = tempfile::tempdir()?;
+    let compiled = run(data.path(), false, "compiled")?;
+    let on_disk = run(data.path(), false, "disk")?;
     Ok(vec![
         Row::info(
             S10,
-            "aarch64 under qemu, edge profile: first task, fresh data dir (guest compiled)",
-            human(fresh),
+            "aarch64 under qemu, edge profile: first task, fresh data dir, code embedded in the binary",
+            human(embedded),
+        ),
+        Row::info(
+            S10,
+            "aarch64 under qemu, edge profile: first task, fresh data dir, embedded code declined (guest compiled)",
+            human(compiled),
         ),
         Row::info(
             S10,
             "aarch64 under qemu, edge profile: first task, compiled code on disk",
-            human(cached),
+            human(on_disk),
         ),
     ])
 }

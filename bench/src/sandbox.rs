@@ -25,7 +25,7 @@ pub(crate) fn executor(
             ..EngineSettings::default()
         },
         cache_dir: cache,
-        trust: None,
+        ..WasmConfig::default()
     })?)
 }
 

@@ -93,6 +93,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Store(StoreCommand::Check(args)) => commands::store::check(config_file, &args)?,
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
         Command::Drain(args) => commands::drain::execute(config_file, args).await?,
+        Command::Precompile(args) => commands::precompile::execute(config_file, &args)?,
         Command::Config(args) => {
             let config = commands::load_config(config_file, &args.flags())?;
             commands::out(&config.to_masked_toml());

@@ -265,6 +265,7 @@ impl Metrics {
         for (kind, value) in [
             ("memory_hit", cache.memory_hits),
             ("disk_hit", cache.disk_hits),
+            ("embedded_hit", cache.embedded_hits),
             ("compiled", cache.compiled),
             ("rejected", cache.rejected),
         ] {

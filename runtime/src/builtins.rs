@@ -1,7 +1,27 @@
 //! The guest components embedded in the binary (`builtin:NAME`), so a single
-//! file is all an edge box needs. `build.rs` compiles them from `guests/`.
+//! file is all an edge box needs. `build.rs` compiles them from `guests/`
+//! and, in release builds, embeds their compiled code too.
 
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+
+/// The built-ins' code compiled for this binary's target with portable CPU
+/// settings (empty unless the build was given `WASMNODE_PRECOMPILED_DIR`).
+pub struct Precompiled {
+    /// Compatibility hash of the engine that compiled it.
+    pub engine: [u8; 32],
+    /// One entry per built-in.
+    pub code: &'static [PrecompiledCode],
+}
+
+/// One built-in's compiled code.
+pub struct PrecompiledCode {
+    /// The built-in's name.
+    pub name: &'static str,
+    /// blake3 of the wasm it was compiled from.
+    pub wasm: [u8; 32],
+    /// The serialized component.
+    pub code: &'static [u8],
+}
 
 /// The bytes of the built-in guest `name` (without the `builtin:` prefix).
 pub fn builtin(name: &str) -> Option<(&'static str, &'static [u8])> {

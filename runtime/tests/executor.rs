@@ -365,7 +365,7 @@ async fn a_task_cancelled_while_its_code_compiles_ends_without_waiting_for_the_c
                 ..Default::default()
             },
             cache_dir: None,
-            trust: None,
+            ..WasmConfig::default()
         })
         .unwrap(),
     );
@@ -429,7 +429,7 @@ async fn compiled_code_is_cached_on_disk_and_corrupt_entries_are_rebuilt() {
             ..Default::default()
         },
         cache_dir: Some(cache.path().to_path_buf()),
-        trust: None,
+        ..WasmConfig::default()
     };
     let spec = || hostile(json!({"action": "echo"}));
 
@@ -500,7 +500,7 @@ async fn warming_fills_the_disk_cache_without_holding_the_code() {
             ..Default::default()
         },
         cache_dir: Some(cache.path().to_path_buf()),
-        trust: None,
+        ..WasmConfig::default()
     })
     .unwrap();
     let source = builtin("retrieval");

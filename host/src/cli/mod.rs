@@ -68,6 +68,25 @@ pub enum Command {
     Store(StoreCommand),
     /// Drain the node serving on this machine and wait until it has stopped (a Kubernetes preStop hook).
     Drain(DrainArgs),
+    /// Compile the built-in guests for any CPU of this binary's target, for a release build to embed.
+    Precompile(PrecompileArgs),
+}
+
+/// `wasmnode precompile`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Writes DIR/NAME.cwasm per built-in guest and DIR/MANIFEST (target, engine hash, wasm
+hashes). Compiled under the configuration's engine settings with this target's
+baseline CPU features, so the code runs on every CPU of the target. A second
+build with WASMNODE_PRECOMPILED_DIR=DIR embeds it; that binary's first task
+then compiles nothing (scripts/release.sh does both, under qemu for a foreign
+target). A node uses the embedded code only when its engine settings match
+(wasm.precompiled_builtins = false compiles for the node's own CPU instead)."
+)]
+pub struct PrecompileArgs {
+    /// Directory to write the compiled code to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `wasmnode drain`.

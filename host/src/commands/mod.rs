@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod drain;
 pub mod mcp;
+pub mod precompile;
 pub mod registry;
 pub mod run;
 pub mod scaffold;

@@ -181,6 +181,10 @@ pub struct WasmSection {
     /// Keep that cache elsewhere (nodes sharing it share its key, so each
     /// loads what the others compiled).
     pub code_cache_dir: Option<PathBuf>,
+    /// Use the built-in guests' code embedded in release binaries (compiled
+    /// for any CPU of the target) instead of compiling them on first use;
+    /// `false` compiles them for this CPU's features.
+    pub precompiled_builtins: bool,
 }
 
 impl Default for WasmSection {
@@ -193,6 +197,7 @@ impl Default for WasmSection {
             pool_instances: e.pool_instances,
             code_cache: true,
             code_cache_dir: None,
+            precompiled_builtins: true,
         }
     }
 }
@@ -287,6 +292,7 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| self.node.data_dir.join("code-cache"))
             }),
+            precompiled_builtins: self.wasm.precompiled_builtins,
             trust: None,
         }
     }

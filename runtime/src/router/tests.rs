@@ -12,7 +12,7 @@ fn router(policy: Policy) -> (tempfile::TempDir, Router) {
             ..Default::default()
         },
         cache_dir: None,
-        trust: None,
+        ..WasmConfig::default()
     })
     .unwrap();
     let executors = Executors::new(Arc::new(wasm));

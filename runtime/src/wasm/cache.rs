@@ -7,7 +7,6 @@
 //! loads code it wrote itself: a file copied from elsewhere, truncated or
 //! bit-flipped fails the check, is deleted and is compiled again.
 
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
@@ -37,12 +36,10 @@ impl DiskCache {
     pub fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let key = load_or_create_key(&dir.join(KEY_FILE))?;
-        let mut hasher = Blake3Hasher(blake3::Hasher::new());
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
             dir: dir.to_path_buf(),
             key,
-            engine_hash: *hasher.0.finalize().as_bytes(),
+            engine_hash: super::engine::compatibility_hash(engine),
         })
     }
 
@@ -138,20 +135,6 @@ fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(key)
-}
-
-/// Feeds `Hash` impls into blake3.
-struct Blake3Hasher(blake3::Hasher);
-
-impl Hasher for Blake3Hasher {
-    fn finish(&self) -> u64 {
-        let bytes = self.0.finalize();
-        u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
 }
 
 #[cfg(test)]

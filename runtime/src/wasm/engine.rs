@@ -1,7 +1,9 @@
 //! The process-wide wasmtime `Engine`: its configuration, the probe that
-//! picks the pooling allocator where the address space allows it, and the
+//! picks the pooling allocator where the address space allows it, the
+//! portable variant that compiles code any CPU of this target runs, and the
 //! epoch ticker that drives deadlines and cancellation.
 
+use std::hash::{Hash, Hasher};
 use std::thread;
 use std::time::Duration;
 use wasmtime::{Config, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -85,6 +87,38 @@ pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)>
     }
 }
 
+/// An engine of the same settings that compiles for this binary's target
+/// without the features of the CPU it runs on (baseline instructions), so
+/// its code runs on every CPU of the target: the code release builds embed.
+pub fn portable(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+    let mut config = base_config(settings);
+    config.target(env!("WASMNODE_TARGET"))?;
+    Engine::new(&config)
+}
+
+/// blake3 of everything about `engine` that shapes compiled code (wasmtime
+/// version, target, CPU flags, tunables, wasm features): code compiled under
+/// one hash loads in any engine of the same hash.
+pub fn compatibility_hash(engine: &Engine) -> [u8; 32] {
+    let mut hasher = Blake3Hasher(blake3::Hasher::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    *hasher.0.finalize().as_bytes()
+}
+
+/// Feeds `Hash` impls into blake3.
+struct Blake3Hasher(blake3::Hasher);
+
+impl Hasher for Blake3Hasher {
+    fn finish(&self) -> u64 {
+        let bytes = self.0.finalize();
+        u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes"))
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
 fn base_config(settings: &EngineSettings) -> Config {
     let mut config = Config::new();
     config
@@ -159,6 +193,27 @@ mod tests {
             allocator,
             Allocator::Pooling,
             "x86_64 Linux has room for a small pool"
+        );
+    }
+
+    #[test]
+    fn the_portable_engine_differs_from_the_native_one_only_where_settings_do() {
+        let settings = EngineSettings::default();
+        let hash = compatibility_hash(&portable(&settings).unwrap());
+        assert_eq!(hash, compatibility_hash(&portable(&settings).unwrap()));
+        let no_fuel = EngineSettings {
+            fuel_metering: false,
+            ..EngineSettings::default()
+        };
+        assert_ne!(hash, compatibility_hash(&portable(&no_fuel).unwrap()));
+        let small_pool = EngineSettings {
+            pool_instances: 4,
+            ..EngineSettings::default()
+        };
+        assert_eq!(
+            hash,
+            compatibility_hash(&portable(&small_pool).unwrap()),
+            "the pool's size does not shape code"
         );
     }
 }

@@ -13,6 +13,7 @@ mod cache;
 mod call;
 mod contract;
 mod describe;
+mod embedded;
 mod engine;
 mod functions;
 mod http;
@@ -24,6 +25,7 @@ mod tool_host;
 
 pub use contract::{MountNeed, ToolDescription};
 pub use describe::{ComponentInfo, FunctionInfo};
+pub use embedded::{PrecompileError, Written, precompile};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
 pub use functions::{Function, Skipped};
 pub use prepare::{CacheStats, CodeOrigin, World};
@@ -50,16 +52,30 @@ const PREPARED_CAPACITY: usize = 128;
 const NO_HOST: i32 = -1;
 
 /// How the WASI executor is set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct WasmConfig {
     /// Engine settings (allocator, fuel metering, stack, epoch tick).
     pub engine: EngineSettings,
     /// Directory of the compiled-code cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
+    /// Load the built-ins from the code embedded in the binary (release
+    /// builds) where it matches the engine, rather than compiling them.
+    pub precompiled_builtins: bool,
     /// When set, a component file runs only if a key of this list signed
     /// exactly its bytes (`policy.require_signed_tools`); built-ins are
     /// part of the node and need no signature.
     pub trust: Option<Arc<TrustList>>,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineSettings::default(),
+            cache_dir: None,
+            precompiled_builtins: true,
+            trust: None,
+        }
+    }
 }
 
 /// Errors setting up the executor.
@@ -144,6 +160,7 @@ impl WasmExecutor {
                 linker,
                 module_linker,
                 disk,
+                embedded::Embedded::builtins(config.precompiled_builtins, config.engine.clone()),
                 PREPARED_CAPACITY,
             )),
             engine,

@@ -1,9 +1,11 @@
 //! Turning wasm bytes into something ready to instantiate: format and world
-//! detection, compilation (or a verified load from the disk cache), and the
-//! `InstancePre` for the detected world, cached in memory per blake3 hash.
+//! detection, compilation (or a verified load from the disk cache, or the
+//! code embedded in the binary), and the `InstancePre` for the detected
+//! world, cached in memory per blake3 hash.
 
 use super::bindings::{task::TaskPre, tool::ToolPre};
 use super::cache::{DiskCache, Lookup};
+use super::embedded::Embedded;
 use super::functions::{self, FunctionsPre};
 use super::sandbox::State;
 use crate::failure::TaskFailure;
@@ -75,6 +77,8 @@ pub enum CodeOrigin {
     Memory,
     /// Loaded from the disk cache after verification.
     Disk,
+    /// Loaded from the code embedded in the binary (built-ins of release builds).
+    Embedded,
     /// Compiled now.
     Compiled,
 }
@@ -85,6 +89,7 @@ impl CodeOrigin {
         match self {
             CodeOrigin::Memory => "memory",
             CodeOrigin::Disk => "disk",
+            CodeOrigin::Embedded => "embedded",
             CodeOrigin::Compiled => "compiled",
         }
     }
@@ -124,6 +129,8 @@ pub struct CacheStats {
     pub memory_hits: u64,
     /// Verified loads from disk.
     pub disk_hits: u64,
+    /// Loads of code embedded in the binary.
+    pub embedded_hits: u64,
     /// Compilations.
     pub compiled: u64,
     /// Disk entries that failed verification (and were rebuilt).
@@ -136,6 +143,7 @@ pub struct CacheStats {
 struct Counters {
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
+    embedded_hits: AtomicU64,
     compiled: AtomicU64,
     rejected: AtomicU64,
     preparing: AtomicU64,
@@ -165,18 +173,21 @@ pub struct Preparer {
     linker: Linker<State>,
     module_linker: wasmtime::Linker<State>,
     disk: Option<DiskCache>,
+    embedded: Embedded,
     slots: Mutex<(HashMap<blake3::Hash, Slot>, VecDeque<blake3::Hash>)>,
     capacity: usize,
     counters: Counters,
 }
 
 impl Preparer {
-    /// A preparer for `engine` with the given linkers and optional disk cache.
+    /// A preparer for `engine` with the given linkers, optional disk cache
+    /// and embedded code.
     pub fn new(
         engine: Engine,
         linker: Linker<State>,
         module_linker: wasmtime::Linker<State>,
         disk: Option<DiskCache>,
+        embedded: Embedded,
         capacity: usize,
     ) -> Self {
         Self {
@@ -184,6 +195,7 @@ impl Preparer {
             linker,
             module_linker,
             disk,
+            embedded,
             slots: Mutex::new((HashMap::new(), VecDeque::new())),
             capacity: capacity.max(1),
             counters: Counters::default(),
@@ -196,6 +208,7 @@ impl Preparer {
         CacheStats {
             memory_hits: c.memory_hits.load(Ordering::Relaxed),
             disk_hits: c.disk_hits.load(Ordering::Relaxed),
+            embedded_hits: c.embedded_hits.load(Ordering::Relaxed),
             compiled: c.compiled.load(Ordering::Relaxed),
             rejected: c.rejected.load(Ordering::Relaxed),
             preparing: c.preparing.load(Ordering::Relaxed),
@@ -247,8 +260,12 @@ impl Preparer {
     }
 
     /// Makes sure the compiled code of `bytes` is in the disk cache (without
-    /// loading it into memory), or prepares it in memory without a disk cache.
+    /// loading it into memory), or prepares it in memory without a disk cache;
+    /// code embedded in the binary needs neither.
     pub async fn precompile(self: &Arc<Self>, binary: Binary) -> Result<CodeOrigin, TaskFailure> {
+        if self.embedded.code(&binary.hash).is_some() {
+            return Ok(CodeOrigin::Embedded);
+        }
         if self.disk.is_none() {
             return self.prepare(binary).await.map(|(_, origin)| origin);
         }
@@ -369,6 +386,20 @@ impl Preparer {
                     return Ok((component, CodeOrigin::Disk));
                 }
                 Err(e) => self.reject(&hash, &e.to_string()),
+            }
+        }
+        if let Some(code) = self.embedded.code(&hash) {
+            // SAFETY: the code is part of this binary, compiled by this
+            // wasmtime under this engine's settings (portable CPU flags);
+            // wasmtime checks its header against the engine again.
+            match unsafe { Component::deserialize(&self.engine, code) } {
+                Ok(component) => {
+                    self.counters.embedded_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((component, CodeOrigin::Embedded));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "embedded code did not load; compiling")
+                }
             }
         }
         let component = Component::from_binary(&self.engine, binary)
