@@ -106,8 +106,8 @@ test-deploy: ## The systemd unit, Kubernetes and Nomad files through their check
 test-arm64: ## The aarch64 static build under qemu-aarch64-static (cross gcc and qemu from Debian, installed once)
 	@CARGO="$(CARGO)" scripts/qemu-test.sh aarch64-unknown-linux-musl
 
-test-edge: ## The armv7 static build (wasm on Pulley) under qemu-arm-static (blocked: it crashes at start, see README)
-	@CARGO="$(CARGO)" scripts/qemu-test.sh armv7-unknown-linux-gnueabihf
+test-edge: ## The armv7 static musl build (wasm on Pulley, built-ins embedded) under qemu-arm-static (std built from rust-src once)
+	@CARGO="$(CARGO)" scripts/qemu-test.sh armv7-unknown-linux-musleabihf
 
 test-llm: ## The LLM suite against a real llama.cpp server (llama-cpp-python + Gemma 3 270M; the wheel is built once per machine)
 	@model=$$(scripts/llm-setup.sh) && \

@@ -142,7 +142,7 @@ fn build_deadline_helper(root: &Path, manifest_dir: &Path) -> PathBuf {
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    if target.ends_with("-gnu") || target.ends_with("-gnueabihf") {
+    if target.ends_with("-gnu") {
         cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
     }
     let status = cmd

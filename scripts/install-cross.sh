@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes this machine able to build and run wasmnode for the given Rust
 # targets: the target's standard library (rustup, else a rust-std tarball
-# for this rustc kept in ../shared/toolchain), Debian's cross gcc (the
+# for this rustc kept in ../shared/toolchain, else for armv7 built from
+# rust-src by scripts/build-rust-std.sh), Debian's cross gcc (the
 # linker, and the C compiler of ring, zstd and blake3) and qemu-user-static
 # (to run the result here). The linkers themselves are named in
 # .cargo/config.toml.
@@ -16,7 +17,7 @@ for target in "$@"; do
   case "$target" in
     x86_64-unknown-linux-musl) ;;
     aarch64-unknown-linux-musl) packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static) ;;
-    armv7-unknown-linux-gnueabihf) packages+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static) ;;
+    armv7-unknown-linux-musleabihf) packages+=(gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static) ;;
     *) echo "error: no cross set-up for $target" >&2; exit 2 ;;
   esac
   [ -d "$sysroot/lib/rustlib/$target/lib" ] && continue
@@ -25,6 +26,8 @@ for target in "$@"; do
   elif [ -f "$bundled/rust-std-$version-$target.tar.xz" ]; then
     tar -xJf "$bundled/rust-std-$version-$target.tar.xz" -C "$sysroot/lib/rustlib/"
     echo "$target: standard library installed from the bundled rust-std for rustc $version"
+  elif [ "$target" = armv7-unknown-linux-musleabihf ]; then
+    "$(dirname "$0")/build-rust-std.sh" "$target"
   else
     echo "error: cannot install the $target standard library: rustup failed and" >&2
     echo "       there is no rust-std-$version-$target.tar.xz in shared/toolchain." >&2

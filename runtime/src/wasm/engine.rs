@@ -92,7 +92,16 @@ pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)>
 /// its code runs on every CPU of the target: the code release builds embed.
 pub fn portable(settings: &EngineSettings) -> wasmtime::Result<Engine> {
     let mut config = base_config(settings);
-    config.target(env!("WASMNODE_TARGET"))?;
+    // Where Cranelift has no backend (32-bit ARM), wasm runs as Pulley
+    // bytecode, the same for every CPU: the default target is portable.
+    if cfg!(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "s390x"
+    )) {
+        config.target(env!("WASMNODE_TARGET"))?;
+    }
     Engine::new(&config)
 }
 
