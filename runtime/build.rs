@@ -114,10 +114,7 @@ fn main() {
         Some(dir) if !dir.is_empty() => {
             code.push_str(&precompiled(Path::new(&dir), &wasm_dir, &target));
         }
-        _ => code.push_str(
-            "\n/// No compiled code embedded (built without WASMNODE_PRECOMPILED_DIR).\n\
-             pub static PRECOMPILED: Precompiled = Precompiled { engine: [0; 32], code: &[] };\n",
-        ),
+        _ => code.push_str(&no_precompiled("built without WASMNODE_PRECOMPILED_DIR")),
     }
     std::fs::write(out_dir.join("builtins.rs"), code).expect("write builtins.rs");
     let helper = build_deadline_helper(root, &manifest_dir);
@@ -189,14 +186,20 @@ fn generate(wasm_dir: &Path, with_tests: bool) -> String {
     code
 }
 
+/// An empty `PRECOMPILED` table, saying `why` it is empty.
+fn no_precompiled(why: &str) -> String {
+    format!(
+        "\n/// No compiled code embedded ({why}).\n\
+         pub static PRECOMPILED: Precompiled = Precompiled {{ engine: [0; 32], code: &[] }};\n"
+    )
+}
+
 /// The `PRECOMPILED` table for the code in `dir`: its `MANIFEST` (written by
 /// `wasmnode precompile`) names the target, the engine's compatibility hash
 /// and, per built-in, the blake3 of the wasm it was compiled from. Code for
 /// another target or other guest bytes is stale: nothing is embedded, with a
 /// warning (scripts/build-embedded.sh then compiles it afresh and rebuilds).
 fn precompiled(dir: &Path, wasm_dir: &Path, target: &str) -> String {
-    const NONE: &str = "\n/// No compiled code embedded (the precompiled code was stale).\n\
-        pub static PRECOMPILED: Precompiled = Precompiled { engine: [0; 32], code: &[] };\n";
     let manifest_path = dir.join("MANIFEST");
     println!("cargo:rerun-if-changed={}", dir.display());
     let manifest = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
@@ -221,7 +224,7 @@ fn precompiled(dir: &Path, wasm_dir: &Path, target: &str) -> String {
             "cargo:warning={} holds code for {manifest_target}, not {target}: nothing embedded",
             manifest_path.display()
         );
-        return NONE.into();
+        return no_precompiled("the precompiled code was stale");
     }
     let engine = blake3::Hash::from_hex(field("engine")).expect("engine hash in hex");
     let mut code = format!(
@@ -237,7 +240,7 @@ fn precompiled(dir: &Path, wasm_dir: &Path, target: &str) -> String {
                 "cargo:warning={}: `{name}` was compiled from other guest bytes than this build's: nothing embedded",
                 manifest_path.display()
             );
-            return NONE.into();
+            return no_precompiled("the precompiled code was stale");
         }
         let file = dir.join(format!("{name}.cwasm"));
         assert!(file.exists(), "missing {}", file.display());
