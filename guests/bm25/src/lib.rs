@@ -8,6 +8,7 @@
 //! on every run and every machine.
 
 use rust_stemmers::{Algorithm, Stemmer};
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -38,23 +39,38 @@ impl Default for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Calls `f` with each term of `text`, in order.
-    pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
+    /// Calls `f` with each word of `text` (a run of alphanumeric characters,
+    /// lower-cased), in order, before stop words and stemming.
+    pub fn for_each_word(&self, text: &str, mut f: impl FnMut(&str)) {
         let mut word = String::new();
-        let mut flush = |word: &mut String| {
-            if !word.is_empty() && !STOP_WORDS.contains(&word.as_str()) {
-                f(&self.stemmer.stem(word));
-            }
-            word.clear();
-        };
         for ch in text.chars() {
-            if ch.is_alphanumeric() {
+            if ch.is_ascii_alphanumeric() {
+                word.push(ch.to_ascii_lowercase());
+            } else if !ch.is_ascii() && ch.is_alphanumeric() {
                 word.extend(ch.to_lowercase());
-            } else {
-                flush(&mut word);
+            } else if !word.is_empty() {
+                f(&word);
+                word.clear();
             }
         }
-        flush(&mut word);
+        if !word.is_empty() {
+            f(&word);
+        }
+    }
+
+    /// The term a lower-cased word stands for: its stem, or `None` for a
+    /// stop word.
+    pub fn term<'a>(&self, word: &'a str) -> Option<Cow<'a, str>> {
+        (!STOP_WORDS.contains(&word)).then(|| self.stemmer.stem(word))
+    }
+
+    /// Calls `f` with each term of `text`, in order.
+    pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
+        self.for_each_word(text, |word| {
+            if let Some(term) = self.term(word) {
+                f(&term);
+            }
+        });
     }
 
     /// The terms of `text`, in order.
@@ -80,6 +96,11 @@ pub struct Index {
     k1: f64,
     b: f64,
     terms: HashMap<String, u32>,
+    /// Every word seen so far and its term id (`None`: a stop word), so a
+    /// word is stemmed once per index, not once per occurrence.
+    words: HashMap<String, Option<u32>>,
+    /// Term ids of the document being added (reused buffer).
+    scratch: Vec<u32>,
     /// Postings per term id: (document index, term frequency).
     postings: Vec<Vec<(u32, u32)>>,
     doc_lengths: Vec<u32>,
@@ -101,6 +122,8 @@ impl Index {
             k1,
             b,
             terms: HashMap::new(),
+            words: HashMap::new(),
+            scratch: Vec::new(),
             postings: Vec::new(),
             doc_lengths: Vec::new(),
             doc_ids: Vec::new(),
@@ -121,23 +144,37 @@ impl Index {
     /// Adds a document; `id` is used only to break score ties.
     pub fn add(&mut self, id: &str, text: &str) {
         let doc = self.doc_ids.len() as u32;
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        let mut length = 0u32;
-        let (terms, postings) = (&mut self.terms, &mut self.postings);
-        self.tokenizer.for_each_term(text, |term| {
-            let next = terms.len() as u32;
-            let id = *terms.entry(term.to_string()).or_insert_with(|| {
-                postings.push(Vec::new());
-                next
-            });
-            *counts.entry(id).or_insert(0) += 1;
-            length += 1;
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        let (tokenizer, words, terms, postings) = (
+            &self.tokenizer,
+            &mut self.words,
+            &mut self.terms,
+            &mut self.postings,
+        );
+        tokenizer.for_each_word(text, |word| {
+            let known = match words.get(word) {
+                Some(known) => *known,
+                None => {
+                    let id = tokenizer.term(word).map(|term| {
+                        let next = terms.len() as u32;
+                        *terms.entry(term.into_owned()).or_insert_with(|| {
+                            postings.push(Vec::new());
+                            next
+                        })
+                    });
+                    words.insert(word.to_owned(), id);
+                    id
+                }
+            };
+            ids.extend(known);
         });
-        let mut counts: Vec<(u32, u32)> = counts.into_iter().collect();
-        counts.sort_unstable();
-        for (term, tf) in counts {
-            self.postings[term as usize].push((doc, tf));
+        let length = ids.len() as u32;
+        ids.sort_unstable();
+        for run in ids.chunk_by(|a, b| a == b) {
+            self.postings[run[0] as usize].push((doc, run.len() as u32));
         }
+        self.scratch = ids;
         self.doc_lengths.push(length);
         self.doc_ids.push(id.to_string());
         self.total_length += u64::from(length);
@@ -240,6 +277,28 @@ mod tests {
             ["run", "dog", "ran", "run"]
         );
         assert!(t.terms("the of and").is_empty());
+    }
+
+    #[test]
+    fn non_ascii_words_are_lower_cased_whole() {
+        let t = Tokenizer::default();
+        let mut words = Vec::new();
+        t.for_each_word("ÉCOLE straße—Δelta x2", |w| words.push(w.to_string()));
+        assert_eq!(words, ["école", "straße", "δelta", "x2"]);
+    }
+
+    #[test]
+    fn a_repeated_word_counts_every_occurrence_and_stop_words_none() {
+        let mut index = Index::default();
+        index.add("a", "Runs the run; RUNNING runs.");
+        index.add("b", "the running of the dogs");
+        assert_eq!(index.doc_lengths, [4, 2]);
+        let run = index.terms["run"] as usize;
+        assert_eq!(index.postings[run], [(0, 4), (1, 1)]);
+        let dog = index.terms["dog"] as usize;
+        assert_eq!(index.postings[dog], [(1, 1)]);
+        assert!(!index.terms.contains_key("the"));
+        assert_eq!(index.words.get("the"), Some(&None));
     }
 
     #[test]
