@@ -162,7 +162,13 @@ fn main() -> anyhow::Result<()> {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(out, markdown(&rows, &machine(), command))?;
+        let mut report = markdown(&rows, &machine(), command);
+        let previous = std::fs::read_to_string(out).unwrap_or_default();
+        if let Some(notes) = report::notes(&previous) {
+            report.push('\n');
+            report.push_str(notes);
+        }
+        std::fs::write(out, report)?;
         eprintln!("wrote {}", out.display());
     }
     if args.smoke {

@@ -137,6 +137,19 @@ pub fn text_table(rows: &[Row]) -> String {
     out
 }
 
+/// The heading of the hand-written part of docs/BENCHMARKS.md (profiles
+/// and what changed because of them), which a new report keeps.
+pub const NOTES_HEADING: &str = "## Where the time goes";
+
+/// The hand-written notes of an earlier report (from [`NOTES_HEADING`] to
+/// the end), if it has them.
+pub fn notes(previous: &str) -> Option<&str> {
+    previous
+        .match_indices(NOTES_HEADING)
+        .find(|(at, _)| *at == 0 || previous[..*at].ends_with('\n'))
+        .map(|(at, _)| &previous[at..])
+}
+
 /// The report as Markdown.
 pub fn markdown(rows: &[Row], machine: &[(String, String)], command: &str) -> String {
     let mut out = String::from("# wasmnode benchmarks\n\n");
@@ -189,5 +202,13 @@ mod tests {
         let text = text_table(&rows);
         assert!(text.contains("ok") && text.contains("MISSED"), "{text}");
         assert!(markdown(&rows, &[], "x").contains("| 1 | rate | 10 | ≥ 20 | missed |"));
+    }
+
+    #[test]
+    fn notes_are_the_part_from_their_heading_at_a_line_start() {
+        let report =
+            "# r\n\nsee ## Where the time goes\n| a |\n\n## Where the time goes\n\nprofile\n";
+        assert_eq!(notes(report), Some("## Where the time goes\n\nprofile\n"));
+        assert_eq!(notes("# r\n| a |\n"), None);
     }
 }
