@@ -7,10 +7,13 @@
 //! broken by document id, then by insertion order, so a ranking is the same
 //! on every run and every machine.
 
+mod stored;
+
+pub use stored::StoredIndex;
+
 use rust_stemmers::{Algorithm, Stemmer};
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 /// BM25 term-frequency saturation.
 pub const DEFAULT_K1: f64 = 1.2;
@@ -95,10 +98,12 @@ pub struct Index {
     tokenizer: Tokenizer,
     k1: f64,
     b: f64,
-    terms: HashMap<String, u32>,
+    /// Term → term id (foldhash rather than SipHash: indexing looks up
+    /// every word occurrence, and the keys are short).
+    terms: foldhash::HashMap<String, u32>,
     /// Every word seen so far and its term id (`None`: a stop word), so a
     /// word is stemmed once per index, not once per occurrence.
-    words: HashMap<String, Option<u32>>,
+    words: foldhash::HashMap<String, Option<u32>>,
     /// Term ids of the document being added (reused buffer).
     scratch: Vec<u32>,
     /// Postings per term id: (document index, term frequency).
@@ -121,8 +126,8 @@ impl Index {
             tokenizer: Tokenizer::default(),
             k1,
             b,
-            terms: HashMap::new(),
-            words: HashMap::new(),
+            terms: foldhash::HashMap::default(),
+            words: foldhash::HashMap::default(),
             scratch: Vec::new(),
             postings: Vec::new(),
             doc_lengths: Vec::new(),
@@ -180,60 +185,100 @@ impl Index {
         self.total_length += u64::from(length);
     }
 
-    /// The distinct query terms that occur in the index.
+    /// The distinct terms of `query`, in order.
     pub fn query_terms(&self, query: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        self.tokenizer.for_each_term(query, |t| {
-            if !seen.iter().any(|s: &String| s == t) {
-                seen.push(t.to_string());
-            }
-        });
-        seen
+        distinct_terms(&self.tokenizer, query)
     }
 
     /// Ranks the documents that `keep` accepts against `query` and returns
     /// at most `top_k` hits, best first. Documents without any query term are
     /// never returned.
     pub fn search(&self, query: &str, top_k: usize, keep: impl Fn(usize) -> bool) -> Vec<Hit> {
-        if self.is_empty() || top_k == 0 {
+        let postings = self
+            .query_terms(query)
+            .into_iter()
+            .filter_map(|term| self.terms.get(&term))
+            .map(|&id| self.postings[id as usize].as_slice());
+        let stats = Stats {
+            k1: self.k1,
+            b: self.b,
+            total_length: self.total_length,
+            doc_lengths: &self.doc_lengths,
+        };
+        stats.rank(postings, top_k, keep, |a, b| {
+            self.doc_ids[a].cmp(&self.doc_ids[b]).then(a.cmp(&b))
+        })
+    }
+}
+
+/// The distinct terms of `text`, in order.
+fn distinct_terms(tokenizer: &Tokenizer, text: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    tokenizer.for_each_term(text, |t| {
+        if !seen.iter().any(|s: &String| s == t) {
+            seen.push(t.to_string());
+        }
+    });
+    seen
+}
+
+/// What scoring needs of an index, in memory or stored.
+struct Stats<'a> {
+    k1: f64,
+    b: f64,
+    total_length: u64,
+    doc_lengths: &'a [u32],
+}
+
+impl Stats<'_> {
+    /// Scores the documents `keep` accepts over the postings of each
+    /// distinct query term, in query order (so an index read from a file
+    /// sums in the same order and gives the same scores), and returns the
+    /// best `top_k`, ties broken by `tie`.
+    fn rank<'p>(
+        &self,
+        postings: impl Iterator<Item = &'p [(u32, u32)]>,
+        top_k: usize,
+        keep: impl Fn(usize) -> bool,
+        tie: impl Fn(usize, usize) -> Ordering,
+    ) -> Vec<Hit> {
+        let docs = self.doc_lengths.len();
+        if docs == 0 || top_k == 0 {
             return Vec::new();
         }
-        let n = self.len() as f64;
+        let n = docs as f64;
         let avg_len = (self.total_length as f64 / n).max(1.0);
-        let mut scores: HashMap<u32, f64> = HashMap::new();
-        for term in self.query_terms(query) {
-            let Some(&id) = self.terms.get(&term) else {
-                continue;
-            };
-            let postings = &self.postings[id as usize];
+        let mut scores = vec![0.0f64; docs];
+        for postings in postings {
             let df = postings.len() as f64;
             let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
             for &(doc, tf) in postings {
+                let Some(&length) = self.doc_lengths.get(doc as usize) else {
+                    continue;
+                };
                 if !keep(doc as usize) {
                     continue;
                 }
                 let tf = f64::from(tf);
-                let norm =
-                    1.0 - self.b + self.b * f64::from(self.doc_lengths[doc as usize]) / avg_len;
-                *scores.entry(doc).or_insert(0.0) +=
-                    idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
+                let norm = 1.0 - self.b + self.b * f64::from(length) / avg_len;
+                scores[doc as usize] += idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
             }
         }
-        let mut hits: Vec<Hit> = scores
-            .into_iter()
-            .filter(|(_, s)| *s > 0.0)
-            .map(|(doc, score)| Hit {
-                index: doc as usize,
-                score,
-            })
-            .collect();
         let order = |a: &Hit, b: &Hit| {
             b.score
                 .partial_cmp(&a.score)
                 .unwrap_or(Ordering::Equal)
-                .then_with(|| self.doc_ids[a.index].cmp(&self.doc_ids[b.index]))
-                .then_with(|| a.index.cmp(&b.index))
+                .then_with(|| tie(a.index, b.index))
         };
+        let scored = scores
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| *s > 0.0)
+            .map(|(index, score)| Hit { index, score });
+        if top_k <= SMALL_TOP_K {
+            return best_of(scored, top_k, order);
+        }
+        let mut hits: Vec<Hit> = scored.collect();
         if hits.len() > top_k {
             hits.select_nth_unstable_by(top_k - 1, order);
             hits.truncate(top_k);
@@ -241,6 +286,33 @@ impl Index {
         hits.sort_by(order);
         hits
     }
+}
+
+/// Up to this many results are picked by insertion into a sorted list;
+/// more by a partial sort of every hit.
+const SMALL_TOP_K: usize = 256;
+
+/// The first `k` of `hits` by `order`, sorted: most hits are compared once,
+/// with the worst of those kept so far.
+fn best_of(
+    hits: impl Iterator<Item = Hit>,
+    k: usize,
+    order: impl Fn(&Hit, &Hit) -> Ordering,
+) -> Vec<Hit> {
+    let mut best: Vec<Hit> = Vec::with_capacity(k + 1);
+    for hit in hits {
+        if best.len() == k
+            && best
+                .last()
+                .is_some_and(|worst| order(&hit, worst) != Ordering::Less)
+        {
+            continue;
+        }
+        let at = best.partition_point(|kept| order(kept, &hit) == Ordering::Less);
+        best.insert(at, hit);
+        best.truncate(k);
+    }
+    best
 }
 
 #[cfg(test)]
@@ -337,6 +409,24 @@ mod tests {
         let filtered = index.search("words", 3, |i| i != 1);
         assert_eq!(filtered.iter().map(|h| h.index).collect::<Vec<_>>(), [0, 2]);
         assert_eq!(index.search("words", 1, |_| true).len(), 1);
+    }
+
+    #[test]
+    fn any_top_k_is_a_prefix_of_the_full_ranking() {
+        let mut index = Index::default();
+        let words = ["lease", "timeout", "retry", "queue", "node", "cache"];
+        for i in 0..600usize {
+            let text: Vec<&str> = (0..1 + i % 7)
+                .map(|j| words[(i * 7 + j * 3) % words.len()])
+                .collect();
+            index.add(&format!("d{:03}", (i * 37) % 600), &text.join(" "));
+        }
+        let all = index.search("lease retry cache", 600, |_| true);
+        assert!(all.len() > 300, "{}", all.len());
+        for k in [1, 10, SMALL_TOP_K, SMALL_TOP_K + 1, 600] {
+            let top = index.search("lease retry cache", k, |_| true);
+            assert_eq!(top, all[..k.min(all.len())], "top {k}");
+        }
     }
 
     #[test]
