@@ -2,7 +2,7 @@
 
 use bm25::Index;
 use guest_kit::{GuestError, Inputs, Mounts};
-use serde::Deserialize;
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
 use std::path::Path;
 
@@ -46,17 +46,63 @@ pub struct Corpus {
     pub docs: Vec<Doc>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// One document as given: a string, or `{id, text (or content), metadata}`.
 enum DocInput {
     Text(String),
     Object {
         id: Option<Value>,
-        #[serde(alias = "content")]
         text: Option<String>,
-        #[serde(default)]
         metadata: Map<String, Value>,
     },
+}
+
+/// Read field by field rather than through `#[serde(untagged)]`, which
+/// buffers every document into an intermediate tree first (a third of the
+/// parse time of a large corpus).
+impl<'de> Deserialize<'de> for DocInput {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = DocInput;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a document: a string, or an object with `text`")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<DocInput, E> {
+                Ok(DocInput::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, text: String) -> Result<DocInput, E> {
+                Ok(DocInput::Text(text))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DocInput, A::Error> {
+                let (mut id, mut text, mut metadata) = (None, None, None);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "id" if id.is_none() => id = Some(map.next_value::<Option<Value>>()?),
+                        "text" | "content" if text.is_none() => {
+                            text = Some(map.next_value::<Option<String>>()?);
+                        }
+                        "metadata" if metadata.is_none() => metadata = Some(map.next_value()?),
+                        "id" | "text" | "content" | "metadata" => {
+                            return Err(de::Error::custom(format!("duplicate field `{key}`")));
+                        }
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(DocInput::Object {
+                    id: id.flatten(),
+                    text: text.flatten(),
+                    metadata: metadata.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
 }
 
 impl Corpus {
@@ -229,6 +275,11 @@ impl Filters {
             }
         }
         Ok(Self { wanted })
+    }
+
+    /// Whether no filter was given.
+    pub fn is_empty(&self) -> bool {
+        self.wanted.is_empty()
     }
 
     /// Whether a document with `metadata` passes every filter.

@@ -8,9 +8,11 @@
 //! metadata equals the given values. Ties are broken by id, so rankings are
 //! deterministic.
 
+mod cached;
 mod corpus;
 
-use corpus::{Corpus, Filters};
+use cached::{IndexCache, Stored};
+use corpus::{Corpus, Doc, Filters};
 use guest_kit::{GuestError, Inputs, Mounts};
 use serde_json::{Value, json};
 
@@ -53,32 +55,104 @@ pub fn run(inputs: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
         )));
     }
     let filters = Filters::from_inputs(inputs)?;
-    let corpus = Corpus::from_inputs(inputs, mounts)?;
-    let index = corpus.index();
-    let keep: Vec<bool> = corpus
-        .docs
-        .iter()
-        .map(|d| filters.accepts(&d.metadata))
-        .collect();
-    let considered = keep.iter().filter(|k| **k).count();
-    let hits = index.search(&query, top_k, |i| keep[i]);
-    let terms = index.query_terms(&query);
-    let documents: Vec<Value> = hits
-        .iter()
-        .enumerate()
-        .map(|(rank, hit)| corpus.docs[hit.index].ranked(rank + 1, hit.score, &terms))
-        .collect();
-    Ok(json!({
+    let cache = IndexCache::from_inputs(inputs)?;
+    let (ranking, cache_outcome) = match cache {
+        Some(IndexCache::Read { read }) => (
+            from_stored(&mut Stored::open(&read)?, &query, top_k, &filters)?,
+            Some("hit"),
+        ),
+        write => {
+            let corpus = Corpus::from_inputs(inputs, mounts)?;
+            let index = corpus.index();
+            let keep: Vec<bool> = corpus
+                .docs
+                .iter()
+                .map(|d| filters.accepts(&d.metadata))
+                .collect();
+            let hits = index.search(&query, top_k, |i| keep[i]);
+            let terms = index.query_terms(&query);
+            let ranking = Ranking {
+                total: corpus.docs.len(),
+                considered: keep.iter().filter(|k| **k).count(),
+                documents: hits
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, hit)| corpus.docs[hit.index].ranked(rank + 1, hit.score, &terms))
+                    .collect(),
+                terms,
+            };
+            let outcome = write.map(|request| {
+                if let IndexCache::Write { write, max_bytes } = request {
+                    cached::write(&index, &corpus.docs, &write, max_bytes);
+                }
+                "miss"
+            });
+            (ranking, outcome)
+        }
+    };
+    let mut out = json!({
         "query": query,
         "backend": "local",
         "ranking": "bm25",
         "top_k": top_k,
-        "query_terms": terms,
-        "total_documents": corpus.docs.len(),
-        "considered_documents": considered,
+        "query_terms": ranking.terms,
+        "total_documents": ranking.total,
+        "considered_documents": ranking.considered,
         "filters": filters.to_json(),
-        "documents": documents,
-    }))
+        "documents": ranking.documents,
+    });
+    if let Some(outcome) = cache_outcome {
+        out["index_cache"] = Value::String(outcome.into());
+    }
+    Ok(out)
+}
+
+/// What a retrieval found.
+struct Ranking {
+    total: usize,
+    considered: usize,
+    terms: Vec<String>,
+    documents: Vec<Value>,
+}
+
+/// Ranks with an index the node cached: only the postings of the query's
+/// terms and the records of the hits are read (every record's metadata too
+/// when there are filters).
+fn from_stored(
+    stored: &mut Stored,
+    query: &str,
+    top_k: usize,
+    filters: &Filters,
+) -> Result<Ranking, GuestError> {
+    let total = stored.index().len();
+    let keep: Vec<bool> = if filters.is_empty() {
+        vec![true; total]
+    } else {
+        stored
+            .metadata()?
+            .iter()
+            .map(|m| filters.accepts(m))
+            .collect()
+    };
+    let hits = stored
+        .index()
+        .search(query, top_k, |i| keep[i])
+        .map_err(|e| GuestError::Failed(format!("cannot read the cached index: {e}")))?;
+    let terms = stored.index().query_terms(query);
+    let documents = hits
+        .iter()
+        .enumerate()
+        .map(|(rank, hit)| {
+            let doc: Doc = stored.doc(hit.index)?;
+            Ok(doc.ranked(rank + 1, hit.score, &terms))
+        })
+        .collect::<Result<_, GuestError>>()?;
+    Ok(Ranking {
+        total,
+        considered: keep.iter().filter(|k| **k).count(),
+        terms,
+        documents,
+    })
 }
 
 #[cfg(test)]
