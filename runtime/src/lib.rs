@@ -10,6 +10,7 @@ pub mod disk;
 pub mod docker;
 pub mod executor;
 pub mod failure;
+pub mod index_cache;
 pub mod languages;
 pub mod limits;
 pub mod llm;

@@ -247,6 +247,11 @@ pub enum MountSource {
     /// plane's downloaded config), outside the mount policy; never taken
     /// from a submitted request.
     Prepared(PathBuf),
+    /// A directory of the node's own cache on its local disk (the
+    /// retrieval index cache); never taken from a submitted request. A
+    /// guest's file I/O in it runs on the task's thread, not a blocking
+    /// pool, which costs a large file tens of thousands of thread handoffs.
+    NodeCache(PathBuf),
     /// The node's artifact root.
     Artifacts,
     /// The task's scratch workspace.

@@ -263,7 +263,9 @@ impl DockerExecutor {
         ];
         for mount in &task.mounts {
             let host = match &mount.source {
-                MountSource::Host(path) | MountSource::Prepared(path) => path.clone(),
+                MountSource::Host(path)
+                | MountSource::Prepared(path)
+                | MountSource::NodeCache(path) => path.clone(),
                 MountSource::Artifacts => ctx.artifacts.root().to_path_buf(),
                 MountSource::Workspace => workspace.clone(),
                 MountSource::Scratch => ctx.scratch.clone().ok_or_else(|| {

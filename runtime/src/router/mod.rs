@@ -18,6 +18,7 @@ use crate::artifacts::ArtifactStore;
 use crate::blobs::{BlobError, BlobId, BlobStore};
 use crate::executor::{EventSink, Executor, Support, TaskContext};
 use crate::failure::TaskFailure;
+use crate::index_cache::IndexCache;
 use crate::languages::python::PythonRuntime;
 use crate::limits::Limits;
 use crate::mask::Mask;
@@ -25,6 +26,7 @@ use crate::policy::Policy;
 use crate::task::{ComponentSource, MountSource, Runtime, RuntimeMode, TaskOutcome, TaskSpec};
 use crate::tools::ToolRegistry;
 use crate::wasm::WasmExecutor;
+use routes::is_builtin_retrieval;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,6 +150,7 @@ pub struct Router {
     scratch_root: PathBuf,
     blobs: Option<BlobStore>,
     python: Option<Arc<PythonRuntime>>,
+    index_cache: Option<IndexCache>,
 }
 
 impl Router {
@@ -168,6 +171,7 @@ impl Router {
             scratch_root,
             blobs: None,
             python: None,
+            index_cache: None,
         }
     }
 
@@ -175,6 +179,17 @@ impl Router {
     pub fn with_python(mut self, python: Arc<PythonRuntime>) -> Self {
         self.python = Some(python);
         self
+    }
+
+    /// Keeps the indexes of retrieval tasks' corpora in `cache`.
+    pub fn with_index_cache(mut self, cache: IndexCache) -> Self {
+        self.index_cache = Some(cache);
+        self
+    }
+
+    /// The retrieval index cache, where the node keeps one.
+    pub fn index_cache(&self) -> Option<&IndexCache> {
+        self.index_cache.as_ref()
     }
 
     /// The Python runtime, where the node has one.
@@ -253,6 +268,9 @@ impl Router {
                 _ => {}
             }
         }
+        if is_builtin_retrieval(&task) {
+            crate::index_cache::refuse_reserved(&task)?;
+        }
         let mode = task
             .runtime
             .mode_kind()
@@ -319,7 +337,8 @@ impl Router {
         task: TaskSpec,
         options: RunOptions,
     ) -> Result<TaskOutcome, TaskFailure> {
-        let plan = self.plan(task)?;
+        let mut plan = self.plan(task)?;
+        let lease = self.index_lease(&mut plan.task)?;
         if let Some(python) = self.python.as_ref().filter(|p| p.runs(&plan.task.runtime)) {
             self.python_ready(python, &options).await?;
         }
@@ -358,11 +377,15 @@ impl Router {
             .flatten()
             .map(|w| w.path().to_path_buf())
             .collect();
-        if watched.is_empty() {
+        let result = if watched.is_empty() {
             run.await
         } else {
             crate::workspace::within_quota(&watched, quota, cancel, run).await
+        };
+        if let Some(lease) = lease {
+            lease.finish(result.is_ok());
         }
+        result
     }
 
     /// Waits until the Python runtime is ready in memory (compiled once per

@@ -4,6 +4,7 @@
 
 use super::{ARTIFACTS_MOUNT, Router, WORKSPACE_MOUNT};
 use crate::failure::TaskFailure;
+use crate::index_cache::Lease;
 use crate::task::{
     ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskSpec, WasmRuntime,
 };
@@ -12,7 +13,30 @@ use crate::tools::{ToolBackend, ToolRegistry};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+/// Whether `task` runs the built-in retrieval guest.
+pub(super) fn is_builtin_retrieval(task: &TaskSpec) -> bool {
+    matches!(&task.runtime, Runtime::Wasm(wasm)
+        if wasm.function.is_none()
+            && matches!(&wasm.component, ComponentSource::Builtin(name) if name == "retrieval"))
+}
+
 impl Router {
+    /// Points a built-in retrieval task at the index cache, where the node
+    /// keeps one (see [`crate::index_cache`]).
+    pub(super) fn index_lease(&self, task: &mut TaskSpec) -> Result<Option<Lease>, TaskFailure> {
+        match &self.index_cache {
+            Some(cache) if is_builtin_retrieval(task) => {
+                let guest = self
+                    .executors
+                    .wasm
+                    .load(&ComponentSource::Builtin("retrieval".into()))?
+                    .hash;
+                cache.prepare(task, &guest)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Picks the runtime of an `auto` task from its type, and gives what
     /// it picked the task's environment.
     pub(super) fn route_by_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {

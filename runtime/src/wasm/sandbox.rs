@@ -153,12 +153,22 @@ pub fn build(
         })?;
         // The handle itself, by its descriptor: nothing is looked up by path again.
         let handle = format!("/proc/self/fd/{}", opened.as_raw_fd());
+        builder.allow_blocking_current_thread(matches!(mount.source, MountSource::NodeCache(_)));
         builder.preopened_dir(&handle, &guest, perms).map_err(|e| {
             TaskFailure::invalid_input(format!("cannot mount {} at {guest}: {e}", host.display()))
         })?;
         drop(opened);
         table.push(format!("{guest}:{}", if writable { "rw" } else { "ro" }));
     }
+    // Files the guest opens block the task's thread only when every
+    // directory it can open them in is the node's own cache.
+    builder.allow_blocking_current_thread(
+        !spec.mounts.is_empty()
+            && spec
+                .mounts
+                .iter()
+                .all(|m| matches!(m.source, MountSource::NodeCache(_))),
+    );
     builder.env(MOUNTS_ENV, table.join(","));
     if let Some(first) = spec.mounts.first() {
         builder.initial_cwd(&first.guest_path);
@@ -217,7 +227,7 @@ fn guest_path(path: &str) -> Result<String, TaskFailure> {
 fn host_dir(mount: &Mount, ctx: &TaskContext) -> Result<PathBuf, TaskFailure> {
     let (dir, checked) = match &mount.source {
         MountSource::Host(path) => (path.clone(), true),
-        MountSource::Prepared(path) => (path.clone(), false),
+        MountSource::Prepared(path) | MountSource::NodeCache(path) => (path.clone(), false),
         MountSource::Artifacts => (ctx.artifacts.root().to_path_buf(), true),
         MountSource::Workspace => (
             ctx.workspace.clone().ok_or_else(|| {
