@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use wasmnode_runtime::index_cache::IndexCacheStats;
 use wasmnode_runtime::wasm::CacheStats;
 
 /// Labels: task type.
@@ -74,6 +75,8 @@ pub struct Metrics {
     /// Task run time, by type.
     duration: Family<TypeLabel, Histogram>,
     code_cache: Family<CodeLabel, Gauge>,
+    index_cache: Family<CodeLabel, Gauge>,
+    index_cache_bytes: Gauge,
     encode_lock: Mutex<()>,
     /// Task types given a label of their own so far (beyond the known ones).
     type_labels: Mutex<HashSet<String>>,
@@ -120,6 +123,8 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.5, 16))
         });
         let code_cache = Family::<CodeLabel, Gauge>::default();
+        let index_cache = Family::<CodeLabel, Gauge>::default();
+        let index_cache_bytes = Gauge::default();
         registry.register(
             "jobs_submitted",
             "Jobs accepted, by task type and front door",
@@ -152,6 +157,16 @@ impl Default for Metrics {
             "Compiled-code cache events since start, by kind",
             code_cache.clone(),
         );
+        registry.register(
+            "index_cache_events",
+            "Retrieval index cache events since start, by kind",
+            index_cache.clone(),
+        );
+        registry.register(
+            "index_cache_bytes",
+            "Bytes of the retrieval indexes cached now",
+            index_cache_bytes.clone(),
+        );
         Self {
             registry,
             submitted,
@@ -162,6 +177,8 @@ impl Default for Metrics {
             running,
             duration,
             code_cache,
+            index_cache,
+            index_cache_bytes,
             encode_lock: Mutex::new(()),
             type_labels: Mutex::new(HashSet::new()),
             totals: Totals::default(),
@@ -259,8 +276,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the code cache counters refreshed.
-    pub fn render(&self, cache: CacheStats) -> String {
+    /// The Prometheus text exposition, with the code and index cache
+    /// counters refreshed.
+    pub fn render(&self, cache: CacheStats, index: IndexCacheStats) -> String {
         let _guard = self.encode_lock.lock().expect("metrics lock");
         for (kind, value) in [
             ("memory_hit", cache.memory_hits),
@@ -273,6 +291,17 @@ impl Metrics {
                 .get_or_create(&CodeLabel { code: kind.into() })
                 .set(value as i64);
         }
+        for (kind, value) in [
+            ("hit", index.hits),
+            ("miss", index.misses),
+            ("stored", index.stored),
+            ("evicted", index.evicted),
+        ] {
+            self.index_cache
+                .get_or_create(&CodeLabel { code: kind.into() })
+                .set(value as i64);
+        }
+        self.index_cache_bytes.set(index.bytes as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("metrics encode");
@@ -293,10 +322,16 @@ mod tests {
                 task_type: "retrieval".into(),
             })
             .observe(0.01);
-        let text = m.render(CacheStats {
-            compiled: 2,
-            ..Default::default()
-        });
+        let text = m.render(
+            CacheStats {
+                compiled: 2,
+                ..Default::default()
+            },
+            IndexCacheStats {
+                hits: 3,
+                ..Default::default()
+            },
+        );
         assert!(
             text.contains("wasmnode_jobs_submitted_total{task_type=\"retrieval\",via=\"mcp\"} 1"),
             "{text}"
@@ -306,7 +341,8 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("wasmnode_code_cache_events{code=\"compiled\"} 2"),
+            text.contains("wasmnode_code_cache_events{code=\"compiled\"} 2")
+                && text.contains("wasmnode_index_cache_events{code=\"hit\"} 3"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
@@ -339,7 +375,7 @@ mod tests {
             "aggregation",
             "known types always have one"
         );
-        let text = m.render(CacheStats::default());
+        let text = m.render(CacheStats::default(), IndexCacheStats::default());
         let series = text
             .lines()
             .filter(|l| l.starts_with("wasmnode_jobs_submitted_total{"))

@@ -128,7 +128,10 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     if wants_json {
         return Json(summary(&app)).into_response();
     }
-    let body = app.node.metrics().render(app.node.wasm().cache_stats());
+    let body = app
+        .node
+        .metrics()
+        .render(app.node.wasm().cache_stats(), app.node.index_cache_stats());
     (
         [(
             header::CONTENT_TYPE,

@@ -4,7 +4,7 @@
 //! result with secrets masked. Each section belongs to the code that uses
 //! it (`api::settings`, `scheduler::settings`, `agent::settings`,
 //! `vera::settings`); the sandbox's, the uploads' and the model servers'
-//! sections are in `runtime`, `blobs` and `llm`, with the runtime settings
+//! sections are in `runtime`, `blobs`, `llm` and `retrieval`, with the runtime settings
 //! made from them.
 
 mod blobs;
@@ -13,6 +13,7 @@ pub mod error;
 mod languages;
 mod llm;
 mod profile;
+mod retrieval;
 mod runtime;
 
 pub use crate::agent::settings::{ControlPlaneSection, GoliatSection};
@@ -23,6 +24,7 @@ pub use error::ConfigError;
 pub use languages::LanguagesSection;
 pub use llm::LlmSection;
 pub use profile::Profile;
+pub use retrieval::RetrievalSection;
 pub use runtime::{DockerMode, DockerSection, LimitsSection, PolicySection, WasmSection};
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +73,8 @@ pub struct Config {
     pub blobs: BlobsSection,
     /// Interpreters for programs given as source.
     pub languages: LanguagesSection,
+    /// The built-in retrieval task's index cache.
+    pub retrieval: RetrievalSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model

@@ -25,6 +25,7 @@ const EDGE: &[(&[&str], i64)] = &[
     (&["scheduler", "retention_max_jobs"], 10_000),
     (&["wasm", "pool_instances"], 16),
     (&["blobs", "max_total_mb"], 1024),
+    (&["retrieval", "index_cache_mb"], 64),
 ];
 
 impl Profile {

@@ -265,6 +265,14 @@ impl Node {
         &self.router.executors().wasm
     }
 
+    /// The retrieval index cache's counters (zero where it is off).
+    pub fn index_cache_stats(&self) -> wasmnode_runtime::index_cache::IndexCacheStats {
+        self.router
+            .index_cache()
+            .map(|c| c.stats())
+            .unwrap_or_default()
+    }
+
     /// The control-plane connection's status.
     pub fn control_plane(&self) -> &crate::agent::status::ControlPlaneStatus {
         &self.control_plane

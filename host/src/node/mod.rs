@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::blobs::BlobStore;
 use wasmnode_runtime::docker::DockerExecutor;
+use wasmnode_runtime::index_cache::IndexCache;
 use wasmnode_runtime::languages::python::PythonRuntime;
 use wasmnode_runtime::llm::{LlmExecutor, Probe};
 use wasmnode_runtime::{
@@ -93,6 +94,12 @@ pub async fn router(
         artifacts,
         data_dir.join("workspaces"),
     );
+    if let Some(settings) = config.retrieval.index_cache(data_dir) {
+        let dir = settings.dir.clone();
+        let cache = IndexCache::open(settings)
+            .with_context(|| format!("cannot open the retrieval index cache {}", dir.display()))?;
+        router = router.with_index_cache(cache);
+    }
     if let Some(python) = &config.languages.python {
         let started = Instant::now();
         let runtime = PythonRuntime::open(&python.dir, &data_dir.join("languages").join("python"))

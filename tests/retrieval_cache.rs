@@ -1,0 +1,102 @@
+//! The retrieval index cache against the real binary: the second query of a
+//! corpus reads the index the first one built, answers the same, survives a
+//! restart, and a changed corpus never reuses the old index.
+
+use serde_json::{Value, json};
+use wasmnode_e2e::NodeProcess;
+
+const CONFIG: &str = "[retrieval]\nindex_cache_mb = 1\nindex_cache_min_corpus_kb = 1\n";
+
+fn corpus(changed: bool) -> String {
+    let mut docs: Vec<Value> = (0..60)
+        .map(|i| {
+            json!({"id": format!("doc-{i:02}"), "text": format!("worker {i} renews its lease before the timeout; shard {}", i % 7),
+                "metadata": {"shard": i % 7}})
+        })
+        .collect();
+    if changed {
+        docs[42]["text"] = json!("a quorum of gossip messages settles the membership view");
+    }
+    Value::Array(docs).to_string()
+}
+
+async fn query(node: &NodeProcess, job: &str, query: &str, docs: &str) -> Value {
+    let body = json!({"protocol_version": 1, "job_id": job,
+        "task": {"type": "retrieval", "payload": {"query": query, "documents_json": docs, "top_k": 3}},
+        "runtime": {"mode": "auto"}});
+    let (status, answer) = node.post_json("/jobs?wait=60", &body).await;
+    assert_eq!(
+        (status, answer["state"].as_str()),
+        (200, Some("finished")),
+        "{answer}"
+    );
+    answer["result"].clone()
+}
+
+fn without_cache_field(mut output: Value) -> Value {
+    output.as_object_mut().unwrap().remove("index_cache");
+    output
+}
+
+#[tokio::test]
+async fn a_repeated_corpus_is_answered_from_its_cached_index_and_a_changed_one_is_not() {
+    let mut node = NodeProcess::start(CONFIG).await;
+    let docs = corpus(false);
+    let first = query(&node, "q1", "lease timeout shard 3", &docs).await;
+    assert_eq!(first["index_cache"], "miss", "{first}");
+    let again = query(&node, "q2", "lease timeout shard 3", &docs).await;
+    assert_eq!(again["index_cache"], "hit", "{again}");
+    assert_eq!(
+        without_cache_field(again),
+        without_cache_field(first.clone())
+    );
+
+    let changed = corpus(true);
+    let other = query(&node, "q3", "gossip membership", &changed).await;
+    assert_eq!(
+        other["index_cache"], "miss",
+        "a changed document is a new corpus: {other}"
+    );
+    assert_eq!(other["documents"][0]["id"], "doc-42");
+    let old = query(&node, "q4", "gossip membership", &docs).await;
+    assert_eq!(old["index_cache"], "hit");
+    assert_eq!(
+        old["documents"],
+        json!([]),
+        "the old corpus has no such words: {old}"
+    );
+
+    let metrics = reqwest::get(node.at("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "wasmnode_index_cache_events{code=\"hit\"} 2",
+        "wasmnode_index_cache_events{code=\"miss\"} 2",
+        "wasmnode_index_cache_events{code=\"stored\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    node.crash_and_restart().await;
+    let after = query(&node, "q5", "lease timeout shard 3", &docs).await;
+    assert_eq!(
+        after["index_cache"], "hit",
+        "the cache outlives the process: {after}"
+    );
+    assert_eq!(without_cache_field(after), without_cache_field(first));
+}
+
+#[tokio::test]
+async fn a_task_may_not_name_an_index_for_the_guest_to_read() {
+    let node = NodeProcess::start(CONFIG).await;
+    let body = json!({"protocol_version": 1, "job_id": "forged",
+        "task": {"type": "retrieval", "payload": {"query": "x", "documents_json": corpus(false),
+            "index_cache": {"read": "/data/planted.bm25"}}},
+        "runtime": {"mode": "auto"}});
+    let (status, answer) = node.post_json("/jobs", &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("index_cache"), "{answer}");
+}
