@@ -13,6 +13,7 @@ mod edge;
 mod mcp;
 mod python;
 mod report;
+mod retrieval;
 mod sandbox;
 
 use clap::Parser;
@@ -136,8 +137,8 @@ fn main() -> anyhow::Result<()> {
     )?);
     eprintln!("4/10 Docker job overhead ...");
     rows.extend(containers::job_overhead(counts.containers)?);
-    eprintln!("5/10 retrieval ...");
-    rows.extend(sandbox::retrieval(
+    eprintln!("5/10 retrieval (and its index cache) ...");
+    rows.extend(retrieval::rows(
         &counts.retrieval_sizes,
         counts.retrieval_repeats,
     )?);

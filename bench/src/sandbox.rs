@@ -1,9 +1,8 @@
 //! In-process sandbox benchmarks: a fresh sandbox per trivial task (section
-//! 1), the file_read tool (section 3, wasm side), and BM25 retrieval inside
-//! the guest against the same code run natively (section 5).
+//! 1) and the file_read tool (section 3, wasm side).
 
 use crate::report::{Row, Samples, human};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
@@ -13,7 +12,6 @@ use wasmnode_runtime::{
 };
 
 const S1: &str = "1. instantiate + run";
-const S5: &str = "5. retrieval (BM25)";
 
 pub(crate) fn executor(
     allocator: AllocatorChoice,
@@ -38,7 +36,7 @@ fn trivial() -> TaskSpec {
     spec
 }
 
-fn context(limits: &LimitRequest) -> TaskContext {
+pub(crate) fn context(limits: &LimitRequest) -> TaskContext {
     TaskContext::new(
         LimitPolicy::default().resolve(limits).expect("limits"),
         ArtifactStore::detached(),
@@ -190,148 +188,4 @@ pub fn file_read(dir: &std::path::Path, n: usize) -> anyhow::Result<Samples> {
         .map(|_| rt.block_on(run_once(&executor, spec())))
         .collect();
     Ok(Samples(samples))
-}
-
-/// Synthetic, realistic-looking documents: sentences from a technical vocabulary.
-pub fn corpus(n: usize) -> Vec<Value> {
-    const WORDS: &[&str] = &[
-        "node",
-        "sandbox",
-        "component",
-        "memory",
-        "limit",
-        "timeout",
-        "container",
-        "image",
-        "scheduler",
-        "queue",
-        "worker",
-        "lease",
-        "report",
-        "artifact",
-        "retrieval",
-        "ranking",
-        "query",
-        "document",
-        "index",
-        "token",
-        "model",
-        "embedding",
-        "inference",
-        "latency",
-        "throughput",
-        "failure",
-        "retry",
-        "backoff",
-        "heartbeat",
-        "cluster",
-        "edge",
-        "device",
-        "network",
-        "policy",
-        "mount",
-        "filesystem",
-        "manifest",
-        "digest",
-        "cache",
-        "compile",
-        "engine",
-        "instance",
-        "module",
-        "function",
-        "export",
-        "import",
-        "interface",
-        "protocol",
-        "server",
-        "client",
-        "request",
-        "response",
-        "error",
-        "metric",
-        "histogram",
-        "counter",
-        "gauge",
-        "label",
-        "trace",
-    ];
-    let mut state = 0x9e3779b97f4a7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    (0..n)
-        .map(|i| {
-            let len = 12 + (next() % 28) as usize;
-            let text: Vec<&str> = (0..len).map(|_| WORDS[(next() % WORDS.len() as u64) as usize]).collect();
-            json!({"id": format!("doc-{i:06}"), "text": text.join(" "), "metadata": {"shard": i % 8}})
-        })
-        .collect()
-}
-
-/// Section 5: the whole retrieval (parse, index, rank top 10) in the guest
-/// and natively, on the same documents.
-pub fn retrieval(sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Row>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let executor = executor(AllocatorChoice::Auto, None)?;
-    let query = "scheduler lease timeout retry";
-    let mut rows = Vec::new();
-    for &size in sizes {
-        let docs = Value::Array(corpus(size)).to_string();
-        let spec = || {
-            let mut spec = TaskSpec::new(
-                "bench",
-                "retrieval",
-                json!({"query": query, "documents_json": docs, "top_k": 10}),
-            );
-            spec.runtime = Runtime::Wasm(WasmRuntime::new(ComponentSource::Builtin(
-                "retrieval".into(),
-            )));
-            spec.limits = LimitRequest {
-                memory_mb: Some(2048),
-                max_runtime_seconds: Some(600.0),
-                ..LimitRequest::default()
-            };
-            spec
-        };
-        rt.block_on(run_once(&executor, spec()));
-        let guest = Samples(
-            (0..repeats)
-                .map(|_| rt.block_on(run_once(&executor, spec())))
-                .collect(),
-        );
-        let native = Samples(
-            (0..repeats)
-                .map(|_| {
-                    let started = Instant::now();
-                    let parsed: Vec<Value> = serde_json::from_str(&docs).expect("corpus");
-                    let mut index = bm25::Index::default();
-                    for d in &parsed {
-                        index.add(
-                            d["id"].as_str().unwrap_or_default(),
-                            d["text"].as_str().unwrap_or_default(),
-                        );
-                    }
-                    let hits = index.search(query, 10, |_| true);
-                    assert_eq!(hits.len(), 10);
-                    started.elapsed()
-                })
-                .collect(),
-        );
-        rows.push(Row::info(
-            S5,
-            format!("{size} docs, top 10: guest / native (p50)"),
-            format!(
-                "{} / {} ({:.2}× the native time)",
-                human(guest.p50()),
-                human(native.p50()),
-                guest.p50().as_secs_f64() / native.p50().as_secs_f64()
-            ),
-        ));
-    }
-    Ok(rows)
 }
