@@ -57,8 +57,7 @@ enum DocInput {
 }
 
 /// Read field by field rather than through `#[serde(untagged)]`, which
-/// buffers every document into an intermediate tree first (a third of the
-/// parse time of a large corpus).
+/// buffers every document into an intermediate tree first.
 impl<'de> Deserialize<'de> for DocInput {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Visit;
