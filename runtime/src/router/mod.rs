@@ -8,7 +8,9 @@
 //! sandbox image, never the host shell; `python` runs its source on the
 //! node's Python runtime; `embedding`, `llm_inference` and `model_download`
 //! go to the model backend (`routes`). Uploaded blobs named by a task are
-//! resolved here, before any executor sees it.
+//! resolved here, before any executor sees it, and a built-in retrieval
+//! over a large inline corpus is pointed at the index cache
+//! ([`crate::index_cache`]).
 
 mod routes;
 #[cfg(test)]
