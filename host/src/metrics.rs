@@ -280,32 +280,39 @@ impl Metrics {
     /// counters refreshed.
     pub fn render(&self, cache: CacheStats, index: IndexCacheStats) -> String {
         let _guard = self.encode_lock.lock().expect("metrics lock");
-        for (kind, value) in [
-            ("memory_hit", cache.memory_hits),
-            ("disk_hit", cache.disk_hits),
-            ("embedded_hit", cache.embedded_hits),
-            ("compiled", cache.compiled),
-            ("rejected", cache.rejected),
-        ] {
-            self.code_cache
-                .get_or_create(&CodeLabel { code: kind.into() })
-                .set(value as i64);
-        }
-        for (kind, value) in [
-            ("hit", index.hits),
-            ("miss", index.misses),
-            ("stored", index.stored),
-            ("evicted", index.evicted),
-        ] {
-            self.index_cache
-                .get_or_create(&CodeLabel { code: kind.into() })
-                .set(value as i64);
-        }
+        set_all(
+            &self.code_cache,
+            [
+                ("memory_hit", cache.memory_hits),
+                ("disk_hit", cache.disk_hits),
+                ("embedded_hit", cache.embedded_hits),
+                ("compiled", cache.compiled),
+                ("rejected", cache.rejected),
+            ],
+        );
+        set_all(
+            &self.index_cache,
+            [
+                ("hit", index.hits),
+                ("miss", index.misses),
+                ("stored", index.stored),
+                ("evicted", index.evicted),
+            ],
+        );
         self.index_cache_bytes.set(index.bytes as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("metrics encode");
         out
+    }
+}
+
+/// Sets each gauge of `family` labelled `code = kind` to its value.
+fn set_all<const N: usize>(family: &Family<CodeLabel, Gauge>, values: [(&str, u64); N]) {
+    for (kind, value) in values {
+        family
+            .get_or_create(&CodeLabel { code: kind.into() })
+            .set(value as i64);
     }
 }
 

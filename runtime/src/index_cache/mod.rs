@@ -54,25 +54,46 @@ impl Key {
     /// `documents`) with `value`, indexed by the guest whose binary hashes
     /// to `guest`.
     pub fn new(guest: &blake3::Hash, input: &str, value: &Value) -> Self {
+        Self::of(guest, input, &Corpus::of(value))
+    }
+
+    fn of(guest: &blake3::Hash, input: &str, corpus: &Corpus) -> Self {
         let mut hasher = blake3::Hasher::new_derive_key("wasmnode retrieval index v1");
         hasher.update(guest.as_bytes());
         hasher.update(&(input.len() as u64).to_le_bytes());
         hasher.update(input.as_bytes());
-        match value {
-            Value::String(text) => {
-                hasher.update(b"s");
-                hasher.update(text.as_bytes());
-            }
-            other => {
-                hasher.update(b"j");
-                serde_json::to_writer(&mut hasher, other).expect("JSON serialises");
-            }
-        }
+        match corpus {
+            Corpus::Text(text) => hasher.update(b"s").update(text),
+            Corpus::Json(json) => hasher.update(b"j").update(json),
+        };
         Self(hasher.finalize())
     }
 
     fn dir_name(&self) -> String {
         self.0.to_hex().to_string()
+    }
+}
+
+/// A corpus's bytes as the guest reads them: a string's own, or the JSON
+/// of an array (serialised once, for both its size and its key).
+enum Corpus<'a> {
+    Text(&'a [u8]),
+    Json(Vec<u8>),
+}
+
+impl<'a> Corpus<'a> {
+    fn of(value: &'a Value) -> Self {
+        match value {
+            Value::String(text) => Self::Text(text.as_bytes()),
+            other => Self::Json(serde_json::to_vec(other).expect("JSON serialises")),
+        }
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Self::Text(bytes) => bytes.len() as u64,
+            Self::Json(bytes) => bytes.len() as u64,
+        }
     }
 }
 
@@ -208,15 +229,11 @@ impl IndexCache {
         if present("directory") || task.mounts.iter().any(|m| m.guest_path == GUEST_DIR) {
             return Ok(None);
         }
-        let corpus = &payload[input];
-        let size = match corpus {
-            Value::String(text) => text.len() as u64,
-            other => serde_json::to_vec(other).map_or(0, |v| v.len() as u64),
-        };
-        if size < self.inner.settings.min_corpus_bytes {
+        let corpus = Corpus::of(&payload[input]);
+        if corpus.len() < self.inner.settings.min_corpus_bytes {
             return Ok(None);
         }
-        let key = Key::new(guest, input, corpus);
+        let key = Key::of(guest, input, &corpus);
         let hit = {
             let mut state = self.inner.lock();
             state.clock += 1;
