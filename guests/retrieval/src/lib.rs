@@ -81,12 +81,13 @@ pub fn run(inputs: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
                     .collect(),
                 terms,
             };
-            let outcome = write.map(|request| {
-                if let IndexCache::Write { write, max_bytes } = request {
+            let outcome = match write {
+                Some(IndexCache::Write { write, max_bytes }) => {
                     cached::write(&index, &corpus.docs, &write, max_bytes);
+                    Some("miss")
                 }
-                "miss"
-            });
+                _ => None,
+            };
             (ranking, outcome)
         }
     };
