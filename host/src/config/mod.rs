@@ -2,8 +2,8 @@
 //! (`WASMNODE_*`, with SPLAI_* and other worker conventions as aliases,
 //! see `env`) > TOML file > built-in defaults. `wasmnode config` prints the
 //! result with secrets masked. Each section belongs to the code that uses
-//! it (`api::settings`, `scheduler::settings`, `agent::settings`,
-//! `vera::settings`); the sandbox's, the uploads' and the model servers'
+//! it (`api::settings`, `scheduler::settings`, `store::settings`,
+//! `agent::settings`, `vera::settings`); the sandbox's, the uploads' and the model servers'
 //! sections are in `runtime`, `blobs`, `llm` and `retrieval`, with the runtime settings
 //! made from them.
 
@@ -19,6 +19,7 @@ mod runtime;
 pub use crate::agent::settings::{ControlPlaneSection, GoliatSection};
 pub use crate::api::settings::ApiSection;
 pub use crate::scheduler::settings::SchedulerSection;
+pub use crate::store::settings::StoreSection;
 pub use blobs::BlobsSection;
 pub use error::ConfigError;
 pub use languages::LanguagesSection;
@@ -75,6 +76,8 @@ pub struct Config {
     pub languages: LanguagesSection,
     /// The built-in retrieval task's index cache.
     pub retrieval: RetrievalSection,
+    /// The job store.
+    pub store: StoreSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model

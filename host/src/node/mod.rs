@@ -196,7 +196,8 @@ impl Node {
         }
         let llm = Arc::new(LlmExecutor::new(config.llm_settings())?);
         let router = Arc::new(router(&config, Access::Remote, docker.clone(), llm.clone()).await?);
-        let store = JobStore::open(&config.node.data_dir.join("jobs.redb"))?;
+        let store =
+            JobStore::open_with(&config.node.data_dir.join("jobs.redb"), config.store.sync)?;
         let threads = config.scheduler.max_concurrent_jobs.clamp(1, 64);
         let exec = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)

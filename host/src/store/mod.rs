@@ -14,6 +14,7 @@ mod maintenance;
 mod open;
 mod outbox;
 mod records;
+pub mod settings;
 mod tables;
 mod writer;
 
@@ -26,6 +27,7 @@ pub use records::{
 
 use crate::job::JobRequest;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use settings::SyncMode;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,8 +108,15 @@ struct Inner {
 }
 
 impl JobStore {
-    /// Opens (or creates) the store at `path` and starts its writer thread.
+    /// Opens (or creates) the store at `path`, forcing every commit to disk.
+    #[cfg(test)]
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, SyncMode::Always)
+    }
+
+    /// Opens (or creates) the store at `path` and starts its writer thread,
+    /// which forces commits to disk as `sync` says.
+    pub fn open_with(path: &Path, sync: SyncMode) -> Result<Self, StoreError> {
         let open_err = |e: &dyn std::fmt::Display| StoreError::Open {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -127,7 +136,7 @@ impl JobStore {
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("wasmnode-store".into())
-            .spawn(move || writer::run(writer_shared, rx))
+            .spawn(move || writer::run(writer_shared, rx, sync))
             .map_err(|e| open_err(&e))?;
         Ok(Self {
             inner: Arc::new(Inner {

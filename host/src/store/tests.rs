@@ -50,6 +50,25 @@ async fn records_survive_reopening_and_sequences_continue() {
 }
 
 #[tokio::test]
+async fn a_periodically_synced_store_keeps_every_acknowledged_write_when_it_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.redb");
+    {
+        let store = JobStore::open_with(&path, SyncMode::Periodic).unwrap();
+        for id in ["a", "b", "c"] {
+            accept(&store, id, now_ms()).await;
+        }
+        let done = finished(store.get("b").unwrap().unwrap(), now_ms());
+        store.put(done).await.unwrap();
+        store.close();
+    }
+    let store = JobStore::open(&path).unwrap();
+    assert_eq!(store.get("a").unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(store.get("b").unwrap().unwrap().state, JobState::Finished);
+    assert_eq!(store.request("c").unwrap().unwrap().job_id, "c");
+}
+
+#[tokio::test]
 async fn records_stay_small_and_requests_and_outputs_are_read_only_when_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let store = JobStore::open(&dir.path().join("jobs.redb")).unwrap();

@@ -2,6 +2,11 @@
 //! commits every write that queued up while the previous commit was syncing
 //! in one transaction, so many concurrent submissions share one fsync.
 //!
+//! Under `sync = "periodic"` a commit is forced to disk only when the last
+//! forced one is a second old; the commits in between are made durable by
+//! the next forced commit, which the writer makes within a second even when
+//! no more writes come, and before it stops.
+//!
 //! It also owns the store's health. A commit that fails (a full disk, an
 //! I/O error) leaves redb's handle unusable, so the writer closes it, marks
 //! the store degraded (writes are refused at once with the reason), and
@@ -10,8 +15,9 @@
 
 use super::StoreError;
 use super::open::{open_db, quietly};
+use super::settings::SyncMode;
 use super::tables::{self, Write};
-use redb::Database;
+use redb::{Database, Durability};
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, RwLock};
@@ -22,6 +28,8 @@ use tokio::sync::{oneshot, watch};
 const MAX_BATCH: usize = 4096;
 /// How often a degraded store tries to recover.
 const RETRY: Duration = Duration::from_secs(1);
+/// Under `sync = "periodic"`, the longest a commit stays unforced.
+const SYNC_PERIOD: Duration = Duration::from_secs(1);
 
 /// A batch of writes from one caller and where to report the commit.
 pub struct Request {
@@ -115,33 +123,84 @@ impl Shared {
             }
         }
         let probe = [Write::Probe(crate::store::now_ms())];
-        match commit(self, &[&probe]) {
+        match commit(self, &[&probe], Durability::Immediate) {
             Ok(()) => self.heal(),
             Err(e) => self.degrade(e.to_string(), true),
         }
     }
 }
 
-/// Runs until every sender is dropped.
-pub fn run(shared: Arc<Shared>, requests: Receiver<Request>) {
+/// When the writer forces commits to disk, and whether some are not yet.
+struct Forcing {
+    sync: SyncMode,
+    last_forced: Instant,
+    /// Since when a commit has been waiting for a forced one.
+    unforced_since: Option<Instant>,
+}
+
+impl Forcing {
+    /// The durability of the next commit.
+    fn next(&self) -> Durability {
+        match self.sync {
+            SyncMode::Periodic if self.last_forced.elapsed() < SYNC_PERIOD => Durability::None,
+            _ => Durability::Immediate,
+        }
+    }
+
+    fn committed(&mut self, durability: Durability) {
+        if matches!(durability, Durability::Immediate) {
+            self.last_forced = Instant::now();
+            self.unforced_since = None;
+        } else {
+            self.unforced_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// How long the writer may wait for the next request.
+    fn wait(&self) -> Duration {
+        self.unforced_since
+            .map_or(Duration::from_secs(3600), |since| {
+                SYNC_PERIOD.saturating_sub(since.elapsed())
+            })
+    }
+
+    /// Forces the unforced commits to disk, if there are any.
+    fn flush(&mut self, shared: &Shared) {
+        if self.unforced_since.is_some() && shared.degraded().is_none() {
+            let probe = [Write::Probe(crate::store::now_ms())];
+            match commit(shared, &[&probe], Durability::Immediate) {
+                Ok(()) => self.committed(Durability::Immediate),
+                Err(e) => shared.degrade(e.to_string(), true),
+            }
+        }
+    }
+}
+
+/// Runs until every sender is dropped (forcing what is unforced first).
+pub fn run(shared: Arc<Shared>, requests: Receiver<Request>, sync: SyncMode) {
     let mut last_attempt = Instant::now();
+    let mut forcing = Forcing {
+        sync,
+        last_forced: Instant::now(),
+        unforced_since: None,
+    };
     loop {
-        let degraded = shared.degraded().is_some();
-        let wait = if degraded {
+        let wait = if shared.degraded().is_some() {
             RETRY
         } else {
-            Duration::from_secs(3600)
+            forcing.wait()
         };
         let first = match requests.recv_timeout(wait) {
             Ok(r) => Some(r),
             Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Disconnected) => return forcing.flush(&shared),
         };
         if shared.degraded().is_some() && last_attempt.elapsed() >= RETRY {
             last_attempt = Instant::now();
             shared.recover();
         }
         let Some(first) = first else {
+            forcing.flush(&shared);
             continue;
         };
         let mut batch = vec![first];
@@ -155,11 +214,18 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Request>) {
             Some(reason) => Err(StoreError::Unavailable(reason)),
             None => {
                 let writes: Vec<&[Write]> = batch.iter().map(|r| r.writes.as_slice()).collect();
-                commit(&shared, &writes).map_err(|e| {
-                    shared.degrade(e.to_string(), true);
-                    last_attempt = Instant::now();
-                    StoreError::Unavailable(e.to_string())
-                })
+                let durability = forcing.next();
+                match commit(&shared, &writes, durability) {
+                    Ok(()) => {
+                        forcing.committed(durability);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        shared.degrade(e.to_string(), true);
+                        last_attempt = Instant::now();
+                        Err(StoreError::Unavailable(e.to_string()))
+                    }
+                }
             }
         };
         for request in batch {
@@ -170,10 +236,11 @@ pub fn run(shared: Arc<Shared>, requests: Receiver<Request>) {
 
 /// Commits `batches` in one transaction. A panic inside redb (a damaged
 /// page) is an error like any other.
-fn commit(shared: &Shared, batches: &[&[Write]]) -> Result<(), StoreError> {
+fn commit(shared: &Shared, batches: &[&[Write]], durability: Durability) -> Result<(), StoreError> {
     let db = shared.db()?;
     let outcome = quietly(|| -> Result<(), redb::Error> {
-        let txn = db.begin_write()?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(durability)?;
         for writes in batches {
             for write in *writes {
                 tables::apply(&txn, write)?;
@@ -189,5 +256,44 @@ fn commit(shared: &Shared, batches: &[&[Write]]) -> Result<(), StoreError> {
             path: shared.path.display().to_string(),
             message: panic,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forcing(sync: SyncMode) -> Forcing {
+        Forcing {
+            sync,
+            last_forced: Instant::now(),
+            unforced_since: None,
+        }
+    }
+
+    #[test]
+    fn always_forces_every_commit() {
+        let mut f = forcing(SyncMode::Always);
+        for _ in 0..3 {
+            assert!(matches!(f.next(), Durability::Immediate));
+            f.committed(f.next());
+            assert_eq!(f.wait(), Duration::from_secs(3600));
+        }
+    }
+
+    #[test]
+    fn periodic_forces_a_commit_once_the_last_forced_one_is_a_second_old() {
+        let mut f = forcing(SyncMode::Periodic);
+        assert!(matches!(f.next(), Durability::None));
+        f.committed(Durability::None);
+        assert!(
+            f.wait() <= SYNC_PERIOD,
+            "an unforced commit is forced within the period"
+        );
+        f.last_forced -= SYNC_PERIOD;
+        assert!(matches!(f.next(), Durability::Immediate));
+        f.committed(Durability::Immediate);
+        assert_eq!(f.unforced_since, None);
+        assert_eq!(f.wait(), Duration::from_secs(3600), "nothing left to force");
     }
 }
