@@ -35,7 +35,7 @@ pub use failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 pub use limits::{LimitPolicy, LimitRequest, Limits};
 pub use outbound::{HttpGrant, HttpLimits};
 pub use policy::Policy;
-pub use router::{Executors, Plan, Router, RunOptions};
+pub use router::{Executors, Plan, Router, RunOptions, StartGate, StartRecord};
 pub use task::{
     ComponentSource, ImageRuntime, Mount, MountSource, Runtime, RuntimeMode, TaskMetrics,
     TaskOutcome, TaskSpec, WasmRuntime,

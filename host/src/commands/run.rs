@@ -46,6 +46,7 @@ pub async fn execute(config_file: Option<&Path>, args: RunArgs) -> anyhow::Resul
                 events: Some(streamed.sink()),
                 mask: None,
                 keep_workspace,
+                start: None,
             },
         )
         .await;

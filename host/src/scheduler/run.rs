@@ -1,16 +1,16 @@
 //! Running queued jobs: the dispatcher starts one whenever a slot is free
-//! (and the store can record that it started), the task runs on the
-//! execution runtime, and its result is recorded.
+//! (and the store can be written), the task runs on the execution runtime
+//! while its start is recorded, and its result is recorded after that.
 
-use super::Inner;
 use super::settle::{Settled, settle};
+use super::{Inner, Priority};
 use crate::files::JobFiles;
 use crate::secrets;
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, StoreError, now_ms};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::task::millis;
-use wasmnode_runtime::{RunOptions, TaskFailure, TaskMetrics, TaskOutcome};
+use wasmnode_runtime::{EventSink, RunOptions, StartGate, TaskFailure, TaskMetrics, TaskOutcome};
 
 /// Starts queued jobs whenever a slot is free.
 pub(super) async fn dispatch(inner: Arc<Inner>) {
@@ -34,28 +34,60 @@ pub(super) async fn dispatch(inner: Arc<Inner>) {
         // Starting commits the job's `running` state; several starts in
         // flight share one commit.
         let inner = inner.clone();
+        let admitted = Admitted {
+            job_id,
+            seq,
+            priority,
+            bytes,
+        };
         tokio::spawn(async move {
-            if let Err(e) = start(&inner, &job_id).await {
-                let requeue = matches!(e, StoreError::Unavailable(_));
-                tracing::error!(%job_id, error = %e, requeue, "could not start job");
-                {
-                    let mut state = inner.state.lock().expect("scheduler lock");
-                    state.returned();
-                    state.ended(&job_id);
-                    if requeue {
-                        state
-                            .queue
-                            .push(job_id.clone(), seq, priority, Instant::now(), bytes);
-                    }
-                }
-                inner.changed.notify_waiters();
-                inner.wake.notify_one();
+            if let Err(e) = start(&inner, &admitted).await {
+                not_started(&inner, &admitted, &e);
             }
         });
     }
 }
 
-async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
+/// A job taken from the queue into a slot.
+#[derive(Clone)]
+struct Admitted {
+    job_id: String,
+    seq: u64,
+    priority: Priority,
+    bytes: u64,
+}
+
+/// Gives back the slot of a job that did not start because the store
+/// failed; it is queued again when the store heals by itself.
+fn not_started(inner: &Inner, admitted: &Admitted, e: &StoreError) {
+    let job_id = &admitted.job_id;
+    let requeue = matches!(e, StoreError::Unavailable(_));
+    tracing::error!(%job_id, error = %e, requeue, "could not start job");
+    {
+        let mut state = inner.state.lock().expect("scheduler lock");
+        state.returned();
+        state.ended(job_id);
+        if requeue {
+            state.queue.push(
+                job_id.clone(),
+                admitted.seq,
+                admitted.priority,
+                Instant::now(),
+                admitted.bytes,
+            );
+        }
+    }
+    inner.changed.notify_waiters();
+    inner.wake.notify_one();
+}
+
+/// Starts an admitted job: records that it runs, and runs it. The record is
+/// committed while the task begins; the router holds the task back until
+/// the commit only when the job is not idempotent and its task could reach
+/// outside its sandbox. Any other job would merely run again after a crash
+/// before the commit, which it may, so most starts wait for no disk.
+async fn start(inner: &Arc<Inner>, admitted: &Admitted) -> Result<(), StoreError> {
+    let job_id = admitted.job_id.as_str();
     let Some(mut record) = inner.store.get(job_id)? else {
         return Err(StoreError::Read(format!(
             "queued job {job_id} is missing from the store"
@@ -95,8 +127,28 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         .origin
         .as_ref()
         .and_then(|o| o.running(&record.job_id));
-    inner.record(record.clone(), None, running).await?;
-    inner.announce(job_id, JobState::Running, None);
+    // Followers hear `running` once: when it is recorded, or before the
+    // task's first event if the task began first.
+    let announce_running: Arc<dyn Fn() + Send + Sync> = {
+        let inner = inner.clone();
+        let job_id = job_id.to_string();
+        let once = std::sync::Once::new();
+        Arc::new(move || once.call_once(|| inner.announce(&job_id, JobState::Running, None)))
+    };
+    let (start_record, gate) = StartGate::new();
+    let recording = {
+        let inner = inner.clone();
+        let record = record.clone();
+        let announce_running = announce_running.clone();
+        tokio::spawn(async move {
+            let result = inner.record(record, None, running).await;
+            if result.is_ok() {
+                announce_running();
+            }
+            start_record.recorded(result.is_ok());
+            result
+        })
+    };
     let cancel = {
         let state = inner.state.lock().expect("scheduler lock");
         state
@@ -118,6 +170,8 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         }
     };
     let task_inner = inner.clone();
+    let admitted = admitted.clone();
+    let start_gate = (!record.idempotent).then(|| gate.clone());
     inner.exec.spawn(async move {
         let started = Instant::now();
         let result = match secrets {
@@ -127,9 +181,13 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
                 let mask = (!mask.is_empty()).then(|| Arc::new(mask));
                 let options = RunOptions {
                     cancel,
-                    events: Some(task_inner.events.sink_masked(&record.job_id, mask.clone())),
+                    events: Some(running_first(
+                        announce_running,
+                        task_inner.events.sink_masked(&record.job_id, mask.clone()),
+                    )),
                     mask: mask.clone(),
                     keep_workspace,
+                    start: start_gate,
                 };
                 let result = task_inner.runner.run(task, options).await;
                 match mask {
@@ -139,6 +197,13 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
             }
             Err(why) => Err(TaskFailure::invalid_input(why)),
         };
+        if gate.held_back() {
+            let e = match recording.await {
+                Ok(Err(e)) => e,
+                _ => StoreError::Closed,
+            };
+            return not_started(&task_inner, &admitted, &e);
+        }
         // A failure keeps what its executor measured, and at least its time.
         let result = result.map_err(|failure| match failure.metrics {
             Some(_) => failure,
@@ -151,9 +216,19 @@ async fn start(inner: &Arc<Inner>, job_id: &str) -> Result<(), StoreError> {
         let ended_at_ms = now_ms();
         task_inner.state.lock().expect("scheduler lock").returned();
         task_inner.wake.notify_one();
+        // The start's record comes first: the end is written after it.
+        let _ = recording.await;
         finish(&task_inner, record, result, ended_at_ms).await;
     });
     Ok(())
+}
+
+/// `sink`, announcing `running` before the first event it passes on.
+fn running_first(announce_running: Arc<dyn Fn() + Send + Sync>, sink: EventSink) -> EventSink {
+    Arc::new(move |event| {
+        announce_running();
+        sink(event)
+    })
 }
 
 async fn finish(

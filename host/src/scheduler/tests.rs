@@ -12,10 +12,14 @@ use wasmnode_runtime::FailureKind;
 /// A task the stand-in is running: finish it, or watch it be cancelled.
 struct Started {
     job_id: String,
+    /// Whether it waited for its start to be recorded.
+    gated: bool,
     finish: oneshot::Sender<Result<TaskOutcome, TaskFailure>>,
 }
 
-/// Runs every task until the test finishes it or the scheduler cancels it.
+/// Runs every task until the test finishes it or the scheduler cancels it;
+/// like a task that could reach outside its sandbox, it waits at the start
+/// gate it is given.
 struct Stand {
     started: mpsc::UnboundedSender<Started>,
 }
@@ -27,9 +31,15 @@ impl Runs for Stand {
     }
 
     async fn run(&self, task: TaskSpec, options: RunOptions) -> Result<TaskOutcome, TaskFailure> {
+        if let Some(gate) = &options.start
+            && !gate.pass().await
+        {
+            return Err(TaskFailure::internal("held back"));
+        }
         let (finish, result) = oneshot::channel();
         let _ = self.started.send(Started {
             job_id: task.job_id,
+            gated: options.start.is_some(),
             finish,
         });
         tokio::select! {
@@ -161,6 +171,24 @@ async fn queued_jobs_start_by_priority_then_in_submission_order() {
         task.finish.send(done()).unwrap();
     }
     assert_eq!(order, ["high", "first", "second", "low"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_job_that_is_not_idempotent_waits_for_its_start_to_be_recorded() {
+    let mut h = Harness::new(1).await;
+    for (id, idempotent) in [("once", false), ("again", true)] {
+        h.submit(id, "normal", idempotent).await;
+        let task = h.next_started().await;
+        assert_eq!(task.gated, !idempotent, "{id}");
+        if task.gated {
+            assert_eq!(h.state(id), (JobState::Running, None), "recorded first");
+        }
+        let terminal = h.scheduler.terminal_events();
+        task.finish.send(done()).unwrap();
+        let record = h.ended(id, terminal).await;
+        assert_eq!((record.state, record.attempts), (JobState::Finished, 1));
+        assert!(record.started_at_ms.is_some(), "{id}: its start is kept");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,9 +12,12 @@
 //! over a large inline corpus is pointed at the index cache
 //! ([`crate::index_cache`]).
 
+mod gate;
 mod routes;
 #[cfg(test)]
 mod tests;
+
+pub use gate::{StartGate, StartRecord};
 
 use crate::artifacts::ArtifactStore;
 use crate::blobs::{BlobError, BlobId, BlobStore};
@@ -101,6 +104,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether running the task can change nothing outside its sandbox but
+    /// its own result, files and the node's caches: a WebAssembly task
+    /// without outbound HTTP whose writable mounts are all its own scratch.
+    pub fn confined(&self) -> bool {
+        matches!(&self.task.runtime, Runtime::Wasm(wasm) if wasm.http.is_none())
+            && self.task.mounts.iter().all(|m| {
+                !m.writable
+                    || matches!(
+                        m.source,
+                        MountSource::Workspace | MountSource::Scratch | MountSource::NodeCache(_)
+                    )
+            })
+    }
+
     fn needs_workspace(&self) -> bool {
         matches!(self.task.runtime, Runtime::Image(_))
             || self
@@ -141,6 +158,9 @@ pub struct RunOptions {
     /// instead of in a temporary directory removed afterwards (the caller
     /// owns it from then on: a finished job's files).
     pub keep_workspace: Option<PathBuf>,
+    /// Holds the task back until its start is recorded, unless it is
+    /// confined to its sandbox ([`Plan::confined`]).
+    pub start: Option<StartGate>,
 }
 
 /// Routes and runs tasks.
@@ -340,6 +360,13 @@ impl Router {
         options: RunOptions,
     ) -> Result<TaskOutcome, TaskFailure> {
         let mut plan = self.plan(task)?;
+        if let Some(gate) = options.start.as_ref().filter(|_| !plan.confined())
+            && !gate.pass().await
+        {
+            return Err(TaskFailure::internal(
+                "the task's start could not be recorded; it did not run",
+            ));
+        }
         let lease = self.index_lease(&mut plan.task)?;
         if let Some(python) = self.python.as_ref().filter(|p| p.runs(&plan.task.runtime)) {
             self.python_ready(python, &options).await?;

@@ -3,6 +3,7 @@ use crate::failure::FailureKind;
 use crate::task::{ImageRuntime, Mount, WasmRuntime};
 use crate::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 use serde_json::json;
+use std::time::Duration;
 
 fn router(policy: Policy) -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
@@ -356,4 +357,96 @@ async fn a_python_job_says_it_waits_for_the_runtime_only_until_it_is_ready() {
         1,
         "the second job did not wait"
     );
+}
+
+/// The router of [`router`] with `grep` granted outbound HTTP.
+fn router_with_grep_online() -> (tempfile::TempDir, Router) {
+    let (dir, r) = router(Policy::default());
+    let mut tools = ToolRegistry::builtin();
+    tools
+        .configure(BTreeMap::from([(
+            "grep".to_string(),
+            crate::tools::ToolSettings {
+                allowed_hosts: vec!["example.com".into()],
+                ..Default::default()
+            },
+        )]))
+        .unwrap();
+    r.replace_tools(tools);
+    (dir, r)
+}
+
+fn grep() -> TaskSpec {
+    TaskSpec::new(
+        "j",
+        "tool_execution",
+        json!({"tool": "grep", "pattern": "x"}),
+    )
+}
+
+#[test]
+fn only_wasm_tasks_without_outbound_http_or_writable_host_mounts_are_confined() {
+    let (dir, r) = router(Policy {
+        mount_roots: Some(vec![std::env::temp_dir()]),
+        ..Policy::default()
+    });
+    let mut plan = r
+        .plan(TaskSpec::new("j", "aggregation", json!({})))
+        .unwrap();
+    assert!(plan.confined(), "a built-in with a read-only mount");
+    assert!(
+        r.plan(grep()).unwrap().confined(),
+        "a tool writing its own workspace"
+    );
+    let mut shared = TaskSpec::new("j", "retrieval", json!({}));
+    shared.mounts.push(Mount {
+        source: MountSource::Host(dir.path().to_path_buf()),
+        guest_path: "/data".into(),
+        writable: true,
+    });
+    assert!(
+        !r.plan(shared).unwrap().confined(),
+        "a writable host directory"
+    );
+    let (_d, online) = router_with_grep_online();
+    assert!(
+        !online.plan(grep()).unwrap().confined(),
+        "a tool with outbound HTTP"
+    );
+    plan.task.runtime = Runtime::Model;
+    assert!(!plan.confined(), "a model server");
+    plan.task.runtime = Runtime::Image(ImageRuntime::default());
+    assert!(!plan.confined(), "a container");
+}
+
+#[tokio::test]
+async fn a_task_that_can_reach_outside_its_sandbox_runs_only_once_its_start_is_recorded() {
+    let (_d, r) = router_with_grep_online();
+    let gated = |gate: &StartGate| RunOptions {
+        start: Some(gate.clone()),
+        ..RunOptions::default()
+    };
+    let (record, gate) = StartGate::new();
+    record.recorded(false);
+    let err = r.run(grep(), gated(&gate)).await.unwrap_err();
+    assert!(gate.held_back(), "{err}");
+    let (record, gate) = StartGate::new();
+    record.recorded(true);
+    r.run(grep(), gated(&gate)).await.unwrap();
+    assert!(!gate.held_back());
+}
+
+#[tokio::test]
+async fn a_confined_task_runs_without_waiting_for_its_start_to_be_recorded() {
+    let (_d, r) = router(Policy::default());
+    let (_record, gate) = StartGate::new();
+    let options = RunOptions {
+        start: Some(gate.clone()),
+        ..RunOptions::default()
+    };
+    tokio::time::timeout(Duration::from_secs(60), r.run(grep(), options))
+        .await
+        .expect("a confined task does not wait for the record")
+        .unwrap();
+    assert!(!gate.held_back());
 }
