@@ -36,6 +36,10 @@ struct Args {
     /// An aarch64 build, timed under qemu-aarch64-static (section 10).
     #[arg(long, value_name = "PATH")]
     aarch64: Option<PathBuf>,
+    /// Run only these sections (e.g. `--only 2,5`) and print their rows;
+    /// a partial run writes no report.
+    #[arg(long, value_delimiter = ',', value_name = "N", value_parser = clap::value_parser!(u8).range(1..=10))]
+    only: Vec<u8>,
 }
 
 /// Counts for one run.
@@ -103,55 +107,80 @@ fn main() -> anyhow::Result<()> {
     unsafe { std::env::set_var("WASMNODE_BIN", &binary) };
     let counts = Counts::new(args.smoke);
 
+    anyhow::ensure!(
+        args.only.is_empty() || args.out.is_none(),
+        "--only runs part of the suite, which must not replace the report: drop --out"
+    );
+    let wants = |section: u8| args.only.is_empty() || args.only.contains(&section);
     let mut rows: Vec<Row> = Vec::new();
-    eprintln!("1/10 instantiate + run ...");
-    rows.extend(sandbox::instantiate_and_run(counts.trivial)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    eprintln!("2/10 API end to end (and 7 footprint) ...");
-    let api_rows = runtime.block_on(api::end_to_end(
-        counts.latency_jobs,
-        counts.throughput_jobs,
-        &binary,
-    ))?;
-    rows.extend(
-        api_rows
-            .iter()
-            .filter(|r| r.section.starts_with('2'))
-            .cloned(),
-    );
-    eprintln!("3/10 file_read: wasm tool vs container per call (and over MCP) ...");
-    let files = tempfile::tempdir()?;
-    std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
-    rows.extend(runtime.block_on(mcp::round_trip(
-        &files.path().canonicalize()?,
-        counts.file_reads,
-        &binary,
-    ))?);
-    let wasm = sandbox::file_read(files.path(), counts.file_reads)?;
-    rows.extend(containers::file_read(
-        files.path(),
-        &wasm,
-        counts.containers,
-    )?);
-    eprintln!("4/10 Docker job overhead ...");
-    rows.extend(containers::job_overhead(counts.containers)?);
-    eprintln!("5/10 retrieval (and its index cache) ...");
-    rows.extend(retrieval::rows(
-        &counts.retrieval_sizes,
-        counts.retrieval_repeats,
-    )?);
-    eprintln!("6/10 control-plane dispatch ...");
-    rows.extend(runtime.block_on(dispatch::latency(counts.dispatch_tasks))?);
-    rows.extend(api_rows.into_iter().filter(|r| r.section.starts_with('7')));
-    eprintln!("8/10 cancellation ...");
-    rows.extend(cancel::latency(counts.cancels)?);
-    eprintln!("9/10 Python sandbox ...");
-    rows.extend(python::rows(counts.python_runs)?);
-    eprintln!("10/10 edge ...");
-    rows.extend(runtime.block_on(edge::profile_memory(counts.edge_jobs))?);
-    rows.extend(edge::first_task_under_qemu(args.aarch64.as_deref())?);
+    if wants(1) {
+        eprintln!("1/10 instantiate + run ...");
+        rows.extend(sandbox::instantiate_and_run(counts.trivial)?);
+    }
+    let api_rows = if wants(2) || wants(7) {
+        eprintln!("2/10 API end to end (and 7 footprint) ...");
+        runtime.block_on(api::end_to_end(
+            counts.latency_jobs,
+            counts.throughput_jobs,
+            &binary,
+        ))?
+    } else {
+        Vec::new()
+    };
+    let in_section = |row: &Row, section: char| row.section.starts_with(section);
+    if wants(2) {
+        rows.extend(api_rows.iter().filter(|r| in_section(r, '2')).cloned());
+    }
+    if wants(3) {
+        eprintln!("3/10 file_read: wasm tool vs container per call (and over MCP) ...");
+        let files = tempfile::tempdir()?;
+        std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
+        rows.extend(runtime.block_on(mcp::round_trip(
+            &files.path().canonicalize()?,
+            counts.file_reads,
+            &binary,
+        ))?);
+        let wasm = sandbox::file_read(files.path(), counts.file_reads)?;
+        rows.extend(containers::file_read(
+            files.path(),
+            &wasm,
+            counts.containers,
+        )?);
+    }
+    if wants(4) {
+        eprintln!("4/10 Docker job overhead ...");
+        rows.extend(containers::job_overhead(counts.containers)?);
+    }
+    if wants(5) {
+        eprintln!("5/10 retrieval (and its index cache) ...");
+        rows.extend(retrieval::rows(
+            &counts.retrieval_sizes,
+            counts.retrieval_repeats,
+        )?);
+    }
+    if wants(6) {
+        eprintln!("6/10 control-plane dispatch ...");
+        rows.extend(runtime.block_on(dispatch::latency(counts.dispatch_tasks))?);
+    }
+    if wants(7) {
+        rows.extend(api_rows.into_iter().filter(|r| in_section(r, '7')));
+    }
+    if wants(8) {
+        eprintln!("8/10 cancellation ...");
+        rows.extend(cancel::latency(counts.cancels)?);
+    }
+    if wants(9) {
+        eprintln!("9/10 Python sandbox ...");
+        rows.extend(python::rows(counts.python_runs)?);
+    }
+    if wants(10) {
+        eprintln!("10/10 edge ...");
+        rows.extend(runtime.block_on(edge::profile_memory(counts.edge_jobs))?);
+        rows.extend(edge::first_task_under_qemu(args.aarch64.as_deref())?);
+    }
 
     println!("{}", text_table(&rows));
     let command = if args.smoke {
@@ -172,7 +201,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(out, report)?;
         eprintln!("wrote {}", out.display());
     }
-    if args.smoke {
+    if args.smoke && args.only.is_empty() {
         anyhow::ensure!(rows.len() >= 28, "a section produced no rows");
     }
     Ok(())
