@@ -122,11 +122,16 @@ impl Shared {
                 Err(e) => return self.degrade(e.to_string(), false),
             }
         }
-        let probe = [Write::Probe(crate::store::now_ms())];
-        match commit(self, &[&probe], Durability::Immediate) {
+        match self.probe() {
             Ok(()) => self.heal(),
             Err(e) => self.degrade(e.to_string(), true),
         }
+    }
+
+    /// Commits a small write, forced to disk (with every commit before it).
+    fn probe(&self) -> Result<(), StoreError> {
+        let probe = [Write::Probe(crate::store::now_ms())];
+        commit(self, &[&probe], Durability::Immediate)
     }
 }
 
@@ -167,8 +172,7 @@ impl Forcing {
     /// Forces the unforced commits to disk, if there are any.
     fn flush(&mut self, shared: &Shared) {
         if self.unforced_since.is_some() && shared.degraded().is_none() {
-            let probe = [Write::Probe(crate::store::now_ms())];
-            match commit(shared, &[&probe], Durability::Immediate) {
+            match shared.probe() {
                 Ok(()) => self.committed(Durability::Immediate),
                 Err(e) => shared.degrade(e.to_string(), true),
             }
