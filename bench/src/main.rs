@@ -40,6 +40,9 @@ struct Args {
     /// a partial run writes no report.
     #[arg(long, value_delimiter = ',', value_name = "N", value_parser = clap::value_parser!(u8).range(1..=10))]
     only: Vec<u8>,
+    /// Internal: one process of section 1's two-process row.
+    #[arg(long, hide = true, value_name = "N")]
+    trivial_worker: Option<usize>,
 }
 
 /// Counts for one run.
@@ -93,6 +96,9 @@ impl Counts {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.trivial_worker {
+        return sandbox::trivial_worker(n);
+    }
     let binary = args.wasmnode.clone().unwrap_or_else(|| {
         std::env::current_exe()
             .expect("current exe")
