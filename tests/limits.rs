@@ -202,6 +202,7 @@ async fn a_small_address_space_falls_back_to_on_demand_allocation_and_still_runs
     let node = NodeProcess::start_limited(&["serve"], "", &["--as=17179869184"]).await;
     let info: Value = node.get_json("/info").await;
     assert_eq!(info["wasm"]["allocator"], "on-demand", "{info}");
+    assert_eq!(info["wasm"]["dirty_page_reset"], false, "{info}");
     let fallback_lines = node
         .log()
         .lines()

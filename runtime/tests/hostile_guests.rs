@@ -190,3 +190,35 @@ async fn no_environment_arguments_or_cwd_are_inherited() {
         "argv[0] names the component, not where it lives on the host"
     );
 }
+
+#[tokio::test]
+async fn a_task_never_sees_the_memory_an_earlier_task_wrote() {
+    // A pool of one: every task reuses the same memory slot, whose pages the
+    // allocator resets (by scanning for dirty pages where the kernel can).
+    let executor = wasmnode_runtime::WasmExecutor::new(wasmnode_runtime::wasm::WasmConfig {
+        engine: wasmnode_runtime::wasm::EngineSettings {
+            allocator: wasmnode_runtime::wasm::AllocatorChoice::Pooling,
+            pool_instances: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("pooling executor");
+    let longest = |out: wasmnode_runtime::TaskOutcome| out.output["longest_run"].as_u64().unwrap();
+    for kb in [64, 4096] {
+        let planted = run_on(&executor, hostile(json!({"action": "plant", "kb": kb})))
+            .await
+            .expect("plant");
+        assert!(
+            longest(planted) >= kb << 10,
+            "the scan finds what was planted"
+        );
+        let seen = run_on(&executor, hostile(json!({"action": "scan"})))
+            .await
+            .expect("scan");
+        assert!(
+            longest(seen) < 64,
+            "planted bytes survived into the next task"
+        );
+    }
+}

@@ -43,6 +43,7 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "cached_models": cached,
         "wasm": {
             "allocator": wasm.allocator().as_str(),
+            "dirty_page_reset": wasm.allocator().resets_dirty_pages(),
             "fuel_metering": wasm.fuel_metering(),
         },
         "uploads": {

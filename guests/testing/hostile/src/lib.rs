@@ -111,6 +111,8 @@ impl Guest for Hostile {
                     Err(e) => Err(TaskError::Denied(format!("{path}: {e}"))),
                 }
             }
+            "plant" => Ok(json!({"longest_run": plant(n("kb", 2048) as usize)}).to_string()),
+            "scan" => Ok(json!({"longest_run": longest_planted_run()}).to_string()),
             "tcp" => tcp(input["addr"].as_str().unwrap_or("1.1.1.1:80")),
             "dns" => dns(input["name"].as_str().unwrap_or("example.com")),
             other => Err(TaskError::InvalidInput(format!("unknown action {other}"))),
@@ -120,8 +122,6 @@ impl Guest for Hostile {
 
 export!(Hostile);
 
-/// Tells whoever watches stdout that the guest is running (the tests'
-/// signal to cancel or release it).
 /// Standard base64 with padding.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -142,9 +142,56 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Tells whoever watches stdout that the guest is running (the tests'
+/// signal to cancel or release it).
 fn running() {
     println!("running");
     let _ = std::io::stdout().flush();
+}
+
+/// The byte `plant` leaves behind and `scan` looks for.
+const PLANTED: u8 = 0xA5;
+
+/// A static the module's data image covers.
+static mut STATIC_PAGE: [u8; 4096] = [0; 4096];
+
+/// Writes `PLANTED` into the stack, a static and `kb` KiB of heap (left
+/// allocated), then returns the longest run of it in memory: what a later
+/// task in the same memory slot must never see.
+fn plant(kb: usize) -> usize {
+    let mut stack = [0u8; 16 << 10];
+    stack.fill(PLANTED);
+    std::hint::black_box(&mut stack);
+    // SAFETY: the guest is single-threaded; nothing else touches the static.
+    unsafe { (*std::ptr::addr_of_mut!(STATIC_PAGE)).fill(PLANTED) };
+    std::mem::forget(std::hint::black_box(vec![PLANTED; kb << 10]));
+    longest_planted_run()
+}
+
+/// The longest run of `PLANTED` bytes anywhere in linear memory.
+fn longest_planted_run() -> usize {
+    let end = memory_end();
+    let (mut longest, mut run) = (0, 0);
+    for addr in 1..end {
+        // SAFETY: every address below memory_size is in bounds of linear
+        // memory; reading one as a byte has no other requirement in wasm.
+        let byte = unsafe { std::ptr::read_volatile(addr as *const u8) };
+        run = if byte == PLANTED { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    longest
+}
+
+/// The end of linear memory.
+#[cfg(target_arch = "wasm32")]
+fn memory_end() -> usize {
+    core::arch::wasm32::memory_size(0) * 65536
+}
+
+/// Native builds (the workspace's unit tests) have no linear memory to scan.
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_end() -> usize {
+    panic!("only a wasm guest can scan its linear memory")
 }
 
 /// Recursion that keeps everything in wasm locals, so it exhausts the
