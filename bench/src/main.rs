@@ -78,7 +78,7 @@ impl Counts {
             }
         } else {
             Self {
-                trivial: 20_000,
+                trivial: 50_000,
                 file_reads: 200,
                 containers: 10,
                 retrieval_sizes: vec![10_000, 100_000],

@@ -5,7 +5,7 @@ use crate::report::{Row, Samples, human};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 use wasmnode_runtime::{
@@ -38,10 +38,14 @@ fn trivial() -> TaskSpec {
     spec
 }
 
+/// A task context over one artifact store opened once, as the node's is
+/// (opening one per task would time `mkdir` and `open` of a shared
+/// directory, which serialise threads on its inode lock).
 pub(crate) fn context(limits: &LimitRequest) -> TaskContext {
+    static ARTIFACTS: OnceLock<ArtifactStore> = OnceLock::new();
     TaskContext::new(
         LimitPolicy::default().resolve(limits).expect("limits"),
-        ArtifactStore::detached(),
+        ARTIFACTS.get_or_init(ArtifactStore::detached).clone(),
     )
 }
 

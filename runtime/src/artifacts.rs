@@ -57,7 +57,8 @@ impl ArtifactStore {
         })
     }
 
-    /// A store over a fresh temporary directory, for contexts that never
+    /// A store over one scratch directory in the system's temporary
+    /// directory (the same every time), for contexts that never
     /// touch artifacts (health probes, tool self-descriptions).
     pub fn detached() -> Self {
         let root = std::env::temp_dir().join("wasmnode-detached-artifacts");
