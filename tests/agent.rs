@@ -113,6 +113,12 @@ async fn a_mixed_batch_with_dependencies_completes_exactly_once() {
         "the tool's output fields were merged"
     );
     assert_eq!(completed["r1"].idempotency_key, "w-mixed:job1:r1:1");
+    assert_eq!(
+        completed["r1"].receipt_artifact_uri,
+        "artifact://job1/r1/receipt.json"
+    );
+    let receipt = artifact(artifacts.path(), &completed["r1"].receipt_artifact_uri);
+    assert_eq!(receipt["payloadType"], "application/vnd.in-toto+json");
 
     let registration = &cp.registrations()["w-mixed"];
     assert_eq!(
@@ -121,6 +127,12 @@ async fn a_mixed_batch_with_dependencies_completes_exactly_once() {
     );
     assert!(registration["memory"].as_str().unwrap().ends_with("Mi"));
     assert_eq!(registration["gpu"], false);
+    assert!(
+        registration["identity"]["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("SHA256:")),
+        "{registration}"
+    );
     assert!(
         registration["tools"]
             .as_array()

@@ -104,6 +104,10 @@ async fn execute_status_result_and_cancel() {
     assert_eq!(job["via"], "vera", "the same job, and who took it: {job}");
     let result: Value = node.get_json("/task/v1/result").await;
     assert_eq!(result["result"]["report"], json!({"k": "v"}));
+    assert_eq!(
+        result["receipt"]["payloadType"], "application/vnd.in-toto+json",
+        "the node's signed receipt comes with the result: {result}"
+    );
     assert!(
         result["execution_time_seconds"].as_f64().unwrap() >= 0.0
             && result["completed_at"].is_string()

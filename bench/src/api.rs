@@ -114,6 +114,28 @@ async fn sustained(
     })
 }
 
+/// The mean of the histogram `name` in the metrics text `metrics`, summed
+/// over its labels (0 when it has no observations).
+fn mean_seconds(metrics: &str, name: &str) -> f64 {
+    let total = |suffix: &str| -> f64 {
+        let prefix = format!("{name}_{suffix}");
+        metrics
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let count = total("count");
+    if count == 0.0 {
+        0.0
+    } else {
+        total("sum") / count
+    }
+}
+
 fn job(id: &str) -> serde_json::Value {
     json!({"protocol_version": 1, "job_id": id, "task": {"type": "aggregation", "payload": {"items_json": "[{\"a\":1}]"}},
            "runtime": {"mode": "wasm", "component": "builtin:aggregation"}})
@@ -163,6 +185,9 @@ pub async fn end_to_end(
     let latency = Samples(samples);
 
     let durable = sustained(&node, &client, throughput_jobs).await?;
+    let metrics = client.get(node.at("/metrics")).send().await?.text().await?;
+    let receipt = mean_seconds(&metrics, "wasmnode_receipt_seconds");
+    let task = mean_seconds(&metrics, "wasmnode_task_duration_seconds");
     sampler.abort();
     let peak = peak.load(Ordering::Relaxed);
     drop(node);
@@ -172,6 +197,10 @@ pub async fn end_to_end(
     periodic_node.wait_warm().await;
     let periodic = sustained(&periodic_node, &client, throughput_jobs).await?;
     drop(periodic_node);
+    let unsigned_node = NodeProcess::start(&format!("{CONFIG}[receipts]\nenabled = false\n")).await;
+    unsigned_node.wait_warm().await;
+    let unsigned = sustained(&unsigned_node, &client, throughput_jobs).await?;
+    drop(unsigned_node);
     let size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok(vec![
@@ -205,6 +234,20 @@ pub async fn end_to_end(
             format!("{:.2}×", durable.finished / periodic.finished),
             "≥ 0.8×",
             durable.finished >= 0.8 * periodic.finished,
+        ),
+        Row::info(
+            S2,
+            "per job, mean: its signed receipt (hash output and files, sign) / the task itself",
+            format!("{:.1} µs / {:.1} µs", receipt * 1e6, task * 1e6),
+        ),
+        Row::info(
+            S2,
+            "sustained, durable, without receipts (receipts.enabled = false): jobs/s; with ÷ without",
+            format!(
+                "{:.0} jobs/s; {:.2}×",
+                unsigned.finished,
+                durable.finished / unsigned.finished
+            ),
         ),
         Row::target(
             S7,

@@ -107,6 +107,20 @@ impl JobFiles {
         Ok((file.into_std(), meta.len()))
     }
 
+    /// The sha256 (lowercase hex) of each regular file of `job_id`, sorted
+    /// by path.
+    pub fn digests(&self, job_id: &str) -> Result<Vec<(String, String)>, FilesError> {
+        use sha2::Digest as _;
+        let mut out = Vec::new();
+        for entry in self.list(job_id)? {
+            let (mut file, _) = self.read(job_id, &entry.path)?;
+            let mut hasher = sha2::Sha256::new();
+            std::io::copy(&mut file, &mut hasher)?;
+            out.push((entry.path, format!("{:x}", hasher.finalize())));
+        }
+        Ok(out)
+    }
+
     /// Streams `job_id`'s regular files as a tar archive, in chunks; a
     /// reader that goes away stops it.
     pub fn tar(&self, job_id: &str) -> mpsc::Receiver<std::io::Result<Bytes>> {
@@ -266,6 +280,19 @@ mod tests {
         assert_eq!(paths, ["a.log", "report/out.txt"]);
         assert_eq!(listed[1].size, 4);
         assert!(files.list("no-such-job").unwrap().is_empty());
+    }
+
+    #[test]
+    fn digests_name_each_regular_file_by_sha256_and_follow_no_link() {
+        let (dir, files) = files();
+        write(&files, "j1", "report/out.txt", "done");
+        std::fs::write(dir.path().join("secret"), "outside").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), files.dir("j1").join("leak"))
+            .unwrap();
+        let digests = files.digests("j1").unwrap();
+        let done = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(b"done"));
+        assert_eq!(digests, [("report/out.txt".to_string(), done)]);
+        assert!(files.digests("no-such-job").unwrap().is_empty());
     }
 
     #[test]

@@ -120,6 +120,13 @@ pub struct JobRuntime {
     /// Requested limits.
     #[serde(default)]
     pub limits: LimitRequest,
+    /// Run a wasm task deterministically: fixed clocks and seeded
+    /// randomness, so `wasmnode replay` can reproduce its output.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deterministic: bool,
+    /// The seed of a deterministic run's randomness (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// One mount: `source` is a host path, `artifacts`, `workspace` or an uploaded
@@ -244,6 +251,18 @@ impl JobRequest {
                 ));
             }
         }
+        if self.runtime.seed.is_some() && !self.runtime.deterministic {
+            return Err(JobError::new(
+                "INVALID_RUNTIME",
+                "runtime.seed seeds a deterministic run: set runtime.deterministic too",
+            ));
+        }
+        if self.runtime.deterministic && self.runtime.mode == "image" {
+            return Err(JobError::new(
+                "INVALID_RUNTIME",
+                "runtime.deterministic applies to wasm tasks; a container's clocks and randomness are its own",
+            ));
+        }
         if let Some(p) = &self.priority
             && !["low", "normal", "high"].contains(&p.as_str())
         {
@@ -328,6 +347,7 @@ impl JobRequest {
             runtime,
             mounts,
             limits,
+            deterministic: rt.deterministic.then(|| rt.seed.unwrap_or(0)),
         }
     }
 }

@@ -9,18 +9,21 @@ mod config;
 mod events;
 mod facts;
 mod files;
+mod identity;
 mod job;
 mod mcp;
 mod metrics;
 mod node;
+mod receipts;
 mod scheduler;
 mod secrets;
 mod store;
 mod telemetry;
+mod usage;
 mod vera;
 
 use clap::Parser;
-use cli::{Cli, Command, StoreCommand, ToolCommand};
+use cli::{Cli, Command, ReceiptCommand, StoreCommand, ToolCommand};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -94,6 +97,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Store(StoreCommand::Repair(args)) => commands::store::repair(config_file, &args)?,
         Command::Drain(args) => commands::drain::execute(config_file, args).await?,
         Command::Precompile(args) => commands::precompile::execute(config_file, &args)?,
+        Command::Identity(args) => commands::receipt::identity(config_file, args)?,
+        Command::Receipt(ReceiptCommand::Verify(args)) => {
+            commands::receipt::verify(config_file, args)?
+        }
+        Command::Replay(args) => commands::replay::execute(config_file, args).await?,
         Command::Config(args) => {
             let config = commands::load_config(config_file, &args.flags())?;
             commands::out(&config.to_masked_toml());

@@ -5,6 +5,7 @@
 //! one while there are fewer than `MAX_TYPE_LABELS`, and everything else is
 //! counted as `other`, so no client can make `/metrics` grow without end.
 
+use crate::usage::{UsageCounters, UsageLabel, Used};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -80,6 +81,10 @@ pub struct Metrics {
     encode_lock: Mutex<()>,
     /// Task types given a label of their own so far (beyond the known ones).
     type_labels: Mutex<HashSet<String>>,
+    /// What ended jobs used.
+    usage: UsageCounters,
+    /// Time to make a job's receipt (hash its output and files, sign).
+    receipt: Histogram,
     /// Running totals for the JSON view.
     pub totals: Totals,
 }
@@ -167,7 +172,16 @@ impl Default for Metrics {
             "Bytes of the retrieval indexes cached now",
             index_cache_bytes.clone(),
         );
+        let usage = UsageCounters::register(&mut registry);
+        let receipt = Histogram::new(exponential_buckets(0.000_005, 2.0, 16));
+        registry.register(
+            "receipt_seconds",
+            "Time to make a job's signed receipt (hash its output and files, sign)",
+            receipt.clone(),
+        );
         Self {
+            usage,
+            receipt,
             registry,
             submitted,
             completed,
@@ -212,6 +226,22 @@ impl Metrics {
             .run_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.totals.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A receipt was made in `took`.
+    pub fn receipt_made(&self, took: std::time::Duration) {
+        self.receipt.observe(took.as_secs_f64());
+    }
+
+    /// Counts what the ended job `record` used.
+    pub fn used(&self, record: &crate::store::JobRecord) {
+        if let Some(metrics) = record.result.as_ref().and_then(|r| r.metrics.as_ref()) {
+            let label = UsageLabel {
+                task_type: self.type_label(&record.task_type).task_type,
+                via: record.via.clone().unwrap_or_else(|| "api".into()),
+            };
+            self.usage.count(&label, &Used::of(metrics));
+        }
     }
 
     /// A task failed with `kind`.

@@ -132,7 +132,20 @@ impl ArtifactStore {
         task: &str,
         value: &Value,
     ) -> Result<String, TaskFailure> {
-        let uri = Self::uri(job, task, "output.json")?;
+        let bytes = serde_json::to_vec(value).map_err(|e| TaskFailure::internal(e.to_string()))?;
+        self.write_file(job, task, "output.json", &bytes)
+    }
+
+    /// Writes `bytes` as `{job}/{task}/{file}` atomically (new file, fsync,
+    /// rename over the old one) and returns its URI.
+    pub fn write_file(
+        &self,
+        job: &str,
+        task: &str,
+        file: &str,
+        bytes: &[u8],
+    ) -> Result<String, TaskFailure> {
+        let uri = Self::uri(job, task, file)?;
         let segments = Self::relative(&uri)?;
         let io = |e: std::io::Error| TaskFailure::internal(format!("writing {uri}: {e}"));
         let (file_name, dirs) = segments.split_last().expect("a file name");
@@ -145,8 +158,7 @@ impl ArtifactStore {
             .truncate(true)
             .follow(FollowSymlinks::No);
         let mut file = dir.open_with(&temp, &options).map_err(io)?;
-        let bytes = serde_json::to_vec(value).map_err(|e| TaskFailure::internal(e.to_string()))?;
-        file.write_all(&bytes).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
         file.sync_all().map_err(io)?;
         drop(file);
         dir.rename(&temp, &dir, file_name).map_err(io)?;

@@ -28,6 +28,9 @@ pub struct TaskSpec {
     pub mounts: Vec<Mount>,
     /// Limits the submitter asked for (capped by the operator's ceilings).
     pub limits: LimitRequest,
+    /// Deterministic mode with this seed (wasm tasks only): fixed clocks
+    /// and seeded randomness, so the same input gives the same output.
+    pub deterministic: Option<u64>,
 }
 
 impl TaskSpec {
@@ -42,6 +45,7 @@ impl TaskSpec {
             runtime: Runtime::default(),
             mounts: Vec::new(),
             limits: LimitRequest::default(),
+            deterministic: None,
         }
     }
 

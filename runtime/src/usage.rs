@@ -16,6 +16,14 @@ pub struct TaskMetrics {
     pub peak_memory_bytes: Option<u64>,
     /// Whether compiled code came from the cache (WASI only).
     pub code_cache: Option<String>,
+    /// What ran: `blake3:HEX` of a component's bytes, a container image's
+    /// id (`sha256:HEX`), or `MODEL@BACKEND` for a model server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran: Option<String>,
+    /// Model tokens, prompt and completion (model tasks, where the server
+    /// says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
 }
 
 /// Duration to fractional milliseconds.

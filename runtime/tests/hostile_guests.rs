@@ -222,3 +222,35 @@ async fn a_task_never_sees_the_memory_an_earlier_task_wrote() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_deterministic_task_reads_the_same_time_and_randomness_on_every_run() {
+    let entropy = |seed: Option<u64>| async move {
+        let mut task = hostile(json!({"action": "entropy"}));
+        task.deterministic = seed;
+        run(task).await.expect("entropy").output
+    };
+    let first = entropy(Some(7)).await;
+    assert_eq!(
+        first,
+        entropy(Some(7)).await,
+        "the same seed, the same readings"
+    );
+    let since_2000 = first["now_ns"].as_u64().unwrap() - 946_684_800_000_000_000;
+    assert!(
+        since_2000 < 1_000_000_000,
+        "the wall clock starts at 2000-01-01: {first}"
+    );
+    assert!(
+        first["elapsed_ns"].as_u64() > Some(0),
+        "time passes for the guest: {first}"
+    );
+    assert_ne!(
+        first["random"],
+        entropy(Some(8)).await["random"],
+        "another seed, other numbers"
+    );
+    let free = entropy(None).await;
+    assert_ne!(free["random"], entropy(None).await["random"]);
+    assert!(free["now_ns"].as_u64() > Some(1_600_000_000_000_000_000));
+}

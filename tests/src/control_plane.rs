@@ -84,6 +84,9 @@ pub struct Report {
     /// Output artifact URI.
     #[serde(default)]
     pub output_artifact_uri: String,
+    /// The node's signed receipt of the run, as an artifact URI.
+    #[serde(default)]
+    pub receipt_artifact_uri: String,
     /// Error text.
     #[serde(default)]
     pub error: String,

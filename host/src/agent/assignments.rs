@@ -6,7 +6,7 @@
 
 use super::Agent;
 use super::protocol::Assignment;
-use crate::scheduler::{StartCheck, SubmitError, Submitted};
+use crate::scheduler::{Source, StartCheck, SubmitError, Submitted};
 use crate::store::{JobRecord, JobState, Origin, now_ms};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -84,13 +84,13 @@ impl Agent {
     async fn submit(&self, assignment: Assignment) -> Option<String> {
         let job_id = assignment.request.job_id.clone();
         let origin = assignment.origin.clone();
+        let source = match assignment.account {
+            Some(account) => Source::accounted(origin.protocol(), account),
+            None => origin.protocol().into(),
+        };
         match self
             .node
-            .submit(
-                assignment.request,
-                Some(assignment.origin.clone()),
-                assignment.origin.protocol(),
-            )
+            .submit(assignment.request, Some(origin.clone()), source)
             .await
         {
             Ok(Submitted::Accepted | Submitted::InFlight) => Some(job_id),

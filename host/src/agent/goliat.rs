@@ -209,6 +209,8 @@ impl GoliatClient {
                 mode: "ro".into(),
             }],
             limits: job.limits.clone(),
+            deterministic: false,
+            seed: None,
         };
         let request = JobRequest {
             protocol_version: PROTOCOL_VERSION,
@@ -232,6 +234,7 @@ impl GoliatClient {
                     config_url: url,
                 },
             ),
+            account: None,
         })
     }
 }

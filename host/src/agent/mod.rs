@@ -165,6 +165,7 @@ impl Agent {
             tools,
             backends: answering.into_iter().map(|p| p.name).collect(),
             locality: self.settings.locality.clone(),
+            identity: node.identity().clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! GOLIAT-style dashboards) is one adapter behind it, so the loop, the
 //! outbox and the scheduler are shared.
 
+use crate::identity::PublicIdentity;
 use crate::job::JobRequest;
 use crate::store::{Origin, OutboxItem};
 use async_trait::async_trait;
@@ -29,6 +30,9 @@ pub struct Registration {
     /// Where the node is, if configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locality: Option<String>,
+    /// The key that signs the node's receipts (a field the SPLAI gateway
+    /// ignores; a control plane that checks receipts pins it).
+    pub identity: PublicIdentity,
 }
 
 /// The node's dynamic state, sent with every heartbeat.
@@ -55,6 +59,9 @@ pub struct Assignment {
     pub request: JobRequest,
     /// The control-plane task behind it, for reporting.
     pub origin: Origin,
+    /// Whom the usage ledger accounts it to (`splai:JOB`); the protocol
+    /// itself when `None`.
+    pub account: Option<String>,
 }
 
 /// What an adapter may read while it reports: the jobs' stored outputs and
@@ -68,6 +75,13 @@ impl Reporting<'_> {
     /// Where output artifacts go.
     pub fn artifacts(&self) -> &wasmnode_runtime::ArtifactStore {
         self.node.artifacts()
+    }
+
+    /// The signed receipt of `job_id`'s run, if it has one.
+    pub fn receipt(&self, job_id: &str) -> Result<Option<Vec<u8>>, CpError> {
+        self.node
+            .receipt(job_id)
+            .map_err(|e| CpError::Unavailable(format!("cannot read the job's receipt: {e}")))
     }
 
     /// The stored output of `job_id` (null when it produced none).

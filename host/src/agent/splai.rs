@@ -2,7 +2,9 @@
 //! register, heartbeat, poll assignments, report, with `X-SPLAI-Token`.
 //! A completed task's output is written as SPLAI's artifact
 //! (`{job}/{task}/output.json`, the task's fields under an envelope) when
-//! its report is sent, and the report carries the artifact's URI.
+//! its report is sent, and the report carries the artifact's URI; the
+//! node's signed receipt of the run goes beside it (`receipt.json`,
+//! `receipt_artifact_uri`).
 
 use super::AgentSettings;
 use super::protocol::{Assignment, ControlPlane, CpError, Heartbeat, Registration, Reporting};
@@ -228,6 +230,7 @@ impl WireAssignment {
             idempotent: true,
             priority: None,
         };
+        let account = Some(format!("{PROTOCOL}:{}", self.job_id));
         let origin = SplaiTask {
             job_id: self.job_id,
             task_id: self.task_id,
@@ -236,7 +239,11 @@ impl WireAssignment {
             attempt: self.attempt,
         }
         .origin();
-        Assignment { request, origin }
+        Assignment {
+            request,
+            origin,
+            account,
+        }
     }
 }
 
@@ -328,6 +335,17 @@ impl ControlPlane for SplaiClient {
             }
             ReportStatus::Failed => {}
         }
+        // The receipt goes beside the output: a control plane that checks
+        // it fetches it like any artifact. A report is sent without one
+        // rather than not at all.
+        let receipt = match (item.status.is_final(), reporting.receipt(&item.job_id)?) {
+            (true, Some(bytes)) => reporting
+                .artifacts()
+                .write_file(&task.job_id, &task.task_id, "receipt.json", &bytes)
+                .inspect_err(|e| tracing::warn!(job_id = %item.job_id, error = %e.message, "cannot write the receipt artifact"))
+                .ok(),
+            _ => None,
+        };
         let body = json!({
             "worker_id": self.worker_id,
             "job_id": task.job_id,
@@ -336,6 +354,7 @@ impl ControlPlane for SplaiClient {
             "idempotency_key": key,
             "status": status.as_str(),
             "output_artifact_uri": uri.unwrap_or_default(),
+            "receipt_artifact_uri": receipt.unwrap_or_default(),
             "error": error.unwrap_or_default(),
             "duration_millis": item.duration_ms,
         });

@@ -289,6 +289,38 @@ pub async fn result(
     }
 }
 
+/// `GET /jobs/{id}/receipt`: the node's signed receipt of the job's run
+/// (a DSSE envelope holding an in-toto statement), as stored.
+pub async fn receipt(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = job(&app, &job_id)?;
+    match app.node.receipt(&job_id).map_err(ApiError::store)? {
+        Some(bytes) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                "application/vnd.dsse.envelope.v1+json",
+            )],
+            bytes,
+        )
+            .into_response()),
+        None if !record.state.is_terminal() => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "NOT_FINISHED",
+            format!(
+                "the job is {}; its receipt is signed when it ends",
+                record.state.as_str()
+            ),
+        )),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NO_RECEIPT",
+            "the job has no receipt: it ended without running (cancelled or expired while queued), before this node signed receipts, or while it signed none (receipts.enabled = false)",
+        )),
+    }
+}
+
 /// A response whose body is the JSON document `bytes`, sent as is.
 pub fn json_bytes(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()

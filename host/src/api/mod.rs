@@ -14,6 +14,7 @@ mod node;
 pub mod server;
 pub mod settings;
 pub mod tls;
+mod usage;
 
 pub use error::ApiError;
 pub use jobs::{json_bytes, submit_error};
@@ -65,9 +66,11 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
         .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/result", get(jobs::result))
+        .route("/jobs/{id}/receipt", get(jobs::receipt))
         .route("/jobs/{id}/events", get(events::stream))
         .route("/jobs/{id}/files", get(files::list))
         .route("/jobs/{id}/files/{*path}", get(files::get))
+        .route("/usage", get(usage::usage))
         .route("/drain", post(node::drain))
         .route("/blobs", put(blobs::put))
         .route("/blobs/{hash}", get(blobs::get));

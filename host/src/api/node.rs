@@ -34,6 +34,8 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "cpu_model": node.facts.cpu_model,
         "labels": node.config.node.labels,
         "version": env!("CARGO_PKG_VERSION"),
+        "identity": node.identity(),
+        "receipts": node.config.receipts.enabled,
         "runtime_modes": modes.iter().filter(|m| node.policy().allowed_modes.iter().any(|a| a.as_str() == **m)).collect::<Vec<_>>(),
         "task_types": task_types::names().collect::<Vec<_>>(),
         "tools": node.tools().names(),

@@ -5,7 +5,9 @@ use crate::config::Flag;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+mod receipt;
 mod tool;
+pub use receipt::{IdentityArgs, ReceiptCommand, ReceiptVerifyArgs, ReplayArgs};
 pub use tool::{
     Lang, ToolCommand, ToolInspectArgs, ToolKeygenArgs, ToolListArgs, ToolNewArgs, ToolPullArgs,
     ToolPushArgs, ToolRunArgs, ToolSignArgs, ToolTestArgs, ToolVerifyArgs, WitArgs,
@@ -70,6 +72,13 @@ pub enum Command {
     Drain(DrainArgs),
     /// Compile the built-in guests for any CPU of this binary's target, for a release build to embed.
     Precompile(PrecompileArgs),
+    /// Print the node's identity: the key that signs its receipts (made here if the node has none yet).
+    Identity(IdentityArgs),
+    /// Check the signed receipt of a job.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
+    /// Re-run a deterministic job here and check that its output matches its receipt.
+    Replay(ReplayArgs),
 }
 
 /// `wasmnode precompile`.

@@ -78,6 +78,8 @@ pub struct Config {
     pub retrieval: RetrievalSection,
     /// The job store.
     pub store: StoreSection,
+    /// Signed receipts of the jobs that run.
+    pub receipts: crate::receipts::settings::ReceiptsSection,
 }
 
 /// TLS for everything the node fetches (control planes, callbacks, model

@@ -6,7 +6,7 @@ use super::Node;
 use crate::events::{Backlog, Position, Subscription};
 use crate::job::JobRequest;
 use crate::metrics::Metrics;
-use crate::scheduler::{Cancelled, StartCheck, SubmitError, Submitted};
+use crate::scheduler::{Cancelled, Source, StartCheck, SubmitError, Submitted};
 use crate::store::{
     CallbackStatus, Channel, JobFilter, JobRecord, Logs, Origin, OutboxItem, StoreError,
 };
@@ -35,14 +35,15 @@ pub struct Load {
 
 impl Node {
     /// Accepts a job (durably, before it answers); `origin` names who wants
-    /// to hear how it ends, `via` the front door that took it.
+    /// to hear how it ends, `source` the front door that took it and whom
+    /// its usage is accounted to.
     pub async fn submit(
         &self,
         request: JobRequest,
         origin: Option<Origin>,
-        via: &str,
+        source: impl Into<Source>,
     ) -> Result<Submitted, SubmitError> {
-        self.scheduler.submit(request, origin, via).await
+        self.scheduler.submit(request, origin, source).await
     }
 
     /// The record of `job_id`.
@@ -230,6 +231,33 @@ impl Node {
     /// Changes each time the tools change (a plugin added or removed).
     pub fn tools_changed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.tools_version.subscribe()
+    }
+
+    /// The node's identity (what others may know of it).
+    pub fn identity(&self) -> &crate::identity::PublicIdentity {
+        self.identity.public()
+    }
+
+    /// What jobs that ended in `[since_ms, until_ms)` used, per account
+    /// (only `account`'s, when given).
+    pub fn usage(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        account: Option<&str>,
+    ) -> Result<crate::usage::Ledger, StoreError> {
+        let mut ledger = crate::usage::Ledger::default();
+        self.store.visit_ended(since_ms, until_ms, |record| {
+            if account.is_none_or(|a| a == crate::usage::account(record)) {
+                ledger.add(record);
+            }
+        })?;
+        Ok(ledger)
+    }
+
+    /// The signed receipt of `job_id`'s run, once it ended.
+    pub fn receipt(&self, job_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.receipt(job_id)
     }
 
     /// The policy in force.

@@ -10,7 +10,9 @@ use crate::agent::status::ControlPlaneStatus;
 use crate::config::{Config, DockerMode};
 use crate::events::EventHub;
 use crate::facts::HostFacts;
+use crate::identity::Identity;
 use crate::metrics::Metrics;
+use crate::receipts::Notary;
 use crate::scheduler::{Scheduler, Settings};
 use crate::store::JobStore;
 use anyhow::Context;
@@ -154,6 +156,8 @@ pub struct Node {
     pub facts: HostFacts,
     /// When the node started.
     pub started: Instant,
+    /// The key that signs the node's receipts.
+    identity: Arc<Identity>,
     /// Routes tasks to executors.
     router: Arc<Router>,
     /// Durable job store.
@@ -215,6 +219,18 @@ impl Node {
             min_free_disk_bytes: config.node.min_free_disk_mb << 20,
             secrets: config.secrets.clone(),
         };
+        let (identity, created) = Identity::load_or_create(&config.node.data_dir)?;
+        let identity = Arc::new(identity);
+        if created {
+            tracing::info!(fingerprint = %identity.public().fingerprint, "made the node's identity key");
+        }
+        let notary = config.receipts.enabled.then(|| {
+            Arc::new(Notary::new(
+                identity.clone(),
+                config.node.worker_id.clone(),
+                router.policy().clone(),
+            ))
+        });
         let scheduler = Scheduler::start(
             store.clone(),
             router.clone(),
@@ -222,12 +238,14 @@ impl Node {
             events.clone(),
             metrics.clone(),
             settings,
+            notary,
         )
         .await?;
         Ok(Self {
             facts: HostFacts::read(),
             started: Instant::now(),
             config,
+            identity,
             router,
             store,
             scheduler,

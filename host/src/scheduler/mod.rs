@@ -18,10 +18,11 @@ mod settle;
 mod submit;
 
 pub use queue::Priority;
-pub use submit::{SubmitError, Submitted};
+pub use submit::{Source, SubmitError, Submitted};
 
 use crate::events::EventHub;
 use crate::metrics::Metrics;
+use crate::receipts::Notary;
 use crate::secrets::{Held, SecretsSection};
 use crate::store::{ErrorCode, JobRecord, JobResult, JobState, JobStore, StoreError, now_ms};
 use queue::JobQueue;
@@ -153,6 +154,8 @@ struct Inner {
     start_check: Mutex<Option<StartCheck>>,
     /// Secret values of queued and running jobs, never stored.
     held: Held,
+    /// Signs a receipt of every job that ran (`None`: receipts are off).
+    notary: Option<Arc<Notary>>,
 }
 
 /// The job scheduler (cheap to clone).
@@ -171,8 +174,10 @@ impl Scheduler {
         events: EventHub,
         metrics: Arc<Metrics>,
         settings: Settings,
+        notary: Option<Arc<Notary>>,
     ) -> Result<Self, StoreError> {
         let inner = Arc::new(Inner {
+            notary,
             store,
             runner,
             exec,
@@ -210,12 +215,21 @@ impl Scheduler {
                         tracing::info!(job_id = %record.job_id, "re-queueing an idempotent job interrupted by a restart");
                         self.inner.store.put(record.clone()).await?;
                     }
-                    Settled::Ended(state, result, _) => {
+                    Settled::Ended(state, result, output) => {
                         record.state = state;
                         record.finished_at_ms = Some(now_ms());
                         record.result = Some(*result);
                         tracing::warn!(job_id = %record.job_id, "job interrupted by a restart marked failed");
-                        self.inner.record(record, None, None).await?;
+                        let terms = match &self.inner.notary {
+                            Some(notary) => self
+                                .inner
+                                .store
+                                .request(&record.job_id)?
+                                .map(|request| notary.terms(&request)),
+                            None => None,
+                        };
+                        let output = run::attest(&self.inner, terms, &record, output).await;
+                        self.inner.record(record, output.as_ref(), None).await?;
                         continue;
                     }
                 }
@@ -404,6 +418,7 @@ impl Inner {
     ) {
         if record.state.is_terminal() {
             self.metrics.ended(record.state, &record.task_type);
+            self.metrics.used(&record);
         }
         let job_id = record.job_id.clone();
         let mut told = false;

@@ -5,8 +5,9 @@
 use super::settle::{Settled, settle};
 use super::{Inner, Priority};
 use crate::files::JobFiles;
+use crate::receipts::Terms;
 use crate::secrets;
-use crate::store::{ErrorCode, JobRecord, JobResult, JobState, StoreError, now_ms};
+use crate::store::{ErrorCode, JobOutput, JobRecord, JobResult, JobState, StoreError, now_ms};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::task::millis;
@@ -169,6 +170,7 @@ async fn start(inner: &Arc<Inner>, admitted: &Admitted) -> Result<(), StoreError
             None
         }
     };
+    let terms = inner.notary.as_ref().map(|n| n.terms(&request));
     let task_inner = inner.clone();
     let admitted = admitted.clone();
     let start_gate = (!record.idempotent).then(|| gate.clone());
@@ -218,7 +220,7 @@ async fn start(inner: &Arc<Inner>, admitted: &Admitted) -> Result<(), StoreError
         task_inner.wake.notify_one();
         // The start's record comes first: the end is written after it.
         let _ = recording.await;
-        finish(&task_inner, record, result, ended_at_ms).await;
+        finish(&task_inner, record, result, ended_at_ms, terms).await;
     });
     Ok(())
 }
@@ -236,6 +238,7 @@ async fn finish(
     mut record: JobRecord,
     result: Result<TaskOutcome, TaskFailure>,
     ended_at_ms: u64,
+    terms: Option<Terms>,
 ) {
     let job_id = record.job_id.clone();
     let interrupted = inner
@@ -260,7 +263,7 @@ async fn finish(
             record.state = state;
             record.finished_at_ms = Some(ended_at_ms);
             record.result = Some(*result);
-            (state, output)
+            (state, attest(inner, terms, &record, output).await)
         }
     };
     let error = record.error_code();
@@ -273,4 +276,42 @@ async fn finish(
     inner.announce(&job_id, state, error);
     inner.changed.notify_waiters();
     inner.wake.notify_one();
+}
+
+/// `output` with the signed receipt of the ended job `record` (run under
+/// `terms`), naming its output document and its kept files; unchanged on a
+/// node that signs none.
+pub(super) async fn attest(
+    inner: &Arc<Inner>,
+    terms: Option<Terms>,
+    record: &JobRecord,
+    output: Option<JobOutput>,
+) -> Option<JobOutput> {
+    let (Some(notary), Some(terms)) = (inner.notary.clone(), terms) else {
+        return output;
+    };
+    let mut output = output.unwrap_or_default();
+    let files = JobFiles::under(&inner.settings.data_dir);
+    let (ended, document) = (record.clone(), output.output.clone());
+    let metrics = inner.metrics.clone();
+    // Hashing the files and the document reads the disk: off the runtime.
+    let receipt = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let files = files.digests(&ended.job_id).unwrap_or_else(|e| {
+            tracing::warn!(job_id = %ended.job_id, error = %e, "cannot hash the job's files; its receipt names none");
+            Vec::new()
+        });
+        let document = serde_json::to_vec(&document).expect("JSON values serialize");
+        let receipt = notary.seal(&terms, &ended, &document, &files);
+        metrics.receipt_made(started.elapsed());
+        receipt
+    })
+    .await;
+    match receipt {
+        Ok(receipt) => output.receipt = Some(receipt),
+        Err(e) => {
+            tracing::error!(job_id = %record.job_id, error = %e, "signing the receipt failed")
+        }
+    }
+    Some(output)
 }

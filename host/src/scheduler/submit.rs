@@ -60,6 +60,34 @@ impl SubmitError {
     }
 }
 
+/// Where a job came from: the front door that took it (`api`, `vera`,
+/// `splai`, `goliat`, `mcp`), and whom the usage ledger accounts it to
+/// (`splai:JOB`, `vera:TASK`; the front door itself when it names none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    via: String,
+    account: Option<String>,
+}
+
+impl Source {
+    /// Through `via`, accounted to `account`.
+    pub fn accounted(via: &str, account: String) -> Self {
+        Self {
+            via: via.into(),
+            account: Some(account),
+        }
+    }
+}
+
+impl From<&str> for Source {
+    fn from(via: &str) -> Self {
+        Self {
+            via: via.into(),
+            account: None,
+        }
+    }
+}
+
 /// A successful submission.
 #[derive(Debug)]
 pub enum Submitted {
@@ -85,8 +113,9 @@ impl Scheduler {
         &self,
         mut request: JobRequest,
         origin: Option<Origin>,
-        via: &str,
+        source: impl Into<Source>,
     ) -> Result<Submitted, SubmitError> {
+        let Source { via, account } = source.into();
         let inner = &self.inner;
         request.validate()?;
         secrets::validate(&request.runtime.secrets, &inner.settings.secrets)
@@ -121,12 +150,13 @@ impl Scheduler {
         let seq = inner.store.next_seq();
         record.seq = seq;
         record.origin = origin;
-        record.via = Some(via.to_string());
+        record.via = Some(via.clone());
+        record.account = account;
         let task_type = record.task_type.clone();
         inner.store.accept(record, canonical).await?;
         inner.held.hold(&job_id, withheld);
         reserved.enqueue(seq, priority);
-        inner.metrics.submitted(&task_type, via);
+        inner.metrics.submitted(&task_type, &via);
         inner.wake.notify_one();
         Ok(Submitted::Accepted)
     }

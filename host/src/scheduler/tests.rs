@@ -86,6 +86,11 @@ impl Harness {
             EventHub::default(),
             metrics.clone(),
             settings,
+            Some(Arc::new(Notary::new(
+                notary_identity(),
+                "test-node".into(),
+                Default::default(),
+            ))),
         )
         .await
         .unwrap();
@@ -130,10 +135,22 @@ impl Harness {
         .expect("the job ends")
     }
 
+    /// The receipt of `job_id`, verified with the node's key.
+    fn receipt(&self, job_id: &str) -> crate::receipts::verify::Verified {
+        let bytes = self.store.receipt(job_id).unwrap().expect("a receipt");
+        crate::receipts::verify::open(&bytes, &notary_identity().verifying_key()).unwrap()
+    }
+
     fn state(&self, job_id: &str) -> (JobState, Option<ErrorCode>) {
         let record = self.store.get(job_id).unwrap().unwrap();
         (record.state, record.error_code())
     }
+}
+
+fn notary_identity() -> Arc<crate::identity::Identity> {
+    Arc::new(crate::identity::Identity::of(
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    ))
 }
 
 fn request(id: &str, priority: &str, idempotent: bool) -> JobRequest {
@@ -188,6 +205,15 @@ async fn only_a_job_that_is_not_idempotent_waits_for_its_start_to_be_recorded() 
         let record = h.ended(id, terminal).await;
         assert_eq!((record.state, record.attempts), (JobState::Finished, 1));
         assert!(record.started_at_ms.is_some(), "{id}: its start is kept");
+        let receipt = h.receipt(id);
+        assert_eq!(receipt.state(), "finished");
+        let output = h.store.output(id).unwrap().unwrap();
+        receipt
+            .check(
+                crate::receipts::OUTPUT_SUBJECT,
+                &crate::receipts::sha256(&output),
+            )
+            .unwrap();
     }
 }
 
@@ -263,6 +289,12 @@ async fn after_a_crash_idempotent_running_jobs_run_again_and_the_others_fail_int
     assert_eq!(
         h.state("once"),
         (JobState::Failed, Some(ErrorCode::Interrupted))
+    );
+    let receipt = h.receipt("once");
+    assert_eq!(receipt.state(), "failed");
+    assert_eq!(
+        receipt.statement["predicate"]["outcome"]["error_code"],
+        "INTERRUPTED"
     );
     let again = h.next_started().await;
     assert_eq!(again.job_id, "idempotent");

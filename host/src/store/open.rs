@@ -197,6 +197,7 @@ fn upgrade(db: &Database) -> Result<(), redb::Error> {
                             stdout: result.stdout,
                             stderr: result.stderr,
                         },
+                        receipt: None,
                     };
                     let (output_bytes, logs) = output.encode();
                     txn.open_table(OUTPUTS)?

@@ -138,6 +138,8 @@ pub struct JobOutput {
     pub output: Value,
     /// What it printed.
     pub logs: Logs,
+    /// The node's signed receipt of the run (a DSSE envelope, JSON).
+    pub receipt: Option<Vec<u8>>,
 }
 
 /// What a job printed.
@@ -175,6 +177,7 @@ impl JobResult {
                     stdout: outcome.stdout,
                     stderr: outcome.stderr,
                 },
+                receipt: None,
             },
         )
     }
@@ -198,6 +201,7 @@ impl JobResult {
                     stdout: captured.stdout,
                     stderr: captured.stderr,
                 },
+                receipt: None,
             },
         )
     }
@@ -255,6 +259,10 @@ pub struct JobRecord {
     /// `mcp`); none for jobs accepted before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// Whom the usage ledger accounts the job to (`splai:JOB`, `vera:TASK`),
+    /// when the front door named someone other than itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// Delivery of the job's callback, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackStatus>,
@@ -312,6 +320,7 @@ impl JobRecord {
             result: None,
             origin: None,
             via: None,
+            account: None,
             callback: None,
         }
     }

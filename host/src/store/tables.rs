@@ -4,6 +4,7 @@
 //! - `requests`: job id → the request as accepted (JSON)
 //! - `outputs`: job id → the output document, as the task produced it (JSON)
 //! - `logs`: job id → `{"stdout", "stderr"}` (JSON)
+//! - `receipts`: job id → the signed receipt of its run (a DSSE envelope)
 //! - `by_seq`: submission sequence → job id (listing order)
 //! - `active`: submission sequence → job id, for jobs not yet terminal (recovery)
 //! - `finished`: (finished at ms, sequence) → job id (retention, oldest first)
@@ -22,6 +23,8 @@ pub const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("request
 pub const OUTPUTS: TableDefinition<&str, &[u8]> = TableDefinition::new("outputs");
 /// job id → JSON `{"stdout", "stderr"}`.
 pub const LOGS: TableDefinition<&str, &[u8]> = TableDefinition::new("logs");
+/// job id → the signed receipt of its run (JSON DSSE envelope).
+pub const RECEIPTS: TableDefinition<&str, &[u8]> = TableDefinition::new("receipts");
 /// sequence → job id.
 pub const BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("by_seq");
 /// sequence → job id, while the job is queued or running.
@@ -53,6 +56,8 @@ pub enum Write {
         output: Vec<u8>,
         /// `{"stdout", "stderr"}` (JSON).
         logs: Vec<u8>,
+        /// The signed receipt of the run, if the node signs them.
+        receipt: Option<Vec<u8>>,
     },
     /// How delivery of a job's callback went, set on its current record.
     Callback(String, CallbackStatus),
@@ -78,11 +83,17 @@ pub fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
             job_id,
             output,
             logs,
+            receipt,
         } => {
             txn.open_table(OUTPUTS)?
                 .insert(job_id.as_str(), output.as_slice())?;
             txn.open_table(LOGS)?
                 .insert(job_id.as_str(), logs.as_slice())?;
+            let mut receipts = txn.open_table(RECEIPTS)?;
+            match receipt {
+                Some(receipt) => receipts.insert(job_id.as_str(), receipt.as_slice())?,
+                None => receipts.remove(job_id.as_str())?,
+            };
         }
         Write::Callback(id, status) => {
             let current = txn
@@ -142,7 +153,7 @@ fn remove(txn: &WriteTransaction, id: &str) -> Result<(), redb::Error> {
         .open_table(JOBS)?
         .remove(id)?
         .and_then(|v| decode(v.value()));
-    for table in [REQUESTS, OUTPUTS, LOGS] {
+    for table in [REQUESTS, OUTPUTS, LOGS, RECEIPTS] {
         txn.open_table(table)?.remove(id)?;
     }
     if let Some(old) = removed {
@@ -157,7 +168,7 @@ fn remove(txn: &WriteTransaction, id: &str) -> Result<(), redb::Error> {
 
 /// Creates every table (a new store, or one of an older layout being upgraded).
 pub fn create_all(txn: &WriteTransaction) -> Result<(), redb::Error> {
-    for table in [JOBS, REQUESTS, OUTPUTS, LOGS, META] {
+    for table in [JOBS, REQUESTS, OUTPUTS, LOGS, RECEIPTS, META] {
         txn.open_table(table)?;
     }
     txn.open_table(BY_SEQ)?;

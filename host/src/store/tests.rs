@@ -4,6 +4,7 @@
 use super::*;
 use crate::job::JobRequest;
 use serde_json::{Value, json};
+use tables::JOBS;
 
 fn request(id: &str, payload: Value) -> JobRequest {
     JobRequest::parse(
@@ -83,6 +84,7 @@ async fn records_stay_small_and_requests_and_outputs_are_read_only_when_asked_fo
             stdout: "out".into(),
             stderr: "err".into(),
         },
+        receipt: Some(b"{\"payload\":\"signed\"}".to_vec()),
     };
     store
         .put_reporting(finished(record, now_ms()), Some(&output), None)
@@ -98,7 +100,14 @@ async fn records_stay_small_and_requests_and_outputs_are_read_only_when_asked_fo
     let document: Value = serde_json::from_slice(&store.output("big").unwrap().unwrap()).unwrap();
     assert_eq!(document, output.output);
     assert_eq!(store.logs("big").unwrap(), output.logs);
+    assert_eq!(store.receipt("big").unwrap(), output.receipt);
     assert!(store.unfinished().unwrap().is_empty());
+    store.remove(vec!["big".into()]).await.unwrap();
+    assert_eq!(
+        store.receipt("big").unwrap(),
+        None,
+        "a removed job's receipt goes with it"
+    );
 }
 
 #[tokio::test]
@@ -115,6 +124,7 @@ async fn an_output_as_deep_as_the_parser_accepts_reads_back_unchanged() {
     let output = JobOutput {
         output: produced.clone(),
         logs: Logs::default(),
+        receipt: None,
     };
     store
         .put_reporting(finished(record, now_ms()), Some(&output), None)

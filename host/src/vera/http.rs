@@ -8,7 +8,7 @@ use super::{
 };
 use crate::api::{ApiError, AppState, FrontDoor, json_bytes, submit_error};
 use crate::node::Node;
-use crate::scheduler::{SubmitError, Submitted};
+use crate::scheduler::{Source, SubmitError, Submitted};
 use crate::store::{CallbackStatus, JobRecord, JobState, StoreError, now_ms, rfc3339};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -105,7 +105,8 @@ async fn execute(
         }
         None => None,
     };
-    match app.node.submit(job, origin, "vera").await {
+    let source = Source::accounted("vera", format!("vera:{task_id}"));
+    match app.node.submit(job, origin, source).await {
         Ok(Submitted::Accepted | Submitted::InFlight | Submitted::Existing(_)) => Ok(Json(json!({
             "task_id": task_id,
             "status": "accepted",

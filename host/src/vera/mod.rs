@@ -312,6 +312,12 @@ pub fn result_document(
     let result: Option<Box<RawValue>> = output
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| RawValue::from_string(text).ok());
+    let receipt: Option<Box<RawValue>> = match record.state.is_terminal() {
+        true => node.receipt(&record.job_id)?,
+        false => None,
+    }
+    .and_then(|bytes| String::from_utf8(bytes).ok())
+    .and_then(|text| RawValue::from_string(text).ok());
     let logs = node.logs(&record.job_id)?;
     let ending = record.result.clone().unwrap_or_default();
     let seconds = match (record.started_at_ms, record.finished_at_ms) {
@@ -330,6 +336,8 @@ pub fn result_document(
         execution_time_seconds: Option<f64>,
         completed_at: Option<String>,
         worker_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        receipt: Option<Box<RawValue>>,
     }
     let document = Document {
         task_id: &record.job_id,
@@ -342,6 +350,7 @@ pub fn result_document(
         execution_time_seconds: seconds,
         completed_at: record.finished_at_ms.map(crate::store::rfc3339),
         worker_id,
+        receipt,
     };
     Ok(serde_json::to_vec(&document).expect("result documents serialize"))
 }

@@ -457,6 +457,7 @@ impl Executor for DockerExecutor {
             exit_code: Some(0),
             metrics: TaskMetrics {
                 wall_time_ms: millis(started.elapsed()),
+                ran: image.id.clone(),
                 ..TaskMetrics::default()
             },
             artifacts: Vec::new(),

@@ -282,12 +282,18 @@ impl Executor for LlmExecutor {
                 ),
             ));
         }
+        let ran = match (output["model"].as_str(), output["backend"].as_str()) {
+            (Some(model), Some(backend)) => Some(format!("{model}@{backend}")),
+            _ => None,
+        };
         Ok(TaskOutcome {
-            output,
             metrics: TaskMetrics {
                 wall_time_ms: millis(started.elapsed()),
+                ran,
+                tokens: output["usage"]["total_tokens"].as_u64(),
                 ..TaskMetrics::default()
             },
+            output,
             executor: "llm",
             ..TaskOutcome::default()
         })

@@ -298,6 +298,13 @@ impl Router {
             .mode_kind()
             .ok_or_else(|| TaskFailure::internal("the router left a task without a runtime"))?;
         self.policy.check_mode(mode)?;
+        if task.deterministic.is_some() && mode != RuntimeMode::Wasm {
+            return Err(TaskFailure::invalid_input(format!(
+                "`{}` tasks run on a {} executor; deterministic mode applies to wasm tasks only",
+                task.task_type,
+                mode.as_str()
+            )));
+        }
         match &mut task.runtime {
             Runtime::Wasm(wasm) => match &wasm.component {
                 ComponentSource::File(path) => {

@@ -22,10 +22,11 @@ pub(super) fn is_builtin_retrieval(task: &TaskSpec) -> bool {
 
 impl Router {
     /// Points a built-in retrieval task at the index cache, where the node
-    /// keeps one (see [`crate::index_cache`]).
+    /// keeps one (see [`crate::index_cache`]); a deterministic task builds
+    /// its index itself, since its answer would say whether the cache hit.
     pub(super) fn index_lease(&self, task: &mut TaskSpec) -> Result<Option<Lease>, TaskFailure> {
         match &self.index_cache {
-            Some(cache) if is_builtin_retrieval(task) => {
+            Some(cache) if is_builtin_retrieval(task) && task.deterministic.is_none() => {
                 let guest = self
                     .executors
                     .wasm

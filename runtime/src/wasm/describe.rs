@@ -191,6 +191,7 @@ impl WasmExecutor {
                     mounts: &[],
                     stdin: None,
                     read_only: true,
+                    deterministic: None,
                 };
                 let (state, stdio) = sandbox::build(spec, &ctx, Flavor::Component)?;
                 let mut store = self.store(state, &ctx)?;

@@ -13,6 +13,7 @@ mod cache;
 mod call;
 mod contract;
 mod describe;
+mod determinism;
 mod embedded;
 mod engine;
 mod functions;

@@ -94,6 +94,7 @@ impl Executor for WasmExecutor {
             mounts: &task.mounts,
             stdin,
             read_only,
+            deterministic: task.deterministic,
         };
         let flavor = if prepared.world == World::CoreModule {
             Flavor::CoreModule
@@ -131,6 +132,8 @@ impl Executor for WasmExecutor {
             cpu_time_ms: None,
             peak_memory_bytes: Some(store.data().limiter.peak()),
             code_cache: Some(origin.as_str().into()),
+            ran: Some(format!("blake3:{}", prepared.hash)),
+            tokens: None,
         };
         let returned = match result {
             Some(Ok(r)) => r,

@@ -97,6 +97,8 @@ pub struct SandboxSpec<'a> {
     pub stdin: Option<Vec<u8>>,
     /// Forces every mount read-only (tools that declare no writes).
     pub read_only: bool,
+    /// Deterministic mode with this seed (see [`super::determinism`]).
+    pub deterministic: Option<u64>,
 }
 
 /// Builds the store data and stdio captures for one task.
@@ -119,6 +121,9 @@ pub fn build(
         .allow_ip_name_lookup(false)
         .arg(spec.program)
         .args(&spec.runtime.args);
+    if let Some(seed) = spec.deterministic {
+        super::determinism::apply(&mut builder, seed);
+    }
     if spec.runtime.inherit_stdin {
         builder.inherit_stdin();
     } else if let Some(stdin) = spec.stdin {

@@ -1,7 +1,8 @@
 //! A task guest for the sandbox tests. Its input `{"action": ...}` picks a
 //! misbehaviour: escaping its mounts, writing a read-only mount, opening
 //! sockets, spinning forever, allocating or printing without bound, recursing
-//! without end, or blocking until the test opens a gate (a file it creates).
+//! without end, or blocking until the test opens a gate (a file it creates);
+//! or it reports what it reads of time and randomness (`entropy`).
 //! Before looping, sleeping or blocking it prints `running`, the tests'
 //! signal that it started. Attempts the sandbox refuses are reported as
 //! `denied` with what the guest saw; an attempt that succeeds is reported as
@@ -113,6 +114,7 @@ impl Guest for Hostile {
             }
             "plant" => Ok(json!({"longest_run": plant(n("kb", 2048) as usize)}).to_string()),
             "scan" => Ok(json!({"longest_run": longest_planted_run()}).to_string()),
+            "entropy" => Ok(entropy().to_string()),
             "tcp" => tcp(input["addr"].as_str().unwrap_or("1.1.1.1:80")),
             "dns" => dns(input["name"].as_str().unwrap_or("example.com")),
             other => Err(TaskError::InvalidInput(format!("unknown action {other}"))),
@@ -260,3 +262,17 @@ fn dns(name: &str) -> Result<String, TaskError> {
 }
 
 use wasip2::sockets::network;
+
+/// What the guest reads of time and randomness: the wall clock, time
+/// measured across some work, and a hash seeded from the random source.
+fn entropy() -> Value {
+    use std::hash::{BuildHasher, Hasher};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let started = std::time::Instant::now();
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write(b"seeded");
+    json!({"now_ns": now, "elapsed_ns": started.elapsed().as_nanos() as u64, "random": hasher.finish()})
+}
