@@ -132,6 +132,14 @@ async fn a_receipt_verifies_and_a_flipped_byte_in_the_output_or_the_envelope_fai
     assert_eq!(predicate["outcome"]["state"], "finished");
     assert!(predicate["usage"]["peak_memory_bytes"].as_u64() > Some(0));
     assert_eq!(predicate["node"]["fingerprint"], identity["fingerprint"]);
+
+    // The built-in aggregation reads no clock or randomness that reaches its
+    // answer: the same input, run again, has the same output digest.
+    let mut again = job.clone();
+    again["job_id"] = json!("sum-again");
+    assert_eq!(node.run_job(&again, WAIT).await["state"], "finished");
+    let (_, second) = fetch(&node, "/jobs/sum-again/receipt").await;
+    assert_eq!(statement(&second)["subject"][0], signed["subject"][0]);
 }
 
 #[tokio::test]

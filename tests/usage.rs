@@ -59,12 +59,7 @@ async fn usage_is_summed_per_account_in_a_window_and_counted_in_metrics() {
         assert_eq!(body["error"]["code"], "INVALID_QUERY", "{query}: {body}");
     }
 
-    let metrics = reqwest::get(node.at("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = node.get_text("/metrics").await;
     let fuel: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("wasmnode_usage_fuel_total{"))
