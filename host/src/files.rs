@@ -110,13 +110,10 @@ impl JobFiles {
     /// The sha256 (lowercase hex) of each regular file of `job_id`, sorted
     /// by path.
     pub fn digests(&self, job_id: &str) -> Result<Vec<(String, String)>, FilesError> {
-        use sha2::Digest as _;
         let mut out = Vec::new();
         for entry in self.list(job_id)? {
-            let (mut file, _) = self.read(job_id, &entry.path)?;
-            let mut hasher = sha2::Sha256::new();
-            std::io::copy(&mut file, &mut hasher)?;
-            out.push((entry.path, format!("{:x}", hasher.finalize())));
+            let (file, _) = self.read(job_id, &entry.path)?;
+            out.push((entry.path, crate::receipts::sha256_of(file)?));
         }
         Ok(out)
     }

@@ -5,9 +5,8 @@ use super::{Printed, load_config, usage};
 use crate::cli::{IdentityArgs, NodeArgs, ReceiptVerifyArgs};
 use crate::identity::{Identity, public_key_path};
 use crate::receipts::verify::{self, MAX_RECEIPT_BYTES};
-use crate::receipts::{FILE_SUBJECT, OUTPUT_SUBJECT};
+use crate::receipts::{FILE_SUBJECT, OUTPUT_SUBJECT, sha256_of};
 use ed25519_dalek::VerifyingKey;
-use sha2::Digest;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use wasmnode_runtime::signing;
@@ -124,9 +123,7 @@ pub fn read_capped(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// The sha256 (lowercase hex) of the file at `path`.
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let cannot = |e: std::io::Error| usage(format!("{}: {e}", path.display()));
-    let mut file = std::fs::File::open(path).map_err(cannot)?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher).map_err(cannot)?;
-    Ok(format!("{:x}", hasher.finalize()))
+    std::fs::File::open(path)
+        .and_then(sha256_of)
+        .map_err(|e| usage(format!("{}: {e}", path.display())))
 }

@@ -133,6 +133,14 @@ pub fn sha256(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
+/// Lowercase hex sha256 of everything `reader` gives, read in pieces (a
+/// file of any size).
+pub fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut reader, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
 fn subject(name: &str, sha256: &str) -> Value {
     json!({"name": name, "digest": {"sha256": sha256}})
 }
