@@ -127,3 +127,20 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
         .and_then(sha256_of)
         .map_err(|e| usage(format!("{}: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_file_over_the_cap_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.json");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_RECEIPT_BYTES + 1).unwrap();
+        let e = read_capped(&path).unwrap_err().to_string();
+        assert!(e.contains("not a receipt"), "{e}");
+        file.set_len(MAX_RECEIPT_BYTES).unwrap();
+        assert_eq!(read_capped(&path).unwrap().len() as u64, MAX_RECEIPT_BYTES);
+    }
+}
