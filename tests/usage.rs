@@ -38,6 +38,11 @@ async fn usage_is_summed_per_account_in_a_window_and_counted_in_metrics() {
     assert_eq!(api["jobs"], 2, "{usage}");
     assert!(api["fuel"].as_u64() > Some(0), "{usage}");
     assert!(api["wall_seconds"].as_f64() > Some(0.0), "{usage}");
+    let cpu = api["cpu_seconds"].as_f64().unwrap();
+    assert!(
+        cpu > 0.0 && Some(cpu) <= api["wall_seconds"].as_f64(),
+        "{usage}"
+    );
     assert!(api["memory_byte_seconds"].as_f64() > Some(0.0), "{usage}");
     assert_eq!(usage["accounts"]["vera:v1"]["jobs"], 1, "{usage}");
     assert_eq!(usage["total"]["jobs"], 3, "{usage}");

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use wasmnode_runtime::builtins::test_guests;
 use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig, World};
 use wasmnode_runtime::{
-    ComponentSource, Executor, FailureKind, MountSource, TaskContext, TaskEvent, TaskFailure,
-    TaskOutcome, WasmExecutor, WasmRuntime,
+    ComponentSource, Executor, FailureKind, LimitRequest, MountSource, TaskContext, TaskEvent,
+    TaskFailure, TaskOutcome, WasmExecutor, WasmRuntime,
 };
 
 fn builtin(name: &str) -> ComponentSource {
@@ -354,6 +354,38 @@ async fn a_cancelled_task_stops_promptly_when_spinning_or_blocked() {
     }
     let out = run(hostile(json!({"action": "echo"}))).await;
     assert!(out.is_ok());
+}
+
+#[tokio::test]
+async fn a_computing_guest_reports_its_cpu_time_and_a_sleeping_one_almost_none() {
+    // A fixed amount of work (a fuel budget), so the CPU it takes does not
+    // depend on what else the machine runs.
+    let mut compute = hostile(json!({"action": "loop"}));
+    compute.limits = LimitRequest {
+        fuel: Some(300_000_000),
+        ..Default::default()
+    };
+    let failed = run(compute).await.expect_err("the loop runs out of fuel");
+    let computed = failed.metrics.expect("a failure carries its metrics");
+    let busy = computed
+        .cpu_time_ms
+        .expect("the wasm executor measures CPU");
+    assert!(
+        busy > 0.0 && busy <= computed.wall_time_ms,
+        "CPU {busy} ms within wall {} ms",
+        computed.wall_time_ms
+    );
+
+    let slept = run(hostile(json!({"action": "sleep", "ms": 300})))
+        .await
+        .expect("the guest wakes up")
+        .metrics;
+    let idle = slept.cpu_time_ms.expect("the wasm executor measures CPU");
+    assert!(slept.wall_time_ms >= 300.0, "{slept:?}");
+    assert!(
+        idle * 5.0 < busy,
+        "sleeping 300 ms took {idle} ms of CPU, computing took {busy} ms"
+    );
 }
 
 #[tokio::test]

@@ -10,9 +10,10 @@ use super::{BLOCKED_GRACE, WasmExecutor, World, bindings};
 use crate::executor::{Executor, Support, TaskContext};
 use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::task::{Runtime, TaskMetrics, TaskOutcome, TaskSpec, millis};
+use crate::usage::cpu_timed;
 use async_trait::async_trait;
 use serde_json::Value;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[async_trait]
 impl Executor for WasmExecutor {
@@ -113,8 +114,9 @@ impl Executor for WasmExecutor {
             return Err(TaskFailure::cancelled());
         }
         let hard_stop = tokio::time::Instant::from_std(ctx.deadline + BLOCKED_GRACE);
+        let mut cpu = Duration::ZERO;
         let result = tokio::select! {
-            r = call::call(&prepared, &mut store, entry) => Some(r),
+            r = cpu_timed(call::call(&prepared, &mut store, entry), &mut cpu) => Some(r),
             _ = ctx.cancel.cancelled() => None,
             _ = tokio::time::sleep_until(hard_stop) => None,
         };
@@ -129,7 +131,7 @@ impl Executor for WasmExecutor {
                         .map(|left| ctx.limits.fuel.unwrap_or(u64::MAX) - left)
                 })
                 .flatten(),
-            cpu_time_ms: None,
+            cpu_time_ms: Some(millis(cpu)),
             peak_memory_bytes: Some(store.data().limiter.peak()),
             code_cache: Some(origin.as_str().into()),
             ran: Some(format!("blake3:{}", prepared.hash)),
