@@ -735,3 +735,34 @@ async fn info_health_cors_and_metrics() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn task_types_list_their_inputs_and_tools_their_argument_schemas() {
+    let node = NodeProcess::start("").await;
+    let catalog = node.get_json("/task-types").await;
+    let types = catalog["task_types"].as_array().unwrap();
+    let info = node.get_json("/info").await;
+    let names: Vec<&Value> = types.iter().map(|t| &t["name"]).collect();
+    let known: Vec<&Value> = info["task_types"].as_array().unwrap().iter().collect();
+    assert_eq!(names, known, "every task type /info names, and no other");
+    let retrieval = types.iter().find(|t| t["name"] == "retrieval").unwrap();
+    let query = &retrieval["inputs"][0];
+    assert_eq!(
+        (&query["name"], &query["kind"], &query["required"]),
+        (&json!("query"), &json!("text"), &json!(true)),
+        "{retrieval}"
+    );
+
+    let tools = node.get_json("/tools").await;
+    let listed = tools["tools"].as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        info["tools"].as_array().unwrap().len(),
+        "{tools}"
+    );
+    let write = listed.iter().find(|t| t["name"] == "file_write").unwrap();
+    assert_eq!(write["kind"], "component");
+    assert!(write["description"].as_str().unwrap().len() > 10, "{write}");
+    assert_eq!(write["args_schema"]["properties"]["path"]["type"], "string");
+    assert_eq!(write["writes"], true);
+}

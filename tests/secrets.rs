@@ -93,6 +93,12 @@ async fn secrets_reach_the_guest_and_nothing_that_leaves_the_sandbox_shows_them(
     assert!(events.contains("plain ***"), "{events}");
     assert!(!events.contains(TOKEN), "{events}");
 
+    // The job document the node keeps and shows names the secrets only.
+    let kept = node.get_json("/jobs/reveal/request").await;
+    assert_eq!(kept["task"]["payload"]["action"], "reveal", "{kept}");
+    assert!(kept["runtime"]["secrets"].get("TOKEN").is_some(), "{kept}");
+    assert!(!kept.to_string().contains(TOKEN), "{kept}");
+
     // Neither value was ever written to the data directory (store, log),
     // the operator's own configuration file aside.
     let config = node.data_dir.path().join("node.toml");

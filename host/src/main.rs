@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod commands;
 mod config;
+mod console;
 mod events;
 mod facts;
 mod files;

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod router;
 pub mod signing;
 pub mod task;
+pub mod task_inputs;
 pub mod task_types;
 pub mod tls;
 pub mod tools;

@@ -1,6 +1,8 @@
 //! The task types this node knows without an explicit runtime, declared
-//! once: the router routes by this table, and `/info`, the metrics labels,
-//! the Vera mapping and the capability lists read it.
+//! once: the router routes by this table, and `/info`, `/task-types`, the
+//! metrics labels, the Vera mapping and the capability lists read it.
+
+use crate::task_inputs::{self, Input};
 
 /// Who runs a task of a known type when its request names no runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub struct TaskType {
     pub route: Route,
     /// Whether Vera's `data_processing` may name it as its `operation`.
     pub vera_operation: bool,
+    /// What it reads from its payload.
+    pub inputs: &'static [Input],
 }
 
 /// Every known task type.
@@ -37,36 +41,43 @@ pub const TASK_TYPES: &[TaskType] = &[
         name: "aggregation",
         route: Route::Builtin("aggregation"),
         vera_operation: true,
+        inputs: task_inputs::AGGREGATION,
     },
     TaskType {
         name: "retrieval",
         route: Route::BuiltinOrModel("retrieval"),
         vera_operation: true,
+        inputs: task_inputs::RETRIEVAL,
     },
     TaskType {
         name: "tool_execution",
         route: Route::Tool,
         vera_operation: false,
+        inputs: task_inputs::TOOL_EXECUTION,
     },
     TaskType {
         name: "embedding",
         route: Route::Model,
         vera_operation: true,
+        inputs: task_inputs::EMBEDDING,
     },
     TaskType {
         name: "llm_inference",
         route: Route::Model,
         vera_operation: false,
+        inputs: task_inputs::LLM_INFERENCE,
     },
     TaskType {
         name: "model_download",
         route: Route::Model,
         vera_operation: false,
+        inputs: task_inputs::MODEL_DOWNLOAD,
     },
     TaskType {
         name: "python",
         route: Route::Python,
         vera_operation: false,
+        inputs: task_inputs::PYTHON,
     },
 ];
 
@@ -95,6 +106,13 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), TASK_TYPES.len());
+    }
+
+    #[test]
+    fn every_type_says_what_it_needs() {
+        for t in TASK_TYPES {
+            assert!(t.inputs.iter().any(|i| i.required), "{}", t.name);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Support for wasmnode's end-to-end tests: finding the built binary,
 //! running it as a process, and test servers that play its peers.
 
+pub mod browser;
 pub mod control_plane;
 pub mod files;
 pub mod goliat;

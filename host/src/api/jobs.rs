@@ -289,6 +289,21 @@ pub async fn result(
     }
 }
 
+/// `GET /jobs/{id}/request`: the job document as the node accepted and
+/// keeps it (secret values withheld).
+pub async fn request(
+    State(app): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    job(&app, &job_id)?;
+    let request = app
+        .node
+        .request(&job_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::job_not_found(&job_id))?;
+    Ok(Json(json!(request)))
+}
+
 /// `GET /jobs/{id}/receipt`: the node's signed receipt of the job's run
 /// (a DSSE envelope holding an in-toto statement), as stored.
 pub async fn receipt(

@@ -3,8 +3,10 @@
 //! Prometheus metrics; the key,
 //! Host/Origin checks and limits that every route shares; and the
 //! `FrontDoor` hook through which other protocols (Vera) add their routes.
+//! The web console's pages (`crate::console`) are served beside them.
 
 mod blobs;
+mod catalog;
 mod error;
 mod events;
 mod files;
@@ -66,11 +68,14 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
         .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/result", get(jobs::result))
+        .route("/jobs/{id}/request", get(jobs::request))
         .route("/jobs/{id}/receipt", get(jobs::receipt))
         .route("/jobs/{id}/events", get(events::stream))
         .route("/jobs/{id}/files", get(files::list))
         .route("/jobs/{id}/files/{*path}", get(files::get))
         .route("/usage", get(usage::usage))
+        .route("/task-types", get(catalog::task_types))
+        .route("/tools", get(catalog::tools))
         .route("/drain", post(node::drain))
         .route("/blobs", put(blobs::put))
         .route("/blobs/{hash}", get(blobs::get));
@@ -86,9 +91,13 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
     };
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(node::health))
-        .merge(protected)
+        .merge(protected);
+    if api.console {
+        app = app.merge(crate::console::routes());
+    }
+    let app = app
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
         .layer(middleware::from_fn_with_state(

@@ -28,6 +28,8 @@ pub struct ApiSection {
     pub header_timeout_seconds: u64,
     /// Further `Host` values (`name:port`) a keyless loopback API answers.
     pub allowed_hosts: Vec<String>,
+    /// Serve the web console at `/`.
+    pub console: bool,
     /// PEM certificate (chain) to serve the API over HTTPS with.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -46,6 +48,7 @@ impl Default for ApiSection {
             max_connections: 1024,
             header_timeout_seconds: 10,
             allowed_hosts: Vec::new(),
+            console: true,
             tls_cert: None,
             tls_key: None,
         }

@@ -11,7 +11,7 @@
 use super::settings::McpSection;
 use crate::events::JobEvent;
 use crate::job::{JobRequest, JobRuntime, JobTask, PROTOCOL_VERSION};
-use crate::node::Node;
+use crate::node::{Described, Node, function_description};
 use crate::scheduler::SubmitError;
 use crate::store::JobState;
 use rmcp::model::{
@@ -49,41 +49,27 @@ impl ToolServer {
         }
     }
 
-    /// Every tool MCP clients may call, with its schema.
+    /// Every tool MCP clients may call, with its schema (container tools
+    /// declare none and are not offered).
     async fn tools(&self) -> Vec<Tool> {
-        let registry = self.node.tools();
-        let mut tools = Vec::new();
-        for name in registry.names() {
-            if !self.section.serves(&name) {
-                continue;
-            }
-            let listed = match registry.get(&name) {
-                Some(ToolBackend::Component(source)) => {
-                    self.node.wasm().tool_description(source).await.map(|tool| {
-                        tool.map(|tool| {
-                            Tool::new(
-                                name.clone(),
-                                tool.description.clone(),
-                                Arc::new(object_schema(&tool.args_schema)),
-                            )
-                        })
-                    })
+        let described = self
+            .node
+            .describe_tools(|name| self.section.serves(name))
+            .await;
+        described
+            .into_iter()
+            .filter_map(|(name, tool)| match tool {
+                Described::Component(tool) => Some(Tool::new(
+                    name,
+                    tool.description.clone(),
+                    Arc::new(object_schema(&tool.args_schema)),
+                )),
+                Described::Function(source, function) => {
+                    Some(function_tool(&name, &source, &function))
                 }
-                Some(ToolBackend::Function(source, export)) => {
-                    self.node.wasm().functions(source).await.map(|functions| {
-                        let function = functions.into_iter().find(|f| &f.export == export)?;
-                        Some(function_tool(&name, source, &function))
-                    })
-                }
-                _ => Ok(None),
-            };
-            match listed {
-                Ok(Some(tool)) => tools.push(tool),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(tool = %name, error = %e, "tool left out of the MCP list"),
-            }
-        }
-        tools
+                Described::Image(_) => None,
+            })
+            .collect()
     }
 
     /// The job a call of `name` with `args` becomes.
@@ -291,11 +277,7 @@ fn object_schema(schema: &Value) -> JsonObject {
 fn function_tool(name: &str, source: &ComponentSource, function: &Function) -> Tool {
     let mut tool = Tool::new(
         name.to_string(),
-        format!(
-            "Calls function `{}` of {} (a WebAssembly component).",
-            function.export,
-            source.program_name()
-        ),
+        function_description(source, function),
         Arc::new(object_schema(&function.contract.args_schema)),
     );
     let result = function

@@ -1,10 +1,14 @@
 //! Assembling a node from its configuration: the executors, the tool
 //! registry and the router every front end shares, and for long-running
 //! nodes the job store, the scheduler and its execution runtime. What the
-//! front doors may do with a node is in `facade`.
+//! front doors may do with a node is in `facade`; its tools as clients see
+//! them in `catalog`.
 
+mod catalog;
 mod facade;
 mod plugins;
+
+pub use catalog::{Described, function_description};
 
 use crate::agent::status::ControlPlaneStatus;
 use crate::config::{Config, DockerMode};
