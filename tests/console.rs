@@ -177,6 +177,52 @@ async fn jobs_submitted_from_the_form_run_with_the_inputs_of_their_type_or_tool(
 }
 
 #[tokio::test]
+async fn the_charts_draw_the_last_hour_of_the_nodes_own_metrics() {
+    let gate = Gate::new();
+    let settings = format!("chart_sample_seconds = 1\n{}", gate.policy(""));
+    let node = NodeProcess::start(&keyed(&settings)).await;
+    for n in 0..3 {
+        let id = format!("charted-{n}");
+        submit(&node, &wasm_job(&id, "hostile", json!({"action": "echo"}))).await;
+        until_state(&node, &id, "finished").await;
+    }
+    // Wait for a sample that counted the tasks: the chart shows what it has.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let history = get(&node, "/metrics/history").await;
+        assert_eq!(history["interval_seconds"], 1);
+        let samples = history["samples"].as_array().unwrap();
+        if samples.iter().any(|s| s["duration_ms"].is_array()) {
+            let last = samples.last().unwrap();
+            assert!(last["rss_mb"].as_f64() > Some(1.0), "{last}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{history}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let browser = Browser::start().await;
+    browser.open(&node.at("/#/charts")).await;
+    sign_in(&browser, KEY).await;
+    browser.open(&node.at("/#/charts")).await;
+    for chart in [
+        "chart-jobs",
+        "chart-queue",
+        "chart-duration",
+        "chart-memory",
+    ] {
+        browser.find(&format!("#{chart} svg")).await;
+    }
+    browser.find("#chart-duration svg .series").await;
+    browser.wait_text("#chart-duration", "p99: ").await;
+    browser.wait_text("#chart-memory", "MiB").await;
+    browser
+        .wait_text("#charts-note", "A sample every 1 s")
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_console_is_served_with_a_strict_content_security_policy_and_can_be_turned_off() {
     let node = NodeProcess::start(&keyed("")).await;
     let page = reqwest::get(node.at("/")).await.unwrap();

@@ -65,6 +65,7 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
     let mut protected = Router::new()
         .route("/info", get(node::info))
         .route("/metrics", get(node::metrics))
+        .route("/metrics/history", get(node::history))
         .route("/jobs", get(jobs::list).post(jobs::submit))
         .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/jobs/{id}/result", get(jobs::result))

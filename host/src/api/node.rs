@@ -178,3 +178,11 @@ fn executors(docker: bool) -> Vec<&'static str> {
     }
     names
 }
+
+/// `GET /metrics/history`: the last hour of the console's chart samples.
+pub async fn history(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "interval_seconds": app.node.config.api.chart_sample_seconds,
+        "samples": app.node.metrics().history.samples(),
+    }))
+}

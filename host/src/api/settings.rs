@@ -30,6 +30,9 @@ pub struct ApiSection {
     pub allowed_hosts: Vec<String>,
     /// Serve the web console at `/`.
     pub console: bool,
+    /// Seconds between two samples of the console's charts (the last hour
+    /// of them is kept: `GET /metrics/history`).
+    pub chart_sample_seconds: u64,
     /// PEM certificate (chain) to serve the API over HTTPS with.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -49,6 +52,7 @@ impl Default for ApiSection {
             header_timeout_seconds: 10,
             allowed_hosts: Vec::new(),
             console: true,
+            chart_sample_seconds: 10,
             tls_cert: None,
             tls_key: None,
         }
@@ -63,9 +67,12 @@ impl ApiSection {
                 "api.tls_cert and api.tls_key go together".into(),
             ));
         }
-        if self.max_connections == 0 || self.header_timeout_seconds == 0 {
+        if self.max_connections == 0
+            || self.header_timeout_seconds == 0
+            || self.chart_sample_seconds == 0
+        {
             return Err(ConfigError::Invalid(
-                "api.max_connections and api.header_timeout_seconds must be at least 1".into(),
+                "api.max_connections, api.header_timeout_seconds and api.chart_sample_seconds must be at least 1".into(),
             ));
         }
         Ok(())

@@ -60,6 +60,7 @@ pub async fn run(config: Config, attachment: Option<Attachment>) -> anyhow::Resu
     );
     let node = Arc::new(Node::start(config).await?);
     node.spawn_retention();
+    node.spawn_chart_samples();
     node.spawn_warm_up();
     node.spawn_plugin_watch();
     crate::vera::callbacks::spawn(node.clone());

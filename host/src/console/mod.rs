@@ -25,6 +25,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("jobs.js", JS, include_str!("assets/jobs.js")),
     ("job.js", JS, include_str!("assets/job.js")),
     ("submit.js", JS, include_str!("assets/submit.js")),
+    ("charts.js", JS, include_str!("assets/charts.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";

@@ -320,6 +320,21 @@ impl Node {
         (probes, cached)
     }
 
+    /// Samples the metrics for the console's charts, now and every
+    /// `api.chart_sample_seconds`.
+    pub fn spawn_chart_samples(&self) {
+        let metrics = self.metrics.clone();
+        let every = std::time::Duration::from_secs(self.config.api.chart_sample_seconds);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                metrics.sample(every);
+            }
+        });
+    }
+
     /// Removes finished jobs past the retention limits, with their files,
     /// and uploaded blobs unused as long, now and every minute.
     pub fn spawn_retention(&self) {

@@ -2,6 +2,7 @@
 // Everything it shows comes from the node's own API.
 
 import { KEY, api, onUnauthorized } from "./api.js";
+import { chartsView } from "./charts.js";
 import { el } from "./dom.js";
 import { jobView } from "./job.js";
 import { jobsView } from "./jobs.js";
@@ -20,6 +21,7 @@ function route() {
   if (view === "jobs" && rest.length) return jobView(decodeURIComponent(rest.join("/")));
   if (view === "jobs") return jobsView(new URLSearchParams(search || "")).catch(failed);
   if (view === "submit") return submitView().catch(failed);
+  if (view === "charts") return chartsView();
   return nodeView();
 }
 

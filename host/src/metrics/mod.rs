@@ -4,8 +4,13 @@
 //! known task types always get their own label, other short plain names get
 //! one while there are fewer than `MAX_TYPE_LABELS`, and everything else is
 //! counted as `other`, so no client can make `/metrics` grow without end.
+//! The last hour of a few of them is kept for the console's charts
+//! (`history`).
+
+mod history;
 
 use crate::usage::{UsageCounters, UsageLabel, Used};
+use history::{History, Reading};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -85,6 +90,8 @@ pub struct Metrics {
     usage: UsageCounters,
     /// Time to make a job's receipt (hash its output and files, sign).
     receipt: Histogram,
+    /// The last hour, for the console's charts.
+    pub history: History,
     /// Running totals for the JSON view.
     pub totals: Totals,
 }
@@ -182,6 +189,7 @@ impl Default for Metrics {
         Self {
             usage,
             receipt,
+            history: History::default(),
             registry,
             submitted,
             completed,
@@ -222,6 +230,7 @@ impl Metrics {
         self.duration
             .get_or_create(&self.type_label(task_type))
             .observe(took.as_secs_f64());
+        self.history.ran(took);
         self.totals
             .run_micros
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
@@ -269,6 +278,26 @@ impl Metrics {
                 task_type: self.type_label(task_type).task_type,
             })
             .inc();
+    }
+
+    /// Takes a sample for the history (`every`: how often samples are taken).
+    pub fn sample(&self, every: std::time::Duration) {
+        let t = &self.totals;
+        let ended = [&t.finished, &t.failed, &t.cancelled]
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum();
+        let reading = Reading {
+            ended,
+            queued: self.queued.get(),
+            running: self.running.get(),
+            rss_bytes: crate::facts::process_rss_bytes(),
+            memory_available_mb: crate::facts::memory_mb().map(|(_, available)| available),
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.history.sample(reading, now_ms, every);
     }
 
     /// Jobs waiting and running now.
