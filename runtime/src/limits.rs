@@ -46,6 +46,21 @@ pub struct Limits {
     pub workspace_bytes: u64,
 }
 
+impl Limits {
+    /// The limits as JSON, in bytes and seconds (receipts, `/info`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "memory_bytes": self.memory_bytes,
+            "timeout_seconds": self.timeout.as_secs_f64(),
+            "fuel": self.fuel,
+            "max_output_bytes": self.max_output_bytes,
+            "cpus": self.cpus,
+            "pids": self.pids,
+            "workspace_bytes": self.workspace_bytes,
+        })
+    }
+}
+
 impl Default for Limits {
     /// The node's built-in defaults.
     fn default() -> Self {

@@ -53,6 +53,10 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
             "components": node.policy().allow_uploaded_components,
         },
         "image_pull": node.config.docker.pull,
+        "limits": {
+            "defaults": node.policy().limits.defaults.to_json(),
+            "maxima": node.policy().limits.maxima.to_json(),
+        },
         "languages": node.languages(),
     }))
 }

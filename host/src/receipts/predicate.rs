@@ -4,7 +4,6 @@
 use crate::job::JobRequest;
 use crate::store::JobRecord;
 use serde_json::{Value, json};
-use wasmnode_runtime::limits::Limits;
 use wasmnode_runtime::policy::Policy;
 
 /// What a receipt says of a job's request and the rules it runs under,
@@ -29,7 +28,7 @@ impl Terms {
                 .then(|| json!({"seed": runtime.seed.unwrap_or(0)})),
         });
         let limits = match policy.limits.resolve(&runtime.limits) {
-            Ok(limits) => limits_json(&limits),
+            Ok(limits) => limits.to_json(),
             Err(refused) => json!({"refused": refused.message}),
         };
         let policy = json!({
@@ -49,18 +48,6 @@ impl Terms {
 /// the store keeps it, secret values withheld) hashes to `spec_hash`.
 pub fn input_digest(spec_hash: &str) -> String {
     format!("blake3:{spec_hash}")
-}
-
-fn limits_json(limits: &Limits) -> Value {
-    json!({
-        "memory_bytes": limits.memory_bytes,
-        "timeout_seconds": limits.timeout.as_secs_f64(),
-        "fuel": limits.fuel,
-        "max_output_bytes": limits.max_output_bytes,
-        "cpus": limits.cpus,
-        "pids": limits.pids,
-        "workspace_bytes": limits.workspace_bytes,
-    })
 }
 
 /// The predicate of the ended job `record` under `terms`, signed by `node`,

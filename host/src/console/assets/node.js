@@ -5,6 +5,23 @@ import { getJson } from "./api.js";
 import { el, facts, fill, mb, when } from "./dom.js";
 import { every, show } from "./view.js";
 
+const bytes = (n) => (n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${Math.round(n / (1 << 20))} MiB`);
+
+/** The limits a task gets by default, and the most it may ask for. */
+function limitRows(limits) {
+  if (!limits) return [];
+  const { defaults: d, maxima: m } = limits;
+  const pair = (a, b) => `${a} (at most ${b})`;
+  return [
+    ["Memory", pair(bytes(d.memory_bytes), bytes(m.memory_bytes))],
+    ["Time", pair(`${d.timeout_seconds} s`, `${m.timeout_seconds} s`)],
+    ["Output", pair(bytes(d.max_output_bytes), bytes(m.max_output_bytes))],
+    ["Workspace", pair(bytes(d.workspace_bytes), bytes(m.workspace_bytes))],
+    ["Fuel", pair(d.fuel ?? "unmetered", m.fuel ?? "unmetered")],
+    ["CPUs, pids", pair(`${d.cpus}, ${d.pids}`, `${m.cpus}, ${m.pids}`)],
+  ];
+}
+
 export function nodeView() {
   const body = el("div", { id: "node" }, el("p", { class: "muted" }, "Loading…"));
   show(el("h1", {}, "Node"), body);
@@ -60,6 +77,7 @@ export function nodeView() {
           { class: "card" },
           el("h2", {}, "Limits and policy"),
           facts([
+            ...limitRows(info.limits),
             ["Task types", (info.task_types || []).join(", ")],
             ["Tools", (info.tools || []).join(", ") || "none"],
             ["Uploads", `${info.uploads?.max_mb} MiB; uploaded components ${info.uploads?.components ? "run" : "refused"}`],
