@@ -766,3 +766,63 @@ async fn task_types_list_their_inputs_and_tools_their_argument_schemas() {
     assert_eq!(write["args_schema"]["properties"]["path"]["type"], "string");
     assert_eq!(write["writes"], true);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_needs_no_key() {
+    let node = NodeProcess::start("[api]\napi_key = \"k3y\"\n").await;
+    let response = reqwest::get(node.at("/openapi.json")).await.unwrap();
+    assert_eq!(response.status(), 200, "the description is public");
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("/info", "get"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+        ("/metrics/history", "get"),
+        ("/jobs", "get"),
+        ("/jobs", "post"),
+        ("/jobs/{id}", "get"),
+        ("/jobs/{id}", "delete"),
+        ("/jobs/{id}/result", "get"),
+        ("/jobs/{id}/request", "get"),
+        ("/jobs/{id}/receipt", "get"),
+        ("/jobs/{id}/events", "get"),
+        ("/jobs/{id}/files", "get"),
+        ("/jobs/{id}/files/{path}", "get"),
+        ("/usage", "get"),
+        ("/task-types", "get"),
+        ("/tools", "get"),
+        ("/drain", "post"),
+        ("/blobs", "put"),
+        ("/blobs/{hash}", "get"),
+        ("/execute", "post"),
+        ("/task/{id}/status", "get"),
+        ("/task/{id}/result", "get"),
+        ("/task/{id}", "delete"),
+    ];
+    let paths = document["paths"].as_object().unwrap();
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.len(), "{:?}", paths.keys());
+    for (path, method) in routes {
+        assert!(
+            paths[path][method]["responses"].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let submit = &paths["/jobs"]["post"];
+    assert_eq!(
+        submit["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/JobRequest"
+    );
+    let job = &document["components"]["schemas"]["JobRequest"];
+    assert!(
+        job["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("job_id"))
+    );
+    assert_eq!(
+        document["components"]["securitySchemes"]["api_key"]["name"],
+        "X-API-Key"
+    );
+}

@@ -84,6 +84,7 @@ async fn an_operator_signs_in_watches_jobs_and_cancels_one_in_the_browser() {
     browser.wait_text("#worker-id", worker).await;
     browser.wait_text("#node", "Limits and policy").await;
     browser.wait_text("#node", "256 MiB (at most").await;
+    browser.find("#nav a[href='/openapi.json']").await;
 
     // The job list, newest first, and its state filter.
     browser.open(&node.at("/#/jobs")).await;

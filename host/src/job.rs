@@ -39,7 +39,7 @@ impl JobError {
 }
 
 /// A job as submitted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// Must be 1.
@@ -59,7 +59,7 @@ pub struct JobRequest {
 }
 
 /// The `task` object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobTask {
     /// Task type (a SPLAI type, or any name with an explicit runtime).
@@ -71,7 +71,7 @@ pub struct JobTask {
 }
 
 /// The `runtime` object.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRuntime {
     /// `wasm`, `image` or `auto` (route by task type).
@@ -131,7 +131,7 @@ pub struct JobRuntime {
 
 /// One mount: `source` is a host path, `artifacts`, `workspace` or an uploaded
 /// archive (`blob:HASH`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobMount {
     /// Host directory, `artifacts`, `workspace` or `blob:HASH`.

@@ -21,7 +21,7 @@ const MAX_SECRET_BYTES: usize = 64 << 10;
 pub type SecretsSection = BTreeMap<String, String>;
 
 /// Where a secret's value comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SecretSource {
     /// Given in the request.

@@ -8,7 +8,7 @@ use std::time::Duration;
 const MIB: u64 = 1024 * 1024;
 
 /// Limits a submitter asked for; unset fields take the operator's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitRequest {
     /// Memory limit in MiB.

@@ -35,6 +35,7 @@ fn api_error(e: BlobError) -> ApiError {
 
 /// `PUT /blobs`: stores the body; 201 with `{blob, size, created, archive}`
 /// (200 when the same bytes were here already).
+#[utoipa::path(put, path = "/blobs", tag = "blobs", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "A tar or tar.gz source tree, or a component"), responses((status = 201, description = "Stored", body = Object), (status = 200, description = "Already here", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 413, description = "Over `blobs.max_mb`")))]
 pub async fn put(
     State(app): State<AppState>,
     headers: HeaderMap,
@@ -66,6 +67,7 @@ pub async fn put(
 }
 
 /// `GET /blobs/{hash}`: `{blob, size}` when the node has it.
+#[utoipa::path(get, path = "/blobs/{hash}", tag = "blobs", params(("hash" = String, Path, description = "`blob:HASH` or HASH")), responses((status = 200, description = "The blob's size", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such blob")))]
 pub async fn get(
     State(app): State<AppState>,
     Path(hash): Path<String>,

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use wasmnode_runtime::task_types::TASK_TYPES;
 
 /// `GET /task-types`.
+#[utoipa::path(get, path = "/task-types", tag = "node", responses((status = 200, description = "Each task type with the payload inputs it reads", body = Object), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn task_types() -> Json<Value> {
     let types: Vec<Value> = TASK_TYPES
         .iter()
@@ -19,6 +20,7 @@ pub async fn task_types() -> Json<Value> {
 }
 
 /// `GET /tools`.
+#[utoipa::path(get, path = "/tools", tag = "node", responses((status = 200, description = "Each tool with its kind, description and argument schema", body = Object), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn tools(State(app): State<AppState>) -> Json<Value> {
     let described = app.node.describe_tools(|_| true).await;
     let tools: Vec<Value> = described

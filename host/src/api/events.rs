@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Streams the events of one job.
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "jobs", params(("id" = String, Path, description = "The job id"), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")), responses((status = 200, description = "Server-Sent Events: state, stdout, stderr, token, progress, log, then end", content_type = "text/event-stream"), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job"), (status = 429, description = "Too many open streams")))]
 pub async fn stream(
     State(app): State<AppState>,
     Path(job_id): Path<String>,

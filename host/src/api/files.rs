@@ -52,6 +52,7 @@ fn api_error(e: FilesError) -> ApiError {
 }
 
 /// `GET /jobs/{id}/files`.
+#[utoipa::path(get, path = "/jobs/{id}/files", tag = "files", params(("id" = String, Path, description = "The job id"), ("archive" = Option<String>, Query, description = "`tar`: every file in one tar stream")), responses((status = 200, description = "The files the job kept, or a tar of them", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job"), (status = 409, description = "The job has not ended")))]
 pub async fn list(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
@@ -96,6 +97,7 @@ pub async fn list(
 }
 
 /// `GET /jobs/{id}/files/{path}`.
+#[utoipa::path(get, path = "/jobs/{id}/files/{path}", tag = "files", params(("id" = String, Path, description = "The job id"), ("path" = String, Path, description = "The file below the workspace")), responses((status = 200, description = "The file", content_type = "application/octet-stream"), (status = 400, description = "A bad path"), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job or file"), (status = 409, description = "The job has not ended")))]
 pub async fn get(
     State(app): State<AppState>,
     Path((job_id, path)): Path<(String, String)>,

@@ -19,6 +19,7 @@ use std::time::Duration;
 const MAX_PAGE: usize = 1000;
 
 /// `POST /jobs`.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", params(SubmitQuery), request_body = JobRequest, responses((status = 200, description = "Accepted (or, with `wait`, the ended job's view with its `result`)", body = Object), (status = 400, description = "Not a valid job document"), (status = 401, description = "No API key, or the wrong one"), (status = 409, description = "The job id is taken by another job"), (status = 422, description = "Refused by policy"), (status = 503, description = "The queue is full")))]
 pub async fn submit(
     State(app): State<AppState>,
     query: Result<Query<SubmitQuery>, QueryRejection>,
@@ -83,9 +84,10 @@ pub async fn submit(
 const MAX_WAIT_SECONDS: f64 = 300.0;
 
 /// Query of `POST /jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
-    /// Seconds to wait for the job to finish before answering.
+    /// Seconds (at most 300) to wait for the job to end before answering.
     wait: Option<f64>,
 }
 
@@ -163,6 +165,7 @@ fn job(app: &AppState, job_id: &str) -> Result<JobRecord, ApiError> {
 }
 
 /// `GET /jobs/{id}`.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job id")), responses((status = 200, description = "State, logs, exit code, error, timestamps, attempts, metrics", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job")))]
 pub async fn get(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
@@ -173,6 +176,7 @@ pub async fn get(
 }
 
 /// `DELETE /jobs/{id}`.
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", params(("id" = String, Path, description = "The job id")), responses((status = 200, description = "Cancelled, or cancellation requested", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job")))]
 pub async fn cancel(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
@@ -186,20 +190,28 @@ pub async fn cancel(
 }
 
 /// Query of `GET /jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only jobs in this state: queued, running, finished, failed, cancelled.
     state: Option<String>,
+    /// Jobs per page (at most 1000).
     limit: Option<usize>,
+    /// Where the page starts (`next_cursor` of the page before).
     cursor: Option<u64>,
+    /// `asc` (oldest first, the default) or `desc`.
     order: Option<String>,
+    /// Only jobs of this task type.
     #[serde(rename = "type")]
     task_type: Option<String>,
-    /// The front door (`via`); `origin` is the same filter by another name.
+    /// Only jobs through this front door: api, vera, splai, goliat, mcp.
     via: Option<String>,
+    /// The same filter as `via`, by another name.
     origin: Option<String>,
 }
 
 /// `GET /jobs?state=…&type=…&via=…&order=asc|desc&limit=…&cursor=…`.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListQuery), responses((status = 200, description = "A page of jobs and `next_cursor`", body = Object), (status = 400, description = "A bad filter or page size"), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn list(
     State(app): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -253,6 +265,7 @@ pub async fn list(
 
 /// `GET /jobs/{id}/result`: the output document of a finished job, as the
 /// task produced it.
+#[utoipa::path(get, path = "/jobs/{id}/result", tag = "jobs", params(("id" = String, Path, description = "The job id")), responses((status = 200, description = "The output document, as the task produced it", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job"), (status = 409, description = "Not finished, or failed")))]
 pub async fn result(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
@@ -291,6 +304,7 @@ pub async fn result(
 
 /// `GET /jobs/{id}/request`: the job document as the node accepted and
 /// keeps it (secret values withheld).
+#[utoipa::path(get, path = "/jobs/{id}/request", tag = "jobs", params(("id" = String, Path, description = "The job id")), responses((status = 200, description = "The job document as accepted, secret values withheld", body = JobRequest), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job")))]
 pub async fn request(
     State(app): State<AppState>,
     Path(job_id): Path<String>,
@@ -306,6 +320,7 @@ pub async fn request(
 
 /// `GET /jobs/{id}/receipt`: the node's signed receipt of the job's run
 /// (a DSSE envelope holding an in-toto statement), as stored.
+#[utoipa::path(get, path = "/jobs/{id}/receipt", tag = "jobs", params(("id" = String, Path, description = "The job id")), responses((status = 200, description = "A DSSE envelope holding an in-toto statement", content_type = "application/vnd.dsse.envelope.v1+json", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such job, or it has no receipt (NO_RECEIPT)"), (status = 409, description = "The job has not ended")))]
 pub async fn receipt(
     State(app): State<AppState>,
     Path(job_id): Path<String>,

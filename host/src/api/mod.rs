@@ -13,6 +13,7 @@ mod files;
 mod guard;
 mod jobs;
 mod node;
+mod openapi;
 pub mod server;
 pub mod settings;
 pub mod tls;
@@ -27,18 +28,21 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use serde_json::{Map, Value};
 use settings::ApiSection;
 use std::sync::Arc;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// A protocol served on the API's port beside Job Protocol v1: its routes
 /// (behind the same key, Host/Origin checks and body limit) and what it
 /// adds to `/health`.
 pub trait FrontDoor: Send + Sync {
-    /// The protocol's routes.
-    fn routes(&self) -> Router<AppState>;
+    /// The protocol's routes, each documented (`#[utoipa::path]`).
+    fn routes(&self) -> OpenApiRouter<AppState>;
     /// Fields it adds to `/health`.
     fn health(&self, _node: &Node) -> Map<String, Value> {
         Map::new()
@@ -62,27 +66,33 @@ pub struct AppState {
 /// applied.
 pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
     let api = node.config.api.clone();
-    let mut protected = Router::new()
-        .route("/info", get(node::info))
-        .route("/metrics", get(node::metrics))
-        .route("/metrics/history", get(node::history))
-        .route("/jobs", get(jobs::list).post(jobs::submit))
-        .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
-        .route("/jobs/{id}/result", get(jobs::result))
-        .route("/jobs/{id}/request", get(jobs::request))
-        .route("/jobs/{id}/receipt", get(jobs::receipt))
-        .route("/jobs/{id}/events", get(events::stream))
-        .route("/jobs/{id}/files", get(files::list))
+    let mut protected = OpenApiRouter::with_openapi(openapi::Base::openapi())
+        .routes(routes!(node::info))
+        .routes(routes!(node::metrics))
+        .routes(routes!(node::history))
+        .routes(routes!(jobs::list, jobs::submit))
+        .routes(routes!(jobs::get, jobs::cancel))
+        .routes(routes!(jobs::result))
+        .routes(routes!(jobs::request))
+        .routes(routes!(jobs::receipt))
+        .routes(routes!(events::stream))
+        .routes(routes!(files::list))
+        // Documented in `openapi::Base`: axum spells a path of any depth `{*path}`.
         .route("/jobs/{id}/files/{*path}", get(files::get))
-        .route("/usage", get(usage::usage))
-        .route("/task-types", get(catalog::task_types))
-        .route("/tools", get(catalog::tools))
-        .route("/drain", post(node::drain))
-        .route("/blobs", put(blobs::put))
-        .route("/blobs/{hash}", get(blobs::get));
+        .routes(routes!(usage::usage))
+        .routes(routes!(catalog::task_types))
+        .routes(routes!(catalog::tools))
+        .routes(routes!(node::drain))
+        .routes(routes!(blobs::put))
+        .routes(routes!(blobs::get));
     for door in &doors {
         protected = protected.merge(door.routes());
     }
+    let (public, public_doc) = OpenApiRouter::new()
+        .routes(routes!(node::health))
+        .split_for_parts();
+    let (protected, mut document) = protected.split_for_parts();
+    document.merge(public_doc);
     let state = AppState {
         doors: doors.into(),
         key_hash: (!api.api_key.is_empty())
@@ -92,9 +102,7 @@ pub fn router(node: Arc<Node>, doors: Vec<Arc<dyn FrontDoor>>) -> Router {
     };
     let protected =
         protected.route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    let mut app = Router::new()
-        .route("/health", get(node::health))
-        .merge(protected);
+    let mut app = public.merge(openapi::route(&document)).merge(protected);
     if api.console {
         app = app.merge(crate::console::routes());
     }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use wasmnode_runtime::{disk, task_types};
 
 /// `GET /info`: static facts.
+#[utoipa::path(get, path = "/info", tag = "node", responses((status = 200, description = "Static facts: worker id, host, identity, CPU, memory, modes, task types, tools, limits and policy", body = Object), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn info(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
     let wasm = node.wasm();
@@ -64,6 +65,7 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
 /// `POST /drain`: drain and stop, as the first SIGTERM does (for a
 /// Kubernetes `preStop` hook: `wasmnode drain`). Answers at once; the node
 /// exits once its running jobs have finished or the drain deadline passed.
+#[utoipa::path(post, path = "/drain", tag = "node", responses((status = 202, description = "Draining: the node stops once its running jobs end", body = Object), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn drain(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     app.node.request_stop();
     let seconds = app.node.config.scheduler.drain_timeout_seconds;
@@ -75,6 +77,7 @@ pub async fn drain(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
 
 /// `GET /health`: dynamic facts (the fields of ProcessingCluster's `/health`
 /// v2 among them: memory, the jobs' and the container engine's disks).
+#[utoipa::path(get, path = "/health", tag = "node", responses((status = 200, description = "Status, store, disks, memory, load, running and queued jobs; never needs the key", body = Object)))]
 pub async fn health(State(app): State<AppState>) -> Json<Value> {
     let node = &app.node;
     let load = node.load();
@@ -127,6 +130,7 @@ pub async fn health(State(app): State<AppState>) -> Json<Value> {
 
 /// `GET /metrics`: Prometheus text format, or with `Accept:
 /// application/json` the Vera-style summary.
+#[utoipa::path(get, path = "/metrics", tag = "node", responses((status = 200, description = "Prometheus text; with `Accept: application/json` the Vera-style summary", content((String = "text/plain"), (Object = "application/json"))), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let wants_json = headers
         .get(header::ACCEPT)
@@ -184,6 +188,7 @@ fn executors(docker: bool) -> Vec<&'static str> {
 }
 
 /// `GET /metrics/history`: the last hour of the console's chart samples.
+#[utoipa::path(get, path = "/metrics/history", tag = "node", responses((status = 200, description = "The last hour of the console's chart samples, oldest first", body = Object), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn history(State(app): State<AppState>) -> Json<Value> {
     Json(json!({
         "interval_seconds": app.node.config.api.chart_sample_seconds,

@@ -14,17 +14,22 @@ use serde_json::{Value, json};
 const DEFAULT_WINDOW_MS: u64 = 24 * 3600 * 1000;
 
 /// `?since=…&until=…&account=…`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
+    /// From (RFC 3339 or ms since the epoch; default 24 h ago).
     since: Option<String>,
+    /// Until, not included (default now).
     until: Option<String>,
+    /// Only this account.
     account: Option<String>,
 }
 
 /// `GET /usage?since=T&until=T&account=A`: sums of what jobs that ended in
 /// `[since, until)` used, per account (or only `account`'s); times are
 /// RFC 3339 or milliseconds since the Unix epoch.
+#[utoipa::path(get, path = "/usage", tag = "node", params(UsageQuery), responses((status = 200, description = "Usage summed per account", body = Object), (status = 400, description = "A bad time or query (INVALID_QUERY)"), (status = 401, description = "No API key, or the wrong one")))]
 pub async fn usage(
     State(app): State<AppState>,
     query: Result<Query<UsageQuery>, QueryRejection>,

@@ -11,11 +11,11 @@ pub mod settings;
 pub use server::ToolServer;
 
 use crate::api::{AppState, FrontDoor};
-use axum::Router;
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::sync::Arc;
+use utoipa_axum::router::OpenApiRouter;
 
 /// `/mcp` on the API's port.
 pub struct McpDoor {
@@ -34,7 +34,7 @@ impl McpDoor {
 }
 
 impl FrontDoor for McpDoor {
-    fn routes(&self) -> Router<AppState> {
+    fn routes(&self) -> OpenApiRouter<AppState> {
         let mut config = StreamableHttpServerConfig::default();
         // The API's own guard checks Host and Origin for every route.
         config.allowed_hosts = Vec::new();
@@ -45,7 +45,8 @@ impl FrontDoor for McpDoor {
             Arc::new(LocalSessionManager::default()),
             config,
         );
-        Router::new().route_service("/mcp", service)
+        // MCP describes itself (`tools/list`); the API's document names it.
+        OpenApiRouter::new().route_service("/mcp", service)
     }
 }
 

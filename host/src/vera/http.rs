@@ -10,26 +10,27 @@ use crate::api::{ApiError, AppState, FrontDoor, json_bytes, submit_error};
 use crate::node::Node;
 use crate::scheduler::{Source, SubmitError, Submitted};
 use crate::store::{CallbackStatus, JobRecord, JobState, StoreError, now_ms, rfc3339};
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
 use serde_json::{Map, Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use wasmnode_runtime::task_types;
 
 /// The Vera front door on the API's port.
 pub struct Vera;
 
 impl FrontDoor for Vera {
-    fn routes(&self) -> Router<AppState> {
-        Router::new()
-            .route("/execute", post(execute))
-            .route("/task/{id}/status", get(status))
-            .route("/task/{id}/result", get(result))
-            .route("/task/{id}", delete(cancel))
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(routes!(execute))
+            .routes(routes!(status))
+            .routes(routes!(result))
+            .routes(routes!(cancel))
     }
 
     fn health(&self, node: &Node) -> Map<String, Value> {
@@ -81,6 +82,7 @@ fn rejected(
 }
 
 /// `POST /execute`.
+#[utoipa::path(post, path = "/execute", tag = "vera", request_body = Object, responses((status = 200, description = "Accepted", body = Object), (status = 400, description = "Not a valid task"), (status = 401, description = "No API key, or the wrong one")))]
 async fn execute(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
@@ -150,6 +152,7 @@ fn task(app: &AppState, task_id: &str) -> Result<JobRecord, ApiError> {
 }
 
 /// `GET /task/{id}/status`.
+#[utoipa::path(get, path = "/task/{id}/status", tag = "vera", params(("id" = String, Path, description = "The task id")), responses((status = 200, description = "The task's status", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such task")))]
 async fn status(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
@@ -183,6 +186,7 @@ async fn status(
 }
 
 /// `GET /task/{id}/result`.
+#[utoipa::path(get, path = "/task/{id}/result", tag = "vera", params(("id" = String, Path, description = "The task id")), responses((status = 200, description = "The task's result document", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such task")))]
 async fn result(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
@@ -193,6 +197,7 @@ async fn result(
 }
 
 /// `DELETE /task/{id}`.
+#[utoipa::path(delete, path = "/task/{id}", tag = "vera", params(("id" = String, Path, description = "The task id")), responses((status = 200, description = "Cancelled, or cancellation requested", body = Object), (status = 401, description = "No API key, or the wrong one"), (status = 404, description = "No such task")))]
 async fn cancel(
     State(app): State<AppState>,
     Path(task_id): Path<String>,
