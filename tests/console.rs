@@ -166,6 +166,13 @@ async fn jobs_submitted_from_the_form_run_with_the_inputs_of_their_type_or_tool(
         json!({"tool": "file_write", "args": {"path": "note.txt", "content": "written in a browser"}}),
         "{request}"
     );
+    browser.wait_text("#job-files", "note.txt").await;
+    browser.click("#job-files button").await;
+    assert_eq!(
+        browser.downloaded("note.txt").await,
+        b"written in a browser",
+        "the file the job wrote, as the browser saved it"
+    );
 
     // A job id the node has seen for other work: its refusal is shown.
     browser.open(&node.at("/#/submit")).await;

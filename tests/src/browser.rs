@@ -17,6 +17,7 @@ pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     driver: Child,
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
@@ -31,11 +32,14 @@ impl Browser {
             .unwrap_or_else(|e| {
                 panic!("cannot start chromedriver ({e}); `scripts/install-deps.sh` installs chromium and chromium-driver")
             });
+        let downloads = tempfile::tempdir().expect("a download directory");
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
             json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                "--disable-dev-shm-usage", "--window-size=1280,900"]}),
+                "--disable-dev-shm-usage", "--window-size=1280,900"],
+                "prefs": {"download.default_directory": downloads.path(),
+                    "download.prompt_for_download": false}}),
         );
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + PATIENCE;
@@ -54,7 +58,11 @@ impl Browser {
                 Err(e) => panic!("no browser session from chromedriver at {url}: {e}"),
             }
         };
-        Self { client, driver }
+        Self {
+            client,
+            driver,
+            downloads,
+        }
     }
 
     /// Waits for the element `css` to be on the page.
@@ -140,6 +148,18 @@ impl Browser {
             assert!(Instant::now() < deadline, "`{css}` stays on the page");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until the browser has saved the download `name`; answers its bytes.
+    pub async fn downloaded(&self, name: &str) -> Vec<u8> {
+        let path = self.downloads.path().join(name);
+        let deadline = Instant::now() + PATIENCE;
+        // Chromium writes `NAME.crdownload` and renames it when done.
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "{name} was never downloaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::read(&path).expect("the downloaded file")
     }
 
     /// Ends the session and chromedriver.
