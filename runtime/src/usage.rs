@@ -13,10 +13,11 @@ pub struct TaskMetrics {
     /// Fuel consumed (WASI tasks with fuel metering).
     pub fuel_consumed: Option<u64>,
     /// CPU time used, in milliseconds, where the backend measures it (WASI
-    /// tasks: the time the guest's code ran on the node's threads).
+    /// tasks: the time the guest's code ran on the node's threads;
+    /// containers: their cgroup's, where the node can read it).
     pub cpu_time_ms: Option<f64>,
     /// Highest memory use in bytes, where the backend measures it (WASI
-    /// tasks: their linear memory).
+    /// tasks: their linear memory; containers: their cgroup's peak).
     pub peak_memory_bytes: Option<u64>,
     /// Whether compiled code came from the cache (WASI only).
     pub code_cache: Option<String>,

@@ -118,6 +118,62 @@ async fn stdout_stderr_exit_code_and_stdin_come_back_exactly() {
     );
 }
 
+/// Whether this machine lets the node read containers' cgroups: the
+/// engine's cgroupfs driver, and the node (this test) running as root.
+fn cgroups_readable() -> bool {
+    let out = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.CgroupDriver}}"])
+        .output()
+        .expect("docker info");
+    String::from_utf8_lossy(&out.stdout).trim() == "cgroupfs"
+        // SAFETY: geteuid has no preconditions.
+        && unsafe { libc::geteuid() } == 0
+}
+
+#[tokio::test]
+async fn a_container_reports_the_cpu_time_and_memory_it_used_where_cgroups_can_be_read() {
+    let docker = executor("t-usage").await;
+    // A fixed amount of work, so its CPU time does not depend on the load.
+    let spin = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo spun";
+    let out = run(&docker, task("usage", &["sh", "-c", spin], seconds(120.0)))
+        .await
+        .expect("the loop ends");
+    let metrics = &out.metrics;
+    if !cgroups_readable() {
+        assert_eq!(metrics.cpu_time_ms, None, "no cgroups to read: {metrics:?}");
+        return;
+    }
+    let cpu = metrics.cpu_time_ms.expect("CPU time measured");
+    assert!(
+        cpu > 20.0 && cpu <= metrics.wall_time_ms,
+        "CPU {cpu} ms, wall {} ms",
+        metrics.wall_time_ms
+    );
+    assert!(metrics.peak_memory_bytes > Some(0), "{metrics:?}");
+    // The node's own cgroup parent (v1 or v2 layout) holds no container's.
+    let own = [
+        "/sys/fs/cgroup/cpuacct/wasmnode/t-usage",
+        "/sys/fs/cgroup/wasmnode/t-usage",
+    ];
+    let left: Vec<_> = own
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .collect();
+    assert!(left.is_empty(), "the container's cgroup stays: {left:?}");
+
+    let failed = run(
+        &docker,
+        task("usage-fail", &["sh", "-c", "exit 4"], seconds(60.0)),
+    )
+    .await
+    .expect_err("exit 4");
+    let metrics = failed.metrics.expect("a failure carries its metrics");
+    assert!(metrics.cpu_time_ms.is_some(), "{metrics:?}");
+}
+
 #[tokio::test]
 async fn hardened_defaults_hold() {
     let docker = executor("t-hard").await;

@@ -2,7 +2,8 @@
 //! (bollard; never the `docker` CLI, never a shell on the host).
 //!
 //! Lifecycle per task: create → attach → start → feed stdin → wait with the
-//! deadline → kill if needed → collect → remove, also on cancellation. Every
+//! deadline → kill if needed → collect → remove → read what it used from
+//! its cgroup (`accounting`), also on cancellation. Every
 //! container carries the node's labels, so leftovers from a crash are swept
 //! at start-up, and runs its command under the deadline backstop, so its
 //! wall-clock limit holds even if the node dies. Defaults are hardened and can only be loosened within
@@ -10,10 +11,12 @@
 //! every capability dropped, no-new-privileges, a non-root user, pids,
 //! memory (no swap) and CPU limits.
 
+mod accounting;
 mod backstop;
 mod images;
 mod pull;
 
+pub use accounting::{Accounting, Layout};
 pub use images::{ImageAllowlist, normalize};
 pub use pull::{PullPolicy, PullSettings, RegistryLogin};
 
@@ -31,7 +34,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -102,6 +105,8 @@ pub struct DockerExecutor {
     helper: PathBuf,
     /// The engine's root directory (`DockerRootDir`), read once at connect.
     root_dir: Option<String>,
+    /// Where containers' CPU time and memory are read, if they can be.
+    accounting: Option<Accounting>,
 }
 
 impl DockerExecutor {
@@ -122,11 +127,14 @@ impl DockerExecutor {
             .map_err(|_| unavailable(&"no answer within 5 s"))?
             .map_err(|e| unavailable(&e))?;
         docker.ping().await.map_err(|e| unavailable(&e))?;
-        let root_dir = tokio::time::timeout(Duration::from_secs(5), docker.info())
+        let info = tokio::time::timeout(Duration::from_secs(5), docker.info())
             .await
             .ok()
             .and_then(Result::ok)
-            .and_then(|info| info.docker_root_dir);
+            .unwrap_or_default();
+        let accounting = cgroup_layout(&address, &info).and_then(|layout| {
+            Accounting::open(Path::new("/sys/fs/cgroup"), layout, &settings.node_id)
+        });
         let helper = backstop::install(&settings.helper_dir).map_err(|e| {
             unavailable(&format!(
                 "cannot install the deadline backstop under {}: {e}",
@@ -137,7 +145,8 @@ impl DockerExecutor {
             docker,
             settings,
             helper,
-            root_dir,
+            root_dir: info.docker_root_dir,
+            accounting,
         })
     }
 
@@ -178,6 +187,9 @@ impl DockerExecutor {
             if let Some(id) = &container.id {
                 self.remove(id).await;
             }
+        }
+        if let Some(accounting) = &self.accounting {
+            accounting.sweep();
         }
         Ok(leftovers.len())
     }
@@ -412,8 +424,11 @@ impl Executor for DockerExecutor {
                 spec.image
             ))
         })?;
-        let body = self.container_body(&task, spec, argv, &ctx)?;
         let name = container_name(&task.job_id);
+        let mut body = self.container_body(&task, spec, argv, &ctx)?;
+        if let (Some(accounting), Some(host)) = (&self.accounting, body.host_config.as_mut()) {
+            host.cgroup_parent = Some(accounting.parent(&name));
+        }
         let created = self
             .docker
             .create_container(
@@ -425,13 +440,23 @@ impl Executor for DockerExecutor {
         let id = created.id;
         let result = self.supervise(&id, &task, spec, &ctx).await;
         self.remove(&id).await;
-        let (ending, stdout, stderr) = result?;
+        let used = self.accounting.as_ref().map(|a| a.collect(&name));
+        let metrics = TaskMetrics {
+            wall_time_ms: millis(started.elapsed()),
+            cpu_time_ms: used.and_then(|u| u.cpu).map(millis),
+            peak_memory_bytes: used.and_then(|u| u.peak_memory_bytes),
+            ran: image.id.clone(),
+            ..TaskMetrics::default()
+        };
+        let (ending, stdout, stderr) = result.map_err(|e| e.with_metrics(metrics.clone()))?;
         let captured = |exit_code| CapturedOutput {
             stdout: stdout.text(),
             stderr: stderr.text(),
             exit_code,
         };
-        let stopped = |how| Err(TaskFailure::stopped(CONTAINER, how, captured(None)));
+        let stopped = |how| {
+            Err(TaskFailure::stopped(CONTAINER, how, captured(None)).with_metrics(metrics.clone()))
+        };
         let code = match ending {
             Ending::Cancelled => return stopped(Stopped::Cancelled),
             Ending::TimedOut => return stopped(Stopped::TimedOut(ctx.limits.timeout)),
@@ -444,22 +469,16 @@ impl Executor for DockerExecutor {
             Ending::Exited(code) => i32::try_from(code).unwrap_or(i32::MAX),
         };
         if code != 0 {
-            return Err(TaskFailure::stopped(
-                CONTAINER,
-                Stopped::Exited(code),
-                captured(Some(code)),
-            ));
+            let failure =
+                TaskFailure::stopped(CONTAINER, Stopped::Exited(code), captured(Some(code)));
+            return Err(failure.with_metrics(metrics));
         }
         Ok(TaskOutcome {
             output: serde_json::from_str(stdout.text().trim()).unwrap_or(serde_json::Value::Null),
             stdout: stdout.text(),
             stderr: stderr.text(),
             exit_code: Some(0),
-            metrics: TaskMetrics {
-                wall_time_ms: millis(started.elapsed()),
-                ran: image.id.clone(),
-                ..TaskMetrics::default()
-            },
+            metrics,
             artifacts: Vec::new(),
             executor: "docker",
         })
@@ -565,6 +584,22 @@ impl DockerExecutor {
             }
         }
         Ok((ending, stdout, stderr))
+    }
+}
+
+/// The cgroup layout whose counters the node can read for containers of
+/// the engine at `address` (on this machine, cgroupfs driver), if any.
+fn cgroup_layout(address: &str, info: &bollard::models::SystemInfo) -> Option<Layout> {
+    use bollard::models::{
+        SystemInfoCgroupDriverEnum as Driver, SystemInfoCgroupVersionEnum as Version,
+    };
+    if !address.starts_with("unix://") || info.cgroup_driver != Some(Driver::CGROUPFS) {
+        return None;
+    }
+    match info.cgroup_version {
+        Some(Version::_1) => Some(Layout::V1),
+        Some(Version::_2) => Some(Layout::V2),
+        _ => None,
     }
 }
 
