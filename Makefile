@@ -20,6 +20,7 @@ run: wasm-target ## Build and start the node standalone on its defaults (API on 
 	@echo "Submit a first job from another terminal:"
 	@echo "  curl -s localhost:9000/jobs -H 'Content-Type: application/json' -d @examples/jobs/retrieval.json"
 	@echo "  curl -s localhost:9000/jobs/example-retrieval/result"
+	@echo "or open the console at http://127.0.0.1:9000/ (the API is described at /openapi.json)."
 	@echo
 	target/debug/wasmnode serve
 
