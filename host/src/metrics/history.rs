@@ -6,6 +6,7 @@
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How far back the history goes.
@@ -51,27 +52,32 @@ pub struct Reading {
     pub memory_available_mb: Option<u64>,
 }
 
-/// The samples, and the durations of tasks since the last one.
-#[derive(Default)]
+/// The samples, and the durations of tasks since the last one (counted
+/// without a lock: every task that ends adds one).
 pub struct History {
+    durations: [AtomicU64; BUCKETS],
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
     samples: VecDeque<Sample>,
-    durations: Vec<u64>,
     last: Option<(u64, u64)>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            durations: std::array::from_fn(|_| AtomicU64::new(0)),
+            state: Mutex::default(),
+        }
+    }
 }
 
 impl History {
     /// Counts a task that ran for `took`.
     pub fn ran(&self, took: Duration) {
-        let mut state = self.state.lock().expect("history lock");
-        if state.durations.is_empty() {
-            state.durations = vec![0; BUCKETS];
-        }
-        state.durations[bucket(took)] += 1;
+        self.durations[bucket(took)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Takes a sample of `reading` at `at_ms`, keeping `SPAN` of them at
@@ -85,7 +91,11 @@ impl History {
             _ => 0.0,
         };
         state.last = Some((at_ms, reading.ended));
-        let counts = std::mem::take(&mut state.durations);
+        let counts: Vec<u64> = self
+            .durations
+            .iter()
+            .map(|count| count.swap(0, Ordering::Relaxed))
+            .collect();
         let duration_ms = percentiles(&counts);
         state.samples.push_back(Sample {
             at_ms,

@@ -16,7 +16,7 @@ mod backstop;
 mod images;
 mod pull;
 
-pub use accounting::{Accounting, Layout};
+use accounting::{Accounting, Layout};
 pub use images::{ImageAllowlist, normalize};
 pub use pull::{PullPolicy, PullSettings, RegistryLogin};
 

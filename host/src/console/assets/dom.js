@@ -10,10 +10,7 @@ export function el(tag, attrs, ...children) {
     else if (name === "class") node.className = value;
     else node.setAttribute(name, value === true ? "" : value);
   }
-  for (const child of children.flat(Infinity)) {
-    if (child === undefined || child === null) continue;
-    node.append(child instanceof Node ? child : String(child));
-  }
+  fill(node, ...children);
   return node;
 }
 
