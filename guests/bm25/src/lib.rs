@@ -43,21 +43,31 @@ impl Default for Tokenizer {
 
 impl Tokenizer {
     /// Calls `f` with each word of `text` (a run of alphanumeric characters,
-    /// lower-cased), in order, before stop words and stemming.
+    /// lower-cased), in order, before stop words and stemming. A word of
+    /// lower-case ASCII letters and digits is passed as the slice of `text`
+    /// it is; only others are lower-cased into a buffer.
     pub fn for_each_word(&self, text: &str, mut f: impl FnMut(&str)) {
-        let mut word = String::new();
-        for ch in text.chars() {
-            if ch.is_ascii_alphanumeric() {
-                word.push(ch.to_ascii_lowercase());
-            } else if !ch.is_ascii() && ch.is_alphanumeric() {
-                word.extend(ch.to_lowercase());
-            } else if !word.is_empty() {
-                f(&word);
-                word.clear();
+        let bytes = text.as_bytes();
+        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let mut buffer = String::new();
+        let mut at = 0;
+        while let Some(&b) = bytes.get(at) {
+            if plain(b) {
+                let start = at;
+                while bytes.get(at).copied().is_some_and(plain) {
+                    at += 1;
+                }
+                match bytes.get(at) {
+                    Some(&next) if next.is_ascii_alphanumeric() || !next.is_ascii() => {
+                        at = lower_cased_word(text, start, &mut buffer, &mut f);
+                    }
+                    _ => f(&text[start..at]),
+                }
+            } else if b.is_ascii() && !b.is_ascii_alphanumeric() {
+                at += 1;
+            } else {
+                at = lower_cased_word(text, at, &mut buffer, &mut f);
             }
-        }
-        if !word.is_empty() {
-            f(&word);
         }
     }
 
@@ -82,6 +92,34 @@ impl Tokenizer {
         self.for_each_term(text, |t| out.push(t.to_string()));
         out
     }
+}
+
+/// Reads the word at `start` of `text` character by character, lower-cased
+/// into `buffer`, calls `f` with it (unless it is empty: `start` is at a
+/// character that is not part of a word), and returns where the next one
+/// may start.
+fn lower_cased_word(
+    text: &str,
+    start: usize,
+    buffer: &mut String,
+    f: &mut impl FnMut(&str),
+) -> usize {
+    buffer.clear();
+    let mut end = text.len();
+    for (i, ch) in text[start..].char_indices() {
+        if ch.is_ascii_alphanumeric() {
+            buffer.push(ch.to_ascii_lowercase());
+        } else if !ch.is_ascii() && ch.is_alphanumeric() {
+            buffer.extend(ch.to_lowercase());
+        } else {
+            end = start + i + if buffer.is_empty() { ch.len_utf8() } else { 0 };
+            break;
+        }
+    }
+    if !buffer.is_empty() {
+        f(buffer);
+    }
+    end
 }
 
 /// One ranked document.
@@ -316,122 +354,4 @@ fn best_of(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn corpus() -> Index {
-        let mut index = Index::default();
-        index.add(
-            "cats",
-            "Cats are small domesticated carnivorous mammals that purr.",
-        );
-        index.add(
-            "rust",
-            "Rust is a systems programming language focused on memory safety and speed.",
-        );
-        index.add(
-            "wasm",
-            "WebAssembly runs sandboxed code; Rust compiles to WebAssembly components.",
-        );
-        index.add(
-            "cooking",
-            "Slow cooking keeps stews tender; season the stew at the end.",
-        );
-        index.add("dogs", "Dogs are loyal mammals; a dog barks and runs fast.");
-        index
-    }
-
-    #[test]
-    fn tokenizer_lowercases_stems_and_drops_stop_words() {
-        let t = Tokenizer::default();
-        assert_eq!(
-            t.terms("The Running dogs ran, and RUNS!"),
-            ["run", "dog", "ran", "run"]
-        );
-        assert!(t.terms("the of and").is_empty());
-    }
-
-    #[test]
-    fn non_ascii_words_are_lower_cased_whole() {
-        let t = Tokenizer::default();
-        let mut words = Vec::new();
-        t.for_each_word("ÉCOLE straße—Δelta x2", |w| words.push(w.to_string()));
-        assert_eq!(words, ["école", "straße", "δelta", "x2"]);
-    }
-
-    #[test]
-    fn a_repeated_word_counts_every_occurrence_and_stop_words_none() {
-        let mut index = Index::default();
-        index.add("a", "Runs the run; RUNNING runs.");
-        index.add("b", "the running of the dogs");
-        assert_eq!(index.doc_lengths, [4, 2]);
-        let run = index.terms["run"] as usize;
-        assert_eq!(index.postings[run], [(0, 4), (1, 1)]);
-        let dog = index.terms["dog"] as usize;
-        assert_eq!(index.postings[dog], [(1, 1)]);
-        assert!(!index.terms.contains_key("the"));
-        assert_eq!(index.words.get("the"), Some(&None));
-    }
-
-    #[test]
-    fn ranks_the_relevant_document_first() {
-        let index = corpus();
-        let hits = index.search("memory-safe systems programming language", 3, |_| true);
-        assert_eq!(hits[0].index, 1, "{hits:?}");
-        let hits = index.search("stew seasoning", 3, |_| true);
-        assert_eq!(hits[0].index, 3);
-        assert_eq!(
-            hits.len(),
-            1,
-            "documents without a query term are not returned"
-        );
-        let hits = index.search("running dog", 5, |_| true);
-        assert_eq!(hits[0].index, 4);
-    }
-
-    #[test]
-    fn rare_terms_weigh_more_than_common_ones() {
-        let index = corpus();
-        let hits = index.search("mammals purr", 5, |_| true);
-        assert_eq!(hits[0].index, 0, "purr is rarer than mammals: {hits:?}");
-        assert!(hits[0].score > hits[1].score);
-    }
-
-    #[test]
-    fn ties_break_by_id_then_order_and_filters_apply() {
-        let mut index = Index::default();
-        for id in ["b", "a", "c"] {
-            index.add(id, "same words here");
-        }
-        let hits = index.search("words", 3, |_| true);
-        let ids: Vec<usize> = hits.iter().map(|h| h.index).collect();
-        assert_eq!(ids, [1, 0, 2]);
-        let filtered = index.search("words", 3, |i| i != 1);
-        assert_eq!(filtered.iter().map(|h| h.index).collect::<Vec<_>>(), [0, 2]);
-        assert_eq!(index.search("words", 1, |_| true).len(), 1);
-    }
-
-    #[test]
-    fn any_top_k_is_a_prefix_of_the_full_ranking() {
-        let mut index = Index::default();
-        let words = ["lease", "timeout", "retry", "queue", "node", "cache"];
-        for i in 0..600usize {
-            let text: Vec<&str> = (0..1 + i % 7)
-                .map(|j| words[(i * 7 + j * 3) % words.len()])
-                .collect();
-            index.add(&format!("d{:03}", (i * 37) % 600), &text.join(" "));
-        }
-        let all = index.search("lease retry cache", 600, |_| true);
-        assert!(all.len() > 300, "{}", all.len());
-        for k in [1, 10, SMALL_TOP_K, SMALL_TOP_K + 1, 600] {
-            let top = index.search("lease retry cache", k, |_| true);
-            assert_eq!(top, all[..k.min(all.len())], "top {k}");
-        }
-    }
-
-    #[test]
-    fn empty_index_and_zero_top_k_return_nothing() {
-        assert!(Index::default().search("x", 5, |_| true).is_empty());
-        assert!(corpus().search("rust", 0, |_| true).is_empty());
-    }
-}
+mod tests;
