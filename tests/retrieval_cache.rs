@@ -14,6 +14,9 @@ fn corpus(changed: bool) -> String {
                 "metadata": {"shard": i % 7}})
         })
         .collect();
+    // Escapes in a text: the index keeps such a text itself instead of
+    // referring to it in the corpus file.
+    docs[5]["text"] = json!("worker 5 says \"lease\"\nthen times out\tshard 5");
     if changed {
         docs[42]["text"] = json!("a quorum of gossip messages settles the membership view");
     }
@@ -50,6 +53,12 @@ async fn a_repeated_corpus_is_answered_from_its_cached_index_and_a_changed_one_i
         without_cache_field(again),
         without_cache_field(first.clone())
     );
+    let quoted = query(&node, "q2b", "says then times", &docs).await;
+    assert_eq!(quoted["index_cache"], "hit");
+    assert_eq!(
+        quoted["documents"][0]["text"], "worker 5 says \"lease\"\nthen times out\tshard 5",
+        "{quoted}"
+    );
 
     let changed = corpus(true);
     let other = query(&node, "q3", "gossip membership", &changed).await;
@@ -73,7 +82,7 @@ async fn a_repeated_corpus_is_answered_from_its_cached_index_and_a_changed_one_i
         .await
         .unwrap();
     for line in [
-        "wasmnode_index_cache_events{code=\"hit\"} 2",
+        "wasmnode_index_cache_events{code=\"hit\"} 3",
         "wasmnode_index_cache_events{code=\"miss\"} 2",
         "wasmnode_index_cache_events{code=\"stored\"} 2",
     ] {
@@ -99,4 +108,42 @@ async fn a_task_may_not_name_an_index_for_the_guest_to_read() {
     let (status, answer) = node.post_json("/jobs", &body).await;
     assert_eq!(status, 400, "{answer}");
     assert!(answer.to_string().contains("index_cache"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_corpus_that_is_not_json_fails_its_task_and_is_not_kept() {
+    let node = NodeProcess::start(CONFIG).await;
+    let broken = format!("[{}", corpus(false).trim_start_matches('['));
+    let broken = broken.replace("\"text\"", "text");
+    for job in ["bad-1", "bad-2"] {
+        let body = json!({"protocol_version": 1, "job_id": job,
+            "task": {"type": "retrieval", "payload": {"query": "lease", "documents_json": broken}},
+            "runtime": {"mode": "auto"}});
+        let (status, answer) = node.post_json("/jobs?wait=60", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            (answer["state"].as_str(), answer["error"]["code"].as_str()),
+            (Some("failed"), Some("INVALID_INPUT")),
+            "{answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("documents_json"),
+            "the input is named as the task gave it: {answer}"
+        );
+    }
+    let metrics = reqwest::get(node.at("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "wasmnode_index_cache_events{code=\"miss\"} 2",
+        "wasmnode_index_cache_events{code=\"stored\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }

@@ -124,7 +124,7 @@ async fn run(executor: &WasmExecutor, cache: Option<&IndexCache>, docs: &str) ->
                 .load(&ComponentSource::Builtin("retrieval".into()))
                 .expect("built-in")
                 .hash;
-            cache.prepare(&mut spec, &guest).expect("index cache")
+            cache.prepare(&mut spec, &guest)
         }
         None => None,
     };

@@ -8,9 +8,11 @@
 //! message before WASI refuses it again.
 
 mod error;
+mod files;
 mod inputs;
 mod mounts;
 
 pub use error::GuestError;
+pub use files::write_whole_file;
 pub use inputs::{Inputs, kind_of};
 pub use mounts::{Mount, Mounts};

@@ -1,9 +1,10 @@
 //! Where retrieval documents come from, and metadata filters over them.
 
+use crate::docs::{self, DocInput};
 use bm25::Index;
 use guest_kit::{GuestError, Inputs, Mounts};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::path::Path;
 
 /// Files larger than this are skipped in directory mode (override: `max_file_bytes`).
@@ -13,142 +14,150 @@ const DEFAULT_MAX_FILES: usize = 10_000;
 /// Length of the snippet returned for a file in directory mode.
 const SNIPPET_CHARS: usize = 240;
 
-/// One document to rank.
+/// One document to rank; its id and text borrow from the corpus's text
+/// where they can.
 #[derive(Debug, Clone)]
-pub struct Doc {
-    pub id: String,
-    pub text: String,
-    pub metadata: Map<String, Value>,
+pub struct Doc<'a> {
+    pub id: Cow<'a, str>,
+    pub text: Cow<'a, str>,
+    /// The metadata object's JSON (checked wherever a `Doc` is made);
+    /// empty when there is none.
+    pub metadata: Cow<'a, str>,
     /// Set for files from a directory: the text is not returned, a snippet is.
     pub from_file: bool,
 }
 
-impl Doc {
+impl Doc<'_> {
+    /// The metadata as an object.
+    pub fn metadata(&self) -> Map<String, Value> {
+        if self.metadata.is_empty() {
+            return Map::new();
+        }
+        serde_json::from_str(&self.metadata).unwrap_or_default()
+    }
+
     /// The JSON of this document as a ranked result.
     pub fn ranked(&self, rank: usize, score: f64, terms: &[String]) -> Value {
         let mut out = json!({
             "rank": rank,
             "id": self.id,
             "score": (score * 1e6).round() / 1e6,
-            "metadata": self.metadata,
+            "metadata": self.metadata(),
         });
         if self.from_file {
             out["snippet"] = Value::String(snippet(&self.text, terms));
         } else {
-            out["text"] = Value::String(self.text.clone());
+            out["text"] = Value::String(self.text.clone().into_owned());
         }
         out
     }
 }
 
-/// All documents of one retrieval task.
-pub struct Corpus {
-    pub docs: Vec<Doc>,
+/// Where a task's documents are.
+pub enum Source<'a> {
+    /// The text of `documents_json` or `documents` (named by `input`): from
+    /// the task's input, or from the file the node handed it over in.
+    Inline { input: &'a str, text: Cow<'a, str> },
+    /// Every text file under this mounted directory.
+    Directory(String),
 }
 
-/// One document as given: a string, or `{id, text (or content), metadata}`.
-enum DocInput {
-    Text(String),
-    Object {
-        id: Option<Value>,
-        text: Option<String>,
-        metadata: Map<String, Value>,
-    },
-}
+/// The inputs that hold documents inline.
+const INLINE: [&str; 2] = ["documents_json", "documents"];
 
-/// Read field by field rather than through `#[serde(untagged)]`, which
-/// buffers every document into an intermediate tree first.
-impl<'de> Deserialize<'de> for DocInput {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = DocInput;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a document: a string, or an object with `text`")
-            }
-
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<DocInput, E> {
-                Ok(DocInput::Text(text.to_owned()))
-            }
-
-            fn visit_string<E: de::Error>(self, text: String) -> Result<DocInput, E> {
-                Ok(DocInput::Text(text))
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DocInput, A::Error> {
-                let (mut id, mut text, mut metadata) = (None, None, None);
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match key.as_ref() {
-                        "id" if id.is_none() => id = Some(map.next_value::<Option<Value>>()?),
-                        "text" | "content" if text.is_none() => {
-                            text = Some(map.next_value::<Option<String>>()?);
-                        }
-                        "metadata" if metadata.is_none() => metadata = Some(map.next_value()?),
-                        "id" | "text" | "content" | "metadata" => {
-                            return Err(de::Error::custom(format!("duplicate field `{key}`")));
-                        }
-                        _ => {
-                            map.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
+impl<'a> Source<'a> {
+    /// Finds the one source the inputs give: `documents_json`, `documents`,
+    /// `directory`, or `handed` (an input the node took out of the task and
+    /// handed over as a file: its name and text).
+    pub fn from_inputs(
+        inputs: &'a Inputs,
+        handed: Option<(&'a str, String)>,
+    ) -> Result<Self, GuestError> {
+        let given: Vec<&str> = INLINE
+            .iter()
+            .chain(&["directory"])
+            .copied()
+            .filter(|k| inputs.raw(k).is_some())
+            .chain(handed.as_ref().map(|(input, _)| *input))
+            .collect();
+        match given.as_slice() {
+            [] => Err(GuestError::InvalidInput(
+                "missing documents: give `documents_json`, `documents` or `directory`".into(),
+            )),
+            [_] => Ok(match handed {
+                Some((input, _)) if !INLINE.contains(&input) => {
+                    return Err(GuestError::Failed(format!(
+                        "the node handed over documents as `{input}`, which is not a document input"
+                    )));
                 }
-                Ok(DocInput::Object {
-                    id: id.flatten(),
-                    text: text.flatten(),
-                    metadata: metadata.unwrap_or_default(),
-                })
-            }
+                Some((input, text)) => Source::Inline {
+                    input,
+                    text: Cow::Owned(text),
+                },
+                None => match INLINE.iter().find_map(|k| Some((*k, inputs.raw(k)?))) {
+                    Some((input, Value::String(text))) => Source::Inline {
+                        input,
+                        text: Cow::Borrowed(text),
+                    },
+                    Some((input, value)) => Source::Inline {
+                        input,
+                        text: Cow::Owned(value.to_string()),
+                    },
+                    None => Source::Directory(inputs.text(&["directory"]).unwrap_or_default()),
+                },
+            }),
+            _ => Err(GuestError::InvalidInput(
+                "give only one of `documents_json`, `documents` and `directory`".into(),
+            )),
         }
-        deserializer.deserialize_any(Visit)
+    }
+
+    /// The inline text, if the documents are inline.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Source::Inline { text, .. } => Some(text),
+            Source::Directory(_) => None,
+        }
     }
 }
 
-impl Corpus {
-    /// Reads documents from whichever of `documents_json`, `documents` or
-    /// `directory` the inputs give (exactly one is required).
-    pub fn from_inputs(inputs: &Inputs, mounts: &Mounts) -> Result<Self, GuestError> {
-        let sources = ["documents_json", "documents", "directory"]
-            .iter()
-            .filter(|k| inputs.raw(k).is_some())
-            .count();
-        if sources == 0 {
-            return Err(GuestError::InvalidInput(
-                "missing documents: give `documents_json`, `documents` or `directory`".into(),
-            ));
-        }
-        if sources > 1 {
-            return Err(GuestError::InvalidInput(
-                "give only one of `documents_json`, `documents` and `directory`".into(),
-            ));
-        }
-        let docs = if let Some(dir) = inputs.text(&["directory"]) {
-            let max_bytes = inputs.count(&["max_file_bytes"], DEFAULT_MAX_FILE_BYTES)?;
-            let max_files = inputs.count(&["max_files"], DEFAULT_MAX_FILES)?;
-            read_directory(mounts, &dir, max_bytes, max_files)?
-        } else if let Some(Value::String(lines)) = inputs
-            .raw("documents")
-            .filter(|v| v.as_str().is_some_and(|s| !s.trim_start().starts_with('[')))
-        {
-            lines
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .enumerate()
-                .map(|(i, l)| Doc {
-                    id: format!("doc-{i}"),
-                    text: l.to_string(),
-                    metadata: Map::new(),
-                    from_file: false,
-                })
-                .collect()
-        } else {
-            let list: Vec<DocInput> = inputs
-                .json(&["documents_json", "documents"])?
-                .unwrap_or_default();
-            list.into_iter()
-                .enumerate()
-                .map(|(i, d)| to_doc(i, d))
-                .collect::<Result<_, _>>()?
+/// All documents of one retrieval task.
+pub struct Corpus<'a> {
+    pub docs: Vec<Doc<'a>>,
+}
+
+impl<'a> Corpus<'a> {
+    /// Reads the documents of `source`: a JSON list (`documents` may also
+    /// be one document per line), or the files of a directory.
+    pub fn load(
+        source: &'a Source<'_>,
+        inputs: &Inputs,
+        mounts: &Mounts,
+    ) -> Result<Self, GuestError> {
+        let docs = match source {
+            Source::Directory(dir) => {
+                let max_bytes = inputs.count(&["max_file_bytes"], DEFAULT_MAX_FILE_BYTES)?;
+                let max_files = inputs.count(&["max_files"], DEFAULT_MAX_FILES)?;
+                read_directory(mounts, dir, max_bytes, max_files)?
+            }
+            Source::Inline { text, .. } if text.trim().is_empty() => Vec::new(),
+            Source::Inline { input, text }
+                if *input == "documents" && !text.trim_start().starts_with('[') =>
+            {
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .enumerate()
+                    .map(|(i, l)| Doc {
+                        id: Cow::Owned(format!("doc-{i}")),
+                        text: Cow::Borrowed(l),
+                        metadata: Cow::Borrowed(""),
+                        from_file: false,
+                    })
+                    .collect()
+            }
+            Source::Inline { input, text } => docs::parse(text, to_doc).map_err(|e| {
+                GuestError::InvalidInput(format!("input `{input}` is not valid: {e}"))
+            })?,
         };
         Ok(Self { docs })
     }
@@ -163,23 +172,19 @@ impl Corpus {
     }
 }
 
-fn to_doc(i: usize, input: DocInput) -> Result<Doc, GuestError> {
+fn to_doc(i: usize, input: DocInput<'_>) -> Result<Doc<'_>, String> {
+    let positional = || Cow::Owned(format!("doc-{i}"));
     Ok(match input {
         DocInput::Text(text) => Doc {
-            id: format!("doc-{i}"),
+            id: positional(),
             text,
-            metadata: Map::new(),
+            metadata: Cow::Borrowed(""),
             from_file: false,
         },
         DocInput::Object { id, text, metadata } => Doc {
-            id: match id {
-                None | Some(Value::Null) => format!("doc-{i}"),
-                Some(Value::String(s)) => s,
-                Some(other) => other.to_string(),
-            },
-            text: text
-                .ok_or_else(|| GuestError::InvalidInput(format!("document {i} has no `text`")))?,
-            metadata,
+            id: id.unwrap_or_else(positional),
+            text: text.ok_or_else(|| format!("document {i} has no `text`"))?,
+            metadata: Cow::Borrowed(metadata.unwrap_or_default()),
             from_file: false,
         },
     })
@@ -190,7 +195,7 @@ fn read_directory(
     dir: &str,
     max_bytes: usize,
     max_files: usize,
-) -> Result<Vec<Doc>, GuestError> {
+) -> Result<Vec<Doc<'static>>, GuestError> {
     let (root, _) = mounts.resolve(dir)?;
     let mut docs = Vec::new();
     let mut stack = vec![root.clone()];
@@ -220,7 +225,7 @@ fn read_directory(
     Ok(docs)
 }
 
-fn read_file(root: &Path, path: &Path, max_bytes: usize) -> Option<Doc> {
+fn read_file(root: &Path, path: &Path, max_bytes: usize) -> Option<Doc<'static>> {
     let size = std::fs::metadata(path).ok()?.len();
     if size as usize > max_bytes {
         return None;
@@ -235,9 +240,9 @@ fn read_file(root: &Path, path: &Path, max_bytes: usize) -> Option<Doc> {
     metadata.insert("path".into(), Value::String(path.display().to_string()));
     metadata.insert("bytes".into(), Value::from(size));
     Some(Doc {
-        id,
-        text,
-        metadata,
+        id: Cow::Owned(id),
+        text: Cow::Owned(text),
+        metadata: Cow::Owned(Value::Object(metadata).to_string()),
         from_file: true,
     })
 }

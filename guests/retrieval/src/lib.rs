@@ -10,9 +10,10 @@
 
 mod cached;
 mod corpus;
+mod docs;
 
 use cached::{IndexCache, Stored};
-use corpus::{Corpus, Doc, Filters};
+use corpus::{Corpus, Filters, Source};
 use guest_kit::{GuestError, Inputs, Mounts};
 use serde_json::{Value, json};
 
@@ -56,19 +57,36 @@ pub fn run(inputs: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
     }
     let filters = Filters::from_inputs(inputs)?;
     let cache = IndexCache::from_inputs(inputs)?;
-    let (ranking, cache_outcome) = match cache {
-        Some(IndexCache::Read { read }) => (
-            from_stored(&mut Stored::open(&read)?, &query, top_k, &filters)?,
+    let (ranking, cache_outcome) = match &cache {
+        Some(IndexCache::Read { read, corpus }) => (
+            from_stored(
+                &mut Stored::open(read, corpus.as_deref())?,
+                &query,
+                top_k,
+                &filters,
+            )?,
             Some("hit"),
         ),
         write => {
-            let corpus = Corpus::from_inputs(inputs, mounts)?;
+            let handed = match write {
+                Some(cache) => cache.handed()?,
+                None => None,
+            };
+            // Records may refer to the text only where it is the file the
+            // node keeps beside the index.
+            let in_file = handed.is_some();
+            let source = Source::from_inputs(inputs, handed)?;
+            let corpus = Corpus::load(&source, inputs, mounts)?;
             let index = corpus.index();
-            let keep: Vec<bool> = corpus
-                .docs
-                .iter()
-                .map(|d| filters.accepts(&d.metadata))
-                .collect();
+            let keep: Vec<bool> = if filters.is_empty() {
+                vec![true; corpus.docs.len()]
+            } else {
+                corpus
+                    .docs
+                    .iter()
+                    .map(|d| filters.accepts(&d.metadata()))
+                    .collect()
+            };
             let hits = index.search(&query, top_k, |i| keep[i]);
             let terms = index.query_terms(&query);
             let ranking = Ranking {
@@ -82,8 +100,11 @@ pub fn run(inputs: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
                 terms,
             };
             let outcome = match write {
-                Some(IndexCache::Write { write, max_bytes }) => {
-                    cached::write(&index, &corpus.docs, &write, max_bytes);
+                Some(IndexCache::Write {
+                    write, max_bytes, ..
+                }) => {
+                    let corpus_file = source.text().filter(|_| in_file);
+                    cached::write(&index, &corpus.docs, corpus_file, write, *max_bytes);
                     Some("miss")
                 }
                 _ => None,
@@ -143,10 +164,7 @@ fn from_stored(
     let documents = hits
         .iter()
         .enumerate()
-        .map(|(rank, hit)| {
-            let doc: Doc = stored.doc(hit.index)?;
-            Ok(doc.ranked(rank + 1, hit.score, &terms))
-        })
+        .map(|(rank, hit)| Ok(stored.doc(hit.index)?.ranked(rank + 1, hit.score, &terms)))
         .collect::<Result<_, GuestError>>()?;
     Ok(Ranking {
         total,

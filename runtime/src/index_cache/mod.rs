@@ -6,17 +6,28 @@
 //! corpus (`documents_json` or `documents`) is large enough, the key is the
 //! blake3 of the guest's own binary (its tokenizer, stemmer, stop words,
 //! BM25 parameters and file format), the input the corpus came in, and the
-//! corpus bytes. On a hit the corpus is taken out of the task's input and
-//! the entry's directory is mounted read-only with `index_cache.read`
-//! naming the file; on a miss a fresh directory is mounted writable with
-//! `index_cache.write`, and what the guest wrote there becomes the entry
+//! corpus bytes. The corpus is taken out of the task's input either way.
+//! On a hit the entry's directory is mounted read-only with
+//! `index_cache.read` naming the index and `index_cache.corpus` the corpus
+//! kept beside it; on a miss the node writes the corpus to a file in a
+//! fresh directory, mounted writable with `index_cache.corpus` and
+//! `index_cache.from` (the input it came in) saying where the documents
+//! are, and `index_cache.write` where the index goes. The guest reads the
+//! documents as they are, not unescaped from a string inside its input,
+//! and the index's records refer to their text in the corpus file instead
+//! of copying it. What the guest wrote becomes the entry, with the corpus,
 //! once the task succeeds. Entries are evicted least recently used first
-//! to stay within a byte budget; an entry a running task reads is kept
-//! until that task ends.
+//! to stay within a byte budget (index and corpus together); an entry a
+//! running task reads is kept until that task ends.
+
+mod key;
+
+use key::Corpus;
+pub use key::Key;
 
 use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource, TaskSpec};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,6 +39,8 @@ pub const GUEST_DIR: &str = "/.wasmnode/bm25";
 pub const INPUT: &str = "index_cache";
 /// The index file inside an entry.
 const FILE: &str = "index.bm25";
+/// The corpus file inside an entry: the documents as the guest read them.
+const CORPUS: &str = "corpus";
 /// Directory of the indexes being written by running tasks.
 const INCOMING: &str = "incoming";
 /// The inputs a corpus may come in, each read differently by the guest.
@@ -38,63 +51,11 @@ const SOURCES: [&str; 2] = ["documents_json", "documents"];
 pub struct IndexCacheSettings {
     /// Its directory.
     pub dir: PathBuf,
-    /// The most bytes its indexes may take together.
+    /// The most bytes its indexes and their corpora may take together.
     pub max_bytes: u64,
     /// Corpora smaller than this are indexed every time (indexing them
     /// costs less than the cache's file work).
     pub min_corpus_bytes: u64,
-}
-
-/// A content key: which index a corpus has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Key(blake3::Hash);
-
-impl Key {
-    /// The key of a corpus given as `input` (`documents_json` or
-    /// `documents`) with `value`, indexed by the guest whose binary hashes
-    /// to `guest`.
-    pub fn new(guest: &blake3::Hash, input: &str, value: &Value) -> Self {
-        Self::of(guest, input, &Corpus::of(value))
-    }
-
-    fn of(guest: &blake3::Hash, input: &str, corpus: &Corpus) -> Self {
-        let mut hasher = blake3::Hasher::new_derive_key("wasmnode retrieval index v1");
-        hasher.update(guest.as_bytes());
-        hasher.update(&(input.len() as u64).to_le_bytes());
-        hasher.update(input.as_bytes());
-        match corpus {
-            Corpus::Text(text) => hasher.update(b"s").update(text),
-            Corpus::Json(json) => hasher.update(b"j").update(json),
-        };
-        Self(hasher.finalize())
-    }
-
-    fn dir_name(&self) -> String {
-        self.0.to_hex().to_string()
-    }
-}
-
-/// A corpus's bytes as the guest reads them: a string's own, or the JSON
-/// of an array (serialised once, for both its size and its key).
-enum Corpus<'a> {
-    Text(&'a [u8]),
-    Json(Vec<u8>),
-}
-
-impl<'a> Corpus<'a> {
-    fn of(value: &'a Value) -> Self {
-        match value {
-            Value::String(text) => Self::Text(text.as_bytes()),
-            other => Self::Json(serde_json::to_vec(other).expect("JSON serialises")),
-        }
-    }
-
-    fn len(&self) -> u64 {
-        match self {
-            Self::Text(bytes) => bytes.len() as u64,
-            Self::Json(bytes) => bytes.len() as u64,
-        }
-    }
 }
 
 /// Counters since the node started.
@@ -167,10 +128,11 @@ impl IndexCache {
             if name == INCOMING {
                 continue;
             }
-            let file = entry.path().join(FILE);
-            match (blake3::Hash::from_hex(&name), std::fs::metadata(&file)) {
-                (Ok(hash), Ok(meta)) if meta.is_file() => {
-                    found.push((meta.modified().ok(), Key(hash), meta.len()));
+            let file = |name| std::fs::metadata(entry.path().join(name)).ok();
+            match (blake3::Hash::from_hex(&name), file(FILE), file(CORPUS)) {
+                (Ok(hash), Some(index), Some(corpus)) if index.is_file() && corpus.is_file() => {
+                    let bytes = index.len() + corpus.len();
+                    found.push((index.modified().ok(), Key(hash), bytes));
                 }
                 _ => remove(&entry.path()),
             }
@@ -212,26 +174,22 @@ impl IndexCache {
     /// Points a retrieval task run by the guest hashing to `guest` at the
     /// cache: a cached index replaces its corpus, or the index it builds is
     /// written for the next one. `None` when the cache has no part in it
-    /// (no inline corpus, a small one, or a directory).
-    pub fn prepare(
-        &self,
-        task: &mut TaskSpec,
-        guest: &blake3::Hash,
-    ) -> Result<Option<Lease>, TaskFailure> {
-        let Some(payload) = task.payload.as_object() else {
-            return Ok(None);
-        };
+    /// (no inline corpus, one too small to gain or too large to keep, or a
+    /// directory).
+    pub fn prepare(&self, task: &mut TaskSpec, guest: &blake3::Hash) -> Option<Lease> {
+        let payload = task.payload.as_object()?;
         let present = |k: &str| payload.get(k).is_some_and(|v| !v.is_null());
         let mut given = SOURCES.iter().filter(|k| present(k));
         let (Some(&input), None) = (given.next(), given.next()) else {
-            return Ok(None);
+            return None;
         };
         if present("directory") || task.mounts.iter().any(|m| m.guest_path == GUEST_DIR) {
-            return Ok(None);
+            return None;
         }
         let corpus = Corpus::of(&payload[input]);
-        if corpus.len() < self.inner.settings.min_corpus_bytes {
-            return Ok(None);
+        let settings = &self.inner.settings;
+        if corpus.len() < settings.min_corpus_bytes || corpus.len() >= settings.max_bytes {
+            return None;
         }
         let key = Key::of(guest, input, &corpus);
         let hit = {
@@ -249,42 +207,56 @@ impl IndexCache {
             }
             pinned.is_some()
         };
-        let payload = task.payload.as_object_mut().expect("checked above");
-        let (dir, writable, lease) = if hit {
-            for source in SOURCES {
-                payload.remove(source);
-            }
-            payload.insert(INPUT.into(), json!({"read": format!("{GUEST_DIR}/{FILE}")}));
+        let (dir, writable, lease, request) = if hit {
             let lease = Lease::Hit(Pin {
                 inner: self.inner.clone(),
                 key,
             });
-            (self.inner.entry_dir(&key), false, lease)
+            let request = json!({
+                "read": format!("{GUEST_DIR}/{FILE}"),
+                "corpus": format!("{GUEST_DIR}/{CORPUS}"),
+            });
+            (self.inner.entry_dir(&key), false, lease, request)
         } else {
             let incoming = tempfile::Builder::new()
                 .prefix("index-")
-                .tempdir_in(self.inner.settings.dir.join(INCOMING))
-                .map_err(|e| {
-                    TaskFailure::internal(format!("cannot create an index cache directory: {e}"))
-                })?;
-            payload.insert(
-                INPUT.into(),
-                json!({"write": format!("{GUEST_DIR}/{FILE}"), "max_bytes": self.inner.settings.max_bytes}),
-            );
+                .tempdir_in(settings.dir.join(INCOMING))
+                .and_then(|dir| {
+                    std::fs::write(dir.path().join(CORPUS), corpus.bytes()).map(|()| dir)
+                });
+            let incoming = match incoming {
+                Ok(dir) => dir,
+                Err(e) => {
+                    // The task still runs, on the documents in its input.
+                    tracing::warn!(error = %e, "cannot write a corpus for the retrieval index cache");
+                    return None;
+                }
+            };
+            let request = json!({
+                "write": format!("{GUEST_DIR}/{FILE}"),
+                "max_bytes": settings.max_bytes - corpus.len(),
+                "corpus": format!("{GUEST_DIR}/{CORPUS}"),
+                "from": input,
+            });
             let dir = incoming.path().to_path_buf();
             let lease = Lease::Miss(Incoming {
                 inner: self.inner.clone(),
                 key,
                 dir: incoming,
             });
-            (dir, true, lease)
+            (dir, true, lease, request)
         };
+        let payload = task.payload.as_object_mut().expect("checked above");
+        for source in SOURCES {
+            payload.remove(source);
+        }
+        payload.insert(INPUT.into(), request);
         task.mounts.push(Mount {
             source: MountSource::NodeCache(dir),
             guest_path: GUEST_DIR.into(),
             writable,
         });
-        Ok(Some(lease))
+        Some(lease)
     }
 }
 
@@ -330,12 +302,19 @@ pub struct Incoming {
 
 impl Incoming {
     fn adopt(self) {
-        let written = self.dir.path().join(FILE);
-        let Ok(meta) = std::fs::symlink_metadata(&written) else {
+        let file = |name| {
+            let path = self.dir.path().join(name);
+            std::fs::symlink_metadata(&path)
+                .ok()
+                .filter(|meta| meta.is_file())
+                .map(|meta| (path, meta.len()))
+        };
+        let (Some((index, index_bytes)), Some((corpus, corpus_bytes))) = (file(FILE), file(CORPUS))
+        else {
             return;
         };
-        let bytes = meta.len();
-        if !meta.is_file() || bytes == 0 || bytes > self.inner.settings.max_bytes {
+        let bytes = index_bytes + corpus_bytes;
+        if index_bytes == 0 || bytes > self.inner.settings.max_bytes {
             return;
         }
         let mut state = self.inner.lock();
@@ -344,8 +323,9 @@ impl Incoming {
         }
         let dir = self.inner.entry_dir(&self.key);
         remove(&dir);
-        let moved =
-            std::fs::create_dir(&dir).and_then(|()| std::fs::rename(&written, dir.join(FILE)));
+        let moved = std::fs::create_dir(&dir)
+            .and_then(|()| std::fs::rename(&corpus, dir.join(CORPUS)))
+            .and_then(|()| std::fs::rename(&index, dir.join(FILE)));
         if let Err(e) = moved {
             tracing::warn!(error = %e, dir = %dir.display(), "cannot keep a retrieval index");
             remove(&dir);

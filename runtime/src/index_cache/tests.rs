@@ -39,7 +39,7 @@ fn guest_writes(task: &TaskSpec, bytes: usize) {
 /// Runs a task through the cache as the router does; true on a hit.
 fn run(cache: &IndexCache, corpus: &str, bytes: usize) -> bool {
     let mut t = task(corpus);
-    match cache.prepare(&mut t, &guest()).unwrap().unwrap() {
+    match cache.prepare(&mut t, &guest()).unwrap() {
         Lease::Hit(pin) => {
             drop(pin);
             true
@@ -72,38 +72,81 @@ fn the_key_changes_with_any_document_the_input_it_came_in_and_the_guest() {
     assert_ne!(base, Key::new(&other_guest, "documents_json", &docs));
 }
 
+/// The directory the node mounted for `task`.
+fn mounted(task: &TaskSpec) -> &Path {
+    let mount = task.mounts.last().unwrap();
+    let MountSource::NodeCache(dir) = &mount.source else {
+        panic!("{mount:?}")
+    };
+    dir
+}
+
 #[test]
-fn a_miss_writes_the_index_and_the_next_task_reads_it_without_its_corpus() {
+fn a_miss_hands_the_corpus_over_as_a_file_and_the_next_task_reads_the_index_beside_it() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), 1 << 20);
-    let corpus = r#"[{"id": "a", "text": "some words to rank"}]"#;
+    let corpus = r#"[{"id": "a", "text": "some \"quoted\" words to rank"}]"#;
     let mut first = task(corpus);
-    let lease = cache.prepare(&mut first, &guest()).unwrap().unwrap();
+    let lease = cache.prepare(&mut first, &guest()).unwrap();
     assert!(matches!(lease, Lease::Miss(_)));
     assert_eq!(
-        first.payload["documents_json"], corpus,
-        "a miss keeps the corpus"
+        first.payload,
+        json!({"query": "q", "index_cache": {
+            "write": format!("{GUEST_DIR}/{FILE}"),
+            "max_bytes": (1 << 20) - corpus.len(),
+            "corpus": format!("{GUEST_DIR}/{CORPUS}"),
+            "from": "documents_json",
+        }})
+    );
+    assert_eq!(
+        std::fs::read_to_string(mounted(&first).join(CORPUS)).unwrap(),
+        corpus,
+        "the string's own bytes, not its JSON escape"
     );
     guest_writes(&first, 100);
     lease.finish(true);
     assert_eq!(cache.stats().stored, 1);
 
     let mut second = task(corpus);
-    let lease = cache.prepare(&mut second, &guest()).unwrap().unwrap();
+    let lease = cache.prepare(&mut second, &guest()).unwrap();
     assert!(matches!(lease, Lease::Hit(_)));
     assert_eq!(
         second.payload,
-        json!({"query": "q", "index_cache": {"read": format!("{GUEST_DIR}/{FILE}")}})
+        json!({"query": "q", "index_cache": {
+            "read": format!("{GUEST_DIR}/{FILE}"),
+            "corpus": format!("{GUEST_DIR}/{CORPUS}"),
+        }})
     );
-    let mount = &second.mounts[0];
-    assert!(!mount.writable, "a cached index is mounted read-only");
-    let MountSource::NodeCache(entry) = &mount.source else {
-        panic!("{mount:?}")
-    };
+    assert!(
+        !second.mounts[0].writable,
+        "a cached index is mounted read-only"
+    );
+    let entry = mounted(&second);
     assert_eq!(std::fs::read(entry.join(FILE)).unwrap().len(), 100);
+    assert_eq!(std::fs::read_to_string(entry.join(CORPUS)).unwrap(), corpus);
     lease.finish(true);
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1));
+    assert_eq!(stats.bytes, 100 + corpus.len() as u64, "index and corpus");
+}
+
+#[test]
+fn a_list_of_documents_is_handed_over_as_its_json_and_a_corpus_over_the_budget_stays_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache(dir.path(), 1000);
+    let docs = json!([{"id": "a", "text": "listed"}, "plain"]);
+    let mut listed = TaskSpec::new("j", "retrieval", json!({"query": "q", "documents": docs}));
+    let _lease = cache.prepare(&mut listed, &guest()).unwrap();
+    assert_eq!(listed.payload[INPUT]["from"], "documents");
+    assert_eq!(
+        std::fs::read(mounted(&listed).join(CORPUS)).unwrap(),
+        serde_json::to_vec(&docs).unwrap()
+    );
+    let large = "x".repeat(1000);
+    let mut t = task(&large);
+    assert!(cache.prepare(&mut t, &guest()).is_none());
+    assert_eq!(t.payload["documents_json"], large.as_str());
+    assert!(t.mounts.is_empty());
 }
 
 #[test]
@@ -111,12 +154,13 @@ fn a_failed_task_or_an_oversized_index_is_not_kept() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), 1000);
     let mut t = task("a corpus that failed");
-    let lease = cache.prepare(&mut t, &guest()).unwrap().unwrap();
+    let lease = cache.prepare(&mut t, &guest()).unwrap();
     guest_writes(&t, 10);
     lease.finish(false);
     assert!(!run(&cache, "a corpus that failed", 10), "still a miss");
-    assert!(!run(&cache, "a corpus far too large", 1001));
-    assert!(!run(&cache, "a corpus far too large", 10), "not kept");
+    let large = "a corpus whose index is too large";
+    assert!(!run(&cache, large, 1001 - large.len()));
+    assert!(!run(&cache, large, 10), "not kept");
     assert_eq!(cache.stats().entries, 2);
     assert_eq!(
         std::fs::read_dir(dir.path().join(INCOMING))
@@ -137,7 +181,10 @@ fn the_cache_stays_within_its_budget_evicting_the_least_recently_used() {
     assert!(run(&cache, "corpus one", 100), "one is now the most recent");
     assert!(!run(&cache, "corpus three", 100));
     let stats = cache.stats();
-    assert_eq!((stats.entries, stats.bytes, stats.evicted), (2, 200, 1));
+    assert_eq!(
+        (stats.entries, stats.bytes, stats.evicted),
+        (2, 110 + 112, 1)
+    );
     assert!(run(&cache, "corpus one", 100));
     assert!(run(&cache, "corpus three", 100));
     assert!(!run(&cache, "corpus two", 100), "two was evicted");
@@ -151,14 +198,14 @@ fn an_index_a_task_is_reading_is_not_evicted_under_it() {
     let cache = cache(dir.path(), 150);
     assert!(!run(&cache, "corpus read", 100));
     let mut reader = task("corpus read");
-    let pin = cache.prepare(&mut reader, &guest()).unwrap().unwrap();
+    let pin = cache.prepare(&mut reader, &guest()).unwrap();
     assert!(!run(&cache, "corpus new", 100));
     let MountSource::NodeCache(entry) = &reader.mounts[0].source else {
         panic!()
     };
     assert!(entry.join(FILE).exists(), "the entry being read survives");
     let stats = cache.stats();
-    assert_eq!((stats.bytes, stats.evicted), (100, 1), "the other one went");
+    assert_eq!((stats.bytes, stats.evicted), (111, 1), "the other one went");
     pin.finish(true);
     assert!(run(&cache, "corpus read", 100));
 }
@@ -170,8 +217,13 @@ fn reopening_keeps_finished_indexes_and_drops_half_written_ones() {
         let cache = cache(dir.path(), 1000);
         assert!(!run(&cache, "corpus kept", 100));
         let mut t = task("corpus crashed");
-        let _lease = cache.prepare(&mut t, &guest()).unwrap().unwrap();
+        let _lease = cache.prepare(&mut t, &guest()).unwrap();
         guest_writes(&t, 100);
+        let old = dir
+            .path()
+            .join(Key::new(&guest(), "documents", &json!("x")).dir_name());
+        std::fs::create_dir(&old).unwrap();
+        std::fs::write(old.join(FILE), "an index without its corpus").unwrap();
         std::fs::create_dir(dir.path().join("not-a-key")).unwrap();
         std::mem::forget(_lease);
     }
@@ -179,6 +231,11 @@ fn reopening_keeps_finished_indexes_and_drops_half_written_ones() {
     assert_eq!(cache.stats().entries, 1);
     assert!(run(&cache, "corpus kept", 100));
     assert!(!dir.path().join("not-a-key").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1 + 1,
+        "the entry and incoming"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path().join(INCOMING))
             .unwrap()
@@ -191,18 +248,13 @@ fn reopening_keeps_finished_indexes_and_drops_half_written_ones() {
 fn small_corpora_directories_and_a_task_setting_the_input_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), 1000);
-    assert!(
-        cache
-            .prepare(&mut task("tiny"), &guest())
-            .unwrap()
-            .is_none()
-    );
+    assert!(cache.prepare(&mut task("tiny"), &guest()).is_none());
     let mut both = task("documents twice given");
     both.payload["documents"] = json!("and again");
-    assert!(cache.prepare(&mut both, &guest()).unwrap().is_none());
+    assert!(cache.prepare(&mut both, &guest()).is_none());
     let mut directory = task("documents and a directory");
     directory.payload["directory"] = json!("/data");
-    assert!(cache.prepare(&mut directory, &guest()).unwrap().is_none());
+    assert!(cache.prepare(&mut directory, &guest()).is_none());
     let mut forged = task("a task that names its own index");
     forged.payload[INPUT] = json!({"read": "/data/index.bm25"});
     assert_eq!(

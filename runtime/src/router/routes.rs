@@ -32,7 +32,7 @@ impl Router {
                     .wasm
                     .load(&ComponentSource::Builtin("retrieval".into()))?
                     .hash;
-                cache.prepare(task, &guest)
+                Ok(cache.prepare(task, &guest))
             }
             _ => Ok(None),
         }
