@@ -36,6 +36,20 @@ async fn query(node: &NodeProcess, job: &str, query: &str, docs: &str) -> Value 
     answer["result"].clone()
 }
 
+/// Checks the node's index cache counters in `/metrics`.
+async fn assert_cache_events<const N: usize>(node: &NodeProcess, counts: [(&str, u64); N]) {
+    let metrics = reqwest::get(node.at("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (code, count) in counts {
+        let line = format!("wasmnode_index_cache_events{{code=\"{code}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+}
+
 fn without_cache_field(mut output: Value) -> Value {
     output.as_object_mut().unwrap().remove("index_cache");
     output
@@ -75,19 +89,7 @@ async fn a_repeated_corpus_is_answered_from_its_cached_index_and_a_changed_one_i
         "the old corpus has no such words: {old}"
     );
 
-    let metrics = reqwest::get(node.at("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "wasmnode_index_cache_events{code=\"hit\"} 3",
-        "wasmnode_index_cache_events{code=\"miss\"} 2",
-        "wasmnode_index_cache_events{code=\"stored\"} 2",
-    ] {
-        assert!(metrics.contains(line), "{line} in {metrics}");
-    }
+    assert_cache_events(&node, [("hit", 3), ("miss", 2), ("stored", 2)]).await;
 
     node.crash_and_restart().await;
     let after = query(&node, "q5", "lease timeout shard 3", &docs).await;
@@ -134,16 +136,5 @@ async fn a_corpus_that_is_not_json_fails_its_task_and_is_not_kept() {
             "the input is named as the task gave it: {answer}"
         );
     }
-    let metrics = reqwest::get(node.at("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
-        "wasmnode_index_cache_events{code=\"miss\"} 2",
-        "wasmnode_index_cache_events{code=\"stored\"} 0",
-    ] {
-        assert!(metrics.contains(line), "{line} in {metrics}");
-    }
+    assert_cache_events(&node, [("miss", 2), ("stored", 0)]).await;
 }
