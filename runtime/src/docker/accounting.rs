@@ -108,6 +108,11 @@ impl Accounting {
             Layout::V1 => "cpuacct",
             Layout::V2 => "",
         };
+        self.node_dir(hierarchy)
+    }
+
+    /// This node's parent in `hierarchy` ("" for the unified one).
+    fn node_dir(&self, hierarchy: &str) -> PathBuf {
         self.root.join(hierarchy).join(PARENT).join(&self.node)
     }
 
@@ -135,11 +140,7 @@ impl Accounting {
     }
 
     fn dir(&self, hierarchy: &str, name: &str) -> PathBuf {
-        self.root
-            .join(hierarchy)
-            .join(PARENT)
-            .join(&self.node)
-            .join(name)
+        self.node_dir(hierarchy).join(name)
     }
 
     /// Removes the container's cgroup from every hierarchy that has it.
