@@ -104,7 +104,7 @@ fn offset_in(whole: &str, part: &str) -> Option<usize> {
 
 /// Reads a record written by [`put_record`], its text from `corpus` where
 /// the record refers to it there.
-fn record(bytes: &[u8], corpus: Option<&mut File>) -> Result<Doc<'static>, GuestError> {
+fn record(bytes: &[u8], corpus: Option<&mut Corpus>) -> Result<Doc<'static>, GuestError> {
     let mut fields = Fields(bytes);
     let id = utf8(fields.part()?.to_vec())?;
     let metadata = utf8(fields.part()?.to_vec())?;
@@ -117,14 +117,17 @@ fn record(bytes: &[u8], corpus: Option<&mut File>) -> Result<Doc<'static>, Guest
             let at = u64::from_le_bytes(fields.array()?);
             let len = u32::from_le_bytes(fields.array()?);
             let corpus = corpus.ok_or_else(corrupt)?;
-            let size = corpus.metadata().map_err(|_| corrupt())?.len();
-            if at.checked_add(u64::from(len)).is_none_or(|end| end > size) {
+            if at
+                .checked_add(u64::from(len))
+                .is_none_or(|end| end > corpus.size)
+            {
                 return Err(corrupt());
             }
             let mut bytes = vec![0; len as usize];
             corpus
+                .file
                 .seek(SeekFrom::Start(at))
-                .and_then(|_| corpus.read_exact(&mut bytes))
+                .and_then(|_| corpus.file.read_exact(&mut bytes))
                 .map_err(|_| corrupt())?;
             utf8(bytes)?
         }
@@ -204,7 +207,13 @@ pub fn write(index: &Index, docs: &[Doc], corpus: Option<&str>, path: &Path, max
 /// An index the node mounted, searched in place.
 pub struct Stored {
     index: StoredIndex<File>,
-    corpus: Option<File>,
+    corpus: Option<Corpus>,
+}
+
+/// The corpus file a stored index's records refer to, and its size.
+struct Corpus {
+    file: File,
+    size: u64,
 }
 
 impl Stored {
@@ -215,7 +224,17 @@ impl Stored {
         };
         let index =
             StoredIndex::open(open(path)?).map_err(|e| failed(&path.display().to_string(), e))?;
-        let corpus = corpus.map(open).transpose()?;
+        let corpus = match corpus {
+            Some(path) => {
+                let file = open(path)?;
+                let size = file
+                    .metadata()
+                    .map_err(|e| GuestError::io(&path.display().to_string(), &e))?
+                    .len();
+                Some(Corpus { file, size })
+            }
+            None => None,
+        };
         Ok(Self { index, corpus })
     }
 
