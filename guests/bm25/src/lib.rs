@@ -8,6 +8,7 @@
 //! on every run and every machine.
 
 mod stored;
+mod words;
 
 pub use stored::StoredIndex;
 
@@ -141,13 +142,14 @@ pub struct Index {
     terms: foldhash::HashMap<String, u32>,
     /// Every word seen so far and its term id (`None`: a stop word), so a
     /// word is stemmed once per index, not once per occurrence.
-    words: foldhash::HashMap<String, Option<u32>>,
-    /// Term ids of the document being added (reused buffer).
-    scratch: Vec<u32>,
+    words: words::Words,
     /// Postings per term id: (document index, term frequency).
     postings: Vec<Vec<(u32, u32)>>,
     doc_lengths: Vec<u32>,
-    doc_ids: Vec<String>,
+    /// Every document's id, one after another (one allocation, not one
+    /// per document), and where each ends.
+    ids: String,
+    id_ends: Vec<usize>,
     total_length: u64,
 }
 
@@ -165,30 +167,35 @@ impl Index {
             k1,
             b,
             terms: foldhash::HashMap::default(),
-            words: foldhash::HashMap::default(),
-            scratch: Vec::new(),
+            words: words::Words::default(),
             postings: Vec::new(),
             doc_lengths: Vec::new(),
-            doc_ids: Vec::new(),
+            ids: String::new(),
+            id_ends: Vec::new(),
             total_length: 0,
         }
     }
 
     /// Number of documents indexed.
     pub fn len(&self) -> usize {
-        self.doc_ids.len()
+        self.id_ends.len()
     }
 
     /// Whether no document was added.
     pub fn is_empty(&self) -> bool {
-        self.doc_ids.is_empty()
+        self.id_ends.is_empty()
+    }
+
+    /// The id of document `doc`.
+    fn doc_id(&self, doc: usize) -> &str {
+        let start = doc.checked_sub(1).map_or(0, |before| self.id_ends[before]);
+        &self.ids[start..self.id_ends[doc]]
     }
 
     /// Adds a document; `id` is used only to break score ties.
     pub fn add(&mut self, id: &str, text: &str) {
-        let doc = self.doc_ids.len() as u32;
-        let mut ids = std::mem::take(&mut self.scratch);
-        ids.clear();
+        let doc = self.len() as u32;
+        let mut length = 0u32;
         let (tokenizer, words, terms, postings) = (
             &self.tokenizer,
             &mut self.words,
@@ -197,7 +204,7 @@ impl Index {
         );
         tokenizer.for_each_word(text, |word| {
             let known = match words.get(word) {
-                Some(known) => *known,
+                Some(known) => known,
                 None => {
                     let id = tokenizer.term(word).map(|term| {
                         let next = terms.len() as u32;
@@ -206,20 +213,24 @@ impl Index {
                             next
                         })
                     });
-                    words.insert(word.to_owned(), id);
+                    words.insert(word, id);
                     id
                 }
             };
-            ids.extend(known);
+            if let Some(term) = known {
+                // Documents are added in order: this document's posting, if
+                // the term occurred in it before, is the list's last.
+                let list = &mut postings[term as usize];
+                match list.last_mut() {
+                    Some((last, tf)) if *last == doc => *tf += 1,
+                    _ => list.push((doc, 1)),
+                }
+                length += 1;
+            }
         });
-        let length = ids.len() as u32;
-        ids.sort_unstable();
-        for run in ids.chunk_by(|a, b| a == b) {
-            self.postings[run[0] as usize].push((doc, run.len() as u32));
-        }
-        self.scratch = ids;
         self.doc_lengths.push(length);
-        self.doc_ids.push(id.to_string());
+        self.ids.push_str(id);
+        self.id_ends.push(self.ids.len());
         self.total_length += u64::from(length);
     }
 
@@ -244,7 +255,7 @@ impl Index {
             doc_lengths: &self.doc_lengths,
         };
         stats.rank(postings, top_k, keep, |a, b| {
-            self.doc_ids[a].cmp(&self.doc_ids[b]).then(a.cmp(&b))
+            self.doc_id(a).cmp(self.doc_id(b)).then(a.cmp(&b))
         })
     }
 }

@@ -89,7 +89,7 @@ impl Index {
     /// Each document's place in (id, insertion) order.
     fn id_ranks(&self) -> Vec<u32> {
         let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| self.doc_ids[a].cmp(&self.doc_ids[b]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| self.doc_id(a).cmp(self.doc_id(b)).then(a.cmp(&b)));
         let mut ranks = vec![0u32; self.len()];
         for (rank, doc) in order.into_iter().enumerate() {
             ranks[doc] = rank as u32;

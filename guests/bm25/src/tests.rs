@@ -86,7 +86,7 @@ fn a_repeated_word_counts_every_occurrence_and_stop_words_none() {
     let dog = index.terms["dog"] as usize;
     assert_eq!(index.postings[dog], [(1, 1)]);
     assert!(!index.terms.contains_key("the"));
-    assert_eq!(index.words.get("the"), Some(&None));
+    assert_eq!(index.words.get("the"), Some(None));
 }
 
 #[test]
@@ -149,4 +149,20 @@ fn any_top_k_is_a_prefix_of_the_full_ranking() {
 fn empty_index_and_zero_top_k_return_nothing() {
     assert!(Index::default().search("x", 5, |_| true).is_empty());
     assert!(corpus().search("rust", 0, |_| true).is_empty());
+}
+
+#[test]
+fn every_document_keeps_its_own_id_empty_ones_included() {
+    let mut index = Index::default();
+    for (id, text) in [("b", "x"), ("", "x"), ("aa", "x"), ("a", "x")] {
+        index.add(id, text);
+    }
+    let ids: Vec<&str> = (0..index.len()).map(|d| index.doc_id(d)).collect();
+    assert_eq!(ids, ["b", "", "aa", "a"]);
+    let order: Vec<usize> = index
+        .search("x", 4, |_| true)
+        .iter()
+        .map(|h| h.index)
+        .collect();
+    assert_eq!(order, [1, 3, 2, 0], "equal scores fall back to id order");
 }
