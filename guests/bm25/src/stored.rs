@@ -29,35 +29,35 @@ impl Index {
             self.terms.iter().map(|(t, &id)| (t.as_str(), id)).collect();
         terms.sort_unstable();
         let strings_len: usize = terms.iter().map(|(t, _)| t.len()).sum();
-        let mut out = Vec::new();
+        let postings: usize = self.postings.iter().map(Vec::len).sum();
+        // Most varints take one byte; records take a few dozen bytes each.
+        let mut out = Vec::with_capacity(
+            HEADER_BYTES as usize
+                + terms.len() * TERM_ENTRY_BYTES
+                + strings_len
+                + self.len() * (8 + 64 + 8)
+                + postings * 2,
+        );
         out.extend_from_slice(MAGIC);
         put_u32(&mut out, self.len() as u32);
         put_u32(&mut out, terms.len() as u32);
         put_u64(&mut out, self.total_length);
         out.extend_from_slice(&self.k1.to_le_bytes());
         out.extend_from_slice(&self.b.to_le_bytes());
-        let mut postings = Vec::new();
-        let mut lists = Vec::with_capacity(terms.len());
-        for (_, id) in &terms {
-            let start = postings.len();
-            let mut previous = 0;
-            for &(doc, tf) in &self.postings[*id as usize] {
-                put_varint(&mut postings, doc - previous);
-                put_varint(&mut postings, tf);
-                previous = doc;
-            }
-            lists.push((start, postings.len() - start));
-        }
         put_u64(&mut out, strings_len as u64);
-        put_u64(&mut out, postings.len() as u64);
+        // The postings' and records' sizes, and each term's postings offset
+        // and size, are filled in once they are written.
+        let postings_len_at = out.len();
+        put_u64(&mut out, 0);
         let records_len_at = out.len();
         put_u64(&mut out, 0);
+        let table_at = out.len();
         let mut string_at = 0u32;
-        for ((term, id), (start, len)) in terms.iter().zip(&lists) {
+        for (term, id) in &terms {
             put_u32(&mut out, string_at);
             put_u32(&mut out, term.len() as u32);
-            put_u64(&mut out, *start as u64);
-            put_u32(&mut out, *len as u32);
+            put_u64(&mut out, 0);
+            put_u32(&mut out, 0);
             put_u32(&mut out, self.postings[*id as usize].len() as u32);
             string_at += term.len() as u32;
         }
@@ -70,7 +70,22 @@ impl Index {
         for rank in self.id_ranks() {
             put_u32(&mut out, rank);
         }
-        out.extend_from_slice(&postings);
+        let postings_at = out.len();
+        for (i, (_, id)) in terms.iter().enumerate() {
+            let start = out.len();
+            let mut previous = 0;
+            for &(doc, tf) in &self.postings[*id as usize] {
+                put_varint(&mut out, doc - previous);
+                put_varint(&mut out, tf);
+                previous = doc;
+            }
+            let entry = table_at + i * TERM_ENTRY_BYTES;
+            let (offset, len) = ((start - postings_at) as u64, (out.len() - start) as u32);
+            out[entry + 8..entry + 16].copy_from_slice(&offset.to_le_bytes());
+            out[entry + 16..entry + 20].copy_from_slice(&len.to_le_bytes());
+        }
+        let postings_len = (out.len() - postings_at) as u64;
+        out[postings_len_at..postings_len_at + 8].copy_from_slice(&postings_len.to_le_bytes());
         let records_at = out.len();
         let mut offsets = Vec::with_capacity(self.len() + 1);
         for doc in 0..self.len() {
