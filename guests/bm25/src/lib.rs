@@ -55,9 +55,7 @@ impl Tokenizer {
         while let Some(&b) = bytes.get(at) {
             if plain(b) {
                 let start = at;
-                while bytes.get(at).copied().is_some_and(plain) {
-                    at += 1;
-                }
+                at = plain_run_end(bytes, at);
                 match bytes.get(at) {
                     Some(&next) if next.is_ascii_alphanumeric() || !next.is_ascii() => {
                         at = lower_cased_word(text, start, &mut buffer, &mut f);
@@ -93,6 +91,38 @@ impl Tokenizer {
         self.for_each_term(text, |t| out.push(t.to_string()));
         out
     }
+}
+
+/// Where the run of lower-case ASCII letters and digits at `at` ends:
+/// eight bytes at a time while all eight are such, then byte by byte (a
+/// loop turn costs more in the guest, where each one checks fuel and the
+/// epoch).
+fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        if !all_plain(u64::from_le_bytes(chunk.try_into().expect("8 bytes"))) {
+            break;
+        }
+        at += 8;
+    }
+    while bytes
+        .get(at)
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        at += 1;
+    }
+    at
+}
+
+/// Whether all eight bytes of `x` are lower-case ASCII letters or digits.
+/// For an ASCII byte `b`, `b + (0x80 - lo)` has its high bit set exactly
+/// when `b >= lo`, and `b + (0x7f - hi)` exactly when `b > hi`; no sum
+/// carries into the next byte (a non-ASCII byte fails the first test).
+fn all_plain(x: u64) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let each = |b: u8| u64::from_ne_bytes([b; 8]);
+    let within =
+        |lo: u8, hi: u8| x.wrapping_add(each(0x80 - lo)) & !x.wrapping_add(each(0x7f - hi));
+    x & HIGH == 0 && (within(b'a', b'z') | within(b'0', b'9')) & HIGH == HIGH
 }
 
 /// Reads the word at `start` of `text` character by character, lower-cased

@@ -68,6 +68,10 @@ fn words_are_split_and_lower_cased_as_character_by_character() {
         "a1b2C3 ΔΕΛΤΑ δelta",
         "emoji 😀 between😀words",
         "ends in ü",
+        "internationalization of supercalifragilistic words",
+        "exactly8 sixteen1sixteen2 seventeen1234567 x",
+        "abcdefgH abcdefghIjklmnop abcdefgh{ abcdefgh` abcdefgh/ abcdefgh:",
+        "abcdefghéabcdefgh abcdefgh😀 0123456789abcdefghijklmnopqrstuvwxyz",
     ] {
         let mut words = Vec::new();
         t.for_each_word(text, |w| words.push(w.to_string()));
@@ -165,4 +169,20 @@ fn every_document_keeps_its_own_id_empty_ones_included() {
         .map(|h| h.index)
         .collect();
     assert_eq!(order, [1, 3, 2, 0], "equal scores fall back to id order");
+}
+
+#[test]
+fn eight_bytes_are_plain_exactly_when_each_is_a_lower_case_letter_or_digit() {
+    let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    for b in 0..=255u8 {
+        for at in 0..8 {
+            let mut chunk = *b"abcz0919";
+            chunk[at] = b;
+            assert_eq!(
+                crate::all_plain(u64::from_le_bytes(chunk)),
+                plain(b),
+                "byte {b:#04x} at {at}"
+            );
+        }
+    }
 }
