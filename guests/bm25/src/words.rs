@@ -3,8 +3,8 @@
 //!
 //! A `HashMap<String, _>` compares a found key with `memcmp`, which the
 //! wasm build gets from compiler-builtins as a byte-by-byte loop; here keys
-//! are compared eight, four or one byte at a time (a fifth of the guest's
-//! indexing time went to `memcmp` before).
+//! are compared eight, four or one byte at a time (about an eighth of the
+//! guest's indexing time went to `memcmp` before).
 
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
