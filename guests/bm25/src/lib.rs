@@ -49,11 +49,10 @@ impl Tokenizer {
     /// it is; only others are lower-cased into a buffer.
     pub fn for_each_word(&self, text: &str, mut f: impl FnMut(&str)) {
         let bytes = text.as_bytes();
-        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
         let mut buffer = String::new();
         let mut at = 0;
         while let Some(&b) = bytes.get(at) {
-            if plain(b) {
+            if is_plain(b) {
                 let start = at;
                 at = plain_run_end(bytes, at);
                 match bytes.get(at) {
@@ -104,13 +103,16 @@ fn plain_run_end(bytes: &[u8], mut at: usize) -> usize {
         }
         at += 8;
     }
-    while bytes
-        .get(at)
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    {
+    while bytes.get(at).copied().is_some_and(is_plain) {
         at += 1;
     }
     at
+}
+
+/// Whether `b` is a lower-case ASCII letter or digit: a byte a word can be
+/// passed on without lower-casing.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
 /// Whether all eight bytes of `x` are lower-case ASCII letters or digits.
