@@ -11,8 +11,10 @@ mod error;
 mod files;
 mod inputs;
 mod mounts;
+mod text;
 
 pub use error::GuestError;
 pub use files::write_whole_file;
 pub use inputs::{Inputs, kind_of};
 pub use mounts::{Mount, Mounts};
+pub use text::utf8;

@@ -60,7 +60,7 @@ impl IndexCache {
         };
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| GuestError::io(&shown, &e))?;
-        let text = String::from_utf8(bytes)
+        let text = guest_kit::utf8(bytes)
             .map_err(|_| GuestError::InvalidInput(format!("input `{input}` is not UTF-8")))?;
         Ok(Some((input, text)))
     }
@@ -181,7 +181,7 @@ impl<'a> Fields<'a> {
 }
 
 fn utf8(bytes: Vec<u8>) -> Result<String, GuestError> {
-    String::from_utf8(bytes).map_err(|_| corrupt())
+    guest_kit::utf8(bytes).map_err(|_| corrupt())
 }
 
 fn corrupt() -> GuestError {

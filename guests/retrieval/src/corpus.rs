@@ -230,7 +230,7 @@ fn read_file(root: &Path, path: &Path, max_bytes: usize) -> Option<Doc<'static>>
     if size as usize > max_bytes {
         return None;
     }
-    let text = String::from_utf8(std::fs::read(path).ok()?).ok()?;
+    let text = guest_kit::utf8(std::fs::read(path).ok()?).ok()?;
     let id = path
         .strip_prefix(root)
         .unwrap_or(path)
