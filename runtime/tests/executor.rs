@@ -551,6 +551,54 @@ async fn warming_fills_the_disk_cache_without_holding_the_code() {
 }
 
 #[tokio::test]
+async fn code_is_let_go_only_where_it_loads_again_without_compiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let executor = |cache_dir: Option<std::path::PathBuf>| {
+        WasmExecutor::new(WasmConfig {
+            engine: EngineSettings {
+                pool_instances: 4,
+                max_memory_bytes: 64 << 20,
+                ..Default::default()
+            },
+            cache_dir,
+            precompiled_builtins: false,
+            ..WasmConfig::default()
+        })
+        .unwrap()
+    };
+    let source = builtin("file_read");
+    let uncached = executor(None);
+    uncached.tool_description(&source).await.unwrap().unwrap();
+    assert!(!uncached.unload(&source), "nothing to load it from again");
+    assert!(uncached.is_ready(&source));
+
+    let cached = executor(Some(cache.path().to_path_buf()));
+    let described = cached.tool_description(&source).await.unwrap().unwrap();
+    assert!(cached.is_ready(&source));
+    assert!(cached.unload(&source));
+    assert!(!cached.is_ready(&source));
+    assert!(!cached.unload(&source), "already let go");
+    assert_eq!(
+        cached
+            .tool_description(&source)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        described.name
+    );
+    let retrieval = builtin("retrieval");
+    cached.ready(&retrieval).await.unwrap();
+    assert!(cached.unload(&retrieval));
+    let spec = task(
+        retrieval,
+        json!({"query": "lantern", "documents_json": "[{\"id\":\"1\",\"text\":\"a brass lantern\"}]"}),
+    );
+    let out = run_on(&cached, spec).await.unwrap();
+    assert_eq!(out.metrics.code_cache.as_deref(), Some("disk"));
+}
+
+#[tokio::test]
 async fn bad_binaries_and_wrong_worlds_are_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let not_wasm = dir.path().join("x.wasm");

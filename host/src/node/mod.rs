@@ -266,8 +266,9 @@ impl Node {
     }
 
     /// Compiles the built-in guests into the code cache in the background so
-    /// the first jobs do not wait for it, then gives the compiler's scratch
-    /// memory back to the system.
+    /// the first jobs do not wait for it, describes the tools, then lets go
+    /// of their code (it loads from the cache in about a millisecond) and
+    /// gives the compiler's scratch memory back to the system.
     pub fn spawn_warm_up(&self) {
         let wasm = self.router.executors().wasm.clone();
         let python = self.router.python().map(|p| p.snapshot());
@@ -290,8 +291,12 @@ impl Node {
                 // Tools are described too, so submissions are checked against
                 // their contracts from then on.
                 let warmed = match wasm.warm(&source).await {
-                    Ok(origin) => wasm.tool_description(&source).await.map(|_| origin),
-                    Err(e) => Err(e),
+                    Ok(origin) if wasmnode_runtime::builtins::TOOLS.contains(&name) => {
+                        let described = wasm.tool_description(&source).await.map(|_| origin);
+                        wasm.unload(&source);
+                        described
+                    }
+                    warmed => warmed,
                 };
                 match warmed {
                     Ok(origin) => tracing::debug!(

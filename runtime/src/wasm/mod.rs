@@ -274,6 +274,14 @@ impl WasmExecutor {
         self.preparer.precompile(self.load(source)?).await
     }
 
+    /// Lets go of `source`'s code in memory when it can be loaded again
+    /// without compiling (see [`WasmExecutor::warm`]); its next task loads
+    /// it from the disk cache or the binary. Returns whether it let go.
+    pub fn unload(&self, source: &ComponentSource) -> bool {
+        self.load(source)
+            .is_ok_and(|binary| self.preparer.unload(&binary.hash))
+    }
+
     /// Whether `source` is prepared in memory, so a task starts at once.
     pub fn is_ready(&self, source: &ComponentSource) -> bool {
         self.load(source)

@@ -259,6 +259,24 @@ impl Preparer {
             .is_some_and(|s| s.initialized())
     }
 
+    /// Forgets the in-memory preparation of `hash` where its code loads
+    /// again without compiling (from the disk cache or from this binary),
+    /// so an idle node does not hold it; tasks running it keep their copy.
+    /// Returns whether it was forgotten.
+    pub fn unload(&self, hash: &blake3::Hash) -> bool {
+        if self.disk.is_none() && self.embedded.code(hash).is_none() {
+            return false;
+        }
+        let mut guard = self.slots.lock().expect("preparer lock");
+        let (map, order) = &mut *guard;
+        if !map.get(hash).is_some_and(|slot| slot.initialized()) {
+            return false;
+        }
+        map.remove(hash);
+        order.retain(|h| h != hash);
+        true
+    }
+
     /// Makes sure the compiled code of `bytes` is in the disk cache (without
     /// loading it into memory), or prepares it in memory without a disk cache;
     /// code embedded in the binary needs neither.
