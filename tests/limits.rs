@@ -1,5 +1,6 @@
 //! Memory stays bounded and the API keeps answering whatever clients and
-//! peers do, against the real binary: large queued payloads through list
+//! peers do, against the real binary: no built-in's code held after the
+//! warm-up, large queued payloads through list
 //! and restart, event streams of clients that hang up, submitter-chosen
 //! metric labels, slow clients under a small descriptor limit, endless
 //! control-plane answers and model downloads.
@@ -82,6 +83,28 @@ async fn listing_and_restarting_with_large_queued_payloads_stays_small() {
     assert!(
         peak < CEILING_MIB,
         "{peak} MiB after recovering 160 MiB of queued payloads"
+    );
+}
+
+#[tokio::test]
+async fn after_its_warm_up_an_idle_node_holds_no_built_in_code_and_a_tool_loads_it_from_the_cache()
+{
+    let node = NodeProcess::start("").await;
+    node.wait_warm().await;
+    let job = json!({
+        "protocol_version": 1,
+        "job_id": "first-grep",
+        "task": {"type": "tool_execution",
+                 "payload": {"tool": "grep", "pattern": "wasm", "path": "/results"}},
+        "runtime": {"mode": "wasm",
+                    "mounts": [{"source": "artifacts", "target": "/results", "mode": "ro"}]}
+    });
+    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
+    let ended = wait_terminal(&reqwest::Client::new(), &node, "first-grep", WAIT).await;
+    assert_eq!(ended["state"], "finished", "{ended}");
+    assert_eq!(
+        ended["metrics"]["code_cache"], "disk",
+        "the warm-up described the tool, then let go of its code: {ended}"
     );
 }
 
