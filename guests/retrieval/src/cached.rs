@@ -2,8 +2,10 @@
 //! `index_cache` input (never a task) to `{"read": PATH, "corpus": PATH}`
 //! when it mounted an index this guest wrote earlier for the same corpus, or
 //! to `{"write": PATH, "max_bytes": N, "corpus": PATH, "from": INPUT}` when
-//! it wants the index built now written there. `corpus` is the file the node
-//! wrote the documents to, taken out of the input `from`: read as it is, not
+//! it wants the index built now written there, or to `{"corpus": PATH,
+//! "from": INPUT}` when it hands over documents it holds as a file (an
+//! uploaded blob) and keeps no index. `corpus` is the file the node wrote
+//! the documents to, taken out of the input `from`: read as it is, not
 //! unescaped from a string inside the input, and kept beside the index so
 //! that a record refers to its text there instead of holding a copy.
 
@@ -39,6 +41,14 @@ pub enum IndexCache {
         /// The input they were taken out of.
         from: Option<String>,
     },
+    /// Index the documents in this file, read as the input `from`; keep
+    /// nothing.
+    Handed {
+        /// The file holding the documents.
+        corpus: PathBuf,
+        /// The input they stand for.
+        from: String,
+    },
 }
 
 impl IndexCache {
@@ -50,13 +60,17 @@ impl IndexCache {
     /// The documents the node handed over: the input they were taken out
     /// of, and their text.
     pub fn handed(&self) -> Result<Option<(&str, String)>, GuestError> {
-        let Self::Write {
-            corpus: Some(path),
-            from: Some(input),
-            ..
-        } = self
-        else {
-            return Ok(None);
+        let (path, input) = match self {
+            Self::Write {
+                corpus: Some(path),
+                from: Some(input),
+                ..
+            }
+            | Self::Handed {
+                corpus: path,
+                from: input,
+            } => (path, input),
+            _ => return Ok(None),
         };
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| GuestError::io(&shown, &e))?;
@@ -380,6 +394,37 @@ mod tests {
         // Inline: the text after its 4-byte length; referred to: an
         // 8-byte offset and a 4-byte length.
         assert_eq!(sizes[0] - sizes[1], text.len() as u64 + 4 - 12, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_corpus_handed_over_without_the_cache_is_ranked_and_nothing_is_written() {
+        let path = scratch("handed-only");
+        let corpus = path.with_file_name("corpus");
+        std::fs::write(&corpus, docs()).unwrap();
+        let query = json!({"query": "reset password", "top_k": 3, "tenant": "acme"});
+        let mut uncached = query.clone();
+        uncached["documents_json"] = json!(docs());
+        let mut handed = query;
+        handed["index_cache"] = json!({"corpus": corpus, "from": "documents_json"});
+        let out = run(handed).unwrap();
+        assert_eq!(
+            out,
+            run(uncached).unwrap(),
+            "no `index_cache` outcome either"
+        );
+        let written: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(written, ["corpus"]);
+        let mut also = json!({"query": "x", "documents_json": docs()});
+        also["index_cache"] = json!({"corpus": corpus, "from": "documents_json"});
+        let err = run(also).unwrap_err();
+        assert!(
+            matches!(&err, GuestError::InvalidInput(m) if m.contains("only one")),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]
