@@ -91,6 +91,15 @@ async fn after_its_warm_up_an_idle_node_holds_no_built_in_code_and_a_tool_loads_
 {
     let node = NodeProcess::start("").await;
     node.wait_warm().await;
+    let tools = node.get_json("/tools").await;
+    assert!(
+        tools["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "grep" && t["args_schema"].is_object()),
+        "{tools}"
+    );
     let job = json!({
         "protocol_version": 1,
         "job_id": "first-grep",
@@ -104,7 +113,7 @@ async fn after_its_warm_up_an_idle_node_holds_no_built_in_code_and_a_tool_loads_
     assert_eq!(ended["state"], "finished", "{ended}");
     assert_eq!(
         ended["metrics"]["code_cache"], "disk",
-        "the warm-up described the tool, then let go of its code: {ended}"
+        "the warm-up described the tool, then let go of its code, and listing the tools did not load it again: {ended}"
     );
 }
 

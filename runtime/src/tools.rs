@@ -98,6 +98,7 @@ impl ToolRegistry {
     /// named `STEM.FUNC` (`STEM.IFACE.FUNC` for a function of an exported
     /// interface; STEM is the file name without `.wasm`). Other files are
     /// skipped with a warning; a plugin may not shadow an existing tool.
+    /// With a code cache, the plugins' code is not held afterwards.
     pub async fn add_plugins(
         &mut self,
         dir: &Path,
@@ -118,7 +119,7 @@ impl ToolRegistry {
                 }
                 Ok(Some(info)) => {
                     self.tools
-                        .insert(info.name.clone(), ToolBackend::Component(source));
+                        .insert(info.name.clone(), ToolBackend::Component(source.clone()));
                     found.push(info);
                 }
                 Ok(None) => match wasm.functions(&source).await {
@@ -143,6 +144,9 @@ impl ToolRegistry {
                     tracing::warn!(plugin = %path.display(), error = %e, "skipped: cannot load plugin")
                 }
             }
+            // Described; its code is let go where a task can load it again
+            // without compiling (a code cache).
+            wasm.unload(&source);
         }
         Ok(found)
     }

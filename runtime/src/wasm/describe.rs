@@ -103,19 +103,33 @@ impl WasmExecutor {
     }
 
     /// The self-description of a tool component (`None` for other worlds).
+    /// A binary described before is answered from memory, without loading
+    /// its code again.
     pub async fn tool_description(
         &self,
         source: &ComponentSource,
     ) -> Result<Option<Arc<ToolDescription>>, TaskFailure> {
-        let (prepared, _) = self.prepared(source).await?;
-        match prepared.world {
-            World::Tool => {
-                let tool = self.describe_tool(&prepared).await?;
-                self.remember(source, &tool);
-                Ok(Some(tool))
+        let binary = self.load(source)?;
+        let known = self.descriptions().get(&binary.hash).cloned();
+        let tool = match known {
+            Some(tool) => tool,
+            None => {
+                let (prepared, _) = self.preparer.prepare(binary).await?;
+                if prepared.world != World::Tool {
+                    return Ok(None);
+                }
+                self.describe_tool(&prepared).await?
             }
-            _ => Ok(None),
-        }
+        };
+        self.remember(source, &tool);
+        Ok(Some(tool))
+    }
+
+    fn descriptions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<blake3::Hash, Arc<ToolDescription>>>
+    {
+        self.descriptions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The functions a plain-function component exports that can be called
@@ -165,12 +179,13 @@ impl WasmExecutor {
         }
     }
 
-    /// The tool's description, from its `describe` export the first time.
+    /// The tool's description, from its `describe` export the first time;
+    /// remembered by the binary's hash.
     pub(super) async fn describe_tool(
         &self,
         prepared: &Prepared,
     ) -> Result<Arc<ToolDescription>, TaskFailure> {
-        prepared
+        let tool = prepared
             .tool_info
             .get_or_try_init(|| async {
                 let Pre::Tool(pre) = &prepared.pre else {
@@ -227,6 +242,12 @@ impl WasmExecutor {
                 .map(Arc::new)
             })
             .await
-            .cloned()
+            .cloned()?;
+        let mut descriptions = self.descriptions();
+        if descriptions.len() >= super::DESCRIPTIONS_CAPACITY {
+            descriptions.clear();
+        }
+        descriptions.insert(prepared.hash, tool.clone());
+        Ok(tool)
     }
 }

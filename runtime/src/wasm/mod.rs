@@ -49,6 +49,8 @@ const VERIFIED_CAPACITY: usize = 1024;
 const BLOCKED_GRACE: Duration = Duration::from_millis(50);
 /// Prepared binaries kept in memory.
 const PREPARED_CAPACITY: usize = 128;
+/// Tool descriptions remembered by binary; more clears the memory.
+const DESCRIPTIONS_CAPACITY: usize = 1024;
 /// What `host::call` answers: the node has no host functions for guests.
 const NO_HOST: i32 = -1;
 
@@ -106,6 +108,9 @@ pub struct WasmExecutor {
     /// Tools described so far, by where they were loaded from: submissions
     /// are checked against them before the task is accepted.
     described: std::sync::Mutex<std::collections::HashMap<String, Arc<ToolDescription>>>,
+    /// Tool descriptions by the blake3 of the binary that gave them, so a
+    /// tool is asked once and describing it again needs none of its code.
+    descriptions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, Arc<ToolDescription>>>,
     /// The trust list, when signatures are required.
     trust: Option<Arc<TrustList>>,
     /// blake3 of (component, signature) pairs that verified.
@@ -169,6 +174,7 @@ impl WasmExecutor {
             fuel_metering: config.engine.fuel_metering,
             builtin_hashes: Default::default(),
             described: Default::default(),
+            descriptions: Default::default(),
             trust: config.trust,
             verified: Default::default(),
         })
