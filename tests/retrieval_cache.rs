@@ -1,6 +1,7 @@
 //! The retrieval index cache against the real binary: the second query of a
 //! corpus reads the index the first one built, answers the same, survives a
-//! restart, and a changed corpus never reuses the old index.
+//! restart, and a changed corpus never reuses the old index; a corpus
+//! uploaded once as a blob is queried by name.
 
 use serde_json::{Value, json};
 use wasmnode_e2e::NodeProcess;
@@ -24,9 +25,21 @@ fn corpus(changed: bool) -> String {
 }
 
 async fn query(node: &NodeProcess, job: &str, query: &str, docs: &str) -> Value {
-    let body = json!({"protocol_version": 1, "job_id": job,
-        "task": {"type": "retrieval", "payload": {"query": query, "documents_json": docs, "top_k": 3}},
-        "runtime": {"mode": "auto"}});
+    ask(
+        node,
+        job,
+        json!({"query": query, "documents_json": docs, "top_k": 3}),
+    )
+    .await
+}
+
+fn job(job: &str, payload: Value) -> Value {
+    json!({"protocol_version": 1, "job_id": job,
+        "task": {"type": "retrieval", "payload": payload}, "runtime": {"mode": "auto"}})
+}
+
+async fn ask(node: &NodeProcess, id: &str, payload: Value) -> Value {
+    let body = job(id, payload);
     let (status, answer) = node.post_json("/jobs?wait=60", &body).await;
     assert_eq!(
         (status, answer["state"].as_str()),
@@ -137,4 +150,61 @@ async fn a_corpus_that_is_not_json_fails_its_task_and_is_not_kept() {
         );
     }
     assert_cache_events(&node, [("miss", 2), ("stored", 0)]).await;
+}
+
+#[tokio::test]
+async fn a_corpus_uploaded_once_is_queried_by_name_and_shares_the_index_of_the_same_bytes_inline() {
+    let node = NodeProcess::start(CONFIG).await;
+    let docs = corpus(false);
+    let uploaded: Value = reqwest::Client::new()
+        .put(node.at("/blobs"))
+        .body(docs.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let blob = uploaded["blob"].as_str().unwrap();
+    let by_name = json!({"query": "lease timeout shard 3", "documents_blob": blob, "top_k": 3});
+    let first = ask(&node, "b1", by_name.clone()).await;
+    assert_eq!(first["index_cache"], "miss", "{first}");
+    let again = ask(&node, "b2", by_name).await;
+    assert_eq!(again["index_cache"], "hit", "{again}");
+    let inline = query(&node, "b3", "lease timeout shard 3", &docs).await;
+    assert_eq!(inline["index_cache"], "hit", "the same bytes: {inline}");
+    assert_eq!(
+        without_cache_field(first),
+        without_cache_field(inline.clone())
+    );
+    assert_eq!(without_cache_field(again), without_cache_field(inline));
+    assert_cache_events(&node, [("hit", 2), ("miss", 1), ("stored", 1)]).await;
+
+    let refused = |id: &str, payload: Value, says: &'static str| {
+        let node = &node;
+        let body = job(id, payload);
+        async move {
+            let (status, answer) = node.post_json("/jobs", &body).await;
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (400, Some("INVALID_INPUT")),
+                "{answer}"
+            );
+            let message = answer["error"]["message"].as_str().unwrap();
+            assert!(message.contains(says), "{message} should say {says}");
+        }
+    };
+    let unknown = format!("blob:{}", "1".repeat(64));
+    refused(
+        "b4",
+        json!({"query": "x", "documents_blob": unknown}),
+        "PUT /blobs",
+    )
+    .await;
+    refused(
+        "b5",
+        json!({"query": "x", "documents_blob": blob, "documents_json": docs}),
+        "only one of",
+    )
+    .await;
 }

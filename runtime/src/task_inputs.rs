@@ -81,6 +81,11 @@ pub const RETRIEVAL: &[Input] = &[
         "The corpus, one document per line.",
     ),
     input(
+        "documents_blob",
+        Kind::Text,
+        "The corpus uploaded once with PUT /blobs (`blob:HASH`), read as `documents_json`.",
+    ),
+    input(
         "directory",
         Kind::Text,
         "A mounted guest path whose files are the corpus.",

@@ -126,6 +126,11 @@ impl BlobId {
     pub fn hex(&self) -> &str {
         &self.0
     }
+
+    /// The blake3 hash of the blob's bytes.
+    pub fn hash(&self) -> blake3::Hash {
+        blake3::Hash::from_hex(&self.0).expect("a blob id is 64 hex digits")
+    }
 }
 
 impl std::fmt::Display for BlobId {
@@ -334,8 +339,9 @@ impl BlobStore {
         Ok(tree.join(unpack::CONTENT))
     }
 
-    /// The file holding the blob `id`, to run as a component; marks it used.
-    pub fn component(&self, id: &BlobId) -> Result<PathBuf, BlobError> {
+    /// The file holding the blob `id` (a component to run, a corpus to
+    /// read); marks it used.
+    pub fn file(&self, id: &BlobId) -> Result<PathBuf, BlobError> {
         let data = self.data(id);
         if !data.exists() {
             return Err(BlobError::NotFound(id.to_string()));

@@ -209,14 +209,11 @@ async fn other_bytes_run_as_components_but_do_not_mount() {
         Err(BlobError::NotAnArchive(_))
     ));
     assert_eq!(
-        std::fs::read(store.component(&id).unwrap()).unwrap(),
+        std::fs::read(store.file(&id).unwrap()).unwrap(),
         b"\0asm\x0d\0\x01\0"
     );
     let unknown = BlobId::parse(&"0".repeat(64)).unwrap();
-    assert!(matches!(
-        store.component(&unknown),
-        Err(BlobError::NotFound(_))
-    ));
+    assert!(matches!(store.file(&unknown), Err(BlobError::NotFound(_))));
 }
 
 #[tokio::test]

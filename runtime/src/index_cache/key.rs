@@ -1,7 +1,8 @@
 //! The content key of a corpus, and the corpus's bytes as the guest reads
-//! them.
+//! them: inline in a task's input, or a file the node holds.
 
 use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 /// A content key: which index a corpus has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,18 +13,18 @@ impl Key {
     /// `documents`) with `value`, indexed by the guest whose binary hashes
     /// to `guest`.
     pub fn new(guest: &blake3::Hash, input: &str, value: &Value) -> Self {
-        Self::of(guest, input, &Corpus::of(value))
+        Self::of(guest, input, &Corpus::of(value).hash())
     }
 
-    pub(super) fn of(guest: &blake3::Hash, input: &str, corpus: &Corpus) -> Self {
-        let mut hasher = blake3::Hasher::new_derive_key("wasmnode retrieval index v1");
+    /// The key of the corpus whose bytes hash (plain blake3) to `corpus`,
+    /// read by the guest as the input `input`: the same whether the bytes
+    /// came inline or as a [`StoredCorpus`].
+    pub(super) fn of(guest: &blake3::Hash, input: &str, corpus: &blake3::Hash) -> Self {
+        let mut hasher = blake3::Hasher::new_derive_key("wasmnode retrieval index v2");
         hasher.update(guest.as_bytes());
         hasher.update(&(input.len() as u64).to_le_bytes());
         hasher.update(input.as_bytes());
-        match corpus {
-            Corpus::Text(text) => hasher.update(b"s").update(text),
-            Corpus::Json(json) => hasher.update(b"j").update(json),
-        };
+        hasher.update(corpus.as_bytes());
         Self(hasher.finalize())
     }
 
@@ -32,11 +33,13 @@ impl Key {
     }
 }
 
-/// A corpus's bytes as the guest reads them: a string's own, or the JSON
-/// of an array (serialised once, for its size, its key and its file).
+/// A corpus's bytes as the guest reads them: a string's own, the JSON of
+/// an array (serialised once, for its size, its key and its file), or a
+/// file the node holds.
 pub(super) enum Corpus<'a> {
     Text(&'a [u8]),
     Json(Vec<u8>),
+    Stored(&'a StoredCorpus),
 }
 
 impl<'a> Corpus<'a> {
@@ -47,14 +50,51 @@ impl<'a> Corpus<'a> {
         }
     }
 
-    pub(super) fn bytes(&self) -> &[u8] {
+    pub(super) fn len(&self) -> u64 {
         match self {
-            Self::Text(bytes) => bytes,
-            Self::Json(bytes) => bytes,
+            Self::Text(bytes) => bytes.len() as u64,
+            Self::Json(bytes) => bytes.len() as u64,
+            Self::Stored(stored) => stored.size,
         }
     }
 
-    pub(super) fn len(&self) -> u64 {
-        self.bytes().len() as u64
+    /// The blake3 of the bytes: computed for an inline corpus, known for a
+    /// stored one. A string and an array whose JSON are the same bytes
+    /// share it: the guest is handed only the bytes and the input they came
+    /// in, and reads them alike.
+    pub(super) fn hash(&self) -> blake3::Hash {
+        match self {
+            Self::Text(bytes) => blake3::hash(bytes),
+            Self::Json(bytes) => blake3::hash(bytes),
+            Self::Stored(stored) => stored.hash,
+        }
     }
+
+    /// Writes the bytes to `path` (a stored corpus is copied: the guest may
+    /// write where it goes).
+    pub(super) fn write(&self, path: &Path) -> std::io::Result<()> {
+        match self {
+            Self::Text(bytes) => std::fs::write(path, bytes),
+            Self::Json(bytes) => std::fs::write(path, bytes),
+            Self::Stored(stored) => std::fs::copy(&stored.path, path).map(drop),
+        }
+    }
+}
+
+/// A corpus the node holds as a file, read as `documents_json` would be:
+/// an uploaded blob, named by the blake3 of its bytes, so that its key
+/// needs none of them read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCorpus {
+    /// The blake3 of its bytes.
+    pub hash: blake3::Hash,
+    /// The file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl StoredCorpus {
+    /// The input the guest reads its bytes as.
+    pub(super) const INPUT: &str = "documents_json";
 }

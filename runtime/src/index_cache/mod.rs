@@ -2,11 +2,13 @@
 //! wrote for a corpus, kept on disk under a content key and handed back to
 //! the guest, read-only, when a later task ranks the same corpus.
 //!
-//! The node never reads an index itself. For a retrieval task whose inline
-//! corpus (`documents_json` or `documents`) is large enough, the key is the
-//! blake3 of the guest's own binary (its tokenizer, stemmer, stop words,
-//! BM25 parameters and file format), the input the corpus came in, and the
-//! corpus bytes. The corpus is taken out of the task's input either way.
+//! The node never reads an index itself. For a retrieval task whose corpus
+//! (inline in `documents_json` or `documents`, or a [`StoredCorpus`]: an
+//! uploaded blob) is large enough, the key is the blake3 of the guest's own
+//! binary (its tokenizer, stemmer, stop words, BM25 parameters and file
+//! format), the input the guest reads the corpus as, and the blake3 of the
+//! corpus bytes (known beforehand for a blob, so a hit reads none of them).
+//! The corpus is taken out of the task's input either way.
 //! On a hit the entry's directory is mounted read-only with
 //! `index_cache.read` naming the index and `index_cache.corpus` the corpus
 //! kept beside it; on a miss the node writes the corpus to a file in a
@@ -21,9 +23,11 @@
 //! running task reads is kept until that task ends.
 
 mod key;
+mod lease;
 
 use key::Corpus;
-pub use key::Key;
+pub use key::{Key, StoredCorpus};
+pub use lease::{Incoming, Lease, Pin};
 
 use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource, TaskSpec};
@@ -172,26 +176,33 @@ impl IndexCache {
     }
 
     /// Points a retrieval task run by the guest hashing to `guest` at the
-    /// cache: a cached index replaces its corpus, or the index it builds is
+    /// cache: a cached index replaces its corpus (`stored`, where the node
+    /// holds it, or the one inline in its input), or the index it builds is
     /// written for the next one. `None` when the cache has no part in it
-    /// (no inline corpus, one too small to gain or too large to keep, or a
-    /// directory).
-    pub fn prepare(&self, task: &mut TaskSpec, guest: &blake3::Hash) -> Option<Lease> {
+    /// (no corpus or more than one, one too small to gain or too large to
+    /// keep, or a directory).
+    pub fn prepare(
+        &self,
+        task: &mut TaskSpec,
+        guest: &blake3::Hash,
+        stored: Option<&StoredCorpus>,
+    ) -> Option<Lease> {
         let payload = task.payload.as_object()?;
         let present = |k: &str| payload.get(k).is_some_and(|v| !v.is_null());
-        let mut given = SOURCES.iter().filter(|k| present(k));
-        let (Some(&input), None) = (given.next(), given.next()) else {
-            return None;
-        };
         if present("directory") || task.mounts.iter().any(|m| m.guest_path == GUEST_DIR) {
             return None;
         }
-        let corpus = Corpus::of(&payload[input]);
+        let mut given = SOURCES.iter().filter(|k| present(k));
+        let (input, corpus) = match (stored, given.next(), given.next()) {
+            (Some(stored), None, _) => (StoredCorpus::INPUT, Corpus::Stored(stored)),
+            (None, Some(&input), None) => (input, Corpus::of(&payload[input])),
+            _ => return None,
+        };
         let settings = &self.inner.settings;
         if corpus.len() < settings.min_corpus_bytes || corpus.len() >= settings.max_bytes {
             return None;
         }
-        let key = Key::of(guest, input, &corpus);
+        let key = Key::of(guest, input, &corpus.hash());
         let hit = {
             let mut state = self.inner.lock();
             state.clock += 1;
@@ -221,13 +232,12 @@ impl IndexCache {
             let incoming = tempfile::Builder::new()
                 .prefix("index-")
                 .tempdir_in(settings.dir.join(INCOMING))
-                .and_then(|dir| {
-                    std::fs::write(dir.path().join(CORPUS), corpus.bytes()).map(|()| dir)
-                });
+                .and_then(|dir| corpus.write(&dir.path().join(CORPUS)).map(|()| dir));
             let incoming = match incoming {
                 Ok(dir) => dir,
                 Err(e) => {
-                    // The task still runs, on the documents in its input.
+                    // The task still runs, on its documents handed over as
+                    // they came.
                     tracing::warn!(error = %e, "cannot write a corpus for the retrieval index cache");
                     return None;
                 }
@@ -260,90 +270,46 @@ impl IndexCache {
     }
 }
 
-/// A task's hold on the cache while it runs.
-pub enum Lease {
-    /// It reads this entry, which is not evicted meanwhile.
-    Hit(Pin),
-    /// It writes a new index here.
-    Miss(Incoming),
-}
-
-impl Lease {
-    /// Ends the hold: a successful miss's index becomes an entry.
-    pub fn finish(self, succeeded: bool) {
-        if let (Self::Miss(incoming), true) = (self, succeeded) {
-            incoming.adopt();
-        }
+/// Hands `stored` to a retrieval task the cache takes no part in (no
+/// cache, a deterministic task, a corpus too small or too large for it): a
+/// hard link to it (a copy across file systems) in a fresh directory under
+/// `scratch`, mounted read-only, with `index_cache` saying where it is. The
+/// lease holds the directory until the task ends.
+pub fn hand_over(
+    task: &mut TaskSpec,
+    stored: &StoredCorpus,
+    scratch: &Path,
+) -> Result<Lease, TaskFailure> {
+    if task.mounts.iter().any(|m| m.guest_path == GUEST_DIR) {
+        return Err(TaskFailure::invalid_input(format!(
+            "`{GUEST_DIR}` is where the node hands a retrieval its documents; mount elsewhere"
+        )));
     }
-}
-
-/// An entry in use.
-pub struct Pin {
-    inner: Arc<Inner>,
-    key: Key,
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        let mut state = self.inner.lock();
-        if let Some(entry) = state.entries.get_mut(&self.key) {
-            entry.pins -= 1;
-        }
-        self.inner.evict(&mut state);
+    let failed = |e: std::io::Error| {
+        TaskFailure::internal(format!("cannot hand the documents to the task: {e}"))
+    };
+    std::fs::create_dir_all(scratch).map_err(failed)?;
+    let dir = tempfile::Builder::new()
+        .prefix("corpus-")
+        .tempdir_in(scratch)
+        .map_err(failed)?;
+    let file = dir.path().join(CORPUS);
+    std::fs::hard_link(&stored.path, &file)
+        .or_else(|_| std::fs::copy(&stored.path, &file).map(drop))
+        .map_err(failed)?;
+    let request = json!({
+        "corpus": format!("{GUEST_DIR}/{CORPUS}"),
+        "from": StoredCorpus::INPUT,
+    });
+    if let Some(payload) = task.payload.as_object_mut() {
+        payload.insert(INPUT.into(), request);
     }
-}
-
-/// A directory a task may write its index into.
-pub struct Incoming {
-    inner: Arc<Inner>,
-    key: Key,
-    dir: tempfile::TempDir,
-}
-
-impl Incoming {
-    fn adopt(self) {
-        let file = |name| {
-            let path = self.dir.path().join(name);
-            std::fs::symlink_metadata(&path)
-                .ok()
-                .filter(|meta| meta.is_file())
-                .map(|meta| (path, meta.len()))
-        };
-        let (Some((index, index_bytes)), Some((corpus, corpus_bytes))) = (file(FILE), file(CORPUS))
-        else {
-            return;
-        };
-        let bytes = index_bytes + corpus_bytes;
-        if index_bytes == 0 || bytes > self.inner.settings.max_bytes {
-            return;
-        }
-        let mut state = self.inner.lock();
-        if state.entries.contains_key(&self.key) {
-            return;
-        }
-        let dir = self.inner.entry_dir(&self.key);
-        remove(&dir);
-        let moved = std::fs::create_dir(&dir)
-            .and_then(|()| std::fs::rename(&corpus, dir.join(CORPUS)))
-            .and_then(|()| std::fs::rename(&index, dir.join(FILE)));
-        if let Err(e) = moved {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot keep a retrieval index");
-            remove(&dir);
-            return;
-        }
-        state.clock += 1;
-        let used = state.clock;
-        state.entries.insert(
-            self.key,
-            Entry {
-                bytes,
-                used,
-                pins: 0,
-            },
-        );
-        state.stats.stored += 1;
-        self.inner.evict(&mut state);
-    }
+    task.mounts.push(Mount {
+        source: MountSource::NodeCache(dir.path().to_path_buf()),
+        guest_path: GUEST_DIR.into(),
+        writable: false,
+    });
+    Ok(Lease::Handed(dir))
 }
 
 impl Inner {

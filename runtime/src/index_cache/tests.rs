@@ -39,7 +39,7 @@ fn guest_writes(task: &TaskSpec, bytes: usize) {
 /// Runs a task through the cache as the router does; true on a hit.
 fn run(cache: &IndexCache, corpus: &str, bytes: usize) -> bool {
     let mut t = task(corpus);
-    match cache.prepare(&mut t, &guest()).unwrap() {
+    match cache.prepare(&mut t, &guest(), None).unwrap() {
         Lease::Hit(pin) => {
             drop(pin);
             true
@@ -64,9 +64,10 @@ fn the_key_changes_with_any_document_the_input_it_came_in_and_the_guest() {
     retagged[0]["metadata"] = json!({"tenant": "x"});
     assert_ne!(base, Key::new(&guest(), "documents_json", &retagged));
     assert_ne!(base, Key::new(&guest(), "documents", &docs));
-    assert_ne!(
+    assert_eq!(
         base,
-        Key::new(&guest(), "documents_json", &json!(docs.to_string()))
+        Key::new(&guest(), "documents_json", &json!(docs.to_string())),
+        "the guest is handed the same bytes either way"
     );
     let other_guest = blake3::hash(b"a retrieval guest with another analyser");
     assert_ne!(base, Key::new(&other_guest, "documents_json", &docs));
@@ -87,7 +88,7 @@ fn a_miss_hands_the_corpus_over_as_a_file_and_the_next_task_reads_the_index_besi
     let cache = cache(dir.path(), 1 << 20);
     let corpus = r#"[{"id": "a", "text": "some \"quoted\" words to rank"}]"#;
     let mut first = task(corpus);
-    let lease = cache.prepare(&mut first, &guest()).unwrap();
+    let lease = cache.prepare(&mut first, &guest(), None).unwrap();
     assert!(matches!(lease, Lease::Miss(_)));
     assert_eq!(
         first.payload,
@@ -108,7 +109,7 @@ fn a_miss_hands_the_corpus_over_as_a_file_and_the_next_task_reads_the_index_besi
     assert_eq!(cache.stats().stored, 1);
 
     let mut second = task(corpus);
-    let lease = cache.prepare(&mut second, &guest()).unwrap();
+    let lease = cache.prepare(&mut second, &guest(), None).unwrap();
     assert!(matches!(lease, Lease::Hit(_)));
     assert_eq!(
         second.payload,
@@ -136,7 +137,7 @@ fn a_list_of_documents_is_handed_over_as_its_json_and_a_corpus_over_the_budget_s
     let cache = cache(dir.path(), 1000);
     let docs = json!([{"id": "a", "text": "listed"}, "plain"]);
     let mut listed = TaskSpec::new("j", "retrieval", json!({"query": "q", "documents": docs}));
-    let _lease = cache.prepare(&mut listed, &guest()).unwrap();
+    let _lease = cache.prepare(&mut listed, &guest(), None).unwrap();
     assert_eq!(listed.payload[INPUT]["from"], "documents");
     assert_eq!(
         std::fs::read(mounted(&listed).join(CORPUS)).unwrap(),
@@ -144,7 +145,7 @@ fn a_list_of_documents_is_handed_over_as_its_json_and_a_corpus_over_the_budget_s
     );
     let large = "x".repeat(1000);
     let mut t = task(&large);
-    assert!(cache.prepare(&mut t, &guest()).is_none());
+    assert!(cache.prepare(&mut t, &guest(), None).is_none());
     assert_eq!(t.payload["documents_json"], large.as_str());
     assert!(t.mounts.is_empty());
 }
@@ -154,7 +155,7 @@ fn a_failed_task_or_an_oversized_index_is_not_kept() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), 1000);
     let mut t = task("a corpus that failed");
-    let lease = cache.prepare(&mut t, &guest()).unwrap();
+    let lease = cache.prepare(&mut t, &guest(), None).unwrap();
     guest_writes(&t, 10);
     lease.finish(false);
     assert!(!run(&cache, "a corpus that failed", 10), "still a miss");
@@ -198,7 +199,7 @@ fn an_index_a_task_is_reading_is_not_evicted_under_it() {
     let cache = cache(dir.path(), 150);
     assert!(!run(&cache, "corpus read", 100));
     let mut reader = task("corpus read");
-    let pin = cache.prepare(&mut reader, &guest()).unwrap();
+    let pin = cache.prepare(&mut reader, &guest(), None).unwrap();
     assert!(!run(&cache, "corpus new", 100));
     let MountSource::NodeCache(entry) = &reader.mounts[0].source else {
         panic!()
@@ -217,7 +218,7 @@ fn reopening_keeps_finished_indexes_and_drops_half_written_ones() {
         let cache = cache(dir.path(), 1000);
         assert!(!run(&cache, "corpus kept", 100));
         let mut t = task("corpus crashed");
-        let _lease = cache.prepare(&mut t, &guest()).unwrap();
+        let _lease = cache.prepare(&mut t, &guest(), None).unwrap();
         guest_writes(&t, 100);
         let old = dir
             .path()
@@ -248,13 +249,13 @@ fn reopening_keeps_finished_indexes_and_drops_half_written_ones() {
 fn small_corpora_directories_and_a_task_setting_the_input_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let cache = cache(dir.path(), 1000);
-    assert!(cache.prepare(&mut task("tiny"), &guest()).is_none());
+    assert!(cache.prepare(&mut task("tiny"), &guest(), None).is_none());
     let mut both = task("documents twice given");
     both.payload["documents"] = json!("and again");
-    assert!(cache.prepare(&mut both, &guest()).is_none());
+    assert!(cache.prepare(&mut both, &guest(), None).is_none());
     let mut directory = task("documents and a directory");
     directory.payload["directory"] = json!("/data");
-    assert!(cache.prepare(&mut directory, &guest()).is_none());
+    assert!(cache.prepare(&mut directory, &guest(), None).is_none());
     let mut forged = task("a task that names its own index");
     forged.payload[INPUT] = json!({"read": "/data/index.bm25"});
     assert_eq!(
@@ -262,4 +263,92 @@ fn small_corpora_directories_and_a_task_setting_the_input_are_left_alone() {
         crate::failure::FailureKind::InvalidInput
     );
     assert!(refuse_reserved(&task("fine")).is_ok());
+}
+
+/// `text` as a corpus the node holds in a file under `dir`.
+fn stored(dir: &Path, text: &str) -> StoredCorpus {
+    let path = dir.join(blake3::hash(text.as_bytes()).to_hex().as_str());
+    std::fs::write(&path, text).unwrap();
+    StoredCorpus {
+        hash: blake3::hash(text.as_bytes()),
+        path,
+        size: text.len() as u64,
+    }
+}
+
+#[test]
+fn a_stored_corpus_shares_the_index_of_the_same_bytes_inline_and_a_hit_reads_none_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = tempfile::tempdir().unwrap();
+    let cache = cache(dir.path(), 1 << 20);
+    let corpus = r#"[{"id": "a", "text": "an uploaded corpus"}]"#;
+    let blob = stored(blobs.path(), corpus);
+    let mut first = TaskSpec::new("j", "retrieval", json!({"query": "q"}));
+    let lease = cache.prepare(&mut first, &guest(), Some(&blob)).unwrap();
+    assert!(matches!(lease, Lease::Miss(_)));
+    assert_eq!(first.payload[INPUT]["from"], "documents_json");
+    let handed = mounted(&first).join(CORPUS);
+    assert_eq!(std::fs::read_to_string(&handed).unwrap(), corpus);
+    std::fs::write(&handed, "what a guest may write where it writes its index").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&blob.path).unwrap(),
+        corpus,
+        "the writable directory holds a copy, never the blob itself"
+    );
+    std::fs::write(&handed, corpus).unwrap();
+    guest_writes(&first, 100);
+    lease.finish(true);
+
+    assert!(run(&cache, corpus, 100), "the same bytes inline");
+    std::fs::remove_file(&blob.path).unwrap();
+    let mut again = TaskSpec::new("j", "retrieval", json!({"query": "q"}));
+    let lease = cache.prepare(&mut again, &guest(), Some(&blob)).unwrap();
+    assert!(
+        matches!(lease, Lease::Hit(_)),
+        "keyed by the blob's hash alone"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mounted(&again).join(CORPUS)).unwrap(),
+        corpus
+    );
+    let other = stored(blobs.path(), r#"[{"id": "a", "text": "another corpus"}]"#);
+    let mut changed = TaskSpec::new("j", "retrieval", json!({"query": "q"}));
+    let lease = cache.prepare(&mut changed, &guest(), Some(&other)).unwrap();
+    assert!(matches!(lease, Lease::Miss(_)));
+    let mut both = task(corpus);
+    assert!(
+        cache.prepare(&mut both, &guest(), Some(&blob)).is_none(),
+        "a blob and an inline corpus together are not one corpus"
+    );
+}
+
+#[test]
+fn a_stored_corpus_the_cache_takes_no_part_in_is_handed_over_read_only_until_the_task_ends() {
+    let blobs = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let blob = stored(blobs.path(), "tiny");
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = TaskSpec::new("j", "retrieval", json!({"query": "q"}));
+    assert!(
+        cache(dir.path(), 1000)
+            .prepare(&mut t, &guest(), Some(&blob))
+            .is_none(),
+        "under the cache's smallest corpus"
+    );
+    let lease = hand_over(&mut t, &blob, scratch.path()).unwrap();
+    assert_eq!(
+        t.payload,
+        json!({"query": "q", "index_cache": {
+            "corpus": format!("{GUEST_DIR}/{CORPUS}"), "from": "documents_json"}})
+    );
+    assert!(!t.mounts[0].writable);
+    let handed = mounted(&t).to_path_buf();
+    assert_eq!(std::fs::read(handed.join(CORPUS)).unwrap(), b"tiny");
+    lease.finish(true);
+    assert!(!handed.exists(), "the directory goes with the task");
+    assert!(blob.path.exists(), "the blob stays");
+
+    let err = hand_over(&mut t, &blob, scratch.path()).err().unwrap();
+    assert_eq!(err.kind, crate::failure::FailureKind::InvalidInput);
+    assert!(err.message.contains(GUEST_DIR), "{err}");
 }

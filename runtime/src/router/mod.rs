@@ -9,9 +9,10 @@
 //! node's Python runtime; `embedding`, `llm_inference` and `model_download`
 //! go to the model backend (`routes`). Uploaded blobs named by a task are
 //! resolved here, before any executor sees it, and a built-in retrieval
-//! over a large inline corpus is pointed at the index cache
-//! ([`crate::index_cache`]).
+//! over a large corpus is pointed at the index cache
+//! ([`crate::index_cache`]; `corpus`).
 
+mod corpus;
 mod gate;
 mod routes;
 #[cfg(test)]
@@ -293,6 +294,7 @@ impl Router {
         if is_builtin_retrieval(&task) {
             crate::index_cache::refuse_reserved(&task)?;
         }
+        self.check_corpus_blob(&task)?;
         let mode = task
             .runtime
             .mode_kind()
@@ -317,7 +319,7 @@ impl Router {
                         ));
                     }
                     let id = BlobId::parse(reference)?;
-                    wasm.component = ComponentSource::File(self.blob_store()?.component(&id)?);
+                    wasm.component = ComponentSource::File(self.blob_store()?.file(&id)?);
                 }
                 _ => {}
             },
@@ -374,7 +376,7 @@ impl Router {
                 "the task's start could not be recorded; it did not run",
             ));
         }
-        let lease = self.index_lease(&mut plan.task)?;
+        let lease = self.corpus_lease(&mut plan.task)?;
         if let Some(python) = self.python.as_ref().filter(|p| p.runs(&plan.task.runtime)) {
             self.python_ready(python, &options).await?;
         }

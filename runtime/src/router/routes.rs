@@ -4,7 +4,6 @@
 
 use super::{ARTIFACTS_MOUNT, Router, WORKSPACE_MOUNT};
 use crate::failure::TaskFailure;
-use crate::index_cache::Lease;
 use crate::task::{
     ComponentSource, ImageRuntime, Mount, MountSource, Runtime, TaskSpec, WasmRuntime,
 };
@@ -21,23 +20,6 @@ pub(super) fn is_builtin_retrieval(task: &TaskSpec) -> bool {
 }
 
 impl Router {
-    /// Points a built-in retrieval task at the index cache, where the node
-    /// keeps one (see [`crate::index_cache`]); a deterministic task builds
-    /// its index itself, since its answer would say whether the cache hit.
-    pub(super) fn index_lease(&self, task: &mut TaskSpec) -> Result<Option<Lease>, TaskFailure> {
-        match &self.index_cache {
-            Some(cache) if is_builtin_retrieval(task) && task.deterministic.is_none() => {
-                let guest = self
-                    .executors
-                    .wasm
-                    .load(&ComponentSource::Builtin("retrieval".into()))?
-                    .hash;
-                Ok(cache.prepare(task, &guest))
-            }
-            _ => Ok(None),
-        }
-    }
-
     /// Picks the runtime of an `auto` task from its type, and gives what
     /// it picked the task's environment.
     pub(super) fn route_by_type(&self, mut task: TaskSpec) -> Result<TaskSpec, TaskFailure> {

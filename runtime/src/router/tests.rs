@@ -5,7 +5,7 @@ use crate::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
 use serde_json::json;
 use std::time::Duration;
 
-fn router(policy: Policy) -> (tempfile::TempDir, Router) {
+pub(super) fn router(policy: Policy) -> (tempfile::TempDir, Router) {
     let dir = tempfile::tempdir().unwrap();
     let wasm = WasmExecutor::new(WasmConfig {
         engine: EngineSettings {
