@@ -258,10 +258,11 @@ pub fn rows(sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Row>> {
         );
         let blob_metric =
             format!("{size} docs, repeated query, corpus uploaded once (documents_blob): p50");
+        let blob_share = by_blob.p50().as_secs_f64() / first.p50().as_secs_f64();
         let blob_value = format!(
             "{} ({:.1}% of the first)",
             human(by_blob.p50()),
-            by_blob.p50().as_secs_f64() / first.p50().as_secs_f64() * 100.0
+            blob_share * 100.0
         );
         if size == TARGET_SIZE {
             rows.push(Row::target(
@@ -278,11 +279,18 @@ pub fn rows(sizes: &[usize], repeats: usize) -> anyhow::Result<Vec<Row>> {
                 "≤ 20 ms p50 and ≤ 2% of the first",
                 again.p50() <= Duration::from_millis(20) && share <= 0.02,
             ));
+            rows.push(Row::target(
+                S5,
+                blob_metric,
+                blob_value,
+                "≤ 20 ms p50 and ≤ 2% of the first",
+                by_blob.p50() <= Duration::from_millis(20) && blob_share <= 0.02,
+            ));
         } else {
             rows.push(Row::info(S5, first_metric, first_value));
             rows.push(Row::info(S5, again_metric, again_value));
+            rows.push(Row::info(S5, blob_metric, blob_value));
         }
-        rows.push(Row::info(S5, blob_metric, blob_value));
     }
     Ok(rows)
 }
