@@ -24,16 +24,6 @@ fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-async fn upload(node: &NodeProcess, bytes: Vec<u8>) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .put(node.at("/blobs"))
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
 async fn get(node: &NodeProcess, path: &str) -> (u16, Vec<u8>) {
     let response = reqwest::get(node.at(path)).await.unwrap();
     let status = response.status().as_u16();
@@ -53,7 +43,7 @@ async fn an_uploaded_tree_mounts_read_only_and_a_workspace_comes_back_as_files()
         ("src/app.py", "x = 1  # TODO: fix\n"),
         ("README.md", "no todo here\n"),
     ]);
-    let (status, stored) = upload(&node, tree.clone()).await;
+    let (status, stored) = node.upload(tree.clone()).await;
     assert_eq!(status, 201, "{stored}");
     let blob = stored["blob"].as_str().unwrap().to_string();
     assert_eq!(
@@ -61,7 +51,7 @@ async fn an_uploaded_tree_mounts_read_only_and_a_workspace_comes_back_as_files()
         json!({"files": 2, "bytes": 32}),
         "{stored}"
     );
-    let (status, again) = upload(&node, tree).await;
+    let (status, again) = node.upload(tree).await;
     assert_eq!((status, &again["created"]), (200, &json!(false)), "{again}");
     let hash = blob.strip_prefix("blob:").unwrap();
     assert_eq!(node.get_json(&format!("/blobs/{hash}")).await["blob"], blob);
@@ -153,7 +143,7 @@ async fn an_uploaded_tree_mounts_read_only_and_a_workspace_comes_back_as_files()
 #[tokio::test]
 async fn uploads_past_the_caps_or_unsafe_archives_are_refused() {
     let node = NodeProcess::start("[blobs]\nmax_mb = 1\nmax_total_mb = 2\n").await;
-    let (status, body) = upload(&node, vec![b'a'; (1 << 20) + 1]).await;
+    let (status, body) = node.upload(vec![b'a'; (1 << 20) + 1]).await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (413, &json!("BLOB_TOO_LARGE")),
@@ -166,15 +156,15 @@ async fn uploads_past_the_caps_or_unsafe_archives_are_refused() {
     header.as_old_mut().name[..5].copy_from_slice(b"../ok");
     header.set_cksum();
     evil[..512].copy_from_slice(header.as_bytes());
-    let (status, body) = upload(&node, evil).await;
+    let (status, body) = node.upload(evil).await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (400, &json!("INVALID_ARCHIVE")),
         "{body}"
     );
-    assert_eq!(upload(&node, vec![1; 1 << 20]).await.0, 201);
-    assert_eq!(upload(&node, vec![2; 1 << 20]).await.0, 201);
-    let (status, body) = upload(&node, vec![3; 10]).await;
+    assert_eq!(node.upload(vec![1; 1 << 20]).await.0, 201);
+    assert_eq!(node.upload(vec![2; 1 << 20]).await.0, 201);
+    let (status, body) = node.upload(vec![3; 10]).await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (507, &json!("BLOB_STORE_FULL")),
@@ -222,7 +212,7 @@ async fn an_uploaded_component_runs_only_where_the_policy_allows_it() {
         "{info}"
     );
     assert_eq!(info["image_pull"], "never", "{info}");
-    let (status, stored) = upload(&closed, component.clone()).await;
+    let (status, stored) = closed.upload(component.clone()).await;
     assert_eq!(status, 201, "{stored}");
     assert_eq!(stored.get("archive"), None);
     let (status, body) = closed
@@ -242,7 +232,7 @@ async fn an_uploaded_component_runs_only_where_the_policy_allows_it() {
 
     let open = NodeProcess::start("[policy]\nallow_uploaded_components = true\n").await;
     assert_eq!(open.get_json("/info").await["uploads"]["components"], true);
-    let (_, stored) = upload(&open, component).await;
+    let (_, stored) = open.upload(component).await;
     let ended = open
         .run_job(&job(stored["blob"].as_str().unwrap()), WAIT)
         .await;

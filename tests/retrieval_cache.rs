@@ -156,15 +156,8 @@ async fn a_corpus_that_is_not_json_fails_its_task_and_is_not_kept() {
 async fn a_corpus_uploaded_once_is_queried_by_name_and_shares_the_index_of_the_same_bytes_inline() {
     let node = NodeProcess::start(CONFIG).await;
     let docs = corpus(false);
-    let uploaded: Value = reqwest::Client::new()
-        .put(node.at("/blobs"))
-        .body(docs.clone())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, uploaded) = node.upload(docs.clone()).await;
+    assert_eq!(status, 201, "{uploaded}");
     let blob = uploaded["blob"].as_str().unwrap();
     let by_name = json!({"query": "lease timeout shard 3", "documents_blob": blob, "top_k": 3});
     let first = ask(&node, "b1", by_name.clone()).await;

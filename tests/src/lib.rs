@@ -594,6 +594,22 @@ impl NodeProcess {
         wait_terminal(&reqwest::Client::new(), self, id, timeout).await
     }
 
+    /// `PUT /blobs` with `bytes`: the status and the JSON answer (null
+    /// when the answer is not JSON).
+    pub async fn upload(&self, bytes: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .put(self.at("/blobs"))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT /blobs: {e}"));
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// `POST path` with the JSON `body`: the status and the JSON answer
     /// (null when the answer is not JSON).
     pub async fn post_json(

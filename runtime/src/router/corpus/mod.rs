@@ -10,7 +10,7 @@ use super::routes::is_builtin_retrieval;
 use crate::blobs::BlobId;
 use crate::failure::TaskFailure;
 use crate::index_cache::{self, Lease, StoredCorpus};
-use crate::task::{ComponentSource, TaskSpec};
+use crate::task::{ComponentSource, Runtime, TaskSpec};
 
 /// The payload key naming the blob.
 pub const INPUT: &str = "documents_blob";
@@ -23,17 +23,21 @@ fn given(task: &TaskSpec) -> Option<&serde_json::Value> {
 }
 
 impl Router {
-    /// Checks a task's `documents_blob`: read by the built-in retrieval
-    /// guest only, the only corpus given, and a blob this node holds.
+    /// Checks a built-in retrieval's `documents_blob`: a string, the only
+    /// corpus given, and a blob this node holds. A retrieval on a model
+    /// server cannot take one.
     pub(super) fn check_corpus_blob(&self, task: &TaskSpec) -> Result<(), TaskFailure> {
         let Some(value) = given(task) else {
             return Ok(());
         };
         if !is_builtin_retrieval(task) {
-            return match task.task_type.as_str() {
-                "retrieval" => Err(TaskFailure::invalid_input(format!(
-                    "`{INPUT}` is read by the built-in retrieval guest; a retrieval on a server takes its documents inline"
-                ))),
+            return match task.runtime {
+                Runtime::Model if task.task_type == "retrieval" => {
+                    Err(TaskFailure::invalid_input(format!(
+                        "`{INPUT}` is read by the built-in retrieval guest; a retrieval on a server takes its documents inline"
+                    )))
+                }
+                // Another component's payload is its own.
                 _ => Ok(()),
             };
         }

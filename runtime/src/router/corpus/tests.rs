@@ -66,6 +66,11 @@ async fn a_blob_corpus_is_checked_when_the_task_is_planned() {
         r.plan(elsewhere).is_ok(),
         "other task types' payloads are their own"
     );
+    let mut own = query((INPUT, "my own reference"));
+    own.runtime = Runtime::Wasm(crate::task::WasmRuntime::new(ComponentSource::Builtin(
+        "grep".into(),
+    )));
+    assert!(r.plan(own).is_ok(), "so are other components'");
 }
 
 #[tokio::test]
