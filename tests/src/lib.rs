@@ -13,6 +13,15 @@ pub mod web;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// A response's status and its JSON (null when it is not JSON).
+async fn status_and_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// The `wasmnode` binary built for this test run (`WASMNODE_BIN` overrides).
 pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WASMNODE_BIN") {
@@ -603,11 +612,7 @@ impl NodeProcess {
             .send()
             .await
             .unwrap_or_else(|e| panic!("PUT /blobs: {e}"));
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        status_and_json(response).await
     }
 
     /// `POST path` with the JSON `body`: the status and the JSON answer
@@ -623,11 +628,7 @@ impl NodeProcess {
             .send()
             .await
             .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        status_and_json(response).await
     }
 
     /// `GET path` as text.
