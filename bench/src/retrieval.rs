@@ -135,15 +135,7 @@ async fn run(
     let mut spec = spec(docs);
     let started = Instant::now();
     let stored = match docs {
-        Docs::Blob(blobs, id) => {
-            let path = blobs.file(id).expect("uploaded");
-            let size = std::fs::metadata(&path).expect("uploaded").len();
-            Some(StoredCorpus {
-                hash: id.hash(),
-                path,
-                size,
-            })
-        }
+        Docs::Blob(blobs, id) => Some(StoredCorpus::of_blob(blobs, id).expect("uploaded")),
         Docs::Inline(_) => None,
     };
     let lease = match cache {

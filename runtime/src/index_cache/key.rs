@@ -1,6 +1,7 @@
 //! The content key of a corpus, and the corpus's bytes as the guest reads
 //! them: inline in a task's input, or a file the node holds.
 
+use crate::blobs::{BlobError, BlobId, BlobStore};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -97,4 +98,15 @@ pub struct StoredCorpus {
 impl StoredCorpus {
     /// The input the guest reads its bytes as.
     pub(super) const INPUT: &str = "documents_json";
+
+    /// The uploaded blob `id` in `blobs` as a corpus (its file marked used).
+    pub fn of_blob(blobs: &BlobStore, id: &BlobId) -> Result<Self, BlobError> {
+        let path = blobs.file(id)?;
+        let size = std::fs::metadata(&path)?.len();
+        Ok(Self {
+            hash: id.hash(),
+            path,
+            size,
+        })
+    }
 }

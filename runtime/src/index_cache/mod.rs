@@ -189,7 +189,7 @@ impl IndexCache {
     ) -> Option<Lease> {
         let payload = task.payload.as_object()?;
         let present = |k: &str| payload.get(k).is_some_and(|v| !v.is_null());
-        if present("directory") || task.mounts.iter().any(|m| m.guest_path == GUEST_DIR) {
+        if present("directory") || guest_dir_taken(task) {
             return None;
         }
         let mut given = SOURCES.iter().filter(|k| present(k));
@@ -270,6 +270,11 @@ impl IndexCache {
     }
 }
 
+/// Whether `task` mounts something where the node hands it its documents.
+fn guest_dir_taken(task: &TaskSpec) -> bool {
+    task.mounts.iter().any(|m| m.guest_path == GUEST_DIR)
+}
+
 /// Hands `stored` to a retrieval task the cache takes no part in (no
 /// cache, a deterministic task, a corpus too small or too large for it): a
 /// hard link to it (a copy across file systems) in a fresh directory under
@@ -280,7 +285,7 @@ pub fn hand_over(
     stored: &StoredCorpus,
     scratch: &Path,
 ) -> Result<Lease, TaskFailure> {
-    if task.mounts.iter().any(|m| m.guest_path == GUEST_DIR) {
+    if guest_dir_taken(task) {
         return Err(TaskFailure::invalid_input(format!(
             "`{GUEST_DIR}` is where the node hands a retrieval its documents; mount elsewhere"
         )));

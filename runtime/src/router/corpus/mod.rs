@@ -100,15 +100,7 @@ impl Router {
             return Ok(None);
         };
         let id = BlobId::parse(text)?;
-        let path = self.blob_store()?.file(&id)?;
-        let size = std::fs::metadata(&path)
-            .map_err(|e| TaskFailure::internal(format!("cannot read blob {id}: {e}")))?
-            .len();
-        Ok(Some(StoredCorpus {
-            hash: id.hash(),
-            path,
-            size,
-        }))
+        Ok(Some(StoredCorpus::of_blob(self.blob_store()?, &id)?))
     }
 }
 
