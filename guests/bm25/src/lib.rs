@@ -275,18 +275,23 @@ impl Index {
     /// at most `top_k` hits, best first. Documents without any query term are
     /// never returned.
     pub fn search(&self, query: &str, top_k: usize, keep: impl Fn(usize) -> bool) -> Vec<Hit> {
-        let postings = self
-            .query_terms(query)
-            .into_iter()
-            .filter_map(|term| self.terms.get(&term))
-            .map(|&id| self.postings[id as usize].as_slice());
         let stats = Stats {
             k1: self.k1,
             b: self.b,
             total_length: self.total_length,
             doc_lengths: &self.doc_lengths,
         };
-        stats.rank(postings, top_k, keep, |a, b| {
+        let mut scores = stats.scores();
+        for term in self.query_terms(query) {
+            if let Some(&id) = self.terms.get(&term) {
+                let postings = &self.postings[id as usize];
+                let idf = scores.idf(postings.len());
+                for &(doc, tf) in postings {
+                    scores.add(idf, doc, tf);
+                }
+            }
+        }
+        scores.best(top_k, keep, |a, b| {
             self.doc_id(a).cmp(self.doc_id(b)).then(a.cmp(&b))
         })
     }
@@ -311,39 +316,59 @@ struct Stats<'a> {
     doc_lengths: &'a [u32],
 }
 
-impl Stats<'_> {
-    /// Scores the documents `keep` accepts over the postings of each
-    /// distinct query term, in query order (so an index read from a file
-    /// sums in the same order and gives the same scores), and returns the
-    /// best `top_k`, ties broken by `tie`.
-    fn rank<'p>(
-        &self,
-        postings: impl Iterator<Item = &'p [(u32, u32)]>,
+impl<'a> Stats<'a> {
+    /// A score of zero for every document, to add the postings of each
+    /// distinct query term to, in query order (so an index read from a file
+    /// sums in the same order and gives the same scores).
+    fn scores(&'a self) -> Scores<'a> {
+        let docs = self.doc_lengths.len();
+        Scores {
+            stats: self,
+            n: docs as f64,
+            avg_len: (self.total_length as f64 / docs.max(1) as f64).max(1.0),
+            scores: vec![0.0; docs],
+        }
+    }
+}
+
+/// Documents' scores as the postings of the query terms are added.
+struct Scores<'a> {
+    stats: &'a Stats<'a>,
+    n: f64,
+    avg_len: f64,
+    scores: Vec<f64>,
+}
+
+impl Scores<'_> {
+    /// The inverse document frequency of a term found in `df` documents.
+    fn idf(&self, df: usize) -> f64 {
+        let df = df as f64;
+        (1.0 + (self.n - df + 0.5) / (df + 0.5)).ln()
+    }
+
+    /// Adds the posting of a term with `idf` for `doc`, where the term
+    /// occurs `tf` times; a document this index does not hold is skipped.
+    #[inline]
+    fn add(&mut self, idf: f64, doc: u32, tf: u32) {
+        let Some(&length) = self.stats.doc_lengths.get(doc as usize) else {
+            return;
+        };
+        let Stats { k1, b, .. } = *self.stats;
+        let tf = f64::from(tf);
+        let norm = 1.0 - b + b * f64::from(length) / self.avg_len;
+        self.scores[doc as usize] += idf * tf * (k1 + 1.0) / (tf + k1 * norm);
+    }
+
+    /// The best `top_k` of the documents `keep` accepts with a score above
+    /// zero, best first, ties broken by `tie`.
+    fn best(
+        self,
         top_k: usize,
         keep: impl Fn(usize) -> bool,
         tie: impl Fn(usize, usize) -> Ordering,
     ) -> Vec<Hit> {
-        let docs = self.doc_lengths.len();
-        if docs == 0 || top_k == 0 {
+        if top_k == 0 {
             return Vec::new();
-        }
-        let n = docs as f64;
-        let avg_len = (self.total_length as f64 / n).max(1.0);
-        let mut scores = vec![0.0f64; docs];
-        for postings in postings {
-            let df = postings.len() as f64;
-            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
-            for &(doc, tf) in postings {
-                let Some(&length) = self.doc_lengths.get(doc as usize) else {
-                    continue;
-                };
-                if !keep(doc as usize) {
-                    continue;
-                }
-                let tf = f64::from(tf);
-                let norm = 1.0 - self.b + self.b * f64::from(length) / avg_len;
-                scores[doc as usize] += idf * tf * (self.k1 + 1.0) / (tf + self.k1 * norm);
-            }
         }
         let order = |a: &Hit, b: &Hit| {
             b.score
@@ -351,10 +376,11 @@ impl Stats<'_> {
                 .unwrap_or(Ordering::Equal)
                 .then_with(|| tie(a.index, b.index))
         };
-        let scored = scores
+        let scored = self
+            .scores
             .into_iter()
             .enumerate()
-            .filter(|(_, s)| *s > 0.0)
+            .filter(|&(index, score)| score > 0.0 && keep(index))
             .map(|(index, score)| Hit { index, score });
         if top_k <= SMALL_TOP_K {
             return best_of(scored, top_k, order);

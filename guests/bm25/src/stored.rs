@@ -209,31 +209,29 @@ impl<R: Read + Seek> StoredIndex<R> {
         top_k: usize,
         keep: impl Fn(usize) -> bool,
     ) -> io::Result<Vec<Hit>> {
-        let mut lists = Vec::new();
-        for term in self.query_terms(query) {
-            if let Some((at, len, count)) = self.lookup(&term)? {
-                if at
-                    .checked_add(len)
-                    .is_none_or(|end| end > self.postings_len)
-                {
-                    return Err(invalid("a postings list is out of range"));
-                }
-                let bytes = self.read_at(self.postings_at + at, len)?;
-                lists.push(decode_postings(&bytes, count)?);
-            }
-        }
         let stats = Stats {
             k1: self.k1,
             b: self.b,
             total_length: self.total_length,
             doc_lengths: &self.doc_lengths,
         };
+        let mut scores = stats.scores();
+        for term in self.query_terms(query) {
+            let Some((at, len, count)) = self.lookup(&term)? else {
+                continue;
+            };
+            if at
+                .checked_add(len)
+                .is_none_or(|end| end > self.postings_len)
+            {
+                return Err(invalid("a postings list is out of range"));
+            }
+            let bytes = read_at(&mut self.reader, self.postings_at + at, len)?;
+            let idf = scores.idf(count as usize);
+            decode_postings(&bytes, count, |doc, tf| scores.add(idf, doc, tf))?;
+        }
         let ranks = &self.id_ranks;
-        Ok(
-            stats.rank(lists.iter().map(Vec::as_slice), top_k, keep, |a, b| {
-                ranks[a].cmp(&ranks[b])
-            }),
-        )
+        Ok(scores.best(top_k, keep, |a, b| ranks[a].cmp(&ranks[b])))
     }
 
     /// The record written for document `doc`.
@@ -292,13 +290,18 @@ impl<R: Read + Seek> StoredIndex<R> {
     }
 
     fn read_at(&mut self, at: u64, len: u64) -> io::Result<Vec<u8>> {
-        self.reader.seek(SeekFrom::Start(at))?;
-        let mut bytes = vec![0; usize::try_from(len).map_err(|_| invalid("too large"))?];
-        self.reader
-            .read_exact(&mut bytes)
-            .map_err(|_| invalid("truncated"))?;
-        Ok(bytes)
+        read_at(&mut self.reader, at, len)
     }
+}
+
+/// The `len` bytes at `at`.
+fn read_at(reader: &mut (impl Read + Seek), at: u64, len: u64) -> io::Result<Vec<u8>> {
+    reader.seek(SeekFrom::Start(at))?;
+    let mut bytes = vec![0; usize::try_from(len).map_err(|_| invalid("too large"))?];
+    reader
+        .read_exact(&mut bytes)
+        .map_err(|_| invalid("truncated"))?;
+    Ok(bytes)
 }
 
 fn invalid(why: &str) -> io::Error {
@@ -320,9 +323,9 @@ fn read_vec(reader: &mut impl Read, len: u64, size: u64) -> io::Result<Vec<u8>> 
     Ok(bytes)
 }
 
-/// Decodes `count` (document, frequency) pairs written by [`Index::to_bytes`].
-fn decode_postings(bytes: &[u8], count: u32) -> io::Result<Vec<(u32, u32)>> {
-    let mut out = Vec::with_capacity(count.min(1 << 20) as usize);
+/// Calls `posting(document, frequency)` for each of the `count` postings
+/// written by [`Index::to_bytes`] in `bytes`.
+fn decode_postings(bytes: &[u8], count: u32, mut posting: impl FnMut(u32, u32)) -> io::Result<()> {
     let (mut at, mut doc) = (0, 0u32);
     for _ in 0..count {
         let gap = varint(bytes, &mut at)?;
@@ -330,9 +333,9 @@ fn decode_postings(bytes: &[u8], count: u32) -> io::Result<Vec<(u32, u32)>> {
         doc = doc
             .checked_add(gap)
             .ok_or_else(|| invalid("a posting is out of range"))?;
-        out.push((doc, tf));
+        posting(doc, tf);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u32) {
@@ -343,7 +346,19 @@ fn put_varint(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
+/// Reads the varint at `at`: most are one byte.
+#[inline]
 fn varint(bytes: &[u8], at: &mut usize) -> io::Result<u32> {
+    match bytes.get(*at) {
+        Some(&byte) if byte < 0x80 => {
+            *at += 1;
+            Ok(u32::from(byte))
+        }
+        _ => long_varint(bytes, at),
+    }
+}
+
+fn long_varint(bytes: &[u8], at: &mut usize) -> io::Result<u32> {
     let mut value = 0u32;
     for shift in (0..35).step_by(7) {
         let byte = *bytes

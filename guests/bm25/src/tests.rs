@@ -185,3 +185,41 @@ fn eight_bytes_are_plain_exactly_when_each_is_a_lower_case_letter_or_digit() {
         }
     }
 }
+
+#[test]
+fn a_score_is_the_bm25_formula_summed_over_the_query_terms() {
+    let mut index = Index::default();
+    index.add("one", "alpha");
+    index.add("three", "alpha beta gamma");
+    index.add("twice", "alpha alpha beta");
+    index.add("long", &format!("alpha{}", " filler".repeat(5000)));
+    let avg_len = (1 + 3 + 3 + 5001) as f64 / 4.0;
+    let bm25 = |df: f64, tf: f64, length: usize| {
+        let idf = (1.0 + (4.0 - df + 0.5) / (df + 0.5)).ln();
+        let norm = 1.0 - DEFAULT_B + DEFAULT_B * length as f64 / avg_len;
+        idf * tf * (DEFAULT_K1 + 1.0) / (tf + DEFAULT_K1 * norm)
+    };
+    let scores = |query: &str| {
+        let mut hits = index.search(query, 4, |_| true);
+        hits.sort_by_key(|hit| hit.index);
+        hits.iter().map(|hit| hit.score).collect::<Vec<f64>>()
+    };
+    assert_eq!(
+        scores("alpha"),
+        [
+            bm25(4.0, 1.0, 1),
+            bm25(4.0, 1.0, 3),
+            bm25(4.0, 2.0, 3),
+            bm25(4.0, 1.0, 5001)
+        ]
+    );
+    assert_eq!(
+        scores("alpha beta"),
+        [
+            bm25(4.0, 1.0, 1),
+            bm25(4.0, 1.0, 3) + bm25(2.0, 1.0, 3),
+            bm25(4.0, 2.0, 3) + bm25(2.0, 1.0, 3),
+            bm25(4.0, 1.0, 5001)
+        ]
+    );
+}
