@@ -48,7 +48,9 @@ const CORPUS: &str = "corpus";
 /// Directory of the indexes being written by running tasks.
 const INCOMING: &str = "incoming";
 /// The inputs a corpus may come in, each read differently by the guest.
-const SOURCES: [&str; 2] = ["documents_json", "documents"];
+pub(crate) const SOURCES: [&str; 2] = ["documents_json", "documents"];
+/// The input naming a mounted directory of documents instead: never cached.
+pub(crate) const DIRECTORY: &str = "directory";
 
 /// How the cache is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +191,7 @@ impl IndexCache {
     ) -> Option<Lease> {
         let payload = task.payload.as_object()?;
         let present = |k: &str| payload.get(k).is_some_and(|v| !v.is_null());
-        if present("directory") || guest_dir_taken(task) {
+        if present(DIRECTORY) || guest_dir_taken(task) {
             return None;
         }
         let mut given = SOURCES.iter().filter(|k| present(k));

@@ -14,8 +14,6 @@ use crate::task::{ComponentSource, Runtime, TaskSpec};
 
 /// The payload key naming the blob.
 pub const INPUT: &str = "documents_blob";
-/// The inputs it stands in for.
-const OTHERS: [&str; 3] = ["documents_json", "documents", "directory"];
 
 /// The blob reference `task` gives, where it gives one.
 fn given(task: &TaskSpec) -> Option<&serde_json::Value> {
@@ -46,9 +44,10 @@ impl Router {
                 "`{INPUT}` must be a string: blob: and the blake3 hash of an uploaded blob"
             )));
         };
-        if let Some(other) = OTHERS
-            .iter()
-            .find(|k| task.payload.get(**k).is_some_and(|v| !v.is_null()))
+        if let Some(other) = index_cache::SOURCES
+            .into_iter()
+            .chain([index_cache::DIRECTORY])
+            .find(|k| task.payload.get(*k).is_some_and(|v| !v.is_null()))
         {
             return Err(TaskFailure::invalid_input(format!(
                 "give only one of `{INPUT}` and `{other}`"

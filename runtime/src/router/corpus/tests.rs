@@ -55,9 +55,11 @@ async fn a_blob_corpus_is_checked_when_the_task_is_planned() {
     let mut numbered = query((INPUT, &blob));
     numbered.payload[INPUT] = json!(7);
     refused(numbered, "must be a string");
-    let mut both = query((INPUT, &blob));
-    both.payload["documents_json"] = json!(docs());
-    refused(both, "only one of `documents_blob` and `documents_json`");
+    for other in ["documents_json", "documents", "directory"] {
+        let mut both = query((INPUT, &blob));
+        both.payload[other] = json!(docs());
+        refused(both, &format!("only one of `documents_blob` and `{other}`"));
+    }
     let mut on_a_server = query((INPUT, &blob));
     on_a_server.payload["retrieval_backend"] = json!("ollama");
     refused(on_a_server, "built-in retrieval guest");
