@@ -275,13 +275,7 @@ impl Index {
     /// at most `top_k` hits, best first. Documents without any query term are
     /// never returned.
     pub fn search(&self, query: &str, top_k: usize, keep: impl Fn(usize) -> bool) -> Vec<Hit> {
-        let stats = Stats {
-            k1: self.k1,
-            b: self.b,
-            total_length: self.total_length,
-            doc_lengths: &self.doc_lengths,
-        };
-        let mut scores = stats.scores();
+        let mut scores = Scores::new(self.k1, self.b, self.total_length, &self.doc_lengths);
         for term in self.query_terms(query) {
             if let Some(&id) = self.terms.get(&term) {
                 let postings = &self.postings[id as usize];
@@ -308,53 +302,45 @@ fn distinct_terms(tokenizer: &Tokenizer, text: &str) -> Vec<String> {
     seen
 }
 
-/// What scoring needs of an index, in memory or stored.
-struct Stats<'a> {
+/// Every document's score, in memory or stored, as the postings of the
+/// distinct query terms are added to it in query order (so an index read
+/// from a file sums in the same order and gives the same scores).
+struct Scores<'a> {
     k1: f64,
     b: f64,
-    total_length: u64,
-    doc_lengths: &'a [u32],
-}
-
-impl<'a> Stats<'a> {
-    /// A score of zero for every document, to add the postings of each
-    /// distinct query term to, in query order (so an index read from a file
-    /// sums in the same order and gives the same scores).
-    fn scores(&'a self) -> Scores<'a> {
-        let docs = self.doc_lengths.len();
-        Scores {
-            stats: self,
-            n: docs as f64,
-            avg_len: (self.total_length as f64 / docs.max(1) as f64).max(1.0),
-            scores: vec![0.0; docs],
-        }
-    }
-}
-
-/// Documents' scores as the postings of the query terms are added.
-struct Scores<'a> {
-    stats: &'a Stats<'a>,
-    n: f64,
     avg_len: f64,
+    doc_lengths: &'a [u32],
     scores: Vec<f64>,
 }
 
-impl Scores<'_> {
+impl<'a> Scores<'a> {
+    /// A score of zero for each of the documents whose lengths are
+    /// `doc_lengths`, `total_length` in all.
+    fn new(k1: f64, b: f64, total_length: u64, doc_lengths: &'a [u32]) -> Self {
+        let docs = doc_lengths.len();
+        Self {
+            k1,
+            b,
+            avg_len: (total_length as f64 / docs.max(1) as f64).max(1.0),
+            doc_lengths,
+            scores: vec![0.0; docs],
+        }
+    }
+
     /// The inverse document frequency of a term found in `df` documents.
     fn idf(&self, df: usize) -> f64 {
-        let df = df as f64;
-        (1.0 + (self.n - df + 0.5) / (df + 0.5)).ln()
+        let (n, df) = (self.doc_lengths.len() as f64, df as f64);
+        (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
 
     /// Adds the posting of a term with `idf` for `doc`, where the term
     /// occurs `tf` times; a document this index does not hold is skipped.
     #[inline]
     fn add(&mut self, idf: f64, doc: u32, tf: u32) {
-        let Some(&length) = self.stats.doc_lengths.get(doc as usize) else {
+        let Some(&length) = self.doc_lengths.get(doc as usize) else {
             return;
         };
-        let Stats { k1, b, .. } = *self.stats;
-        let tf = f64::from(tf);
+        let (k1, b, tf) = (self.k1, self.b, f64::from(tf));
         let norm = 1.0 - b + b * f64::from(length) / self.avg_len;
         self.scores[doc as usize] += idf * tf * (k1 + 1.0) / (tf + k1 * norm);
     }

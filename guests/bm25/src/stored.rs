@@ -13,7 +13,7 @@
 //! and of the frequency), the records, and one record offset per document
 //! plus the end.
 
-use crate::{Hit, Index, Stats, Tokenizer};
+use crate::{Hit, Index, Scores, Tokenizer};
 use std::io::{self, Read, Seek, SeekFrom};
 
 const MAGIC: &[u8; 8] = b"WNBM25\x00\x02";
@@ -209,13 +209,7 @@ impl<R: Read + Seek> StoredIndex<R> {
         top_k: usize,
         keep: impl Fn(usize) -> bool,
     ) -> io::Result<Vec<Hit>> {
-        let stats = Stats {
-            k1: self.k1,
-            b: self.b,
-            total_length: self.total_length,
-            doc_lengths: &self.doc_lengths,
-        };
-        let mut scores = stats.scores();
+        let mut scores = Scores::new(self.k1, self.b, self.total_length, &self.doc_lengths);
         for term in self.query_terms(query) {
             let Some((at, len, count)) = self.lookup(&term)? else {
                 continue;
