@@ -233,18 +233,19 @@ impl<R: Read + Seek> StoredIndex<R> {
         if doc >= self.len() {
             return Err(invalid("no such document"));
         }
-        let bounds = self.read_at(self.offsets_at + doc as u64 * 8, 16)?;
+        let bounds = read_at(&mut self.reader, self.offsets_at + doc as u64 * 8, 16)?;
         let (start, end) = (u64_at(&bounds, 0), u64_at(&bounds, 8));
         if start > end || end > self.records_len {
             return Err(invalid("a record offset is out of range"));
         }
-        self.read_at(self.records_at + start, end - start)
+        read_at(&mut self.reader, self.records_at + start, end - start)
     }
 
     /// Every document's record, in insertion order.
     pub fn records(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        let offsets = u64s(&self.read_at(self.offsets_at, (self.len() as u64 + 1) * 8)?);
-        let blob = self.read_at(self.records_at, self.records_len)?;
+        let bounds = (self.len() as u64 + 1) * 8;
+        let offsets = u64s(&read_at(&mut self.reader, self.offsets_at, bounds)?);
+        let blob = read_at(&mut self.reader, self.records_at, self.records_len)?;
         offsets
             .windows(2)
             .map(|w| {
@@ -281,10 +282,6 @@ impl<R: Read + Seek> StoredIndex<R> {
             }
         }
         Ok(None)
-    }
-
-    fn read_at(&mut self, at: u64, len: u64) -> io::Result<Vec<u8>> {
-        read_at(&mut self.reader, at, len)
     }
 }
 
