@@ -6,7 +6,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 use wasmnode_e2e::{
-    NodeProcess, json, plugin_tool as plugin, stderr, tool_run, wait_terminal, wasmnode,
+    NodeProcess, json, plugin_tool as plugin, stderr, test_guest, tool_run, wait_terminal, wasmnode,
 };
 
 fn plugin_dir() -> tempfile::TempDir {
@@ -97,6 +97,40 @@ async fn plugins_serve_tool_execution_jobs() {
             .as_array()
             .unwrap()
             .contains(&json!("word_count"))
+    );
+}
+
+#[tokio::test]
+async fn listing_a_plain_function_plugin_loads_none_of_its_code() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(test_guest("functions"), plugins.path().join("calc.wasm")).unwrap();
+    let node = NodeProcess::start(&format!(
+        "[node]\nplugin_dir = {:?}\n",
+        plugins.path().display().to_string()
+    ))
+    .await;
+    for _ in 0..2 {
+        let tools = node.get_json("/tools").await;
+        assert!(
+            tools["tools"].as_array().unwrap().iter().any(|t| {
+                t["name"] == "calc.add"
+                    && t["kind"] == "function"
+                    && t["args_schema"]["required"] == json!(["a", "b"])
+            }),
+            "{tools}"
+        );
+    }
+    let job = json!({"protocol_version": 1, "job_id": "add",
+        "task": {"type": "tool_execution", "payload": {"tool": "calc.add", "a": 2, "b": 3}},
+        "runtime": {"mode": "auto"}});
+    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
+    let client = reqwest::Client::new();
+    let ended = wait_terminal(&client, &node, "add", std::time::Duration::from_secs(60)).await;
+    assert_eq!(ended["state"], "finished", "{ended}");
+    assert_eq!(node.get_json("/jobs/add/result").await, json!(5));
+    assert_eq!(
+        ended["metrics"]["code_cache"], "disk",
+        "the node let go of the plugin's code once it had listed its functions, and listing them again did not load it: {ended}"
     );
 }
 

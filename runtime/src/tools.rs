@@ -144,9 +144,6 @@ impl ToolRegistry {
                     tracing::warn!(plugin = %path.display(), error = %e, "skipped: cannot load plugin")
                 }
             }
-            // Described; its code is let go where a task can load it again
-            // without compiling (a code cache).
-            wasm.unload(&source);
         }
         Ok(found)
     }

@@ -552,7 +552,7 @@ async fn warming_fills_the_disk_cache_without_holding_the_code() {
 }
 
 #[tokio::test]
-async fn code_is_let_go_only_where_it_loads_again_without_compiling() {
+async fn describing_lets_go_of_the_code_it_loaded_only_where_it_loads_again_without_compiling() {
     let cache = tempfile::tempdir().unwrap();
     let executor = |cache_dir: Option<std::path::PathBuf>| {
         WasmExecutor::new(WasmConfig {
@@ -570,24 +570,34 @@ async fn code_is_let_go_only_where_it_loads_again_without_compiling() {
     let source = builtin("file_read");
     let uncached = executor(None);
     uncached.tool_description(&source).await.unwrap().unwrap();
-    assert!(!uncached.unload(&source), "nothing to load it from again");
-    assert!(uncached.is_ready(&source));
+    assert!(
+        uncached.is_ready(&source),
+        "nothing to load it from again: kept"
+    );
 
     let cached = executor(Some(cache.path().to_path_buf()));
     let described = cached.tool_description(&source).await.unwrap().unwrap();
-    assert!(cached.is_ready(&source));
-    assert!(cached.unload(&source));
-    assert!(!cached.is_ready(&source));
-    assert!(!cached.unload(&source), "already let go");
+    assert!(!cached.is_ready(&source), "described, then let go");
     let again = cached.tool_description(&source).await.unwrap().unwrap();
     assert!(Arc::ptr_eq(&again, &described), "the same description");
     assert!(
         !cached.is_ready(&source),
         "a tool described before is described again without its code"
     );
+    let grep = builtin("grep");
+    cached.ready(&grep).await.unwrap();
+    cached.tool_description(&grep).await.unwrap().unwrap();
+    assert!(
+        cached.is_ready(&grep),
+        "code in memory before it was described stays there"
+    );
+
     let retrieval = builtin("retrieval");
-    cached.ready(&retrieval).await.unwrap();
-    assert!(cached.unload(&retrieval));
+    assert!(cached.tool_description(&retrieval).await.unwrap().is_none());
+    assert!(
+        !cached.is_ready(&retrieval),
+        "found not to be a tool, then let go"
+    );
     let spec = task(
         retrieval,
         json!({"query": "lantern", "documents_json": "[{\"id\":\"1\",\"text\":\"a brass lantern\"}]"}),

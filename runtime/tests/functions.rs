@@ -6,10 +6,12 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use wasmnode_runtime::builtins::test_guests;
-use wasmnode_runtime::wasm::World;
+use wasmnode_runtime::wasm::{WasmConfig, World};
 use wasmnode_runtime::{
-    ComponentSource, FailureKind, Runtime, TaskFailure, TaskOutcome, TaskSpec, WasmRuntime,
+    ComponentSource, FailureKind, Runtime, TaskFailure, TaskOutcome, TaskSpec, WasmExecutor,
+    WasmRuntime,
 };
 
 fn functions() -> ComponentSource {
@@ -99,6 +101,45 @@ async fn inspect_lists_each_callable_function_with_its_schemas() {
         schema("test:functions/shapes#split").args_schema["properties"]["n"]["maximum"],
         json!(u64::MAX)
     );
+}
+
+#[tokio::test]
+async fn listing_functions_again_needs_none_of_the_components_code() {
+    let cache = tempfile::tempdir().unwrap();
+    let executor = WasmExecutor::new(WasmConfig {
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..WasmConfig::default()
+    })
+    .unwrap();
+    let listed = executor.functions(&functions()).await.unwrap();
+    assert!(listed.iter().any(|f| f.export == "add"), "add is listed");
+    assert!(
+        !executor.is_ready(&functions()),
+        "listed, then its code let go"
+    );
+    assert!(
+        executor
+            .tool_description(&functions())
+            .await
+            .unwrap()
+            .is_none(),
+        "not a tool"
+    );
+    let again = executor.functions(&functions()).await.unwrap();
+    assert_eq!(again.len(), listed.len());
+    assert!(
+        again.iter().zip(&listed).all(|(a, b)| Arc::ptr_eq(a, b)),
+        "the same functions"
+    );
+    assert!(
+        !executor.is_ready(&functions()),
+        "listed again without loading its code"
+    );
+    let out = run_on(&executor, call("add", json!({"a": 2, "b": 3})))
+        .await
+        .unwrap();
+    assert_eq!(out.output, json!(5));
+    assert_eq!(out.metrics.code_cache.as_deref(), Some("disk"));
 }
 
 #[tokio::test]

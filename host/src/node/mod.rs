@@ -292,9 +292,7 @@ impl Node {
                 // their contracts from then on.
                 let warmed = match wasm.warm(&source).await {
                     Ok(origin) if wasmnode_runtime::builtins::TOOLS.contains(&name) => {
-                        let described = wasm.tool_description(&source).await.map(|_| origin);
-                        wasm.unload(&source);
-                        described
+                        wasm.tool_description(&source).await.map(|_| origin)
                     }
                     warmed => warmed,
                 };

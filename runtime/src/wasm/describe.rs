@@ -6,7 +6,7 @@ use super::WasmExecutor;
 use super::call;
 use super::contract::{MountNeed, ToolDescription};
 use super::functions::{Function, Skipped};
-use super::prepare::{Pre, Prepared, World};
+use super::prepare::{CodeOrigin, Pre, Prepared, World};
 use super::sandbox::{self, Flavor, SandboxSpec};
 use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
@@ -109,44 +109,70 @@ impl WasmExecutor {
         &self,
         source: &ComponentSource,
     ) -> Result<Option<Arc<ToolDescription>>, TaskFailure> {
-        let binary = self.load(source)?;
-        let known = self.descriptions().get(&binary.hash).cloned();
-        let tool = match known {
-            Some(tool) => tool,
-            None => {
-                let (prepared, _) = self.preparer.prepare(binary).await?;
-                if prepared.world != World::Tool {
-                    return Ok(None);
-                }
-                self.describe_tool(&prepared).await?
+        match self.known(source).await? {
+            Known::Tool(tool) => {
+                self.remember(source, &tool);
+                Ok(Some(tool))
             }
-        };
-        self.remember(source, &tool);
-        Ok(Some(tool))
-    }
-
-    fn descriptions(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<blake3::Hash, Arc<ToolDescription>>>
-    {
-        self.descriptions.lock().unwrap_or_else(|e| e.into_inner())
+            Known::Functions(_) => Ok(None),
+        }
     }
 
     /// The functions a plain-function component exports that can be called
     /// with JSON (none for other worlds); each one's contract is remembered
-    /// for checking submissions.
+    /// for checking submissions. A binary listed before is answered from
+    /// memory, without loading its code again.
     pub async fn functions(
         &self,
         source: &ComponentSource,
     ) -> Result<Vec<Arc<Function>>, TaskFailure> {
-        let (prepared, _) = self.prepared(source).await?;
-        let Pre::Functions(pre) = &prepared.pre else {
+        let Known::Functions(functions) = self.known(source).await? else {
             return Ok(Vec::new());
         };
-        for function in &pre.functions {
+        for function in &functions {
             self.remember_as(source, Some(&function.export), &function.contract);
         }
-        Ok(pre.functions.clone())
+        Ok(functions)
+    }
+
+    /// What `source` is: remembered by its binary's hash, or found out now.
+    /// Finding out loads its code, and lets go of it afterwards unless it
+    /// was in memory already (where a task can load it again without
+    /// compiling), so describing tools leaves an idle node holding none.
+    async fn known(&self, source: &ComponentSource) -> Result<Known, TaskFailure> {
+        let binary = self.load(source)?;
+        let remembered = self.descriptions().get(&binary.hash).cloned();
+        if let Some(known) = remembered {
+            return Ok(known);
+        }
+        let (prepared, origin) = self.preparer.prepare(binary).await?;
+        let known = match prepared.world {
+            World::Tool => self.describe_tool(&prepared).await.map(Known::Tool),
+            _ => {
+                let known = Known::Functions(functions_of(&prepared));
+                self.know(prepared.hash, known.clone());
+                Ok(known)
+            }
+        };
+        if origin != CodeOrigin::Memory {
+            self.preparer.unload(&prepared.hash);
+        }
+        known
+    }
+
+    fn descriptions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<blake3::Hash, Known>> {
+        self.descriptions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers what the binary hashing to `hash` is.
+    fn know(&self, hash: blake3::Hash, known: Known) {
+        let mut descriptions = self.descriptions();
+        if descriptions.len() >= super::DESCRIPTIONS_CAPACITY {
+            descriptions.clear();
+        }
+        descriptions.insert(hash, known);
     }
 
     /// The contract of what `runtime` runs, as it was last described: the
@@ -243,11 +269,26 @@ impl WasmExecutor {
             })
             .await
             .cloned()?;
-        let mut descriptions = self.descriptions();
-        if descriptions.len() >= super::DESCRIPTIONS_CAPACITY {
-            descriptions.clear();
-        }
-        descriptions.insert(prepared.hash, tool.clone());
+        self.know(prepared.hash, Known::Tool(tool.clone()));
         Ok(tool)
+    }
+}
+
+/// What a binary was found to be when it was first described.
+#[derive(Clone)]
+pub(super) enum Known {
+    /// A tool, as it describes itself.
+    Tool(Arc<ToolDescription>),
+    /// Not a tool: the plain functions it exports that can be called with
+    /// JSON (none unless it is a plain-function component).
+    Functions(Vec<Arc<Function>>),
+}
+
+/// The callable functions of `prepared` (none unless it is a plain-function
+/// component).
+fn functions_of(prepared: &Prepared) -> Vec<Arc<Function>> {
+    match &prepared.pre {
+        Pre::Functions(pre) => pre.functions.clone(),
+        _ => Vec::new(),
     }
 }

@@ -49,7 +49,7 @@ const VERIFIED_CAPACITY: usize = 1024;
 const BLOCKED_GRACE: Duration = Duration::from_millis(50);
 /// Prepared binaries kept in memory.
 const PREPARED_CAPACITY: usize = 128;
-/// Tool descriptions remembered by binary; more clears the memory.
+/// Binaries whose description is remembered; more clears the memory.
 const DESCRIPTIONS_CAPACITY: usize = 1024;
 /// What `host::call` answers: the node has no host functions for guests.
 const NO_HOST: i32 = -1;
@@ -108,9 +108,10 @@ pub struct WasmExecutor {
     /// Tools described so far, by where they were loaded from: submissions
     /// are checked against them before the task is accepted.
     described: std::sync::Mutex<std::collections::HashMap<String, Arc<ToolDescription>>>,
-    /// Tool descriptions by the blake3 of the binary that gave them, so a
-    /// tool is asked once and describing it again needs none of its code.
-    descriptions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, Arc<ToolDescription>>>,
+    /// What each binary described so far is, by its blake3: a tool is
+    /// asked once, and describing it (or listing a component's functions)
+    /// again needs none of its code.
+    descriptions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, describe::Known>>,
     /// The trust list, when signatures are required.
     trust: Option<Arc<TrustList>>,
     /// blake3 of (component, signature) pairs that verified.
@@ -278,14 +279,6 @@ impl WasmExecutor {
     /// code), else into memory.
     pub async fn warm(&self, source: &ComponentSource) -> Result<CodeOrigin, TaskFailure> {
         self.preparer.precompile(self.load(source)?).await
-    }
-
-    /// Lets go of `source`'s code in memory when it can be loaded again
-    /// without compiling (see [`WasmExecutor::warm`]); its next task loads
-    /// it from the disk cache or the binary. Returns whether it let go.
-    pub fn unload(&self, source: &ComponentSource) -> bool {
-        self.load(source)
-            .is_ok_and(|binary| self.preparer.unload(&binary.hash))
     }
 
     /// Whether `source` is prepared in memory, so a task starts at once.
