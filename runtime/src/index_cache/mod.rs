@@ -31,7 +31,7 @@ pub use lease::{Incoming, Lease, Pin};
 
 use crate::failure::TaskFailure;
 use crate::task::{Mount, MountSource, TaskSpec};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,6 +51,11 @@ const INCOMING: &str = "incoming";
 pub(crate) const SOURCES: [&str; 2] = ["documents_json", "documents"];
 /// The input naming a mounted directory of documents instead: never cached.
 pub(crate) const DIRECTORY: &str = "directory";
+
+/// The input `key` of `payload` where it is given: a null counts as absent.
+pub(crate) fn given<'a>(payload: &'a Value, key: &str) -> Option<&'a Value> {
+    payload.get(key).filter(|v| !v.is_null())
+}
 
 /// How the cache is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,15 +194,16 @@ impl IndexCache {
         guest: &blake3::Hash,
         stored: Option<&StoredCorpus>,
     ) -> Option<Lease> {
-        let payload = task.payload.as_object()?;
-        let present = |k: &str| payload.get(k).is_some_and(|v| !v.is_null());
-        if present(DIRECTORY) || guest_dir_taken(task) {
+        let payload = &task.payload;
+        if !payload.is_object() || given(payload, DIRECTORY).is_some() || guest_dir_taken(task) {
             return None;
         }
-        let mut given = SOURCES.iter().filter(|k| present(k));
-        let (input, corpus) = match (stored, given.next(), given.next()) {
+        let mut sources = SOURCES
+            .iter()
+            .filter_map(|&k| Some((k, given(payload, k)?)));
+        let (input, corpus) = match (stored, sources.next(), sources.next()) {
             (Some(stored), None, _) => (StoredCorpus::INPUT, Corpus::Stored(stored)),
-            (None, Some(&input), None) => (input, Corpus::of(&payload[input])),
+            (None, Some((input, value)), None) => (input, Corpus::of(value)),
             _ => return None,
         };
         let settings = &self.inner.settings;

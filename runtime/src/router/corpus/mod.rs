@@ -15,17 +15,12 @@ use crate::task::{ComponentSource, Runtime, TaskSpec};
 /// The payload key naming the blob.
 pub const INPUT: &str = "documents_blob";
 
-/// The blob reference `task` gives, where it gives one.
-fn given(task: &TaskSpec) -> Option<&serde_json::Value> {
-    task.payload.get(INPUT).filter(|v| !v.is_null())
-}
-
 impl Router {
     /// Checks a built-in retrieval's `documents_blob`: a string, the only
     /// corpus given, and a blob this node holds. A retrieval on a model
     /// server cannot take one.
     pub(super) fn check_corpus_blob(&self, task: &TaskSpec) -> Result<(), TaskFailure> {
-        let Some(value) = given(task) else {
+        let Some(value) = index_cache::given(&task.payload, INPUT) else {
             return Ok(());
         };
         if !is_builtin_retrieval(task) {
@@ -47,7 +42,7 @@ impl Router {
         if let Some(other) = index_cache::SOURCES
             .into_iter()
             .chain([index_cache::DIRECTORY])
-            .find(|k| task.payload.get(*k).is_some_and(|v| !v.is_null()))
+            .find(|k| index_cache::given(&task.payload, k).is_some())
         {
             return Err(TaskFailure::invalid_input(format!(
                 "give only one of `{INPUT}` and `{other}`"
