@@ -310,6 +310,18 @@ impl TestControlPlane {
             .collect()
     }
 
+    /// Time from the first assignment of any of `tasks` to the last of
+    /// their accepted Completed reports (`None` until every one completed).
+    pub fn batch_span(&self, tasks: &[String]) -> Option<Duration> {
+        let inner = self.inner.lock().unwrap();
+        let each = |at: &HashMap<String, Instant>| -> Option<Vec<Instant>> {
+            tasks.iter().map(|t| at.get(t).copied()).collect()
+        };
+        let first = each(&inner.assigned_at)?.into_iter().min()?;
+        let last = each(&inner.completed_at)?.into_iter().max()?;
+        Some(last.duration_since(first))
+    }
+
     /// Waits until `n` tasks completed or failed; panics after `timeout`.
     pub async fn wait_done(&self, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
