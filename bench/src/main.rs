@@ -10,6 +10,7 @@ mod cancel;
 mod containers;
 mod dispatch;
 mod edge;
+mod machine;
 mod mcp;
 mod python;
 mod report;
@@ -19,7 +20,6 @@ mod sandbox;
 use clap::Parser;
 use report::{Row, markdown, text_table};
 use std::path::PathBuf;
-use std::process::Command;
 
 /// wasmnode's benchmarks.
 #[derive(Debug, Parser)]
@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut report = markdown(&rows, &machine(), command);
+        let mut report = markdown(&rows, &machine::facts(), command);
         let previous = std::fs::read_to_string(out).unwrap_or_default();
         if let Some(notes) = report::notes(&previous) {
             report.push('\n');
@@ -211,50 +211,4 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(rows.len() >= 28, "a section produced no rows");
     }
     Ok(())
-}
-
-/// What this machine is, for the report.
-fn machine() -> Vec<(String, String)> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("unknown")
-        .trim()
-        .to_string();
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kib| format!("{:.1} GiB", kib as f64 / 1_048_576.0))
-        .unwrap_or_default();
-    let output = |cmd: &str, args: &[&str]| {
-        Command::new(cmd)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    vec![
-        ("CPU".into(), format!("{cpu}, {threads} threads")),
-        ("memory".into(), memory),
-        ("kernel".into(), output("uname", &["-sr"])),
-        (
-            "Docker".into(),
-            output("docker", &["version", "--format", "{{.Server.Version}}"]),
-        ),
-        ("rustc".into(), output("rustc", &["--version"])),
-        (
-            "date".into(),
-            output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
-        ),
-    ]
 }
