@@ -136,9 +136,9 @@ impl WasmExecutor {
     }
 
     /// What `source` is: remembered by its binary's hash, or found out now.
-    /// Finding out loads its code, and lets go of it afterwards unless it
-    /// was in memory already (where a task can load it again without
-    /// compiling), so describing tools leaves an idle node holding none.
+    /// Finding out loads its code; code that was not in memory before is
+    /// let go of afterwards where a task can load it again without
+    /// compiling, so describing tools leaves an idle node holding none.
     async fn known(&self, source: &ComponentSource) -> Result<Known, TaskFailure> {
         let binary = self.load(source)?;
         let remembered = self.descriptions().get(&binary.hash).cloned();
