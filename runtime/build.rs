@@ -52,6 +52,20 @@ const SCRUBBED_ENV: &[&str] = &[
     "LLVM_PROFILE_FILE",
 ];
 
+/// Removes from `cmd` the environment a nested cargo must not inherit: the
+/// variables above and every profile override (`CARGO_PROFILE_*`), which
+/// would otherwise change how the embedded guests are built.
+fn scrub(cmd: &mut Command) {
+    for var in SCRUBBED_ENV {
+        cmd.env_remove(var);
+    }
+    for (var, _) in env::vars_os() {
+        if var.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            cmd.env_remove(var);
+        }
+    }
+}
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("workspace root");
@@ -91,9 +105,7 @@ fn main() {
     for package in packages {
         cmd.args(["-p", package]);
     }
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
+    scrub(&mut cmd);
     let status = cmd
         .status()
         .expect("failed to start cargo for the guest components");
@@ -136,9 +148,7 @@ fn build_deadline_helper(root: &Path, manifest_dir: &Path) -> PathBuf {
         .arg(crate_dir.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir);
-    for var in SCRUBBED_ENV {
-        cmd.env_remove(var);
-    }
+    scrub(&mut cmd);
     if target.ends_with("-gnu") {
         cmd.env("RUSTFLAGS", "-C target-feature=+crt-static");
     }
@@ -157,15 +167,17 @@ fn build_deadline_helper(root: &Path, manifest_dir: &Path) -> PathBuf {
 
 fn generate(wasm_dir: &Path, with_tests: bool) -> String {
     let mut code = String::from(
-        "/// Built-in guests: (name, component bytes).\npub static BUILTINS: &[(&str, &[u8])] = &[\n",
+        "/// Built-in guests, each hashed when the binary was built.\npub static BUILTINS: &[Builtin] = &[\n",
     );
     for (name, _, stem) in BUILTINS {
         let path = wasm_dir.join(format!("{stem}.wasm"));
-        assert!(path.exists(), "missing built guest {}", path.display());
+        let wasm = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("missing built guest {}: {e}", path.display()));
         writeln!(
             code,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
+            "    Builtin {{ name: {name:?}, wasm: include_bytes!({:?}), hash: {:?} }},",
+            path.display().to_string(),
+            blake3::hash(&wasm).as_bytes()
         )
         .unwrap();
     }

@@ -23,14 +23,25 @@ pub struct PrecompiledCode {
     pub code: &'static [u8],
 }
 
-/// The bytes of the built-in guest `name` (without the `builtin:` prefix).
-pub fn builtin(name: &str) -> Option<(&'static str, &'static [u8])> {
-    BUILTINS.iter().find(|(n, _)| *n == name).copied()
+/// A built-in guest.
+pub struct Builtin {
+    /// Its name, used as `builtin:NAME`.
+    pub name: &'static str,
+    /// The component's bytes.
+    pub wasm: &'static [u8],
+    /// blake3 of `wasm`, computed by `build.rs`: a node that loads the
+    /// built-ins' code from a cache never reads their bytes.
+    pub hash: [u8; 32],
+}
+
+/// The built-in guest `name` (without the `builtin:` prefix).
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
 }
 
 /// Names of every built-in guest.
 pub fn names() -> impl Iterator<Item = &'static str> {
-    BUILTINS.iter().map(|(n, _)| *n)
+    BUILTINS.iter().map(|b| b.name)
 }
 
 /// Names of the built-in guests that are tools (`wasmnode:tool` world).
@@ -50,10 +61,10 @@ mod tests {
 
     #[test]
     fn every_builtin_is_a_component() {
-        for (name, bytes) in BUILTINS {
-            assert_eq!(&bytes[..4], b"\0asm", "{name}");
+        for Builtin { name, wasm, .. } in BUILTINS {
+            assert_eq!(&wasm[..4], b"\0asm", "{name}");
             assert_eq!(
-                &bytes[6..8],
+                &wasm[6..8],
                 &[1, 0],
                 "{name} must be a component, not a core module"
             );
@@ -62,6 +73,18 @@ mod tests {
         assert!(builtin("nope").is_none());
         for tool in TOOLS {
             assert!(builtin(tool).is_some(), "{tool}");
+        }
+    }
+
+    #[test]
+    fn every_builtin_carries_the_blake3_of_its_bytes() {
+        for builtin in BUILTINS {
+            assert_eq!(
+                &builtin.hash,
+                blake3::hash(builtin.wasm).as_bytes(),
+                "{}",
+                builtin.name
+            );
         }
     }
 }

@@ -135,7 +135,7 @@ pub fn precompile(settings: &EngineSettings, out: &Path) -> Result<Vec<Written>,
         blake3::Hash::from_bytes(engine::compatibility_hash(&engine)).to_hex()
     );
     let mut written = Vec::new();
-    for &(name, wasm) in builtins::BUILTINS {
+    for &builtins::Builtin { name, wasm, hash } in builtins::BUILTINS {
         let code = engine
             .precompile_component(wasm)
             .map_err(|e| PrecompileError::Compile {
@@ -144,7 +144,10 @@ pub fn precompile(settings: &EngineSettings, out: &Path) -> Result<Vec<Written>,
             })?;
         let path = out.join(format!("{name}.cwasm"));
         std::fs::write(&path, &code).map_err(io(&path))?;
-        manifest.push_str(&format!("{name} {}\n", blake3::hash(wasm).to_hex()));
+        manifest.push_str(&format!(
+            "{name} {}\n",
+            blake3::Hash::from_bytes(hash).to_hex()
+        ));
         written.push(Written {
             name,
             path,
@@ -164,7 +167,7 @@ mod tests {
 
     /// A table holding `retrieval` compiled as `precompile` compiles it for `settings`.
     fn table_for(settings: &EngineSettings) -> (&'static Precompiled, blake3::Hash) {
-        let (_, wasm) = builtins::builtin("retrieval").unwrap();
+        let wasm = builtins::builtin("retrieval").unwrap().wasm;
         let portable = engine::portable(settings).unwrap();
         let code: &'static [u8] = portable.precompile_component(wasm).unwrap().leak();
         let entries: &'static [PrecompiledCode] = vec![PrecompiledCode {
@@ -194,7 +197,9 @@ mod tests {
             lines[1],
             format!("engine {}", blake3::Hash::from_bytes(engine).to_hex())
         );
-        for ((name, wasm), line) in builtins::BUILTINS.iter().zip(&lines[2..]) {
+        for (builtins::Builtin { name, wasm, .. }, line) in
+            builtins::BUILTINS.iter().zip(&lines[2..])
+        {
             assert_eq!(*line, format!("{name} {}", blake3::hash(wasm).to_hex()));
             assert!(dir.path().join(format!("{name}.cwasm")).is_file(), "{name}");
         }
@@ -234,7 +239,7 @@ mod tests {
     #[test]
     fn a_node_that_declines_embedded_code_gets_none() {
         let embedded = Embedded::builtins(false, EngineSettings::default());
-        let (_, wasm) = builtins::builtin("retrieval").unwrap();
+        let wasm = builtins::builtin("retrieval").unwrap().wasm;
         assert!(embedded.code(&blake3::hash(wasm)).is_none());
     }
 }

@@ -103,8 +103,6 @@ pub struct WasmExecutor {
     allocator: Allocator,
     fuel_metering: bool,
     preparer: Arc<Preparer>,
-    /// blake3 of each built-in used so far (they never change).
-    builtin_hashes: std::sync::Mutex<std::collections::HashMap<&'static str, blake3::Hash>>,
     /// Tools described so far, by where they were loaded from: submissions
     /// are checked against them before the task is accepted.
     described: std::sync::Mutex<std::collections::HashMap<String, Arc<ToolDescription>>>,
@@ -173,7 +171,6 @@ impl WasmExecutor {
             engine,
             allocator,
             fuel_metering: config.engine.fuel_metering,
-            builtin_hashes: Default::default(),
             described: Default::default(),
             descriptions: Default::default(),
             trust: config.trust,
@@ -197,23 +194,21 @@ impl WasmExecutor {
     }
 
     /// A component's bytes and hash. Built-ins are neither copied nor
-    /// hashed again (both would cost a trivial task more than running it).
+    /// hashed (their hash was made when this binary was built), so a node
+    /// that loads their code from a cache never reads their bytes.
     pub fn load(&self, source: &ComponentSource) -> Result<Binary, TaskFailure> {
         match source {
             ComponentSource::Builtin(name) => {
-                let (name, bytes) = builtins::builtin(name).ok_or_else(|| {
+                let builtin = builtins::builtin(name).ok_or_else(|| {
                     TaskFailure::invalid_input(format!(
                         "no built-in component `builtin:{name}` (built-ins: {})",
                         builtins::names().collect::<Vec<_>>().join(", ")
                     ))
                 })?;
-                let hash = *self
-                    .builtin_hashes
-                    .lock()
-                    .expect("built-in hashes lock")
-                    .entry(name)
-                    .or_insert_with(|| blake3::hash(bytes));
-                Ok(Binary::with_hash(bytes::Bytes::from_static(bytes), hash))
+                Ok(Binary::with_hash(
+                    bytes::Bytes::from_static(builtin.wasm),
+                    blake3::Hash::from_bytes(builtin.hash),
+                ))
             }
             ComponentSource::File(path) => {
                 let binary = std::fs::read(path)
