@@ -121,10 +121,11 @@ fn main() {
     let target = env::var("TARGET").expect("TARGET");
     println!("cargo:rustc-env=WASMNODE_TARGET={target}");
     println!("cargo:rerun-if-env-changed=WASMNODE_PRECOMPILED_DIR");
-    let mut code = generate(&wasm_dir, with_tests);
+    let hashes = builtin_hashes(&wasm_dir);
+    let mut code = generate(&wasm_dir, &hashes, with_tests);
     match env::var_os("WASMNODE_PRECOMPILED_DIR") {
         Some(dir) if !dir.is_empty() => {
-            code.push_str(&precompiled(Path::new(&dir), &wasm_dir, &target));
+            code.push_str(&precompiled(Path::new(&dir), &hashes, &target));
         }
         _ => code.push_str(&no_precompiled("built without WASMNODE_PRECOMPILED_DIR")),
     }
@@ -165,19 +166,30 @@ fn build_deadline_helper(root: &Path, manifest_dir: &Path) -> PathBuf {
         .join("wasmnode-deadline")
 }
 
-fn generate(wasm_dir: &Path, with_tests: bool) -> String {
+/// The blake3 of each built-in's wasm, in `BUILTINS` order.
+fn builtin_hashes(wasm_dir: &Path) -> Vec<blake3::Hash> {
+    BUILTINS
+        .iter()
+        .map(|(_, _, stem)| {
+            let path = wasm_dir.join(format!("{stem}.wasm"));
+            let wasm = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("missing built guest {}: {e}", path.display()));
+            blake3::hash(&wasm)
+        })
+        .collect()
+}
+
+fn generate(wasm_dir: &Path, hashes: &[blake3::Hash], with_tests: bool) -> String {
     let mut code = String::from(
         "/// Built-in guests, each hashed when the binary was built.\npub static BUILTINS: &[Builtin] = &[\n",
     );
-    for (name, _, stem) in BUILTINS {
+    for ((name, _, stem), hash) in BUILTINS.iter().zip(hashes) {
         let path = wasm_dir.join(format!("{stem}.wasm"));
-        let wasm = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("missing built guest {}: {e}", path.display()));
         writeln!(
             code,
             "    Builtin {{ name: {name:?}, wasm: include_bytes!({:?}), hash: {:?} }},",
             path.display().to_string(),
-            blake3::hash(&wasm).as_bytes()
+            hash.as_bytes()
         )
         .unwrap();
     }
@@ -211,7 +223,7 @@ fn no_precompiled(why: &str) -> String {
 /// and, per built-in, the blake3 of the wasm it was compiled from. Code for
 /// another target or other guest bytes is stale: nothing is embedded, with a
 /// warning (scripts/build-embedded.sh then compiles it afresh and rebuilds).
-fn precompiled(dir: &Path, wasm_dir: &Path, target: &str) -> String {
+fn precompiled(dir: &Path, hashes: &[blake3::Hash], target: &str) -> String {
     let manifest_path = dir.join("MANIFEST");
     println!("cargo:rerun-if-changed={}", dir.display());
     let manifest = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| {
@@ -244,10 +256,9 @@ fn precompiled(dir: &Path, wasm_dir: &Path, target: &str) -> String {
          pub static PRECOMPILED: Precompiled = Precompiled {{\n    engine: {:?},\n    code: &[\n",
         engine.as_bytes()
     );
-    for (name, _, stem) in BUILTINS {
+    for ((name, _, _), hash) in BUILTINS.iter().zip(hashes) {
         let recorded = blake3::Hash::from_hex(field(name)).expect("wasm hash in hex");
-        let wasm = std::fs::read(wasm_dir.join(format!("{stem}.wasm"))).expect("built guest");
-        if recorded != blake3::hash(&wasm) {
+        if recorded != *hash {
             println!(
                 "cargo:warning={}: `{name}` was compiled from other guest bytes than this build's: nothing embedded",
                 manifest_path.display()
