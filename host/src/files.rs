@@ -60,6 +60,12 @@ impl JobFiles {
         self.root.join(job_id)
     }
 
+    /// Whether anything is kept for `job_id` (its workspace directory, or
+    /// whatever stands in its place).
+    pub fn any(&self, job_id: &str) -> bool {
+        std::fs::symlink_metadata(self.dir(job_id)).is_ok()
+    }
+
     /// Removes what an earlier attempt of `job_id` left, so its run starts
     /// with an empty workspace.
     pub fn clear(&self, job_id: &str) -> std::io::Result<()> {

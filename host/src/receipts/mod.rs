@@ -19,8 +19,9 @@ pub mod verify;
 use crate::identity::Identity;
 use crate::job::JobRequest;
 use crate::store::JobRecord;
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::sync::Arc;
 use wasmnode_runtime::policy::Policy;
 
@@ -103,28 +104,60 @@ impl Notary {
         output: &[u8],
         files: &[(String, String)],
     ) -> Vec<u8> {
-        let mut subjects = vec![subject(OUTPUT_SUBJECT, &sha256(output))];
-        subjects.extend(
+        let output_digest = sha256(output);
+        let mut subject = vec![Subject::new(OUTPUT_SUBJECT.into(), &output_digest)];
+        subject.extend(
             files
                 .iter()
-                .map(|(path, digest)| subject(&format!("{FILE_SUBJECT}{path}"), digest)),
+                .map(|(path, digest)| Subject::new(format!("{FILE_SUBJECT}{path}").into(), digest)),
         );
-        let node = json!({
-            "worker_id": self.worker_id,
-            "fingerprint": self.identity.public().fingerprint,
-            "version": env!("CARGO_PKG_VERSION"),
-        });
-        let statement = json!({
-            "_type": STATEMENT_TYPE,
-            "subject": subjects,
-            "predicateType": PREDICATE_TYPE,
-            "predicate": predicate::predicate(terms, record, node, output.len()),
-        });
+        let public = self.identity.public();
+        let node = predicate::Node {
+            fingerprint: &public.fingerprint,
+            version: env!("CARGO_PKG_VERSION"),
+            worker_id: &self.worker_id,
+        };
+        let statement = Statement {
+            type_: STATEMENT_TYPE,
+            predicate: predicate::predicate(terms, record, node, output.len()),
+            predicate_type: PREDICATE_TYPE,
+            subject,
+        };
         let payload = serde_json::to_vec(&statement).expect("statements serialize");
-        let envelope = dsse::seal(&payload, &self.identity.public().fingerprint, |m| {
-            self.identity.sign(m)
-        });
+        let envelope = dsse::seal(&payload, &public.fingerprint, |m| self.identity.sign(m));
         serde_json::to_vec(&envelope).expect("envelopes serialize")
+    }
+}
+
+/// An in-toto statement (v1), its keys in sorted order.
+#[derive(Serialize)]
+struct Statement<'a> {
+    #[serde(rename = "_type")]
+    type_: &'static str,
+    predicate: predicate::Predicate<'a>,
+    #[serde(rename = "predicateType")]
+    predicate_type: &'static str,
+    subject: Vec<Subject<'a>>,
+}
+
+/// A statement's subject: a name and its sha256.
+#[derive(Serialize)]
+struct Subject<'a> {
+    digest: Sha256Digest<'a>,
+    name: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct Sha256Digest<'a> {
+    sha256: &'a str,
+}
+
+impl<'a> Subject<'a> {
+    fn new(name: Cow<'a, str>, sha256: &'a str) -> Self {
+        Self {
+            digest: Sha256Digest { sha256 },
+            name,
+        }
     }
 }
 
@@ -139,8 +172,4 @@ pub fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut reader, &mut hasher)?;
     Ok(format!("{:x}", hasher.finalize()))
-}
-
-fn subject(name: &str, sha256: &str) -> Value {
-    json!({"name": name, "digest": {"sha256": sha256}})
 }

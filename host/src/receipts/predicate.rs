@@ -3,6 +3,7 @@
 
 use crate::job::JobRequest;
 use crate::store::JobRecord;
+use serde::Serialize;
 use serde_json::{Value, json};
 use wasmnode_runtime::policy::Policy;
 
@@ -51,53 +52,129 @@ pub fn input_digest(spec_hash: &str) -> String {
 }
 
 /// The predicate of the ended job `record` under `terms`, signed by `node`,
-/// whose output document is `output_bytes` long.
-pub fn predicate(terms: &Terms, record: &JobRecord, node: Value, output_bytes: usize) -> Value {
-    let result = record.result.clone().unwrap_or_default();
-    let metrics = result.metrics.unwrap_or_default();
-    json!({
-        "node": node,
-        "job": {
-            "id": record.job_id,
-            "task_type": record.task_type,
-            "mode": record.mode,
-            "attempt": record.attempts,
+/// whose output document is `output_bytes` long. It borrows what it names
+/// and serialises with its keys in sorted order.
+pub fn predicate<'a>(
+    terms: &'a Terms,
+    record: &'a JobRecord,
+    node: Node<'a>,
+    output_bytes: usize,
+) -> Predicate<'a> {
+    let result = record.result.as_ref();
+    let metrics = result.and_then(|r| r.metrics.as_ref());
+    Predicate {
+        input: Input {
+            bytes: record.request_bytes,
+            digest: input_digest(&record.spec_hash),
+            terms: &terms.input,
         },
-        "ran": {
-            "executor": result.executor,
-            "digest": metrics.ran,
+        job: Job {
+            attempt: record.attempts,
+            id: &record.job_id,
+            mode: &record.mode,
+            task_type: &record.task_type,
         },
-        "input": input(terms, record),
-        "limits": terms.limits,
-        "policy": terms.policy,
-        "outcome": {
-            "state": record.state.as_str(),
-            "error_code": result.error.map(|e| e.code),
-            "exit_code": result.exit_code,
+        limits: &terms.limits,
+        node,
+        outcome: Outcome {
+            error_code: result
+                .and_then(|r| r.error.as_ref())
+                .map(|e| e.code.as_str()),
+            exit_code: result.and_then(|r| r.exit_code),
+            state: record.state.as_str(),
         },
-        "timings": {
-            "submitted_at_ms": record.submitted_at_ms,
-            "started_at_ms": record.started_at_ms,
-            "finished_at_ms": record.finished_at_ms,
-            "wall_time_ms": metrics.wall_time_ms,
+        policy: &terms.policy,
+        ran: Ran {
+            digest: metrics.and_then(|m| m.ran.as_deref()),
+            executor: result.and_then(|r| r.executor.as_deref()),
         },
-        "usage": {
-            "fuel_consumed": metrics.fuel_consumed,
-            "cpu_time_ms": metrics.cpu_time_ms,
-            "peak_memory_bytes": metrics.peak_memory_bytes,
-            "tokens": metrics.tokens,
-            "output_bytes": output_bytes,
+        timings: Timings {
+            finished_at_ms: record.finished_at_ms,
+            started_at_ms: record.started_at_ms,
+            submitted_at_ms: record.submitted_at_ms,
+            wall_time_ms: metrics.map_or(0.0, |m| m.wall_time_ms),
         },
-    })
+        usage: Usage {
+            cpu_time_ms: metrics.and_then(|m| m.cpu_time_ms),
+            fuel_consumed: metrics.and_then(|m| m.fuel_consumed),
+            output_bytes,
+            peak_memory_bytes: metrics.and_then(|m| m.peak_memory_bytes),
+            tokens: metrics.and_then(|m| m.tokens),
+        },
+    }
 }
 
-/// The input part of the predicate: the request's digest, then what the
-/// terms name of it in clear (names, mounts, deterministic mode).
-fn input(terms: &Terms, record: &JobRecord) -> Value {
-    let mut input = terms.input.clone();
-    input["digest"] = json!(input_digest(&record.spec_hash));
-    input["bytes"] = json!(record.request_bytes);
-    input
+/// The signing node, as a receipt names it.
+#[derive(Serialize)]
+pub struct Node<'a> {
+    /// Its key's fingerprint.
+    pub fingerprint: &'a str,
+    /// The node's version.
+    pub version: &'static str,
+    /// Its worker id.
+    pub worker_id: &'a str,
+}
+
+/// A receipt's predicate (fields in sorted order, as the keys are written).
+#[derive(Serialize)]
+pub struct Predicate<'a> {
+    input: Input<'a>,
+    job: Job<'a>,
+    limits: &'a Value,
+    node: Node<'a>,
+    outcome: Outcome<'a>,
+    policy: &'a Value,
+    ran: Ran<'a>,
+    timings: Timings,
+    usage: Usage,
+}
+
+/// The request's digest and size, then what the terms name of it in clear
+/// (names, mounts, deterministic mode).
+#[derive(Serialize)]
+struct Input<'a> {
+    bytes: u64,
+    digest: String,
+    #[serde(flatten)]
+    terms: &'a Value,
+}
+
+#[derive(Serialize)]
+struct Job<'a> {
+    attempt: u32,
+    id: &'a str,
+    mode: &'a str,
+    task_type: &'a str,
+}
+
+#[derive(Serialize)]
+struct Outcome<'a> {
+    error_code: Option<&'static str>,
+    exit_code: Option<i32>,
+    state: &'a str,
+}
+
+#[derive(Serialize)]
+struct Ran<'a> {
+    digest: Option<&'a str>,
+    executor: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Timings {
+    finished_at_ms: Option<u64>,
+    started_at_ms: Option<u64>,
+    submitted_at_ms: u64,
+    wall_time_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    cpu_time_ms: Option<f64>,
+    fuel_consumed: Option<u64>,
+    output_bytes: usize,
+    peak_memory_bytes: Option<u64>,
+    tokens: Option<u64>,
 }
 
 #[cfg(test)]

@@ -134,6 +134,66 @@ mod tests {
     }
 
     #[test]
+    fn a_receipt_states_every_part_of_its_predicate() {
+        let node = identity(1);
+        let statement = open(&receipt(node.clone()), &node.verifying_key())
+            .unwrap()
+            .statement;
+        let keys =
+            |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(statement["_type"], crate::receipts::STATEMENT_TYPE);
+        assert_eq!(statement["predicateType"], crate::receipts::PREDICATE_TYPE);
+        assert_eq!(statement["subject"][0]["name"], OUTPUT_SUBJECT);
+        assert_eq!(
+            statement["subject"][1]["digest"]["sha256"],
+            sha256(b"report")
+        );
+        let predicate = &statement["predicate"];
+        assert_eq!(
+            keys(predicate),
+            [
+                "input", "job", "limits", "node", "outcome", "policy", "ran", "timings", "usage"
+            ]
+        );
+        assert_eq!(
+            keys(&predicate["input"]),
+            [
+                "bytes",
+                "deterministic",
+                "digest",
+                "env",
+                "mounts",
+                "secrets"
+            ]
+        );
+        assert!(
+            predicate["input"]["digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("blake3:")
+        );
+        assert_eq!(
+            predicate["job"],
+            json!({"attempt": 0, "id": "sum-1", "mode": "auto", "task_type": "aggregation"})
+        );
+        assert_eq!(
+            predicate["outcome"],
+            json!({"error_code": null, "exit_code": null, "state": "finished"})
+        );
+        assert_eq!(
+            predicate["ran"],
+            json!({"digest": "blake3:00", "executor": "wasm"})
+        );
+        assert_eq!(
+            predicate["timings"],
+            json!({"finished_at_ms": 1_002, "started_at_ms": 1_001, "submitted_at_ms": 1_000, "wall_time_ms": 1.0})
+        );
+        assert_eq!(predicate["usage"]["output_bytes"], OUTPUT.len());
+        assert_eq!(predicate["node"]["worker_id"], "node-1");
+        assert_eq!(predicate["policy"]["network"], "none");
+    }
+
+    #[test]
     fn a_flipped_byte_in_the_output_fails() {
         let node = identity(1);
         let verified = open(&receipt(node.clone()), &node.verifying_key()).unwrap();
