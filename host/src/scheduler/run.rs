@@ -307,8 +307,8 @@ pub(super) async fn attest(
         Ok(receipt)
     } else {
         let ended = record.clone();
-        // Hashing the files and a large document reads the disk and takes
-        // time: off the runtime.
+        // Hashing the files reads the disk, and hashing a large document
+        // takes a while: off the runtime.
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let files = files.digests(&ended.job_id).unwrap_or_else(|e| {
