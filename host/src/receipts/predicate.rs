@@ -52,8 +52,7 @@ pub fn input_digest(spec_hash: &str) -> String {
 }
 
 /// The predicate of the ended job `record` under `terms`, signed by `node`,
-/// whose output document is `output_bytes` long. It borrows what it names
-/// and serialises with its keys in sorted order.
+/// whose output document is `output_bytes` long, borrowing what it names.
 pub fn predicate<'a>(
     terms: &'a Terms,
     record: &'a JobRecord,
