@@ -78,20 +78,19 @@ pub fn run(inputs: &Inputs, mounts: &Mounts) -> Result<Value, GuestError> {
             let source = Source::from_inputs(inputs, handed)?;
             let corpus = Corpus::load(&source, inputs, mounts)?;
             let index = corpus.index();
-            let keep: Vec<bool> = if filters.is_empty() {
-                vec![true; corpus.docs.len()]
-            } else {
+            // Which documents the filters let through (all, without any).
+            let keep: Option<Vec<bool>> = (!filters.is_empty()).then(|| {
                 corpus
                     .docs
                     .iter()
                     .map(|d| filters.accepts(&d.metadata()))
                     .collect()
-            };
-            let hits = index.search(&query, top_k, |i| keep[i]);
+            });
+            let hits = index.search(&query, top_k, |i| kept(&keep, i));
             let terms = index.query_terms(&query);
             let ranking = Ranking {
                 total: corpus.docs.len(),
-                considered: keep.iter().filter(|k| **k).count(),
+                considered: considered(&keep, corpus.docs.len()),
                 documents: hits
                     .iter()
                     .enumerate()
@@ -147,18 +146,20 @@ fn from_stored(
     filters: &Filters,
 ) -> Result<Ranking, GuestError> {
     let total = stored.index().len();
-    let keep: Vec<bool> = if filters.is_empty() {
-        vec![true; total]
+    let keep: Option<Vec<bool>> = if filters.is_empty() {
+        None
     } else {
-        stored
-            .metadata()?
-            .iter()
-            .map(|m| filters.accepts(m))
-            .collect()
+        Some(
+            stored
+                .metadata()?
+                .iter()
+                .map(|m| filters.accepts(m))
+                .collect(),
+        )
     };
     let hits = stored
         .index()
-        .search(query, top_k, |i| keep[i])
+        .search(query, top_k, |i| kept(&keep, i))
         .map_err(|e| GuestError::Failed(format!("cannot read the cached index: {e}")))?;
     let terms = stored.index().query_terms(query);
     let documents = hits
@@ -168,10 +169,22 @@ fn from_stored(
         .collect::<Result<_, GuestError>>()?;
     Ok(Ranking {
         total,
-        considered: keep.iter().filter(|k| **k).count(),
+        considered: considered(&keep, total),
         terms,
         documents,
     })
+}
+
+/// Whether document `i` is let through by the filters' verdicts `keep`
+/// (every document is, where there are no filters).
+fn kept(keep: &Option<Vec<bool>>, i: usize) -> bool {
+    keep.as_ref().is_none_or(|keep| keep[i])
+}
+
+/// How many of `total` documents the filters' verdicts `keep` let through.
+fn considered(keep: &Option<Vec<bool>>, total: usize) -> usize {
+    keep.as_ref()
+        .map_or(total, |keep| keep.iter().filter(|k| **k).count())
 }
 
 #[cfg(test)]

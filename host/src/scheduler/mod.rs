@@ -229,7 +229,9 @@ impl Scheduler {
                             None => None,
                         };
                         let output = run::attest(&self.inner, terms, &record, output).await;
-                        self.inner.record(record, output.as_ref(), None).await?;
+                        self.inner
+                            .record(record, output.map(Arc::new), None)
+                            .await?;
                         continue;
                     }
                 }
@@ -391,7 +393,7 @@ impl Inner {
     async fn record(
         &self,
         record: JobRecord,
-        output: Option<&crate::store::JobOutput>,
+        output: Option<Arc<crate::store::EncodedOutput>>,
         running: Option<crate::store::OutboxItem>,
     ) -> Result<(), StoreError> {
         let terminal = record.state.is_terminal();
@@ -414,7 +416,7 @@ impl Inner {
     async fn record_until_written(
         &self,
         record: JobRecord,
-        output: Option<&crate::store::JobOutput>,
+        output: Option<Arc<crate::store::EncodedOutput>>,
     ) {
         if record.state.is_terminal() {
             self.metrics.ended(record.state, &record.task_type);
@@ -423,7 +425,7 @@ impl Inner {
         let job_id = record.job_id.clone();
         let mut told = false;
         loop {
-            match self.record(record.clone(), output, None).await {
+            match self.record(record.clone(), output.clone(), None).await {
                 Ok(()) => return,
                 Err(StoreError::Closed) => {
                     return tracing::error!(%job_id, "the store closed before the job's result was written");

@@ -7,7 +7,9 @@ use super::{Inner, Priority};
 use crate::files::JobFiles;
 use crate::receipts::Terms;
 use crate::secrets;
-use crate::store::{ErrorCode, JobOutput, JobRecord, JobResult, JobState, StoreError, now_ms};
+use crate::store::{
+    EncodedOutput, ErrorCode, JobOutput, JobRecord, JobResult, JobState, StoreError, now_ms,
+};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmnode_runtime::task::millis;
@@ -267,7 +269,9 @@ async fn finish(
         }
     };
     let error = record.error_code();
-    inner.record_until_written(record, output.as_ref()).await;
+    inner
+        .record_until_written(record, output.map(Arc::new))
+        .await;
     {
         let mut state = inner.state.lock().expect("scheduler lock");
         state.ended(&job_id);
@@ -282,31 +286,31 @@ async fn finish(
 /// runtime (a job with files, or a larger document, is hashed off it).
 const INLINE_RECEIPT_BYTES: usize = 64 << 10;
 
-/// `output` with the signed receipt of the ended job `record` (run under
-/// `terms`), naming its output document and its kept files; unchanged on a
-/// node that signs none.
+/// `output`, encoded as the store keeps it, with the signed receipt of the
+/// ended job `record` (run under `terms`) naming those very bytes and its
+/// kept files; without a receipt on a node that signs none.
 pub(super) async fn attest(
     inner: &Arc<Inner>,
     terms: Option<Terms>,
     record: &JobRecord,
     output: Option<JobOutput>,
-) -> Option<JobOutput> {
+) -> Option<EncodedOutput> {
     let (Some(notary), Some(terms)) = (inner.notary.clone(), terms) else {
-        return output;
+        return output.map(JobOutput::encode);
     };
-    let mut output = output.unwrap_or_default();
+    let mut output = output.unwrap_or_default().encode();
     let files = JobFiles::under(&inner.settings.data_dir);
-    let document = serde_json::to_vec(&output.output).expect("JSON values serialize");
     let metrics = inner.metrics.clone();
-    let receipt = if document.len() <= INLINE_RECEIPT_BYTES && !files.any(&record.job_id) {
+    let receipt = if output.document.len() <= INLINE_RECEIPT_BYTES && !files.any(&record.job_id) {
         // A small document and no files: a receipt is tens of µs of CPU,
         // less than handing it to another thread and back costs.
         let started = Instant::now();
-        let receipt = notary.seal(&terms, record, &document, &[]);
+        let receipt = notary.seal(&terms, record, &output.document, &[]);
         metrics.receipt_made(started.elapsed());
         Ok(receipt)
     } else {
         let ended = record.clone();
+        let document = output.document.clone();
         // Hashing the files reads the disk, and hashing a large document
         // takes a while: off the runtime.
         tokio::task::spawn_blocking(move || {

@@ -22,8 +22,8 @@ mod writer;
 pub use maintenance::{Repaired, check, repair};
 pub use outbox::{Channel, Origin, OutboxItem, ReportStatus};
 pub use records::{
-    CallbackStatus, ErrorCode, ErrorInfo, JobFilter, JobOutput, JobRecord, JobResult, JobState,
-    Logs, now_ms, rfc3339,
+    CallbackStatus, EncodedOutput, ErrorCode, ErrorInfo, JobFilter, JobOutput, JobRecord,
+    JobResult, JobState, Logs, now_ms, rfc3339,
 };
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -219,18 +219,12 @@ impl JobStore {
     pub async fn put_reporting(
         &self,
         record: JobRecord,
-        output: Option<&JobOutput>,
+        output: Option<Arc<EncodedOutput>>,
         report: Option<OutboxItem>,
     ) -> Result<(), StoreError> {
         let mut writes = Vec::with_capacity(3);
         if let Some(output) = output {
-            let (bytes, logs) = output.encode();
-            writes.push(Write::Output {
-                job_id: record.job_id.clone(),
-                output: bytes,
-                logs,
-                receipt: output.receipt.clone(),
-            });
+            writes.push(Write::Output(record.job_id.clone(), output));
         }
         writes.push(Write::Put(Box::new(record)));
         let channel = report.as_ref().map(|r| r.origin.channel());

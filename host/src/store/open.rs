@@ -199,10 +199,11 @@ fn upgrade(db: &Database) -> Result<(), redb::Error> {
                         },
                         receipt: None,
                     };
-                    let (output_bytes, logs) = output.encode();
+                    let output = output.encode();
                     txn.open_table(OUTPUTS)?
-                        .insert(id.as_str(), output_bytes.as_slice())?;
-                    txn.open_table(LOGS)?.insert(id.as_str(), logs.as_slice())?;
+                        .insert(id.as_str(), output.document.as_ref())?;
+                    txn.open_table(LOGS)?
+                        .insert(id.as_str(), output.logs.as_slice())?;
                     record.result = Some(result.rest);
                 }
                 let encoded = serde_json::to_vec(&record).expect("records serialize");

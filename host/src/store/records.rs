@@ -2,6 +2,7 @@
 
 use super::Origin;
 use crate::job::JobRequest;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmnode_runtime::{FailureKind, TaskFailure, TaskMetrics, TaskOutcome};
@@ -151,13 +152,28 @@ pub struct Logs {
     pub stderr: String,
 }
 
+/// What a job produced, encoded once as the store keeps it, so that its
+/// receipt names the very bytes that are stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedOutput {
+    /// The output document (JSON).
+    pub document: Bytes,
+    /// `{"stdout", "stderr"}` (JSON).
+    pub logs: Vec<u8>,
+    /// The node's signed receipt of the run (a DSSE envelope, JSON).
+    pub receipt: Option<Vec<u8>>,
+}
+
 impl JobOutput {
     /// The output document and the logs as the store keeps them (JSON).
-    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        (
-            serde_json::to_vec(&self.output).expect("JSON values serialize"),
-            serde_json::to_vec(&self.logs).expect("logs serialize"),
-        )
+    pub fn encode(self) -> EncodedOutput {
+        EncodedOutput {
+            document: serde_json::to_vec(&self.output)
+                .expect("JSON values serialize")
+                .into(),
+            logs: serde_json::to_vec(&self.logs).expect("logs serialize"),
+            receipt: self.receipt,
+        }
     }
 }
 

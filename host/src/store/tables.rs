@@ -12,8 +12,9 @@
 //! - `meta`: name → value (schema version, health probes)
 
 use super::OutboxItem;
-use super::records::{CallbackStatus, JobRecord};
+use super::records::{CallbackStatus, EncodedOutput, JobRecord};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use std::sync::Arc;
 
 /// job id → JSON `JobRecord`.
 pub const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -48,17 +49,9 @@ pub enum Write {
     Put(Box<JobRecord>),
     /// A job's request as accepted.
     Request(String, Vec<u8>),
-    /// What a job produced: its output document and its logs.
-    Output {
-        /// The job.
-        job_id: String,
-        /// The output document (JSON).
-        output: Vec<u8>,
-        /// `{"stdout", "stderr"}` (JSON).
-        logs: Vec<u8>,
-        /// The signed receipt of the run, if the node signs them.
-        receipt: Option<Vec<u8>>,
-    },
+    /// What a job produced: its output document, its logs and its receipt
+    /// (none if the node signs none).
+    Output(String, Arc<EncodedOutput>),
     /// How delivery of a job's callback went, set on its current record.
     Callback(String, CallbackStatus),
     /// Remove a job, what it produced and its index entries.
@@ -79,18 +72,13 @@ pub fn apply(txn: &WriteTransaction, write: &Write) -> Result<(), redb::Error> {
             txn.open_table(REQUESTS)?
                 .insert(id.as_str(), bytes.as_slice())?;
         }
-        Write::Output {
-            job_id,
-            output,
-            logs,
-            receipt,
-        } => {
+        Write::Output(job_id, output) => {
             txn.open_table(OUTPUTS)?
-                .insert(job_id.as_str(), output.as_slice())?;
+                .insert(job_id.as_str(), output.document.as_ref())?;
             txn.open_table(LOGS)?
-                .insert(job_id.as_str(), logs.as_slice())?;
+                .insert(job_id.as_str(), output.logs.as_slice())?;
             let mut receipts = txn.open_table(RECEIPTS)?;
-            match receipt {
+            match &output.receipt {
                 Some(receipt) => receipts.insert(job_id.as_str(), receipt.as_slice())?,
                 None => receipts.remove(job_id.as_str())?,
             };

@@ -87,7 +87,11 @@ async fn records_stay_small_and_requests_and_outputs_are_read_only_when_asked_fo
         receipt: Some(b"{\"payload\":\"signed\"}".to_vec()),
     };
     store
-        .put_reporting(finished(record, now_ms()), Some(&output), None)
+        .put_reporting(
+            finished(record, now_ms()),
+            Some(Arc::new(output.clone().encode())),
+            None,
+        )
         .await
         .unwrap();
     let stored = store.get("big").unwrap().unwrap();
@@ -127,7 +131,11 @@ async fn an_output_as_deep_as_the_parser_accepts_reads_back_unchanged() {
         receipt: None,
     };
     store
-        .put_reporting(finished(record, now_ms()), Some(&output), None)
+        .put_reporting(
+            finished(record, now_ms()),
+            Some(Arc::new(output.clone().encode())),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
