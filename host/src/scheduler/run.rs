@@ -15,39 +15,55 @@ use std::time::Instant;
 use wasmnode_runtime::task::millis;
 use wasmnode_runtime::{EventSink, RunOptions, StartGate, TaskFailure, TaskMetrics, TaskOutcome};
 
-/// Starts queued jobs whenever a slot is free.
+/// Starts queued jobs whenever a slot is free and no slot that freed took
+/// one itself ([`slot_freed`]).
 pub(super) async fn dispatch(inner: Arc<Inner>) {
     loop {
         // Starting writes to the store: while it cannot be written, jobs
         // stay queued rather than fail.
         inner.store.writable().await;
-        let next = inner
-            .state
-            .lock()
-            .expect("scheduler lock")
-            .admit(inner.settings.max_concurrent_jobs, Instant::now());
-        let Some((job_id, seq, priority, bytes)) = next else {
-            inner.wake.notified().await;
-            continue;
-        };
-        {
-            let state = inner.state.lock().expect("scheduler lock");
-            inner.metrics.depth(state.queue.len(), state.running.len());
+        match admit(&inner) {
+            Some(admitted) => launch(inner.clone(), admitted),
+            None => inner.wake.notified().await,
         }
-        // Starting commits the job's `running` state; several starts in
-        // flight share one commit.
-        let inner = inner.clone();
-        let admitted = Admitted {
-            job_id,
-            seq,
-            priority,
-            bytes,
-        };
-        tokio::spawn(async move {
-            if let Err(e) = start(&inner, &admitted).await {
-                not_started(&inner, &admitted, &e);
-            }
-        });
+    }
+}
+
+/// Takes the next queued job into a free slot, if there are both.
+fn admit(inner: &Inner) -> Option<Admitted> {
+    let mut state = inner.state.lock().expect("scheduler lock");
+    let (job_id, seq, priority, bytes) =
+        state.admit(inner.settings.max_concurrent_jobs, Instant::now())?;
+    inner.metrics.depth(state.queue.len(), state.running.len());
+    Some(Admitted {
+        job_id,
+        seq,
+        priority,
+        bytes,
+    })
+}
+
+/// Starts an admitted job on the runtime this is called on. Starting
+/// commits the job's `running` state; several starts in flight share one
+/// commit.
+fn launch(inner: Arc<Inner>, admitted: Admitted) {
+    tokio::spawn(async move {
+        if let Err(e) = start(&inner, &admitted).await {
+            not_started(&inner, &admitted, &e);
+        }
+    });
+}
+
+/// A job's task returned and its slot is free: the slot takes the next
+/// queued job itself, on the execution runtime where it is, instead of
+/// waking the dispatcher to start it (a handoff between threads per job).
+/// The dispatcher is woken when there is none to take, or when the store
+/// cannot be written now and the next start must wait for it.
+fn slot_freed(inner: &Arc<Inner>) {
+    inner.state.lock().expect("scheduler lock").returned();
+    match inner.store.is_writable().then(|| admit(inner)).flatten() {
+        Some(admitted) => launch(inner.clone(), admitted),
+        None => inner.wake.notify_one(),
     }
 }
 
@@ -218,8 +234,7 @@ async fn start(inner: &Arc<Inner>, admitted: &Admitted) -> Result<(), StoreError
         });
         task_inner.metrics.ran(&record.task_type, started.elapsed());
         let ended_at_ms = now_ms();
-        task_inner.state.lock().expect("scheduler lock").returned();
-        task_inner.wake.notify_one();
+        slot_freed(&task_inner);
         // The start's record comes first: the end is written after it.
         let _ = recording.await;
         finish(&task_inner, record, result, ended_at_ms, terms).await;

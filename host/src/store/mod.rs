@@ -172,6 +172,11 @@ impl JobStore {
         let _ = healthy.wait_for(|ok| *ok).await;
     }
 
+    /// Whether the store can be written now.
+    pub fn is_writable(&self) -> bool {
+        self.inner.shared.is_healthy()
+    }
+
     /// The next submission sequence number.
     pub fn next_seq(&self) -> u64 {
         self.inner.next_seq.fetch_add(1, Ordering::Relaxed)

@@ -84,6 +84,11 @@ impl Shared {
         self.healthy.subscribe()
     }
 
+    /// Whether the store can be written now.
+    pub fn is_healthy(&self) -> bool {
+        *self.healthy.borrow()
+    }
+
     fn degrade(&self, reason: String, close: bool) {
         let was = self
             .degraded
