@@ -1,5 +1,6 @@
-//! Running queued jobs: the dispatcher starts one whenever a slot is free
-//! (and the store can be written), the task runs on the execution runtime
+//! Running queued jobs: a slot whose task returns takes the next one
+//! itself, and the dispatcher starts one whenever a slot is otherwise free
+//! (and the store can be written); the task runs on the execution runtime
 //! while its start is recorded, and its result is recorded after that.
 
 use super::settle::{Settled, settle};
