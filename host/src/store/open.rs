@@ -5,11 +5,12 @@
 use super::Origin;
 use super::StoreError;
 use super::records::{JobOutput, JobRecord, JobResult, JobState, Logs};
-use super::tables::{self, JOBS, LOGS, META, OUTPUTS, REQUESTS, SCHEMA_KEY, SCHEMA_VERSION};
+use super::tables::{self, JOBS, META, REQUESTS, SCHEMA_KEY, SCHEMA_VERSION, Write};
 use crate::job::JobRequest;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Deserialize;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Memory redb may use to cache pages. Records are small; payloads and
 /// outputs are read once, so a large cache would only hold them resident.
@@ -199,11 +200,8 @@ fn upgrade(db: &Database) -> Result<(), redb::Error> {
                         },
                         receipt: None,
                     };
-                    let output = output.encode();
-                    txn.open_table(OUTPUTS)?
-                        .insert(id.as_str(), output.document.as_ref())?;
-                    txn.open_table(LOGS)?
-                        .insert(id.as_str(), output.logs.as_slice())?;
+                    let output = Write::Output(id.clone(), Arc::new(output.encode()));
+                    tables::apply(&txn, &output)?;
                     record.result = Some(result.rest);
                 }
                 let encoded = serde_json::to_vec(&record).expect("records serialize");
