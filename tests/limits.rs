@@ -250,6 +250,36 @@ async fn a_small_address_space_falls_back_to_on_demand_allocation_and_still_runs
     assert_eq!(done["state"], "finished", "{done}");
 }
 
+/// Each engine reserves a pool of its own (16 instances: about 130 GiB of
+/// address space): under a 200 GiB limit a second one does not fit, and
+/// the node runs on one engine, says so, and still runs tasks.
+#[tokio::test]
+async fn engines_whose_pools_do_not_fit_the_address_space_leave_the_node_with_fewer() {
+    let node = NodeProcess::start_limited(
+        &["serve"],
+        "[wasm]\nengines = 2\npool_instances = 16\n",
+        &["--as=214748364800"],
+    )
+    .await;
+    let info: Value = node.get_json("/info").await;
+    assert_eq!(info["wasm"]["allocator"], "pooling", "{info}");
+    assert_eq!(info["wasm"]["engines"], 1, "{info}");
+    assert!(
+        node.log().contains(
+            "cannot make another WebAssembly engine (address space?); running with fewer"
+        ),
+        "{}",
+        node.log()
+    );
+    let job = wasm_job(
+        "one-engine",
+        "builtin:retrieval",
+        json!({"query": "wasm", "documents": "wasm\ndocker"}),
+    );
+    let done = node.run_job(&job, WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+}
+
 #[tokio::test]
 async fn slow_clients_never_stop_health_answering_under_a_small_descriptor_limit() {
     let node = NodeProcess::start_limited(

@@ -15,15 +15,25 @@ use wasmnode_runtime::{
 
 const S1: &str = "1. instantiate + run";
 
+/// An executor as the node makes one: an engine per CPU.
 pub(crate) fn executor(
     allocator: AllocatorChoice,
     cache: Option<std::path::PathBuf>,
+) -> anyhow::Result<WasmExecutor> {
+    with_engines(allocator, cache, WasmConfig::default().engines)
+}
+
+fn with_engines(
+    allocator: AllocatorChoice,
+    cache: Option<std::path::PathBuf>,
+    engines: usize,
 ) -> anyhow::Result<WasmExecutor> {
     Ok(WasmExecutor::new(WasmConfig {
         engine: EngineSettings {
             allocator,
             ..EngineSettings::default()
         },
+        engines,
         cache_dir: cache,
         ..WasmConfig::default()
     })?)
@@ -59,7 +69,8 @@ async fn run_once(executor: &WasmExecutor, spec: TaskSpec) -> Duration {
     started.elapsed()
 }
 
-/// Runs `n` trivial tasks on each of `threads` threads sharing one executor;
+/// Runs `n` trivial tasks on each of `threads` threads sharing one executor
+/// (whose engines they share by the CPU each task starts on);
 /// returns the per-task latencies and the overall rate.
 fn trivial_load(executor: &Arc<WasmExecutor>, threads: usize, n: usize) -> (Samples, f64) {
     let started = Instant::now();
@@ -212,6 +223,17 @@ pub fn instantiate_and_run(n: usize) -> anyhow::Result<Vec<Row>> {
             )
         });
         if name == "pooling" {
+            // The same two threads sharing one engine, as every node did
+            // before it made one per CPU.
+            let shared = Arc::new(with_engines(choice, None, 1)?);
+            warm_up(&shared, n)?;
+            let (_, rate) = trivial_load(&shared, 2, n);
+            drop(shared);
+            rows.push(Row::info(
+                S1,
+                "pooling, 2 threads on one shared engine: tasks/s (÷ 1 thread)",
+                format!("{rate:.0} ({:.2}×)", rate / rate1),
+            ));
             let (p50, rate) = two_processes(n)?;
             rows.push(Row::info(
                 S1,

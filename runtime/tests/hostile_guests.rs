@@ -193,14 +193,16 @@ async fn no_environment_arguments_or_cwd_are_inherited() {
 
 #[tokio::test]
 async fn a_task_never_sees_the_memory_an_earlier_task_wrote() {
-    // A pool of one: every task reuses the same memory slot, whose pages the
-    // allocator resets (by scanning for dirty pages where the kernel can).
+    // One engine with a pool of one: every task reuses the same memory slot,
+    // whose pages the allocator resets (by scanning for dirty pages where the
+    // kernel can).
     let executor = wasmnode_runtime::WasmExecutor::new(wasmnode_runtime::wasm::WasmConfig {
         engine: wasmnode_runtime::wasm::EngineSettings {
             allocator: wasmnode_runtime::wasm::AllocatorChoice::Pooling,
             pool_instances: 1,
             ..Default::default()
         },
+        engines: 1,
         ..Default::default()
     })
     .expect("pooling executor");

@@ -46,6 +46,7 @@ pub async fn info(State(app): State<AppState>) -> Json<Value> {
         "cached_models": cached,
         "wasm": {
             "allocator": wasm.allocator().as_str(),
+            "engines": wasm.engines(),
             "dirty_page_reset": wasm.allocator().resets_dirty_pages(),
             "fuel_metering": wasm.fuel_metering(),
         },

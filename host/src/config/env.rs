@@ -50,6 +50,7 @@ const VARS: &[Var] = &[
     var(&["WASMNODE_CORS_ORIGINS"], &["api", "cors_origins"], List),
     var(&["WASMNODE_MAX_CONCURRENT_JOBS", "MAX_CONCURRENT_TASKS"], &["scheduler", "max_concurrent_jobs"], Integer),
     var(&["WASMNODE_QUEUE_CAPACITY"], &["scheduler", "queue_capacity"], Integer),
+    var(&["WASMNODE_WASM_ENGINES"], &["wasm", "engines"], Integer),
     var(&["WASMNODE_DEFAULT_RUNTIME_SECONDS", "TASK_TIMEOUT_SECONDS"], &["limits", "default_runtime_seconds"], Float),
     var(&["WASMNODE_MOUNT_ROOTS"], &["policy", "mount_roots"], List),
     var(&["WASMNODE_ALLOWED_MODES"], &["policy", "allowed_modes"], List),

@@ -387,6 +387,29 @@ mod tests {
     }
 
     #[test]
+    fn engines_default_to_one_per_cpu_within_the_slots_and_an_explicit_count_is_kept() {
+        let mut config = Config::default();
+        assert_eq!(config.wasm.engines, 0);
+        config.scheduler.max_concurrent_jobs = 1;
+        assert_eq!(
+            config.wasm_config().engines,
+            1,
+            "no more engines than slots"
+        );
+        config.scheduler.max_concurrent_jobs = 64;
+        assert_eq!(
+            config.wasm_config().engines,
+            wasmnode_runtime::wasm::default_engines()
+        );
+        let config = Config::load(None, env(&[("WASMNODE_WASM_ENGINES", "3")]), &[]).unwrap();
+        assert_eq!(config.wasm_config().engines, 3);
+        let mut config = Config::default();
+        config.wasm.engines = 65;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("wasm.engines (65)"), "{err}");
+    }
+
+    #[test]
     fn printed_config_masks_secrets_and_parses_back() {
         let mut config = Config::default();
         config.api.api_key = "s3cret".into();

@@ -11,7 +11,7 @@ use wasmnode_runtime::docker::{
     DockerSettings, ImageAllowlist, PullPolicy, PullSettings, RegistryLogin,
 };
 use wasmnode_runtime::limits::{LimitPolicy, Limits};
-use wasmnode_runtime::wasm::{AllocatorChoice, EngineSettings, WasmConfig};
+use wasmnode_runtime::wasm::{self, AllocatorChoice, EngineSettings, WasmConfig};
 use wasmnode_runtime::{Policy, RuntimeMode};
 
 /// Default and maximum task limits.
@@ -164,6 +164,9 @@ impl Default for PolicySection {
     }
 }
 
+/// The most engines `wasm.engines` may ask for: each reserves its own pool.
+const MAX_ENGINES: usize = 64;
+
 /// The WebAssembly engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -174,8 +177,12 @@ pub struct WasmSection {
     pub fuel_metering: bool,
     /// Epoch tick in milliseconds (granularity of deadlines and cancellation).
     pub epoch_tick_ms: u64,
-    /// Instances the pooling allocator holds at once.
+    /// Instances the pooling allocator holds at once, per engine.
     pub pool_instances: u32,
+    /// Engines tasks are spread over by the CPU they start on, each with its
+    /// own instance pool and its own copy of the code it runs; 0 makes one
+    /// per CPU, at most one per slot and at most `MAX_DEFAULT_ENGINES`.
+    pub engines: usize,
     /// Cache compiled code on disk under `<data_dir>/code-cache`.
     pub code_cache: bool,
     /// Keep that cache elsewhere (nodes sharing it share its key, so each
@@ -195,6 +202,7 @@ impl Default for WasmSection {
             fuel_metering: e.fuel_metering,
             epoch_tick_ms: e.epoch_tick.as_millis() as u64,
             pool_instances: e.pool_instances,
+            engines: 0,
             code_cache: true,
             code_cache_dir: None,
             precompiled_builtins: true,
@@ -209,6 +217,12 @@ impl WasmSection {
             return Err(ConfigError::Invalid(
                 "wasm.epoch_tick_ms must be at least 1".into(),
             ));
+        }
+        if self.engines > MAX_ENGINES {
+            return Err(ConfigError::Invalid(format!(
+                "wasm.engines ({}) must be at most {MAX_ENGINES} (0 picks one per CPU)",
+                self.engines
+            )));
         }
         Ok(())
     }
@@ -285,6 +299,10 @@ impl Config {
                 fuel_metering: self.wasm.fuel_metering,
                 epoch_tick: Duration::from_millis(self.wasm.epoch_tick_ms),
                 ..EngineSettings::default()
+            },
+            engines: match self.wasm.engines {
+                0 => wasm::default_engines().min(self.scheduler.max_concurrent_jobs.max(1)),
+                n => n,
             },
             cache_dir: self.wasm.code_cache.then(|| {
                 self.wasm

@@ -77,7 +77,11 @@ pub async fn router(
         wasm_config.trust = Some(Arc::new(trust));
     }
     let wasm = Arc::new(WasmExecutor::new(wasm_config)?);
-    tracing::debug!(allocator = wasm.allocator().as_str(), "WASI executor ready");
+    tracing::debug!(
+        allocator = wasm.allocator().as_str(),
+        engines = wasm.engines(),
+        "WASI executor ready"
+    );
     let policy = match access {
         Access::Local => Policy {
             limits: config.limits.policy(),

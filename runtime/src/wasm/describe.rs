@@ -71,7 +71,7 @@ impl WasmExecutor {
     pub async fn inspect(&self, source: &ComponentSource) -> Result<ComponentInfo, TaskFailure> {
         let binary = self.load(source)?;
         let size = binary.bytes.len();
-        let (prepared, _) = self.preparer.prepare(binary).await?;
+        let (prepared, _) = self.preparer.prepare(self.lanes.current(), binary).await?;
         let tool = match prepared.world {
             World::Tool => Some(self.describe_tool(&prepared).await?.as_ref().clone()),
             _ => None,
@@ -145,7 +145,7 @@ impl WasmExecutor {
         if let Some(known) = remembered {
             return Ok(known);
         }
-        let (prepared, origin) = self.preparer.prepare(binary).await?;
+        let (prepared, origin) = self.preparer.prepare(self.lanes.current(), binary).await?;
         let known = match prepared.world {
             World::Tool => self.describe_tool(&prepared).await.map(Known::Tool),
             _ => {
@@ -205,8 +205,8 @@ impl WasmExecutor {
         }
     }
 
-    /// The tool's description, from its `describe` export the first time;
-    /// remembered by the binary's hash.
+    /// The tool's description, from its `describe` export the first time
+    /// (in any engine); remembered by the binary's hash.
     pub(super) async fn describe_tool(
         &self,
         prepared: &Prepared,
@@ -214,6 +214,10 @@ impl WasmExecutor {
         let tool = prepared
             .tool_info
             .get_or_try_init(|| async {
+                let remembered = self.descriptions().get(&prepared.hash).cloned();
+                if let Some(Known::Tool(tool)) = remembered {
+                    return Ok(tool);
+                }
                 let Pre::Tool(pre) = &prepared.pre else {
                     return Err(TaskFailure::invalid_input("not a tool component"));
                 };
@@ -235,7 +239,7 @@ impl WasmExecutor {
                     deterministic: None,
                 };
                 let (state, stdio) = sandbox::build(spec, &ctx, Flavor::Component)?;
-                let mut store = self.store(state, &ctx)?;
+                let mut store = self.store(prepared, state, &ctx)?;
                 let info = async {
                     let guest = pre.instantiate_async(&mut store).await?;
                     guest.call_describe(&mut store).await

