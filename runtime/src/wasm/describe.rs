@@ -67,11 +67,11 @@ fn described_key(source: &ComponentSource, function: Option<&str>) -> Option<Str
 
 impl WasmExecutor {
     /// Describes a binary: its world, imports, exports and (for tools) its
-    /// self-description.
+    /// self-description (prepared in the first engine).
     pub async fn inspect(&self, source: &ComponentSource) -> Result<ComponentInfo, TaskFailure> {
         let binary = self.load(source)?;
         let size = binary.bytes.len();
-        let (prepared, _) = self.preparer.prepare(self.lanes.current(), binary).await?;
+        let (prepared, _) = self.preparer.prepare(0, binary).await?;
         let tool = match prepared.world {
             World::Tool => Some(self.describe_tool(&prepared).await?.as_ref().clone()),
             _ => None,
@@ -135,8 +135,9 @@ impl WasmExecutor {
         Ok(functions)
     }
 
-    /// What `source` is: remembered by its binary's hash, or found out now.
-    /// Finding out loads its code; code that was not in memory before is
+    /// What `source` is: remembered by its binary's hash, or found out now
+    /// (in the first engine: describing is no task's hot path, and an
+    /// engine no task has used holds nothing). Finding out loads its code; code that was not in memory before is
     /// let go of afterwards where a task can load it again without
     /// compiling, so describing tools leaves an idle node holding none.
     async fn known(&self, source: &ComponentSource) -> Result<Known, TaskFailure> {
@@ -145,7 +146,7 @@ impl WasmExecutor {
         if let Some(known) = remembered {
             return Ok(known);
         }
-        let (prepared, origin) = self.preparer.prepare(self.lanes.current(), binary).await?;
+        let (prepared, origin) = self.preparer.prepare(0, binary).await?;
         let known = match prepared.world {
             World::Tool => self.describe_tool(&prepared).await.map(Known::Tool),
             _ => {

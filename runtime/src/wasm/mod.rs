@@ -276,13 +276,16 @@ impl WasmExecutor {
             .is_ok_and(|binary| self.preparer.in_memory(&binary.hash))
     }
 
-    /// Prepares `source` in memory as a task would (compiling it on every
-    /// core, or loading it from the disk cache); a task that arrives
-    /// meanwhile waits for this preparation rather than starting another.
+    /// Prepares `source` in memory in the first engine, where every other
+    /// engine copies it from (compiling it on every core, or loading it from
+    /// the disk cache); a task that arrives meanwhile waits for this
+    /// preparation rather than starting another.
     pub async fn ready(&self, source: &ComponentSource) -> Result<CodeOrigin, TaskFailure> {
-        self.prepared(source).await.map(|(_, origin)| origin)
+        let (_, origin) = self.preparer.prepare(0, self.load(source)?).await?;
+        Ok(origin)
     }
 
+    /// `source` prepared in the engine of the CPU this task starts on.
     async fn prepared(
         &self,
         source: &ComponentSource,

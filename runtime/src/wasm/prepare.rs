@@ -212,7 +212,9 @@ type Slot = Arc<OnceCell<Arc<Prepared>>>;
 #[repr(align(128))]
 struct Lane {
     engine: Engine,
-    linkers: Linkers,
+    /// Made with the engine's first preparation: an engine no task has
+    /// used yet holds none of their memory (a third of a MiB).
+    linkers: std::sync::OnceLock<Linkers>,
     slots: Mutex<(HashMap<blake3::Hash, Slot>, VecDeque<blake3::Hash>)>,
     counters: Counters,
 }
@@ -269,18 +271,20 @@ impl Preparer {
     /// A preparer for `engines` (at least one; all of one configuration),
     /// loading code with `loader`.
     pub fn new(engines: Vec<Engine>, loader: Loader, capacity: usize) -> wasmtime::Result<Self> {
-        let lanes = engines
+        let lanes: Box<[Lane]> = engines
             .into_iter()
-            .map(|engine| {
-                Ok(Lane {
-                    linkers: Linkers::new(&engine)?,
-                    engine,
-                    slots: Mutex::new((HashMap::new(), VecDeque::new())),
-                    counters: Counters::default(),
-                })
+            .map(|engine| Lane {
+                engine,
+                linkers: std::sync::OnceLock::new(),
+                slots: Mutex::new((HashMap::new(), VecDeque::new())),
+                counters: Counters::default(),
             })
-            .collect::<wasmtime::Result<Box<[Lane]>>>()?;
+            .collect();
         assert!(!lanes.is_empty(), "a preparer needs an engine");
+        // The first engine's linkers now: a node that cannot link what
+        // guests import fails at start, not at its first task.
+        let first = Linkers::new(&lanes[0].engine)?;
+        lanes[0].linkers.get_or_init(|| first);
         Ok(Self {
             lanes,
             loader,
@@ -383,7 +387,16 @@ impl Preparer {
                 .loader
                 .code(&lane.engine, &binary.bytes, binary.hash, &lane.counters)?,
         };
-        lane.linkers.prepare(code, binary.hash, origin)
+        let linkers = match lane.linkers.get() {
+            Some(linkers) => linkers,
+            None => {
+                let made = Linkers::new(&lane.engine).map_err(|e| {
+                    TaskFailure::internal(format!("cannot link the WASI imports: {e:#}"))
+                })?;
+                lane.linkers.get_or_init(|| made)
+            }
+        };
+        linkers.prepare(code, binary.hash, origin)
     }
 
     /// Whether the binary of `hash` is prepared in memory in some engine
@@ -459,7 +472,12 @@ mod tests {
     #[tokio::test]
     async fn a_binary_is_compiled_once_and_each_engine_gets_its_own_copy() {
         let preparer = preparer(2, None);
+        assert!(
+            preparer.lanes[1].linkers.get().is_none(),
+            "an engine no task used holds no linkers"
+        );
         let (second, origin) = preparer.prepare(1, program(1)).await.unwrap();
+        assert!(preparer.lanes[1].linkers.get().is_some());
         assert_eq!(origin, CodeOrigin::Compiled, "the task that waited for it");
         let (first, origin) = preparer.prepare(0, program(1)).await.unwrap();
         assert_eq!(origin, CodeOrigin::Memory);
