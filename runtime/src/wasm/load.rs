@@ -47,10 +47,52 @@ impl Loader {
         counters: &Counters,
     ) -> Result<(Code, CodeOrigin), TaskFailure> {
         let binary = to_binary(bytes)?;
-        match binary_kind(&binary)? {
-            BinaryKind::Component => self.component(engine, &binary, hash, counters),
-            BinaryKind::Module => self.module(engine, &binary, hash, counters),
+        let kind = binary_kind(&binary)?;
+        let deserialize = |code: &[u8]| match kind {
+            // SAFETY (both): the code is either sealed with this node's MAC
+            // under a key that includes the engine compatibility hash (the
+            // node wrote it itself), or part of this binary, compiled by this
+            // wasmtime under this engine's settings (portable CPU flags);
+            // wasmtime checks its header against the engine again.
+            BinaryKind::Component => {
+                unsafe { Component::deserialize(engine, code) }.map(Code::Component)
+            }
+            BinaryKind::Module => unsafe { Module::deserialize(engine, code) }.map(Code::Module),
+        };
+        if let Some(code) = self.cached(&hash, counters) {
+            match deserialize(&code) {
+                Ok(code) => {
+                    counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((code, CodeOrigin::Disk));
+                }
+                Err(e) => self.reject(&hash, &e.to_string(), counters),
+            }
         }
+        if let Some(code) = self.embedded.code(&hash) {
+            match deserialize(code) {
+                Ok(code) => {
+                    counters.embedded_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((code, CodeOrigin::Embedded));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "embedded code did not load; compiling")
+                }
+            }
+        }
+        let code = match kind {
+            BinaryKind::Component => Component::from_binary(engine, &binary)
+                .map(Code::Component)
+                .map_err(|e| format!("not a valid component: {e:#}")),
+            BinaryKind::Module => Module::from_binary(engine, &binary)
+                .map(Code::Module)
+                .map_err(|e| format!("not a valid module: {e:#}")),
+        }
+        .map_err(TaskFailure::invalid_input)?;
+        counters.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Ok(serialized) = code.serialize() {
+            self.store(&hash, &serialized);
+        }
+        Ok((code, CodeOrigin::Compiled))
     }
 
     /// Compiles `bytes` on this thread with a throwaway engine of `engine`'s
@@ -82,73 +124,6 @@ impl Loader {
         counters.compiled.fetch_add(1, Ordering::Relaxed);
         self.store(&hash, &code);
         Ok(CodeOrigin::Compiled)
-    }
-
-    fn component(
-        &self,
-        engine: &Engine,
-        binary: &[u8],
-        hash: blake3::Hash,
-        counters: &Counters,
-    ) -> Result<(Code, CodeOrigin), TaskFailure> {
-        if let Some(code) = self.cached(&hash, counters) {
-            // SAFETY: the bytes carry this node's MAC (the node wrote them
-            // itself) and the key includes the engine compatibility hash.
-            match unsafe { Component::deserialize(engine, &code) } {
-                Ok(component) => {
-                    counters.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((Code::Component(component), CodeOrigin::Disk));
-                }
-                Err(e) => self.reject(&hash, &e.to_string(), counters),
-            }
-        }
-        if let Some(code) = self.embedded.code(&hash) {
-            // SAFETY: the code is part of this binary, compiled by this
-            // wasmtime under this engine's settings (portable CPU flags);
-            // wasmtime checks its header against the engine again.
-            match unsafe { Component::deserialize(engine, code) } {
-                Ok(component) => {
-                    counters.embedded_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((Code::Component(component), CodeOrigin::Embedded));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "embedded code did not load; compiling")
-                }
-            }
-        }
-        let component = Component::from_binary(engine, binary)
-            .map_err(|e| TaskFailure::invalid_input(format!("not a valid component: {e:#}")))?;
-        counters.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Ok(code) = component.serialize() {
-            self.store(&hash, &code);
-        }
-        Ok((Code::Component(component), CodeOrigin::Compiled))
-    }
-
-    fn module(
-        &self,
-        engine: &Engine,
-        binary: &[u8],
-        hash: blake3::Hash,
-        counters: &Counters,
-    ) -> Result<(Code, CodeOrigin), TaskFailure> {
-        if let Some(code) = self.cached(&hash, counters) {
-            // SAFETY: as for components above.
-            match unsafe { Module::deserialize(engine, &code) } {
-                Ok(module) => {
-                    counters.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((Code::Module(module), CodeOrigin::Disk));
-                }
-                Err(e) => self.reject(&hash, &e.to_string(), counters),
-            }
-        }
-        let module = Module::from_binary(engine, binary)
-            .map_err(|e| TaskFailure::invalid_input(format!("not a valid module: {e:#}")))?;
-        counters.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Ok(code) = module.serialize() {
-            self.store(&hash, &code);
-        }
-        Ok((Code::Module(module), CodeOrigin::Compiled))
     }
 
     fn cached(&self, hash: &blake3::Hash, counters: &Counters) -> Option<Vec<u8>> {

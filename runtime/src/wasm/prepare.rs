@@ -120,22 +120,26 @@ impl Code {
         }
     }
 
+    /// The code as bytes that load into an engine of the same settings.
+    pub fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        match self {
+            Code::Component(component) => component.serialize(),
+            Code::Module(module) => module.serialize(),
+        }
+    }
+
     /// The same code loaded into `engine`, which has this code's engine's
     /// configuration.
     fn copy_to(&self, engine: &Engine) -> Result<Code, TaskFailure> {
-        let copied = match self {
-            // SAFETY: the bytes were serialized just now by this process
-            // from code wasmtime compiled or verified; wasmtime checks
-            // their header against `engine` again.
-            Code::Component(component) => component
-                .serialize()
-                .and_then(|code| unsafe { Component::deserialize(engine, &code) })
-                .map(Code::Component),
-            Code::Module(module) => module
-                .serialize()
-                .and_then(|code| unsafe { Module::deserialize(engine, &code) })
-                .map(Code::Module),
-        };
+        // SAFETY: the bytes were serialized just now by this process from
+        // code wasmtime compiled or verified; wasmtime checks their header
+        // against `engine` again.
+        let copied = self.serialize().and_then(|code| match self {
+            Code::Component(_) => {
+                unsafe { Component::deserialize(engine, &code) }.map(Code::Component)
+            }
+            Code::Module(_) => unsafe { Module::deserialize(engine, &code) }.map(Code::Module),
+        });
         copied
             .map_err(|e| TaskFailure::internal(format!("cannot copy code between engines: {e:#}")))
     }
