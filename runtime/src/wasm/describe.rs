@@ -137,9 +137,10 @@ impl WasmExecutor {
 
     /// What `source` is: remembered by its binary's hash, or found out now
     /// (in the first engine: describing is no task's hot path, and an
-    /// engine no task has used holds nothing). Finding out loads its code; code that was not in memory before is
-    /// let go of afterwards where a task can load it again without
-    /// compiling, so describing tools leaves an idle node holding none.
+    /// engine no task has used holds nothing). Finding out loads its code;
+    /// code that was not in memory before is let go of afterwards where a
+    /// task can load it again without compiling, so describing tools leaves
+    /// an idle node holding none.
     async fn known(&self, source: &ComponentSource) -> Result<Known, TaskFailure> {
         let binary = self.load(source)?;
         let remembered = self.descriptions().get(&binary.hash).cloned();

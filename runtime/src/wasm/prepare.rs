@@ -403,10 +403,11 @@ impl Preparer {
         linkers.prepare(code, binary.hash, origin)
     }
 
-    /// Whether the binary of `hash` is prepared in memory in some engine
-    /// (any other engine copies it from there without compiling).
+    /// Whether the binary of `hash` is prepared in memory in the first
+    /// engine, which every other engine copies it from without compiling
+    /// (another engine's copy alone would not spare the first a compile).
     pub fn in_memory(&self, hash: &blake3::Hash) -> bool {
-        self.lanes.iter().any(|lane| lane.in_memory(hash))
+        self.lanes[0].in_memory(hash)
     }
 
     /// Forgets the in-memory preparations of `hash` where its code loads
@@ -534,7 +535,11 @@ mod tests {
         let cached = preparer(2, Some(dir.path()));
         cached.prepare(1, program(3)).await.unwrap();
         assert!(cached.unload(&program(3).hash));
-        assert!(!cached.in_memory(&program(3).hash), "in neither engine");
+        assert!(!cached.in_memory(&program(3).hash));
+        assert!(
+            !cached.lanes[1].in_memory(&program(3).hash),
+            "in neither engine"
+        );
         assert_eq!(
             cached.prepare(1, program(3)).await.unwrap().1,
             CodeOrigin::Disk
