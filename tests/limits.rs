@@ -226,6 +226,17 @@ async fn submitter_chosen_task_types_cannot_grow_the_metrics() {
     );
 }
 
+/// Runs a small retrieval job on `node` and checks that it finishes.
+async fn assert_a_retrieval_job_finishes(node: &NodeProcess, id: &str) {
+    let job = wasm_job(
+        id,
+        "builtin:retrieval",
+        json!({"query": "wasm", "documents": "wasm\ndocker"}),
+    );
+    let done = node.run_job(&job, WAIT).await;
+    assert_eq!(done["state"], "finished", "{done}");
+}
+
 /// An ARM board with a 39-bit address space (512 GiB) cannot hold a pool
 /// of 256 instances with 4 GiB memory reservations each; a 16 GiB limit on
 /// the address space stands in for it.
@@ -241,13 +252,7 @@ async fn a_small_address_space_falls_back_to_on_demand_allocation_and_still_runs
         .filter(|l| l.contains("pooling allocator unavailable"))
         .count();
     assert_eq!(fallback_lines, 1, "{}", node.log());
-    let job = wasm_job(
-        "small-space",
-        "builtin:retrieval",
-        json!({"query": "wasm", "documents": "wasm\ndocker"}),
-    );
-    let done = node.run_job(&job, WAIT).await;
-    assert_eq!(done["state"], "finished", "{done}");
+    assert_a_retrieval_job_finishes(&node, "small-space").await;
 }
 
 /// Each engine reserves a pool of its own (16 instances: about 130 GiB of
@@ -271,13 +276,7 @@ async fn engines_whose_pools_do_not_fit_the_address_space_leave_the_node_with_fe
         "{}",
         node.log()
     );
-    let job = wasm_job(
-        "one-engine",
-        "builtin:retrieval",
-        json!({"query": "wasm", "documents": "wasm\ndocker"}),
-    );
-    let done = node.run_job(&job, WAIT).await;
-    assert_eq!(done["state"], "finished", "{done}");
+    assert_a_retrieval_job_finishes(&node, "one-engine").await;
 }
 
 #[tokio::test]
