@@ -57,8 +57,9 @@ impl Lanes {
     }
 }
 
-/// The CPUs this process may run on, in ascending order.
-fn allowed_cpus() -> Vec<usize> {
+/// The CPUs this process may run on, in ascending order: the engines are
+/// dealt them in turn.
+pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: a zeroed cpu_set_t is an empty set; sched_getaffinity writes
     // at most the size given.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };

@@ -75,6 +75,7 @@ impl Linkers {
             hash,
             origin,
             code,
+            image: None,
             pre,
             imports,
             exports,

@@ -1,11 +1,14 @@
 //! Where a binary's compiled code comes from: a verified load from the disk
 //! cache, the code embedded in the node's binary, or a compilation (whose
 //! result goes into the disk cache). WAT text is turned into a binary first.
+//! Large code for several engines is loaded through a shared image.
 
 use super::cache::{DiskCache, Lookup};
 use super::embedded::Embedded;
+use super::image::{self, Image};
 use super::prepare::{Code, CodeOrigin, Counters};
 use crate::failure::TaskFailure;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
@@ -14,12 +17,36 @@ use wasmtime::{Engine, Module};
 pub struct Loader {
     disk: Option<DiskCache>,
     embedded: Embedded,
+    /// Code of at least this many bytes is loaded through an image that
+    /// other engines map, where they are asked to share.
+    share_from: usize,
+}
+
+/// Code loaded into an engine.
+pub struct Loaded {
+    pub code: Code,
+    pub origin: CodeOrigin,
+    /// The shared image the code is mapped from, if it is.
+    pub image: Option<Arc<Image>>,
 }
 
 impl Loader {
     /// A loader over an optional disk cache and the embedded code.
     pub fn new(disk: Option<DiskCache>, embedded: Embedded) -> Self {
-        Self { disk, embedded }
+        Self {
+            disk,
+            embedded,
+            share_from: image::SHARE_FROM_BYTES,
+        }
+    }
+
+    /// The same loader, sharing code of at least `bytes` bytes.
+    #[cfg(test)]
+    pub fn sharing_from(self, bytes: usize) -> Self {
+        Self {
+            share_from: bytes,
+            ..self
+        }
     }
 
     /// Whether code prepared in memory can be let go of: it loads again
@@ -38,41 +65,60 @@ impl Loader {
         self.embedded.code(hash).is_some()
     }
 
-    /// The code of `bytes` in `engine`, counted in `counters`.
+    /// The code of `bytes` in `engine`, counted in `counters`; when `share`
+    /// (other engines will copy it), large code is mapped from an image
+    /// that they map too.
     pub fn code(
         &self,
         engine: &Engine,
         bytes: &[u8],
         hash: blake3::Hash,
         counters: &Counters,
-    ) -> Result<(Code, CodeOrigin), TaskFailure> {
+        share: bool,
+    ) -> Result<Loaded, TaskFailure> {
         let binary = to_binary(bytes)?;
         let kind = binary_kind(&binary)?;
-        let deserialize = |code: &[u8]| match kind {
-            // SAFETY (both): the code is either sealed with this node's MAC
-            // under a key that includes the engine compatibility hash (the
-            // node wrote it itself), or part of this binary, compiled by this
-            // wasmtime under this engine's settings (portable CPU flags);
-            // wasmtime checks its header against the engine again.
-            BinaryKind::Component => {
-                unsafe { Component::deserialize(engine, code) }.map(Code::Component)
+        let share = |code: &[u8]| share && code.len() >= self.share_from;
+        // SAFETY: the code is either sealed with this node's MAC under a key
+        // that includes the engine compatibility hash (the node wrote it
+        // itself), part of this binary, compiled by this wasmtime under this
+        // engine's settings (portable CPU flags), or serialized just now from
+        // code this wasmtime compiled; wasmtime checks its header against the
+        // engine again.
+        let load = |code: &[u8], origin| unsafe {
+            if share(code)
+                && let Some(image) = image_of(code, kind)
+            {
+                return image.load(engine).map(|code| Loaded {
+                    code,
+                    origin,
+                    image: Some(image),
+                });
             }
-            BinaryKind::Module => unsafe { Module::deserialize(engine, code) }.map(Code::Module),
+            match kind {
+                BinaryKind::Component => Component::deserialize(engine, code).map(Code::Component),
+                BinaryKind::Module => Module::deserialize(engine, code).map(Code::Module),
+            }
+            .map(|code| Loaded {
+                code,
+                origin,
+                image: None,
+            })
         };
         if let Some(code) = self.cached(&hash, counters) {
-            match deserialize(&code) {
-                Ok(code) => {
+            match load(&code, CodeOrigin::Disk) {
+                Ok(loaded) => {
                     counters.disk_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((code, CodeOrigin::Disk));
+                    return Ok(loaded);
                 }
                 Err(e) => self.reject(&hash, &e.to_string(), counters),
             }
         }
         if let Some(code) = self.embedded.code(&hash) {
-            match deserialize(code) {
-                Ok(code) => {
+            match load(code, CodeOrigin::Embedded) {
+                Ok(loaded) => {
                     counters.embedded_hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok((code, CodeOrigin::Embedded));
+                    return Ok(loaded);
                 }
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "embedded code did not load; compiling")
@@ -89,10 +135,27 @@ impl Loader {
         }
         .map_err(TaskFailure::invalid_input)?;
         counters.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Ok(serialized) = code.serialize() {
-            self.store(&hash, &serialized);
+        let Ok(serialized) = code.serialize() else {
+            return Ok(Loaded {
+                code,
+                origin: CodeOrigin::Compiled,
+                image: None,
+            });
+        };
+        self.store(&hash, &serialized);
+        if share(&serialized) {
+            // Let go of the compiled copy before the image is made: the
+            // image holds the same code, and the Python runtime's is 333 MB.
+            drop(code);
+            return load(&serialized, CodeOrigin::Compiled).map_err(|e| {
+                TaskFailure::internal(format!("compiled code did not load again: {e:#}"))
+            });
         }
-        Ok((code, CodeOrigin::Compiled))
+        Ok(Loaded {
+            code,
+            origin: CodeOrigin::Compiled,
+            image: None,
+        })
     }
 
     /// Compiles `bytes` on this thread with a throwaway engine of `engine`'s
@@ -155,8 +218,25 @@ impl Loader {
     }
 }
 
+/// `code` in a new shared image, or `None` (logged) where this system
+/// cannot make one: the engines then load copies of their own.
+///
+/// # Safety
+///
+/// As for [`Image::new`].
+unsafe fn image_of(code: &[u8], kind: BinaryKind) -> Option<Arc<Image>> {
+    // SAFETY: passed on to the caller.
+    match unsafe { Image::new(code, kind == BinaryKind::Component) } {
+        Ok(image) => Some(Arc::new(image)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot share compiled code between engines; each loads its own copy");
+            None
+        }
+    }
+}
+
 /// Kind of WebAssembly binary.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BinaryKind {
     Component,
     Module,

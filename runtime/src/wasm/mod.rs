@@ -19,6 +19,7 @@ mod embedded;
 mod engine;
 mod functions;
 mod http;
+mod image;
 mod lanes;
 mod link;
 mod load;
@@ -33,7 +34,7 @@ pub use describe::{ComponentInfo, FunctionInfo};
 pub use embedded::{PrecompileError, Written, precompile};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
 pub use functions::{Function, Skipped};
-pub use lanes::{MAX_DEFAULT_ENGINES, default_engines};
+pub use lanes::{MAX_DEFAULT_ENGINES, allowed_cpus, default_engines};
 pub use prepare::{CacheStats, CodeOrigin, World};
 pub use sandbox::MOUNTS_ENV;
 

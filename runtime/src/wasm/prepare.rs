@@ -1,12 +1,15 @@
 //! Binaries made ready to instantiate, in each of the executor's engines:
 //! remembered in memory per engine by blake3 hash, the first engine's from
 //! where its code loads (`load`), every other engine's copied from the
-//! first's, so a binary is compiled once however many engines run it.
+//! first's, so a binary is compiled once however many engines run it. Large
+//! code is not copied: every engine maps it from one shared image (`image`),
+//! so it is held in memory once.
 
 use super::bindings::{task::TaskPre, tool::ToolPre};
 use super::functions::FunctionsPre;
+use super::image::Image;
 use super::link::Linkers;
-use super::load::Loader;
+use super::load::{Loaded, Loader};
 use super::sandbox::State;
 use crate::failure::TaskFailure;
 use serde::Serialize;
@@ -127,22 +130,6 @@ impl Code {
             Code::Module(module) => module.serialize(),
         }
     }
-
-    /// The same code loaded into `engine`, which has this code's engine's
-    /// configuration.
-    fn copy_to(&self, engine: &Engine) -> Result<Code, TaskFailure> {
-        // SAFETY: the bytes were serialized just now by this process from
-        // code wasmtime compiled or verified; wasmtime checks their header
-        // against `engine` again.
-        let copied = self.serialize().and_then(|code| match self {
-            Code::Component(_) => {
-                unsafe { Component::deserialize(engine, &code) }.map(Code::Component)
-            }
-            Code::Module(_) => unsafe { Module::deserialize(engine, &code) }.map(Code::Module),
-        });
-        copied
-            .map_err(|e| TaskFailure::internal(format!("cannot copy code between engines: {e:#}")))
-    }
 }
 
 /// A binary ready to instantiate.
@@ -155,6 +142,8 @@ pub struct Prepared {
     pub origin: CodeOrigin,
     /// Its compiled code, in the engine it was prepared for.
     pub code: Code,
+    /// The image every engine maps the code from, where it is shared.
+    pub image: Option<Arc<Image>>,
     /// Its pre-instantiation handle.
     pub pre: Pre,
     /// Names of its imports (`wasi:filesystem/types@0.2.6`, `wasi_snapshot_preview1::fd_write`).
@@ -163,6 +152,27 @@ pub struct Prepared {
     pub exports: Vec<String>,
     /// The tool's self-description, filled on first use.
     pub tool_info: OnceCell<Arc<super::ToolDescription>>,
+}
+
+impl Prepared {
+    /// The code in `engine`: mapped from the shared image where there is
+    /// one, else a copy of its own.
+    fn copy_to(&self, engine: &Engine) -> Result<Code, TaskFailure> {
+        let copied = match &self.image {
+            Some(image) => image.load(engine),
+            // SAFETY: the bytes were serialized just now by this process
+            // from code wasmtime compiled or verified; wasmtime checks their
+            // header against `engine` again.
+            None => self.code.serialize().and_then(|code| match self.code {
+                Code::Component(_) => {
+                    unsafe { Component::deserialize(engine, &code) }.map(Code::Component)
+                }
+                Code::Module(_) => unsafe { Module::deserialize(engine, &code) }.map(Code::Module),
+            }),
+        };
+        copied
+            .map_err(|e| TaskFailure::internal(format!("cannot copy code between engines: {e:#}")))
+    }
 }
 
 /// Counters of the compiled-code cache.
@@ -385,11 +395,19 @@ impl Preparer {
     ) -> Result<Prepared, TaskFailure> {
         let lane = &self.lanes[lane];
         let _preparing = Preparing::start(&lane.counters.preparing);
-        let (code, origin) = match from {
-            Some((prepared, origin)) => (prepared.code.copy_to(&lane.engine)?, origin),
-            None => self
-                .loader
-                .code(&lane.engine, &binary.bytes, binary.hash, &lane.counters)?,
+        let loaded = match from {
+            Some((prepared, origin)) => Loaded {
+                code: prepared.copy_to(&lane.engine)?,
+                origin,
+                image: prepared.image.clone(),
+            },
+            None => self.loader.code(
+                &lane.engine,
+                &binary.bytes,
+                binary.hash,
+                &lane.counters,
+                self.lanes.len() > 1,
+            )?,
         };
         let linkers = match lane.linkers.get() {
             Some(linkers) => linkers,
@@ -400,7 +418,11 @@ impl Preparer {
                 lane.linkers.get_or_init(|| made)
             }
         };
-        linkers.prepare(code, binary.hash, origin)
+        let prepared = linkers.prepare(loaded.code, binary.hash, loaded.origin)?;
+        Ok(Prepared {
+            image: loaded.image,
+            ..prepared
+        })
     }
 
     /// Whether the binary of `hash` is prepared in memory in the first
@@ -452,6 +474,7 @@ mod tests {
     use super::super::cache::DiskCache;
     use super::super::embedded::Embedded;
     use super::super::engine::{self, AllocatorChoice, EngineSettings};
+    use super::super::image;
     use super::*;
 
     /// A core module of its own (its `salt` makes the hash new).
@@ -464,14 +487,23 @@ mod tests {
     }
 
     fn preparer(engines: usize, disk: Option<&std::path::Path>) -> Arc<Preparer> {
+        sharing_from(engines, disk, image::SHARE_FROM_BYTES)
+    }
+
+    /// A preparer whose engines share code of at least `bytes` bytes.
+    fn sharing_from(engines: usize, disk: Option<&std::path::Path>, bytes: usize) -> Arc<Preparer> {
         let settings = EngineSettings {
             allocator: AllocatorChoice::OnDemand,
             ..EngineSettings::default()
         };
         let (engines, _) = engine::build_many(&settings, engines).unwrap();
         let disk = disk.map(|dir| DiskCache::open(dir, &engines[0]).unwrap());
-        let loader = Loader::new(disk, Embedded::builtins(false, settings));
+        let loader = Loader::new(disk, Embedded::builtins(false, settings)).sharing_from(bytes);
         Arc::new(Preparer::new(engines, loader, 8).unwrap())
+    }
+
+    fn same_image(a: &Prepared, b: &Prepared) -> bool {
+        matches!((&a.image, &b.image), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
     #[tokio::test]
@@ -494,6 +526,10 @@ mod tests {
             second.code.engine(),
             &preparer.lanes[1].engine
         ));
+        assert!(
+            first.image.is_none() && second.image.is_none(),
+            "small code is copied, not shared"
+        );
         assert_eq!(
             preparer.prepare(3, program(1)).await.unwrap().1,
             CodeOrigin::Memory
@@ -559,5 +595,39 @@ mod tests {
             assert!(err.message.contains("neither `_start`"), "{}", err.message);
         }
         assert!(!preparer.in_memory(&broken.hash));
+    }
+
+    #[tokio::test]
+    async fn large_code_is_mapped_by_every_engine_from_one_image_however_it_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let preparer = sharing_from(3, Some(dir.path()), 0);
+        let (second, origin) = preparer.prepare(1, program(5)).await.unwrap();
+        assert_eq!(origin, CodeOrigin::Compiled);
+        let (first, _) = preparer.prepare(0, program(5)).await.unwrap();
+        let (third, _) = preparer.prepare(2, program(5)).await.unwrap();
+        assert!(same_image(&first, &second) && same_image(&first, &third));
+        assert!(!Engine::same(first.code.engine(), third.code.engine()));
+
+        assert!(preparer.unload(&program(5).hash));
+        let (again, origin) = preparer.prepare(2, program(5)).await.unwrap();
+        assert_eq!(origin, CodeOrigin::Disk);
+        let (first_again, _) = preparer.prepare(0, program(5)).await.unwrap();
+        assert!(
+            same_image(&again, &first_again),
+            "loaded from disk, shared too"
+        );
+        assert!(
+            !same_image(&again, &first),
+            "a new image once the old was let go of"
+        );
+    }
+
+    #[tokio::test]
+    async fn code_of_a_single_engine_needs_no_image() {
+        let (prepared, _) = sharing_from(1, None, 0)
+            .prepare(0, program(6))
+            .await
+            .unwrap();
+        assert!(prepared.image.is_none());
     }
 }
