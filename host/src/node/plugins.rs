@@ -4,7 +4,8 @@
 //! sessions then send `notifications/tools/list_changed`).
 
 use super::{Node, tool_registry};
-use notify::{Event, RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
 use std::path::Path;
 use tokio::sync::mpsc;
 
@@ -17,7 +18,7 @@ impl Node {
         };
         let (sender, mut changes) = mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-            if event.is_ok_and(|e| e.paths.iter().any(|p| is_plugin_file(p))) {
+            if event.is_ok_and(|e| changes_tools(&e)) {
                 let _ = sender.send(());
             }
         });
@@ -59,6 +60,18 @@ impl Node {
     }
 }
 
+/// Whether `event` can change the tools: a plugin file written, created,
+/// renamed or removed. Opening or reading one is not a change (the reload
+/// itself reads every plugin, and must not set off another).
+fn changes_tools(event: &Event) -> bool {
+    let change = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    };
+    change && event.paths.iter().any(|p| is_plugin_file(p))
+}
+
 /// Whether a change to `path` can change the tools.
 fn is_plugin_file(path: &Path) -> bool {
     let name = path
@@ -78,5 +91,38 @@ mod tests {
         assert!(is_plugin_file(Path::new("/p/tool.wasm.sig")));
         assert!(!is_plugin_file(Path::new("/p/tool.wasm.part")));
         assert!(!is_plugin_file(Path::new("/p/README")));
+    }
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(path.into())
+    }
+
+    #[test]
+    fn opening_or_reading_a_plugin_is_no_change_but_writing_one_is() {
+        use notify::event::{CreateKind, ModifyKind, RemoveKind, RenameMode};
+        let read = [
+            AccessKind::Open(AccessMode::Read),
+            AccessKind::Open(AccessMode::Any),
+            AccessKind::Read,
+            AccessKind::Close(AccessMode::Read),
+            AccessKind::Any,
+        ];
+        for kind in read {
+            assert!(
+                !changes_tools(&event(EventKind::Access(kind), "/p/t.wasm")),
+                "{kind:?}"
+            );
+        }
+        let changed = [
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+        ];
+        for kind in changed {
+            assert!(changes_tools(&event(kind, "/p/t.wasm")), "{kind:?}");
+            assert!(!changes_tools(&event(kind, "/p/notes.txt")), "{kind:?}");
+        }
     }
 }
