@@ -134,6 +134,37 @@ async fn listing_a_plain_function_plugin_loads_none_of_its_code() {
     );
 }
 
+#[tokio::test]
+async fn a_plugin_file_is_read_once_per_listing_however_many_functions_it_exports() {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::copy(test_guest("functions"), plugins.path().join("calc.wasm")).unwrap();
+    let node = NodeProcess::start(&format!(
+        "[node]\nplugin_dir = {:?}\n",
+        plugins.path().display().to_string()
+    ))
+    .await;
+    let files_read = || async {
+        let metrics = node.get_text("/metrics").await;
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with("wasmnode_code_cache_events{code=\"file_read\"}"))
+            .unwrap_or_else(|| panic!("no file_read count in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    assert_eq!(files_read().await, 1, "read once when the node started");
+    for listing in 1..=2 {
+        let tools = node.get_json("/tools").await;
+        let calc = tools["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["name"].as_str().unwrap().starts_with("calc."))
+            .count();
+        assert!(calc > 2, "the plugin lists several functions: {tools}");
+        assert_eq!(files_read().await, 1 + listing, "after listing {listing}");
+    }
+}
+
 #[test]
 fn a_tools_arguments_are_checked_against_its_schema_before_it_runs() {
     let data = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use crate::builtins;
 use crate::failure::TaskFailure;
 use crate::outbound::{HttpGrant, HttpLimits};
 use crate::task::ComponentSource;
-use crate::wasm::{ToolDescription, WasmExecutor};
+use crate::wasm::{Description, ToolDescription, WasmExecutor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -98,7 +98,8 @@ impl ToolRegistry {
     /// named `STEM.FUNC` (`STEM.IFACE.FUNC` for a function of an exported
     /// interface; STEM is the file name without `.wasm`). Other files are
     /// skipped with a warning; a plugin may not shadow an existing tool.
-    /// With a code cache, the plugins' code is not held afterwards.
+    /// Each file is read once. With a code cache, the plugins' code is not
+    /// held afterwards.
     pub async fn add_plugins(
         &mut self,
         dir: &Path,
@@ -113,33 +114,31 @@ impl ToolRegistry {
         paths.sort();
         for path in paths {
             let source = ComponentSource::File(path.clone());
-            match wasm.tool_description(&source).await {
-                Ok(Some(info)) if self.tools.contains_key(&info.name) => {
+            match wasm.describe(&source).await {
+                Ok(Description::Tool(info)) if self.tools.contains_key(&info.name) => {
                     tracing::warn!(plugin = %path.display(), tool = %info.name, "plugin skipped: a tool of that name already exists");
                 }
-                Ok(Some(info)) => {
+                Ok(Description::Tool(info)) => {
                     self.tools
                         .insert(info.name.clone(), ToolBackend::Component(source.clone()));
                     found.push(info);
                 }
-                Ok(None) => match wasm.functions(&source).await {
-                    Ok(functions) if !functions.is_empty() => {
-                        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-                        for function in functions {
-                            let name = function_tool_name(&stem, &function.export);
-                            if self.tools.contains_key(&name) {
-                                tracing::warn!(plugin = %path.display(), tool = %name, "function skipped: a tool of that name already exists");
-                                continue;
-                            }
-                            let backend =
-                                ToolBackend::Function(source.clone(), function.export.clone());
-                            self.tools.insert(name, backend);
+                Ok(Description::Functions(functions)) if !functions.is_empty() => {
+                    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                    for function in functions {
+                        let name = function_tool_name(&stem, &function.export);
+                        if self.tools.contains_key(&name) {
+                            tracing::warn!(plugin = %path.display(), tool = %name, "function skipped: a tool of that name already exists");
+                            continue;
                         }
+                        let backend =
+                            ToolBackend::Function(source.clone(), function.export.clone());
+                        self.tools.insert(name, backend);
                     }
-                    _ => {
-                        tracing::warn!(plugin = %path.display(), "skipped: neither a wasmnode:tool component nor plain functions")
-                    }
-                },
+                }
+                Ok(Description::Functions(_)) => {
+                    tracing::warn!(plugin = %path.display(), "skipped: neither a wasmnode:tool component nor plain functions")
+                }
                 Err(e) => {
                     tracing::warn!(plugin = %path.display(), error = %e, "skipped: cannot load plugin")
                 }

@@ -166,7 +166,7 @@ impl Default for Metrics {
         );
         registry.register(
             "code_cache_events",
-            "Compiled-code cache events since start, by kind",
+            "Compiled-code cache events since start, by kind (file_read: a component file read from disk and hashed)",
             code_cache.clone(),
         );
         registry.register(
@@ -347,6 +347,7 @@ impl Metrics {
                 ("embedded_hit", cache.embedded_hits),
                 ("compiled", cache.compiled),
                 ("rejected", cache.rejected),
+                ("file_read", cache.files_read),
             ],
         );
         set_all(

@@ -4,9 +4,11 @@
 
 use super::Node;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use wasmnode_runtime::wasm::{Function, ToolDescription};
-use wasmnode_runtime::{ComponentSource, ToolBackend};
+use wasmnode_runtime::wasm::{Function, ToolDescription, WasmExecutor};
+use wasmnode_runtime::{ComponentSource, TaskFailure, ToolBackend};
 
 /// What a tool says about itself.
 pub enum Described {
@@ -56,9 +58,11 @@ pub fn function_description(source: &ComponentSource, function: &Function) -> St
 impl Node {
     /// Every tool whose name `wanted` accepts, described; a tool that
     /// cannot describe itself (its component does not load) is left out
-    /// with a warning.
+    /// with a warning. Each component file is read once, however many of
+    /// its functions are tools.
     pub async fn describe_tools(&self, wanted: impl Fn(&str) -> bool) -> Vec<(String, Described)> {
         let registry = self.tools();
+        let mut read = FunctionsRead::default();
         let mut tools = Vec::new();
         for name in registry.names() {
             if !wanted(&name) {
@@ -71,7 +75,7 @@ impl Node {
                     .await
                     .map(|tool| tool.map(Described::Component)),
                 Some(ToolBackend::Function(source, export)) => {
-                    self.wasm().functions(source).await.map(|functions| {
+                    read.of(self.wasm(), source).await.map(|functions| {
                         let function = functions.into_iter().find(|f| &f.export == export)?;
                         Some(Described::Function(source.clone(), function))
                     })
@@ -88,5 +92,29 @@ impl Node {
             }
         }
         tools
+    }
+}
+
+/// The functions of each component file one listing has read: a plugin
+/// exporting several functions is read and hashed once, not once for each.
+#[derive(Default)]
+struct FunctionsRead(HashMap<PathBuf, Result<Vec<Arc<Function>>, TaskFailure>>);
+
+impl FunctionsRead {
+    /// The functions of `source`, read now unless this listing read its file.
+    async fn of(
+        &mut self,
+        wasm: &WasmExecutor,
+        source: &ComponentSource,
+    ) -> Result<Vec<Arc<Function>>, TaskFailure> {
+        let ComponentSource::File(path) = source else {
+            return wasm.functions(source).await;
+        };
+        if let Some(read) = self.0.get(path) {
+            return read.clone();
+        }
+        let functions = wasm.functions(source).await;
+        self.0.insert(path.clone(), functions.clone());
+        functions
     }
 }

@@ -102,37 +102,45 @@ impl WasmExecutor {
         })
     }
 
+    /// What `source` is: a tool and its self-description, or the plain
+    /// functions it exports that can be called with JSON (none for other
+    /// worlds). Its bytes are read once; each contract is remembered for
+    /// checking submissions. A binary described before is answered from
+    /// memory, without loading its code again.
+    pub async fn describe(&self, source: &ComponentSource) -> Result<Description, TaskFailure> {
+        let description = self.known(source).await?;
+        match &description {
+            Description::Tool(tool) => self.remember(source, tool),
+            Description::Functions(functions) => {
+                for function in functions {
+                    self.remember_as(source, Some(&function.export), &function.contract);
+                }
+            }
+        }
+        Ok(description)
+    }
+
     /// The self-description of a tool component (`None` for other worlds).
-    /// A binary described before is answered from memory, without loading
-    /// its code again.
     pub async fn tool_description(
         &self,
         source: &ComponentSource,
     ) -> Result<Option<Arc<ToolDescription>>, TaskFailure> {
-        match self.known(source).await? {
-            Known::Tool(tool) => {
-                self.remember(source, &tool);
-                Ok(Some(tool))
-            }
-            Known::Functions(_) => Ok(None),
-        }
+        Ok(match self.describe(source).await? {
+            Description::Tool(tool) => Some(tool),
+            Description::Functions(_) => None,
+        })
     }
 
     /// The functions a plain-function component exports that can be called
-    /// with JSON (none for other worlds); each one's contract is remembered
-    /// for checking submissions. A binary listed before is answered from
-    /// memory, without loading its code again.
+    /// with JSON (none for other worlds).
     pub async fn functions(
         &self,
         source: &ComponentSource,
     ) -> Result<Vec<Arc<Function>>, TaskFailure> {
-        let Known::Functions(functions) = self.known(source).await? else {
-            return Ok(Vec::new());
-        };
-        for function in &functions {
-            self.remember_as(source, Some(&function.export), &function.contract);
-        }
-        Ok(functions)
+        Ok(match self.describe(source).await? {
+            Description::Functions(functions) => functions,
+            Description::Tool(_) => Vec::new(),
+        })
     }
 
     /// What `source` is: remembered by its binary's hash, or found out now
@@ -141,7 +149,7 @@ impl WasmExecutor {
     /// code that was not in memory before is let go of afterwards where a
     /// task can load it again without compiling, so describing tools leaves
     /// an idle node holding none.
-    async fn known(&self, source: &ComponentSource) -> Result<Known, TaskFailure> {
+    async fn known(&self, source: &ComponentSource) -> Result<Description, TaskFailure> {
         let binary = self.load(source)?;
         let remembered = self.descriptions().get(&binary.hash).cloned();
         if let Some(known) = remembered {
@@ -149,9 +157,9 @@ impl WasmExecutor {
         }
         let (prepared, origin) = self.preparer.prepare(0, binary).await?;
         let known = match prepared.world {
-            World::Tool => self.describe_tool(&prepared).await.map(Known::Tool),
+            World::Tool => self.describe_tool(&prepared).await.map(Description::Tool),
             _ => {
-                let known = Known::Functions(functions_of(&prepared));
+                let known = Description::Functions(functions_of(&prepared));
                 self.know(prepared.hash, known.clone());
                 Ok(known)
             }
@@ -164,12 +172,12 @@ impl WasmExecutor {
 
     fn descriptions(
         &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<blake3::Hash, Known>> {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<blake3::Hash, Description>> {
         self.descriptions.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Remembers what the binary hashing to `hash` is.
-    fn know(&self, hash: blake3::Hash, known: Known) {
+    fn know(&self, hash: blake3::Hash, known: Description) {
         let mut descriptions = self.descriptions();
         if descriptions.len() >= super::DESCRIPTIONS_CAPACITY {
             descriptions.clear();
@@ -217,7 +225,7 @@ impl WasmExecutor {
             .tool_info
             .get_or_try_init(|| async {
                 let remembered = self.descriptions().get(&prepared.hash).cloned();
-                if let Some(Known::Tool(tool)) = remembered {
+                if let Some(Description::Tool(tool)) = remembered {
                     return Ok(tool);
                 }
                 let Pre::Tool(pre) = &prepared.pre else {
@@ -275,14 +283,14 @@ impl WasmExecutor {
             })
             .await
             .cloned()?;
-        self.know(prepared.hash, Known::Tool(tool.clone()));
+        self.know(prepared.hash, Description::Tool(tool.clone()));
         Ok(tool)
     }
 }
 
 /// What a binary was found to be when it was first described.
 #[derive(Clone)]
-pub(super) enum Known {
+pub enum Description {
     /// A tool, as it describes itself.
     Tool(Arc<ToolDescription>),
     /// Not a tool: the plain functions it exports that can be called with

@@ -30,7 +30,7 @@ mod sandbox;
 mod tool_host;
 
 pub use contract::{MountNeed, ToolDescription};
-pub use describe::{ComponentInfo, FunctionInfo};
+pub use describe::{ComponentInfo, Description, FunctionInfo};
 pub use embedded::{PrecompileError, Written, precompile};
 pub use engine::{Allocator, AllocatorChoice, EngineSettings};
 pub use functions::{Function, Skipped};
@@ -47,6 +47,7 @@ use lanes::Lanes;
 use prepare::{Binary, Prepared, Preparer};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::Store;
 
@@ -122,11 +123,13 @@ pub struct WasmExecutor {
     /// What each binary described so far is, by its blake3: a tool is
     /// asked once, and describing it (or listing a component's functions)
     /// again needs none of its code.
-    descriptions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, describe::Known>>,
+    descriptions: std::sync::Mutex<std::collections::HashMap<blake3::Hash, describe::Description>>,
     /// The trust list, when signatures are required.
     trust: Option<Arc<TrustList>>,
     /// blake3 of (component, signature) pairs that verified.
     verified: std::sync::Mutex<std::collections::HashSet<(blake3::Hash, blake3::Hash)>>,
+    /// Component files read from disk (each one is hashed).
+    files_read: AtomicU64,
 }
 
 impl WasmExecutor {
@@ -165,6 +168,7 @@ impl WasmExecutor {
             descriptions: Default::default(),
             trust: config.trust,
             verified: Default::default(),
+            files_read: AtomicU64::new(0),
         })
     }
 
@@ -178,9 +182,12 @@ impl WasmExecutor {
         self.allocator
     }
 
-    /// Compiled-code cache counters.
+    /// Compiled-code cache counters, and the component files read.
     pub fn cache_stats(&self) -> CacheStats {
-        self.preparer.stats()
+        CacheStats {
+            files_read: self.files_read.load(Ordering::Relaxed),
+            ..self.preparer.stats()
+        }
     }
 
     /// Whether per-task fuel budgets are available.
@@ -206,6 +213,7 @@ impl WasmExecutor {
                 ))
             }
             ComponentSource::File(path) => {
+                self.files_read.fetch_add(1, Ordering::Relaxed);
                 let binary = std::fs::read(path)
                     .map(|b| Binary::new(b.into()))
                     .map_err(|e| {

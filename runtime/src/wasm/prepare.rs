@@ -190,6 +190,9 @@ pub struct CacheStats {
     pub rejected: u64,
     /// Binaries being compiled or loaded from disk right now.
     pub preparing: u64,
+    /// Component files read from disk (each one is hashed before its code
+    /// is looked up).
+    pub files_read: u64,
 }
 
 /// The counters of one engine (each its own, so engines share no counter).
