@@ -5,7 +5,7 @@
 use super::Origin;
 use super::StoreError;
 use super::records::{JobOutput, JobRecord, JobResult, JobState, Logs};
-use super::tables::{self, JOBS, META, REQUESTS, SCHEMA_KEY, SCHEMA_VERSION, Write};
+use super::tables::{self, JOBS, META, SCHEMA_KEY, SCHEMA_VERSION, Write};
 use crate::job::JobRequest;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::Deserialize;
@@ -189,8 +189,7 @@ fn upgrade(db: &Database) -> Result<(), redb::Error> {
                 record.attempts = old.attempts;
                 record.origin = old.origin;
                 record.callback = old.callback;
-                txn.open_table(REQUESTS)?
-                    .insert(id.as_str(), canonical.as_slice())?;
+                tables::apply(&txn, &Write::Request(id.clone(), canonical))?;
                 if let Some(result) = old.result {
                     let output = JobOutput {
                         output: result.output,
