@@ -70,7 +70,7 @@ impl WasmExecutor {
     /// self-description (prepared in the first engine).
     pub async fn inspect(&self, source: &ComponentSource) -> Result<ComponentInfo, TaskFailure> {
         let binary = self.load(source)?;
-        let size = binary.bytes.len();
+        let size = binary.bytes()?.len();
         let (prepared, _) = self.preparer.prepare(0, binary).await?;
         let tool = match prepared.world {
             World::Tool => Some(self.describe_tool(&prepared).await?.as_ref().clone()),

@@ -11,7 +11,7 @@ use crate::failure::TaskFailure;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime::component::Component;
-use wasmtime::{Engine, Module};
+use wasmtime::{Engine, Module, Precompiled};
 
 /// Loads or compiles code for the executor's engines.
 pub struct Loader {
@@ -65,19 +65,18 @@ impl Loader {
         self.embedded.code(hash).is_some()
     }
 
-    /// The code of `bytes` in `engine`, counted in `counters`; when `share`
-    /// (other engines will copy it), large code is mapped from an image
-    /// that they map too.
+    /// The code of the binary hashing to `hash` in `engine`, counted in
+    /// `counters`; its `bytes` are asked for only if it must be compiled.
+    /// When `share` (other engines will copy it), large code is mapped from
+    /// an image that they map too.
     pub fn code(
         &self,
         engine: &Engine,
-        bytes: &[u8],
         hash: blake3::Hash,
+        bytes: impl FnOnce() -> Result<bytes::Bytes, TaskFailure>,
         counters: &Counters,
         share: bool,
     ) -> Result<Loaded, TaskFailure> {
-        let binary = to_binary(bytes)?;
-        let kind = binary_kind(&binary)?;
         let share = |code: &[u8]| share && code.len() >= self.share_from;
         // SAFETY: the code is either sealed with this node's MAC under a key
         // that includes the engine compatibility hash (the node wrote it
@@ -86,6 +85,11 @@ impl Loader {
         // code this wasmtime compiled; wasmtime checks its header against the
         // engine again.
         let load = |code: &[u8], origin| unsafe {
+            let kind = match Engine::detect_precompiled(code) {
+                Some(Precompiled::Component) => BinaryKind::Component,
+                Some(Precompiled::Module) => BinaryKind::Module,
+                None => return Err(wasmtime::Error::msg("not code compiled by wasmtime")),
+            };
             if share(code)
                 && let Some(image) = image_of(code, kind)
             {
@@ -125,6 +129,9 @@ impl Loader {
                 }
             }
         }
+        let bytes = bytes()?;
+        let binary = to_binary(&bytes)?;
+        let kind = binary_kind(&binary)?;
         let code = match kind {
             BinaryKind::Component => Component::from_binary(engine, &binary)
                 .map(Code::Component)
@@ -158,19 +165,21 @@ impl Loader {
         })
     }
 
-    /// Compiles `bytes` on this thread with a throwaway engine of `engine`'s
+    /// Compiles the binary hashing to `hash` (its `bytes` asked for only
+    /// now) on this thread with a throwaway engine of `engine`'s
     /// configuration into the disk cache, unless it is there already.
     pub fn precompile(
         &self,
         engine: &Engine,
-        bytes: &[u8],
         hash: blake3::Hash,
+        bytes: impl FnOnce() -> Result<bytes::Bytes, TaskFailure>,
         counters: &Counters,
     ) -> Result<CodeOrigin, TaskFailure> {
         if self.cached(&hash, counters).is_some() {
             return Ok(CodeOrigin::Disk);
         }
-        let binary = to_binary(bytes)?;
+        let bytes = bytes()?;
+        let binary = to_binary(&bytes)?;
         // Parallel compilation leaves its scratch memory scattered over the
         // worker threads' heaps, where it stays resident for good (tens of
         // MiB on an otherwise idle node).

@@ -17,6 +17,7 @@ mod describe;
 mod determinism;
 mod embedded;
 mod engine;
+mod files;
 mod functions;
 mod http;
 mod image;
@@ -47,7 +48,6 @@ use lanes::Lanes;
 use prepare::{Binary, Prepared, Preparer};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::Store;
 
@@ -128,8 +128,8 @@ pub struct WasmExecutor {
     trust: Option<Arc<TrustList>>,
     /// blake3 of (component, signature) pairs that verified.
     verified: std::sync::Mutex<std::collections::HashSet<(blake3::Hash, blake3::Hash)>>,
-    /// Component files read from disk (each one is hashed).
-    files_read: AtomicU64,
+    /// The component files read, and their hashes.
+    files: Arc<files::ComponentFiles>,
 }
 
 impl WasmExecutor {
@@ -168,7 +168,7 @@ impl WasmExecutor {
             descriptions: Default::default(),
             trust: config.trust,
             verified: Default::default(),
-            files_read: AtomicU64::new(0),
+            files: Arc::new(files::ComponentFiles::new(files::SETTLE)),
         })
     }
 
@@ -185,7 +185,7 @@ impl WasmExecutor {
     /// Compiled-code cache counters, and the component files read.
     pub fn cache_stats(&self) -> CacheStats {
         CacheStats {
-            files_read: self.files_read.load(Ordering::Relaxed),
+            files_read: self.files.reads(),
             ..self.preparer.stats()
         }
     }
@@ -197,7 +197,8 @@ impl WasmExecutor {
 
     /// A component's bytes and hash. Built-ins are neither copied nor
     /// hashed (their hash was made when this binary was built), so a node
-    /// that loads their code from a cache never reads their bytes.
+    /// that loads their code from a cache never reads their bytes; nor is a
+    /// component file that has not changed since it was hashed.
     pub fn load(&self, source: &ComponentSource) -> Result<Binary, TaskFailure> {
         match source {
             ComponentSource::Builtin(name) => {
@@ -213,15 +214,15 @@ impl WasmExecutor {
                 ))
             }
             ComponentSource::File(path) => {
-                self.files_read.fetch_add(1, Ordering::Relaxed);
-                let binary = std::fs::read(path)
-                    .map(|b| Binary::new(b.into()))
-                    .map_err(|e| {
-                        TaskFailure::invalid_input(format!(
-                            "cannot read component {}: {e}",
-                            path.display()
-                        ))
-                    })?;
+                let (meta, known) = self.files.known(path)?;
+                let binary = match known {
+                    Some(hash) => Binary::in_file(self.files.clone(), path.clone(), hash),
+                    None => {
+                        let binary = Binary::new(self.files.read(path)?.into());
+                        self.files.remember(path, &meta, binary.hash);
+                        binary
+                    }
+                };
                 self.check_signature(path, &binary)?;
                 Ok(binary)
             }
@@ -261,7 +262,7 @@ impl WasmExecutor {
             return Ok(());
         }
         trust
-            .verify(&path.display().to_string(), &binary.bytes, &signature)
+            .verify(&path.display().to_string(), &binary.bytes()?, &signature)
             .map_err(denied)?;
         let mut verified = self.verified.lock().expect("verified lock");
         if verified.len() >= VERIFIED_CAPACITY {

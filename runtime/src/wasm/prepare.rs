@@ -6,6 +6,7 @@
 //! so it is held in memory once.
 
 use super::bindings::{task::TaskPre, tool::ToolPre};
+use super::files::ComponentFiles;
 use super::functions::FunctionsPre;
 use super::image::Image;
 use super::link::Linkers;
@@ -14,6 +15,7 @@ use super::sandbox::State;
 use crate::failure::TaskFailure;
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
@@ -54,22 +56,51 @@ impl World {
 /// A binary (wasm or WAT) and its blake3 hash, the key of every cache.
 #[derive(Clone)]
 pub struct Binary {
-    /// The bytes, shared or static.
-    pub bytes: bytes::Bytes,
+    /// Its bytes, or the file they are in.
+    content: Content,
     /// Their blake3 hash.
     pub hash: blake3::Hash,
+}
+
+#[derive(Clone)]
+enum Content {
+    /// In memory, shared or static.
+    Bytes(bytes::Bytes),
+    /// In a component file that hashed to the binary's hash and has not
+    /// changed since: read only if its code has to be loaded from them.
+    File(Arc<ComponentFiles>, PathBuf),
 }
 
 impl Binary {
     /// `bytes`, hashing them.
     pub fn new(bytes: bytes::Bytes) -> Self {
         let hash = blake3::hash(&bytes);
-        Self { bytes, hash }
+        Self::with_hash(bytes, hash)
     }
 
     /// `bytes` whose hash is already known.
     pub fn with_hash(bytes: bytes::Bytes, hash: blake3::Hash) -> Self {
-        Self { bytes, hash }
+        Self {
+            content: Content::Bytes(bytes),
+            hash,
+        }
+    }
+
+    /// The file at `path`, known to hash to `hash` as it is now.
+    pub fn in_file(files: Arc<ComponentFiles>, path: PathBuf, hash: blake3::Hash) -> Self {
+        Self {
+            content: Content::File(files, path),
+            hash,
+        }
+    }
+
+    /// Its bytes, read now if they are in a file (which must still hash to
+    /// the binary's hash).
+    pub fn bytes(&self) -> Result<bytes::Bytes, TaskFailure> {
+        match &self.content {
+            Content::Bytes(bytes) => Ok(bytes.clone()),
+            Content::File(files, path) => files.reread(path, &self.hash).map(Into::into),
+        }
     }
 }
 
@@ -190,8 +221,8 @@ pub struct CacheStats {
     pub rejected: u64,
     /// Binaries being compiled or loaded from disk right now.
     pub preparing: u64,
-    /// Component files read from disk (each one is hashed before its code
-    /// is looked up).
+    /// Component files read from disk (a file unchanged since it was
+    /// hashed is not read for its code to be looked up).
     pub files_read: u64,
 }
 
@@ -406,8 +437,8 @@ impl Preparer {
             },
             None => self.loader.code(
                 &lane.engine,
-                &binary.bytes,
                 binary.hash,
+                || binary.bytes(),
                 &lane.counters,
                 self.lanes.len() > 1,
             )?,
@@ -465,7 +496,7 @@ impl Preparer {
         tokio::task::spawn_blocking(move || {
             let lane = &this.lanes[0];
             this.loader
-                .precompile(&lane.engine, &binary.bytes, binary.hash, &lane.counters)
+                .precompile(&lane.engine, binary.hash, || binary.bytes(), &lane.counters)
         })
         .await
         .map_err(|e| TaskFailure::internal(format!("compile task failed: {e}")))?
