@@ -7,7 +7,7 @@ use crate::builtins;
 use crate::failure::TaskFailure;
 use crate::outbound::{HttpGrant, HttpLimits};
 use crate::task::ComponentSource;
-use crate::wasm::{Description, ToolDescription, WasmExecutor};
+use crate::wasm::{Description, WasmExecutor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -99,13 +99,9 @@ impl ToolRegistry {
     /// interface; STEM is the file name without `.wasm`). Other files are
     /// skipped with a warning; a plugin may not shadow an existing tool.
     /// Each file is read once. With a code cache, the plugins' code is not
-    /// held afterwards.
-    pub async fn add_plugins(
-        &mut self,
-        dir: &Path,
-        wasm: &WasmExecutor,
-    ) -> std::io::Result<Vec<Arc<ToolDescription>>> {
-        let mut found = Vec::new();
+    /// held afterwards. Returns how many tools it added.
+    pub async fn add_plugins(&mut self, dir: &Path, wasm: &WasmExecutor) -> std::io::Result<usize> {
+        let before = self.tools.len();
         let mut paths: Vec<_> = std::fs::read_dir(dir)?
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -121,7 +117,6 @@ impl ToolRegistry {
                 Ok(Description::Tool(info)) => {
                     self.tools
                         .insert(info.name.clone(), ToolBackend::Component(source.clone()));
-                    found.push(info);
                 }
                 Ok(Description::Functions(functions)) if !functions.is_empty() => {
                     let stem = path.file_stem().unwrap_or_default().to_string_lossy();
@@ -144,7 +139,7 @@ impl ToolRegistry {
                 }
             }
         }
-        Ok(found)
+        Ok(self.tools.len() - before)
     }
 
     /// Maps `name` to a container image (tools without a component).

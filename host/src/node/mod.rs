@@ -135,11 +135,11 @@ pub async fn router(
 pub async fn tool_registry(config: &Config, wasm: &WasmExecutor) -> anyhow::Result<ToolRegistry> {
     let mut tools = ToolRegistry::builtin();
     if let Some(dir) = &config.node.plugin_dir {
-        let found = tools
+        let added = tools
             .add_plugins(dir, wasm)
             .await
             .with_context(|| format!("cannot read plugin directory {}", dir.display()))?;
-        tracing::info!(dir = %dir.display(), plugins = found.len(), "plugin tools loaded");
+        tracing::info!(dir = %dir.display(), tools = added, "plugin tools loaded");
     }
     for (name, image) in &config.docker.tool_images {
         tools.add_image(name, image);
