@@ -12,6 +12,7 @@ mod dispatch;
 mod edge;
 mod machine;
 mod mcp;
+mod plugins;
 mod python;
 mod report;
 mod retrieval;
@@ -141,13 +142,19 @@ fn main() -> anyhow::Result<()> {
         rows.extend(api_rows.iter().filter(|r| in_section(r, '2')).cloned());
     }
     if wants(3) {
-        eprintln!("3/10 file_read: wasm tool vs container per call (and over MCP) ...");
+        eprintln!(
+            "3/10 file_read: wasm tool vs container per call (over MCP, a plugin by its size) ..."
+        );
         let files = tempfile::tempdir()?;
         std::fs::write(files.path().join("file.bin"), vec![b'x'; 4096])?;
         rows.extend(runtime.block_on(mcp::round_trip(
             &files.path().canonicalize()?,
             counts.file_reads,
             &binary,
+        ))?);
+        rows.extend(runtime.block_on(plugins::call_by_size(
+            &files.path().canonicalize()?,
+            counts.file_reads,
         ))?);
         let wasm = sandbox::file_read(files.path(), counts.file_reads)?;
         rows.extend(containers::file_read(
