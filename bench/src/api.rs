@@ -136,6 +136,28 @@ fn mean_seconds(metrics: &str, name: &str) -> f64 {
     }
 }
 
+/// The round trips of `calls` jobs, each made by `job` from its number and
+/// submitted with `POST /jobs?wait`, after 10 warm-up jobs; each must finish.
+pub async fn wait_each(
+    node: &NodeProcess,
+    calls: usize,
+    job: impl Fn(usize) -> serde_json::Value,
+) -> anyhow::Result<Samples> {
+    let client = reqwest::Client::new();
+    let url = node.at("/jobs?wait=30");
+    let mut samples = Vec::with_capacity(calls);
+    for i in 0..10 + calls {
+        let body = job(i);
+        let started = Instant::now();
+        let answer: serde_json::Value = client.post(&url).json(&body).send().await?.json().await?;
+        anyhow::ensure!(answer["state"] == "finished", "{answer}");
+        if i >= 10 {
+            samples.push(started.elapsed());
+        }
+    }
+    Ok(Samples(samples))
+}
+
 fn job(id: &str) -> serde_json::Value {
     json!({"protocol_version": 1, "job_id": id, "task": {"type": "aggregation", "payload": {"items_json": "[{\"a\":1}]"}},
            "runtime": {"mode": "wasm", "component": "builtin:aggregation"}})

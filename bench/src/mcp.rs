@@ -100,19 +100,10 @@ fn over_stdio(binary: &Path, config: &str, calls: usize) -> anyhow::Result<Sampl
 
 async fn through_api(files: &Path, config: &str, calls: usize) -> anyhow::Result<Samples> {
     let node = NodeProcess::start(config).await;
-    let client = reqwest::Client::new();
-    let url = node.at("/jobs?wait=30");
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..10 + calls {
-        let job = json!({"protocol_version": 1, "job_id": format!("read-{i}"),
+    crate::api::wait_each(&node, calls, |i| {
+        json!({"protocol_version": 1, "job_id": format!("read-{i}"),
             "task": {"type": "tool_execution", "payload": {"tool": "file_read", "args": {"path": "/data/file.bin"}}},
-            "runtime": {"mode": "auto", "mounts": [{"source": files, "target": "/data"}]}});
-        let started = Instant::now();
-        let answer: Value = client.post(&url).json(&job).send().await?.json().await?;
-        anyhow::ensure!(answer["state"] == "finished", "{answer}");
-        if i >= 10 {
-            samples.push(started.elapsed());
-        }
-    }
-    Ok(Samples(samples))
+            "runtime": {"mode": "auto", "mounts": [{"source": files, "target": "/data"}]}})
+    })
+    .await
 }

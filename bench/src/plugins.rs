@@ -2,10 +2,10 @@
 //! padded to the size of a componentize-py plugin (which carries CPython):
 //! what a call costs that grows with the plugin's file (section 3).
 
-use crate::report::{Row, Samples, human};
-use serde_json::{Value, json};
+use crate::report::{Row, human};
+use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use wasmnode_e2e::NodeProcess;
 
 const S3: &str = "3. file_read 4 KiB";
@@ -77,21 +77,13 @@ async fn call_p50(files: &Path, component: &[u8], calls: usize) -> anyhow::Resul
         files
     ))
     .await;
-    let client = reqwest::Client::new();
-    let url = node.at("/jobs?wait=30");
-    let mut samples = Vec::with_capacity(calls);
-    for i in 0..10 + calls {
-        let job = json!({"protocol_version": 1, "job_id": format!("count-{i}"),
+    let samples = crate::api::wait_each(&node, calls, |i| {
+        json!({"protocol_version": 1, "job_id": format!("count-{i}"),
             "task": {"type": "tool_execution", "payload": {"tool": "word_count", "path": "/data/file.bin"}},
-            "runtime": {"mode": "auto", "mounts": [{"source": files, "target": "/data"}]}});
-        let started = Instant::now();
-        let answer: Value = client.post(&url).json(&job).send().await?.json().await?;
-        anyhow::ensure!(answer["state"] == "finished", "{answer}");
-        if i >= 10 {
-            samples.push(started.elapsed());
-        }
-    }
-    Ok(Samples(samples).p50())
+            "runtime": {"mode": "auto", "mounts": [{"source": files, "target": "/data"}]}})
+    })
+    .await?;
+    Ok(samples.p50())
 }
 
 #[cfg(test)]
