@@ -143,25 +143,27 @@ mod tests {
         })
     }
 
-    /// Writes `bytes` to `path` and dates its modification an hour back.
-    fn write_old(path: &Path, bytes: &[u8]) {
-        std::fs::write(path, bytes).unwrap();
-        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(an_hour_ago)
-            .unwrap();
+    /// Dates the last modification of `path` to `when`.
+    fn date(path: &Path, when: SystemTime) {
+        let file = File::options().write(true).open(path).unwrap();
+        file.set_modified(when).unwrap();
+    }
+
+    /// `tool.wasm` holding `bytes`, last modified an hour ago, hashed once.
+    fn hashed_old_file(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, ComponentFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tool.wasm");
+        std::fs::write(&path, bytes).unwrap();
+        date(&path, SystemTime::now() - Duration::from_secs(3600));
+        let files = ComponentFiles::new(SETTLE);
+        assert_eq!(hash_of(&files, &path), blake3::hash(bytes));
+        (dir, path, files)
     }
 
     #[test]
     fn a_file_left_alone_is_read_once_however_often_it_is_asked_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tool.wasm");
-        write_old(&path, b"first");
-        let files = ComponentFiles::new(SETTLE);
-        for _ in 0..3 {
+        let (_dir, path, files) = hashed_old_file(b"first");
+        for _ in 0..2 {
             assert_eq!(hash_of(&files, &path), blake3::hash(b"first"));
         }
         assert_eq!(files.reads(), 1);
@@ -169,11 +171,7 @@ mod tests {
 
     #[test]
     fn a_file_rewritten_in_place_at_the_same_size_is_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tool.wasm");
-        write_old(&path, b"first");
-        let files = ComponentFiles::new(SETTLE);
-        hash_of(&files, &path);
+        let (_dir, path, files) = hashed_old_file(b"first");
         std::fs::write(&path, b"other").unwrap();
         assert_eq!(hash_of(&files, &path), blake3::hash(b"other"));
         assert_eq!(files.reads(), 2);
@@ -181,19 +179,13 @@ mod tests {
 
     #[test]
     fn a_file_replaced_by_another_with_the_same_times_is_read_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tool.wasm");
-        write_old(&path, b"first");
-        let files = ComponentFiles::new(SETTLE);
-        hash_of(&files, &path);
+        let (dir, path, files) = hashed_old_file(b"first");
         let staged = dir.path().join("tool.wasm.new");
-        write_old(&staged, b"other");
-        File::options()
-            .write(true)
-            .open(&staged)
-            .unwrap()
-            .set_modified(std::fs::metadata(&path).unwrap().modified().unwrap())
-            .unwrap();
+        std::fs::write(&staged, b"other").unwrap();
+        date(
+            &staged,
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+        );
         std::fs::rename(&staged, &path).unwrap();
         assert_eq!(hash_of(&files, &path), blake3::hash(b"other"));
     }
@@ -211,11 +203,8 @@ mod tests {
 
     #[test]
     fn bytes_read_again_must_still_have_the_hash_they_had() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tool.wasm");
-        write_old(&path, b"first");
-        let files = ComponentFiles::new(SETTLE);
-        let hash = hash_of(&files, &path);
+        let (_dir, path, files) = hashed_old_file(b"first");
+        let hash = blake3::hash(b"first");
         assert_eq!(files.reread(&path, &hash).unwrap(), b"first");
         std::fs::write(&path, b"other").unwrap();
         let err = files.reread(&path, &hash).unwrap_err();
