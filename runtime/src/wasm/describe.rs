@@ -105,8 +105,9 @@ impl WasmExecutor {
     /// What `source` is: a tool and its self-description, or the plain
     /// functions it exports that can be called with JSON (none for other
     /// worlds), from one load of its bytes (none for a file unchanged since
-    /// it was hashed); each contract is remembered for checking submissions. A binary described before is answered from
-    /// memory, without loading its code again.
+    /// it was hashed); each contract is remembered for checking submissions.
+    /// A binary described before is answered from memory, without loading
+    /// its code again.
     pub async fn describe(&self, source: &ComponentSource) -> Result<Description, TaskFailure> {
         let description = self.known(source).await?;
         match &description {
