@@ -6,7 +6,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::Command;
 use wasmnode_e2e::{
-    NodeProcess, json, plugin_tool as plugin, stderr, test_guest, tool_run, wait_terminal, wasmnode,
+    NodeProcess, json, plugin_tool as plugin, stderr, tool_run, wait_terminal, wasmnode,
 };
 
 fn plugin_dir() -> tempfile::TempDir {
@@ -97,124 +97,6 @@ async fn plugins_serve_tool_execution_jobs() {
             .as_array()
             .unwrap()
             .contains(&json!("word_count"))
-    );
-}
-
-#[tokio::test]
-async fn listing_a_plain_function_plugin_loads_none_of_its_code() {
-    let plugins = tempfile::tempdir().unwrap();
-    std::fs::copy(test_guest("functions"), plugins.path().join("calc.wasm")).unwrap();
-    let node = NodeProcess::start(&format!(
-        "[node]\nplugin_dir = {:?}\n",
-        plugins.path().display().to_string()
-    ))
-    .await;
-    for _ in 0..2 {
-        let tools = node.get_json("/tools").await;
-        assert!(
-            tools["tools"].as_array().unwrap().iter().any(|t| {
-                t["name"] == "calc.add"
-                    && t["kind"] == "function"
-                    && t["args_schema"]["required"] == json!(["a", "b"])
-            }),
-            "{tools}"
-        );
-    }
-    let job = json!({"protocol_version": 1, "job_id": "add",
-        "task": {"type": "tool_execution", "payload": {"tool": "calc.add", "a": 2, "b": 3}},
-        "runtime": {"mode": "auto"}});
-    assert_eq!(node.post_json("/jobs", &job).await.0, 200);
-    let client = reqwest::Client::new();
-    let ended = wait_terminal(&client, &node, "add", std::time::Duration::from_secs(60)).await;
-    assert_eq!(ended["state"], "finished", "{ended}");
-    assert_eq!(node.get_json("/jobs/add/result").await, json!(5));
-    assert_eq!(
-        ended["metrics"]["code_cache"], "disk",
-        "the node let go of the plugin's code once it had listed its functions, and listing them again did not load it: {ended}"
-    );
-}
-
-/// A node serving `calc.wasm` (the plain-function test guest, nine
-/// functions) dated `modified`, and how to read its count of component
-/// files read.
-async fn calc_node(modified: std::time::SystemTime) -> (NodeProcess, tempfile::TempDir) {
-    let plugins = tempfile::tempdir().unwrap();
-    let calc = plugins.path().join("calc.wasm");
-    std::fs::copy(test_guest("functions"), &calc).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&calc)
-        .unwrap()
-        .set_modified(modified)
-        .unwrap();
-    let node = NodeProcess::start(&format!(
-        "[node]\nplugin_dir = {:?}\n",
-        plugins.path().display().to_string()
-    ))
-    .await;
-    (node, plugins)
-}
-
-async fn files_read(node: &NodeProcess) -> u64 {
-    let metrics = node.get_text("/metrics").await;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("wasmnode_code_cache_events{code=\"file_read\"}"))
-        .unwrap_or_else(|| panic!("no file_read count in {metrics}"));
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
-async fn list_calc(node: &NodeProcess) {
-    let tools = node.get_json("/tools").await;
-    let calc = tools["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["name"].as_str().unwrap().starts_with("calc."))
-        .count();
-    assert!(calc > 2, "the plugin lists several functions: {tools}");
-}
-
-#[tokio::test]
-async fn a_plugin_file_that_may_be_changing_is_read_once_per_listing_not_per_function() {
-    // Dated in the future (a skewed clock), so its hash is never trusted to
-    // outlast a read.
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    let (node, _plugins) = calc_node(later).await;
-    assert_eq!(
-        files_read(&node).await,
-        1,
-        "read once when the node started"
-    );
-    for listing in 1..=2 {
-        list_calc(&node).await;
-        assert_eq!(
-            files_read(&node).await,
-            1 + listing,
-            "after listing {listing}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_plugin_file_left_alone_is_read_once_not_per_listing_or_call() {
-    let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    let (node, _plugins) = calc_node(earlier).await;
-    let client = reqwest::Client::new();
-    for call in 0..2 {
-        list_calc(&node).await;
-        let id = format!("add-{call}");
-        let job = json!({"protocol_version": 1, "job_id": id,
-            "task": {"type": "tool_execution", "payload": {"tool": "calc.add", "a": 2, "b": call}},
-            "runtime": {"mode": "auto"}});
-        assert_eq!(node.post_json("/jobs", &job).await.0, 200);
-        let ended = wait_terminal(&client, &node, &id, std::time::Duration::from_secs(60)).await;
-        assert_eq!(ended["state"], "finished", "{ended}");
-    }
-    assert_eq!(
-        files_read(&node).await,
-        1,
-        "read when the node started, and neither listed nor run from its bytes since"
     );
 }
 

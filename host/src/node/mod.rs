@@ -133,8 +133,17 @@ pub async fn router(
 /// The tools of a node: the built-ins, the plugins in `node.plugin_dir`,
 /// the operator's container tools, and `[tools.NAME]` settings.
 pub async fn tool_registry(config: &Config, wasm: &WasmExecutor) -> anyhow::Result<ToolRegistry> {
+    tools_from(config, wasm, config.node.plugin_dir.as_deref()).await
+}
+
+/// The tools of a node with the plugins of `plugin_dir` (none if `None`).
+async fn tools_from(
+    config: &Config,
+    wasm: &WasmExecutor,
+    plugin_dir: Option<&std::path::Path>,
+) -> anyhow::Result<ToolRegistry> {
     let mut tools = ToolRegistry::builtin();
-    if let Some(dir) = &config.node.plugin_dir {
+    if let Some(dir) = plugin_dir {
         let added = tools
             .add_plugins(dir, wasm)
             .await

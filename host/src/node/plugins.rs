@@ -1,13 +1,23 @@
 //! Keeps a node's tools in step with its plugin directory: a `.wasm` (or its
 //! `.wasm.sig`) added, replaced or removed there is loaded or dropped
 //! without a restart, and each change bumps the node's tools version (MCP
-//! sessions then send `notifications/tools/list_changed`).
+//! sessions then send `notifications/tools/list_changed`). The directory
+//! itself may be swapped for another (renamed over, or a symlink to it
+//! retargeted), removed, or made again: a watch follows the directory it
+//! was set on, not its path, so the node checks every [`RECHECK`] which
+//! directory the path names and watches that one.
 
-use super::{Node, tool_registry};
+use super::{Node, tools_from};
 use notify::event::{AccessKind, AccessMode};
-use notify::{Event, EventKind, RecursiveMode, Watcher};
-use std::path::Path;
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+/// How often the node checks which directory `node.plugin_dir` names.
+const RECHECK: Duration = Duration::from_secs(2);
 
 impl Node {
     /// Watches `node.plugin_dir`, if there is one, for as long as the node
@@ -17,32 +27,52 @@ impl Node {
             return;
         };
         let (sender, mut changes) = mpsc::unbounded_channel();
+        let events_dir = dir.clone();
         let watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
-            if event.is_ok_and(|e| changes_tools(&e)) {
+            if event.is_ok_and(|e| changes_tools(&e, &events_dir)) {
                 let _ = sender.send(());
             }
         });
-        let mut watcher = match watcher {
-            Ok(w) => w,
+        let mut watch = match watcher {
+            Ok(watcher) => DirWatch {
+                dir: dir.clone(),
+                watcher,
+                watched: None,
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "plugins are read at start only: cannot watch the plugin directory");
                 return;
             }
         };
-        if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %dir.display(), error = %e, "plugins are read at start only: cannot watch the plugin directory");
-            return;
-        }
+        watch.refresh();
         let config = self.config.clone();
         let router = self.router.clone();
         let version = self.tools_version.clone();
         tokio::spawn(async move {
-            let _watching = watcher;
-            while changes.recv().await.is_some() {
-                // One rescan for a burst of events (a copy is several).
-                while changes.try_recv().is_ok() {}
+            let mut recheck = tokio::time::interval(RECHECK);
+            recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    change = changes.recv() => {
+                        if change.is_none() {
+                            return;
+                        }
+                        // One rescan for a burst of events (a copy is several).
+                        while changes.try_recv().is_ok() {}
+                        watch.refresh();
+                    }
+                    _ = recheck.tick() => {
+                        if !watch.refresh() {
+                            continue;
+                        }
+                    }
+                }
+                let plugins = watch.watched.is_some().then_some(dir.as_path());
+                if plugins.is_none() {
+                    tracing::warn!(dir = %dir.display(), "the plugin directory is gone; its tools are dropped until it is back");
+                }
                 let before = router.tools().names();
-                match tool_registry(&config, &router.executors().wasm).await {
+                match tools_from(&config, &router.executors().wasm, plugins).await {
                     Ok(tools) => {
                         let after = tools.names();
                         router.replace_tools(tools);
@@ -60,16 +90,49 @@ impl Node {
     }
 }
 
+/// A watch on the directory a path names, moved when the path comes to
+/// name another.
+struct DirWatch {
+    dir: PathBuf,
+    watcher: RecommendedWatcher,
+    /// The directory watched (device, inode); `None` while there is none.
+    watched: Option<(u64, u64)>,
+}
+
+impl DirWatch {
+    /// Watches the directory `dir` names now if it is not the one watched;
+    /// whether it was another (then the plugins must be read again).
+    fn refresh(&mut self) -> bool {
+        let now = std::fs::metadata(&self.dir)
+            .ok()
+            .filter(|m| m.is_dir())
+            .map(|m| (m.dev(), m.ino()));
+        if now == self.watched {
+            return false;
+        }
+        // Not watched any more if it was removed (its watch ended with it).
+        let _ = self.watcher.unwatch(&self.dir);
+        if now.is_some()
+            && let Err(e) = self.watcher.watch(&self.dir, RecursiveMode::NonRecursive)
+        {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot watch the plugin directory: changes in it are seen only when it is replaced");
+        }
+        self.watched = now;
+        true
+    }
+}
+
 /// Whether `event` can change the tools: a plugin file written, created,
-/// renamed or removed. Opening or reading one is not a change (the reload
-/// itself reads every plugin, and must not set off another).
-fn changes_tools(event: &Event) -> bool {
+/// renamed or removed, or the directory `dir` itself moved or removed.
+/// Opening or reading one is not a change (the reload itself reads every
+/// plugin, and must not set off another).
+fn changes_tools(event: &Event, dir: &Path) -> bool {
     let change = match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
         _ => true,
     };
-    change && event.paths.iter().any(|p| is_plugin_file(p))
+    change && event.paths.iter().any(|p| p == dir || is_plugin_file(p))
 }
 
 /// Whether a change to `path` can change the tools.
@@ -93,6 +156,10 @@ mod tests {
         assert!(!is_plugin_file(Path::new("/p/README")));
     }
 
+    fn dir() -> &'static Path {
+        Path::new("/p")
+    }
+
     fn event(kind: EventKind, path: &str) -> Event {
         Event::new(kind).add_path(path.into())
     }
@@ -109,7 +176,7 @@ mod tests {
         ];
         for kind in read {
             assert!(
-                !changes_tools(&event(EventKind::Access(kind), "/p/t.wasm")),
+                !changes_tools(&event(EventKind::Access(kind), "/p/t.wasm"), dir()),
                 "{kind:?}"
             );
         }
@@ -121,8 +188,24 @@ mod tests {
             EventKind::Remove(RemoveKind::File),
         ];
         for kind in changed {
-            assert!(changes_tools(&event(kind, "/p/t.wasm")), "{kind:?}");
-            assert!(!changes_tools(&event(kind, "/p/notes.txt")), "{kind:?}");
+            assert!(changes_tools(&event(kind, "/p/t.wasm"), dir()), "{kind:?}");
+            assert!(
+                !changes_tools(&event(kind, "/p/notes.txt"), dir()),
+                "{kind:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_directory_itself_moved_or_removed_is_a_change() {
+        use notify::event::{ModifyKind, RemoveKind, RenameMode};
+        let moved = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        let removed = EventKind::Remove(RemoveKind::Folder);
+        for kind in [moved, removed] {
+            assert!(changes_tools(&event(kind, "/p"), dir()), "{kind:?}");
+            assert!(!changes_tools(&event(kind, "/q"), dir()), "{kind:?}");
+        }
+        let opened = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert!(!changes_tools(&event(opened, "/p"), dir()));
     }
 }
