@@ -6,6 +6,7 @@ use super::bindings::{task, tool};
 use super::functions::{Function, Returned};
 use super::prepare::{Pre, Prepared};
 use super::sandbox::{State, Stdio};
+use super::ticker::Ticking;
 use crate::failure::{CapturedOutput, FailureKind, Stopped, TaskFailure};
 use crate::limits::Limits;
 use std::time::Instant;
@@ -48,10 +49,17 @@ pub enum Entry<'a> {
 }
 
 /// Arms the store so that every epoch tick checks for cancellation and the
-/// deadline, yielding to the async runtime otherwise.
-pub fn arm(store: &mut Store<State>, cancel: CancellationToken, deadline: Instant) {
+/// deadline, yielding to the async runtime otherwise. The callback keeps
+/// `ticking` for as long as the store lives, so the ticks come.
+pub fn arm(
+    store: &mut Store<State>,
+    cancel: CancellationToken,
+    deadline: Instant,
+    ticking: Ticking,
+) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
+        let _held = &ticking;
         if cancel.is_cancelled() {
             Err(Interrupt::Cancelled.into())
         } else if Instant::now() >= deadline {

@@ -1,14 +1,10 @@
 //! The executor's wasmtime engines: their configuration, the probe that
 //! picks the pooling allocator where the address space allows it, the
-//! portable variant that compiles code any CPU of this target runs, and the
-//! epoch ticker that drives deadlines and cancellation.
+//! portable variant that compiles code any CPU of this target runs.
 
 use std::hash::{Hash, Hasher};
-use std::thread;
 use std::time::Duration;
-use wasmtime::{
-    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, PoolingAllocationConfig,
-};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Which instance allocator to use (`auto`, `pooling`, `on-demand`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -204,27 +200,6 @@ fn pooling_config(settings: &EngineSettings) -> Config {
     let mut config = base_config(settings);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
-}
-
-/// Advances the engines' epochs every tick until they are dropped.
-pub fn start_ticker(engines: &[Engine], tick: Duration) {
-    let weak: Vec<EngineWeak> = engines.iter().map(Engine::weak).collect();
-    thread::Builder::new()
-        .name("wasmnode-epoch".into())
-        .spawn(move || {
-            loop {
-                thread::sleep(tick);
-                let mut alive = false;
-                for engine in weak.iter().filter_map(EngineWeak::upgrade) {
-                    engine.increment_epoch();
-                    alive = true;
-                }
-                if !alive {
-                    return;
-                }
-            }
-        })
-        .expect("spawn epoch ticker thread");
 }
 
 #[cfg(test)]

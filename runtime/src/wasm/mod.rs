@@ -28,6 +28,7 @@ mod output;
 mod prepare;
 mod run;
 mod sandbox;
+mod ticker;
 mod tool_host;
 
 pub use contract::{MountNeed, ToolDescription};
@@ -130,10 +131,12 @@ pub struct WasmExecutor {
     verified: std::sync::Mutex<std::collections::HashSet<(blake3::Hash, blake3::Hash)>>,
     /// The component files read, and their hashes.
     files: Arc<files::ComponentFiles>,
+    /// Advances the engines' epochs while a store exists.
+    ticker: ticker::Ticker,
 }
 
 impl WasmExecutor {
-    /// Builds the engine (probing the pooling allocator), the linkers and
+    /// Builds the engines (probing the pooling allocator), the linkers and
     /// the caches, and starts the epoch ticker.
     pub fn new(config: WasmConfig) -> Result<Self, WasmSetupError> {
         let setup = |e: wasmtime::Error| WasmSetupError::Engine(format!("{e:#}"));
@@ -148,7 +151,7 @@ impl WasmExecutor {
             })?),
             None => None,
         };
-        engine::start_ticker(&engines, config.engine.epoch_tick);
+        let ticker = ticker::Ticker::start(&engines, config.engine.epoch_tick);
         tracing::debug!(
             allocator = allocator.as_str(),
             engines = engines.len(),
@@ -169,6 +172,7 @@ impl WasmExecutor {
             trust: config.trust,
             verified: Default::default(),
             files: Arc::new(files::ComponentFiles::new(files::SETTLE)),
+            ticker,
         })
     }
 
@@ -319,7 +323,8 @@ impl WasmExecutor {
                 .set_fuel(ctx.limits.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| TaskFailure::internal(format!("setting fuel: {e}")))?;
         }
-        call::arm(&mut store, ctx.cancel.clone(), ctx.deadline);
+        let ticking = self.ticker.hold(self.lanes.current());
+        call::arm(&mut store, ctx.cancel.clone(), ctx.deadline, ticking);
         Ok(store)
     }
 }
