@@ -45,6 +45,31 @@ pub(crate) async fn settled_rss_kib(pid: u32) -> u64 {
     last
 }
 
+/// Voluntary context switches of all of `pid`'s threads so far: a thread
+/// that sleeps and is woken counts one.
+fn voluntary_switches(pid: u32) -> u64 {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    threads
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|status| {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// How often `pid`'s threads wake per second, counted over `window`.
+async fn wakeups_per_second(pid: u32, window: Duration) -> f64 {
+    let before = voluntary_switches(pid);
+    tokio::time::sleep(window).await;
+    voluntary_switches(pid).saturating_sub(before) as f64 / window.as_secs_f64()
+}
+
 /// Samples `pid`'s RSS every 20 ms into the returned peak (KiB, starting at
 /// `start`) until the task is aborted.
 pub(crate) fn sample_peak_rss(
@@ -176,6 +201,7 @@ pub async fn end_to_end(
     node.restart().await;
     let pid = node.pid();
     let idle = settled_rss_kib(pid).await;
+    let wakeups = wakeups_per_second(pid, Duration::from_secs(10)).await;
     let (peak, sampler) = sample_peak_rss(pid, idle);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -277,6 +303,11 @@ pub async fn end_to_end(
             format!("{:.1} MiB", mib(idle)),
             "< 30 MB",
             mib(idle) * 1.048_576 < 30.0,
+        ),
+        Row::info(
+            S7,
+            "idle node: its threads woken per second (voluntary context switches over 10 s)",
+            format!("{wakeups:.1}"),
         ),
         Row::info(
             S7,
