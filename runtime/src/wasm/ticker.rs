@@ -117,6 +117,8 @@ impl Drop for Ticking {
 }
 
 /// The ticker thread: parked while nothing holds it, else a tick at a time.
+/// Once woken it ticks at least once before it looks again, so tasks that
+/// come one after another wake it at most once a tick, not once each.
 fn run(shared: &Shared, engines: &[EngineWeak], tick: Duration) {
     loop {
         if shared.idle() {
@@ -131,7 +133,6 @@ fn run(shared: &Shared, engines: &[EngineWeak], tick: Duration) {
                 thread::park();
             }
             shared.parked.store(false, Ordering::SeqCst);
-            continue;
         }
         thread::sleep(tick);
         for engine in engines.iter().filter_map(EngineWeak::upgrade) {
