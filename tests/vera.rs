@@ -1,13 +1,13 @@
 //! The Vera-style task API on the real node: every endpoint, callbacks
-//! (allowlisted, retried, recorded), priorities under load, the health and
-//! JSON metrics additions.
+//! (allowlisted, retried, recorded, resumed after a crash), priorities
+//! under load, the health and JSON metrics additions.
 
 use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmnode_e2e::{Gate, NodeProcess, test_guest_dir};
+use wasmnode_e2e::{Gate, NodeProcess, callback_task, test_guest_dir};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -270,6 +270,32 @@ async fn callbacks_are_allowlisted_retried_and_recorded() {
         (422, Some("POLICY_DENIED")),
         "no SSRF from submitted jobs: {body}"
     );
+}
+
+#[tokio::test]
+async fn a_callback_pending_when_the_node_is_killed_is_delivered_after_its_restart() {
+    let config = format!(
+        "[policy]\ncomponent_roots = [{:?}]\n[vera]\ncallback_allowlist = [\"http://127.0.0.1:\"]\ncallback_attempts = 3\ncallback_backoff_ms = 3600000\n",
+        test_guest_dir().display().to_string()
+    );
+    let mut node = NodeProcess::start(&config).await;
+    let receiver = Receiver::start(1).await;
+    assert_eq!(
+        node.post_json("/execute", &callback_task("cb", &receiver.url))
+            .await
+            .0,
+        200
+    );
+    // The first attempt fails and the next is an hour away.
+    let status = wait_status(&node, "cb", |s| s["callback"]["attempts"] == 1).await;
+    assert_eq!(status["callback"]["state"], "pending", "{status}");
+
+    node.crash_and_restart().await;
+    let status = wait_status(&node, "cb", |s| s["callback"]["state"] == "delivered").await;
+    assert_eq!(status["callback"]["attempts"], 2, "{status}");
+    let received = receiver.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["task_id"], "cb");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Delivers the results of Vera-style tasks to their `callback_url`: each
 //! callback is tried `vera.callback_attempts` times with doubling waits; the
 //! outcome is recorded on the job (visible at `/task/{id}/status`). Pending
-//! callbacks live in the durable outbox, so a restart resumes them.
+//! callbacks live in the durable outbox, so a restart resumes them; with
+//! none pending, delivery sleeps until one is queued.
 //!
 //! Before each attempt the URL is checked again against the allowlist and
 //! its host resolved: the request goes to the checked addresses only, and
@@ -18,6 +19,8 @@ use wasmnode_runtime::urls::{self, UrlAllowlist, UrlRefused};
 
 /// Callbacks delivered at once.
 const PARALLEL: usize = 16;
+/// How often the outbox is read again while callbacks are pending.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Starts the delivery loop.
 pub fn spawn(node: Arc<Node>) {
@@ -34,10 +37,20 @@ async fn run(node: Arc<Node>) {
     };
     let in_flight: Arc<Mutex<HashSet<u64>>> = Arc::default();
     loop {
-        let pending = node.reports(Channel::Callback, 256).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "cannot read pending callbacks");
-            Vec::new()
-        });
+        let pending = match node.reports(Channel::Callback, 256) {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read pending callbacks; trying again shortly");
+                tokio::time::sleep(RECHECK).await;
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            // Nothing to deliver: sleep until a callback is queued. The
+            // store keeps the signal of one queued since the read above.
+            node.report_queued(Channel::Callback).await;
+            continue;
+        }
         for (seq, item) in pending {
             if in_flight.lock().expect("in-flight lock").len() >= PARALLEL
                 || !in_flight.lock().expect("in-flight lock").insert(seq)
@@ -50,9 +63,11 @@ async fn run(node: Arc<Node>) {
                 in_flight.lock().expect("in-flight lock").remove(&seq);
             });
         }
+        // Some are pending: look again once more are queued, or shortly
+        // (for those beyond the in-flight limit and those left to retry).
         tokio::select! {
             _ = node.report_queued(Channel::Callback) => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(RECHECK) => {}
         }
     }
 }
@@ -109,6 +124,8 @@ async fn post(
 
 async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxItem) {
     let Some(url) = super::callback_url(&item.origin) else {
+        tracing::warn!(job_id = %item.job_id, "callback dropped: its origin names no URL");
+        let _ = node.report_done(Channel::Callback, seq).await;
         return;
     };
     let settings = &node.config.vera;
