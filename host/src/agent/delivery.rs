@@ -58,20 +58,23 @@ impl Agent {
         let node = &self.node;
         let mut backoff = Backoff::new(Duration::from_millis(200), self.settings.backoff_max);
         loop {
-            let pending = node
-                .reports(Channel::ControlPlane, ROUND)
-                .unwrap_or_else(|e| {
+            let pending = match node.reports(Channel::ControlPlane, ROUND) {
+                Ok(pending) => pending,
+                Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox");
-                    Vec::new()
-                });
+                    tokio::time::sleep(backoff.delay()).await;
+                    continue;
+                }
+            };
             if pending.is_empty() {
                 if flush.is_cancelled() {
                     return;
                 }
+                // The store keeps the signal of a report queued since the
+                // read above, so none is missed while this sleeps.
                 tokio::select! {
                     _ = flush.cancelled() => {}
                     _ = node.report_queued(Channel::ControlPlane) => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
             }
