@@ -35,7 +35,7 @@ impl Node {
         });
         let mut watch = match watcher {
             Ok(watcher) => DirWatch {
-                dir: dir.clone(),
+                dir,
                 watcher,
                 watched: None,
             },
@@ -67,6 +67,7 @@ impl Node {
                         }
                     }
                 }
+                let dir = &watch.dir;
                 let plugins = watch.watched.is_some().then_some(dir.as_path());
                 if plugins.is_none() {
                     tracing::warn!(dir = %dir.display(), "the plugin directory is gone; its tools are dropped until it is back");
