@@ -22,8 +22,8 @@ mod writer;
 pub use maintenance::{Repaired, check, repair};
 pub use outbox::{Channel, Origin, OutboxItem, ReportStatus};
 pub use records::{
-    CallbackStatus, EncodedOutput, ErrorCode, ErrorInfo, JobFilter, JobOutput, JobRecord,
-    JobResult, JobState, Logs, now_ms, rfc3339,
+    CallbackState, CallbackStatus, EncodedOutput, ErrorCode, ErrorInfo, JobFilter, JobOutput,
+    JobRecord, JobResult, JobState, Logs, now_ms, rfc3339,
 };
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};

@@ -284,13 +284,26 @@ pub struct JobRecord {
     pub callback: Option<CallbackStatus>,
 }
 
+/// Where the delivery of a job's callback stands; stored and shown as
+/// `pending`, `delivered` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackState {
+    /// Not delivered yet; attempts remain.
+    Pending,
+    /// The target answered 2xx.
+    Delivered,
+    /// Every attempt failed, or one failed in a way no retry could mend.
+    Failed,
+}
+
 /// How the delivery of a job's callback went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackStatus {
     /// Where it goes.
     pub url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub state: String,
+    /// Where delivery stands.
+    pub state: CallbackState,
     /// Attempts so far.
     pub attempts: u32,
     /// The last failure, if any.
@@ -302,7 +315,7 @@ impl CallbackStatus {
     pub fn pending(url: String) -> Self {
         Self {
             url,
-            state: "pending".into(),
+            state: CallbackState::Pending,
             attempts: 0,
             last_error: None,
         }

@@ -267,7 +267,7 @@ async fn callback_status_is_set_on_the_current_record() {
     store.put(finished(record, now_ms())).await.unwrap();
     let status = CallbackStatus {
         url: "http://hook".into(),
-        state: "delivered".into(),
+        state: CallbackState::Delivered,
         attempts: 1,
         last_error: None,
     };
@@ -279,6 +279,22 @@ async fn callback_status_is_set_on_the_current_record() {
         (JobState::Finished, Some(status))
     );
     assert!(store.get("gone").unwrap().is_none());
+}
+
+#[test]
+fn callback_states_keep_the_names_stored_records_and_the_vera_api_use() {
+    for (state, name) in [
+        (CallbackState::Pending, "pending"),
+        (CallbackState::Delivered, "delivered"),
+        (CallbackState::Failed, "failed"),
+    ] {
+        assert_eq!(serde_json::to_value(state).unwrap(), json!(name));
+        assert_eq!(
+            serde_json::from_value::<CallbackState>(json!(name)).unwrap(),
+            state
+        );
+    }
+    assert!(serde_json::from_value::<CallbackState>(json!("sent")).is_err());
 }
 
 #[tokio::test]

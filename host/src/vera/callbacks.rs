@@ -11,7 +11,7 @@
 //! fails the callback at once: no retry could succeed.
 
 use crate::node::Node;
-use crate::store::{CallbackStatus, Channel, OutboxItem};
+use crate::store::{CallbackState, CallbackStatus, Channel, OutboxItem};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -150,7 +150,7 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
         status.attempts += 1;
         match post(allowlist, settings.allow_plain_http, &url, body.clone()).await {
             Ok(_) => {
-                status.state = "delivered".into();
+                status.state = CallbackState::Delivered;
                 status.last_error = None;
                 record_status(node, &item.job_id, status).await;
                 let _ = node.report_done(Channel::Callback, seq).await;
@@ -172,7 +172,7 @@ async fn deliver(node: &Node, allowlist: &UrlAllowlist, seq: u64, item: OutboxIt
             }
         }
     }
-    status.state = "failed".into();
+    status.state = CallbackState::Failed;
     record_status(node, &item.job_id, status).await;
     let _ = node.report_done(Channel::Callback, seq).await;
 }
