@@ -5,6 +5,7 @@
 use crate::report::{Row, Samples, human};
 use futures::StreamExt;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -45,29 +46,35 @@ pub(crate) async fn settled_rss_kib(pid: u32) -> u64 {
     last
 }
 
-/// Voluntary context switches of all of `pid`'s threads so far: a thread
-/// that sleeps and is woken counts one.
-fn voluntary_switches(pid: u32) -> u64 {
+/// Voluntary context switches of each of `pid`'s threads, by thread id.
+fn voluntary_switches(pid: u32) -> HashMap<u64, u64> {
     let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return HashMap::new();
     };
     threads
         .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
-        .filter_map(|status| {
+        .filter_map(|t| {
+            let tid = t.file_name().to_str()?.parse::<u64>().ok()?;
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
             let line = status
                 .lines()
                 .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            Some((tid, line.split_whitespace().nth(1)?.parse::<u64>().ok()?))
         })
-        .sum()
+        .collect()
 }
 
-/// How often `pid`'s threads wake per second, counted over `window`.
+/// How often `pid`'s threads wake per second, counted over `window`, thread
+/// by thread: a thread that ends meanwhile (tokio's blocking threads do
+/// after 10 s idle) must not take its earlier wakeups off the others'.
 async fn wakeups_per_second(pid: u32, window: Duration) -> f64 {
     let before = voluntary_switches(pid);
     tokio::time::sleep(window).await;
-    voluntary_switches(pid).saturating_sub(before) as f64 / window.as_secs_f64()
+    let woken: u64 = voluntary_switches(pid)
+        .into_iter()
+        .map(|(tid, now)| now.saturating_sub(before.get(&tid).copied().unwrap_or(0)))
+        .sum();
+    woken as f64 / window.as_secs_f64()
 }
 
 /// Samples `pid`'s RSS every 20 ms into the returned peak (KiB, starting at
