@@ -62,7 +62,14 @@ impl Agent {
                 Ok(pending) => pending,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox");
-                    tokio::time::sleep(backoff.delay()).await;
+                    if flush.is_cancelled() {
+                        // Nothing can be flushed from an outbox that cannot be read.
+                        return;
+                    }
+                    tokio::select! {
+                        _ = flush.cancelled() => {}
+                        _ = tokio::time::sleep(backoff.delay()) => {}
+                    }
                     continue;
                 }
             };
