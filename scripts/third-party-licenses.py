@@ -16,6 +16,9 @@ import subprocess
 import sys
 
 PREFIXES = ("license", "licence", "copying", "notice", "unlicense", "copyright")
+# Crates that build a bundled C library whose own licence lies below the
+# crate's root, where the scan above does not look.
+BUNDLED = {"libmimalloc-sys": ["c_src/mimalloc/v3/LICENSE"]}
 
 
 def linked(manifest: str, target: str, is_root) -> dict:
@@ -58,7 +61,7 @@ def main() -> int:
         files = sorted(
             f for f in crate_dir.iterdir()
             if f.is_file() and f.name.lower().startswith(PREFIXES)
-        )
+        ) + [crate_dir / path for path in BUNDLED.get(p["name"], [])]
         expression = p.get("license") or ""
         if not files and not expression:
             unknown.append(f'{p["name"]} {p["version"]}')
@@ -67,7 +70,8 @@ def main() -> int:
         if p.get("repository"):
             text.append(f'Source: {p["repository"]}')
         for f in files:
-            text += ["", f"### {f.name}", "", f.read_text(errors="replace").strip()]
+            name = f.relative_to(crate_dir)
+            text += ["", f"### {name}", "", f.read_text(errors="replace").strip()]
         if not files:
             text += ["", "(the crate ships no licence file; its terms are the licence above)"]
         sections.append("\n".join(text))

@@ -106,6 +106,29 @@ impl Drop for Container {
     }
 }
 
+#[test]
+#[ignore = "needs the image: make test-deploy"]
+fn the_scratch_images_static_binary_allocates_with_mimalloc() {
+    let image = std::env::var("WASMNODE_IMAGE").expect("WASMNODE_IMAGE");
+    let out = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "-e",
+            "MIMALLOC_VERBOSE=1",
+            &image,
+            "--version",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mimalloc: process init"),
+        "musl's own malloc, not mimalloc: {}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs the image: make test-deploy"]
 async fn the_scratch_image_runs_a_wasm_job_on_its_published_port() {

@@ -116,3 +116,22 @@ fn a_board_that_declines_the_embedded_code_compiles_the_builtin_for_its_cpu() {
         json(&out)
     );
 }
+
+#[test]
+#[ignore = "needs a cross-built binary: make test-arm64 / make test-edge"]
+fn the_64_bit_board_build_allocates_with_mimalloc_and_armv7_with_musls_own() {
+    cross_binary();
+    let out = std::process::Command::new(wasmnode_e2e::binary())
+        .arg("--version")
+        .env("MIMALLOC_VERBOSE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let arch = std::env::var("WASMNODE_EXPECT_ARCH").expect("WASMNODE_EXPECT_ARCH");
+    assert_eq!(
+        stderr(&out).contains("mimalloc: process init"),
+        arch == "aarch64",
+        "{arch}: {}",
+        stderr(&out)
+    );
+}

@@ -200,6 +200,7 @@ pub async fn end_to_end(
     latency_jobs: usize,
     throughput_jobs: usize,
     binary: &std::path::Path,
+    musl: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<Row>> {
     let mut node = NodeProcess::start(CONFIG).await;
     let idle_first = settled_rss_kib(node.pid()).await;
@@ -256,6 +257,19 @@ pub async fn end_to_end(
     unsigned_node.wait_warm().await;
     let unsigned = sustained(&unsigned_node, &client, throughput_jobs).await?;
     drop(unsigned_node);
+    let released = match musl {
+        Some(path) => {
+            let musl_node = NodeProcess::start_binary(path, CONFIG).await;
+            musl_node.wait_warm().await;
+            let musl = sustained(&musl_node, &client, throughput_jobs).await?;
+            format!(
+                "{:.0} jobs/s; {:.2}×",
+                musl.finished,
+                musl.finished / durable.finished
+            )
+        }
+        None => "not measured: no static build given (--musl)".to_string(),
+    };
     let size = std::fs::metadata(binary).map(|m| m.len()).unwrap_or(0);
     let mib = |kib: u64| kib as f64 / 1024.0;
     Ok(vec![
@@ -303,6 +317,11 @@ pub async fn end_to_end(
                 unsigned.finished,
                 durable.finished / unsigned.finished
             ),
+        ),
+        Row::info(
+            S2,
+            "sustained, durable, the static x86_64 musl build (as released): jobs/s; ÷ the durable row",
+            released,
         ),
         Row::target(
             S7,

@@ -37,6 +37,10 @@ struct Args {
     /// An aarch64 build, timed under qemu-aarch64-static (section 10).
     #[arg(long, value_name = "PATH")]
     aarch64: Option<PathBuf>,
+    /// The static x86_64 musl build, as `make release` ships it: section 2
+    /// runs its sustained throughput beside --wasmnode's.
+    #[arg(long, value_name = "PATH")]
+    musl: Option<PathBuf>,
     /// Run only these sections (e.g. `--only 2,5`) and print their rows;
     /// a partial run writes no report.
     #[arg(long, value_delimiter = ',', value_name = "N", value_parser = clap::value_parser!(u8).range(1..=10))]
@@ -133,6 +137,7 @@ fn main() -> anyhow::Result<()> {
             counts.latency_jobs,
             counts.throughput_jobs,
             &binary,
+            args.musl.as_deref(),
         ))?
     } else {
         Vec::new()

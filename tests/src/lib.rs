@@ -157,6 +157,8 @@ pub struct NodeProcess {
     command: Vec<String>,
     /// `prlimit` options the node starts under (e.g. `--nofile=256:256`).
     limits: Vec<String>,
+    /// The `wasmnode` binary it runs.
+    binary: PathBuf,
 }
 
 impl NodeProcess {
@@ -203,16 +205,28 @@ impl NodeProcess {
     /// Starts `wasmnode COMMAND...` with `config_toml` under the resource
     /// limits `prlimit` options give (e.g. `--nofile=256:256`).
     pub async fn start_limited(command: &[&str], config_toml: &str, limits: &[&str]) -> Self {
-        Self::launch(command, config_toml, limits, "http").await
+        Self::launch(&binary(), command, config_toml, limits, "http").await
+    }
+
+    /// Starts `wasmnode serve` from the build `binary` (another target's, say)
+    /// instead of [`binary()`], with `config_toml`.
+    pub async fn start_binary(binary: &std::path::Path, config_toml: &str) -> Self {
+        Self::launch(binary, &["serve"], config_toml, &[], "http").await
     }
 
     /// Starts `wasmnode serve` with `config_toml`, which serves the API over
     /// HTTPS (`api.tls_cert`); `url` is `https://...`.
     pub async fn start_https(config_toml: &str) -> Self {
-        Self::launch(&["serve"], config_toml, &[], "https").await
+        Self::launch(&binary(), &["serve"], config_toml, &[], "https").await
     }
 
-    async fn launch(command: &[&str], config_toml: &str, limits: &[&str], scheme: &str) -> Self {
+    async fn launch(
+        binary: &std::path::Path,
+        command: &[&str],
+        config_toml: &str,
+        limits: &[&str],
+        scheme: &str,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config = data_dir.path().join("node.toml");
         std::fs::write(&config, config_toml).expect("write config");
@@ -220,7 +234,16 @@ impl NodeProcess {
         let log = data_dir.path().join("node.log");
         let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         let limits: Vec<String> = limits.iter().map(|s| s.to_string()).collect();
-        let child = spawn_node(&command, &config, data_dir.path(), port, &log, &limits);
+        let binary = binary.to_path_buf();
+        let child = spawn_node(
+            &binary,
+            &command,
+            &config,
+            data_dir.path(),
+            port,
+            &log,
+            &limits,
+        );
         let node = Self {
             child,
             url: format!("{scheme}://127.0.0.1:{port}"),
@@ -230,6 +253,7 @@ impl NodeProcess {
             log,
             command,
             limits,
+            binary,
         };
         node.wait_ready().await;
         node
@@ -369,6 +393,7 @@ impl NodeProcess {
     /// Starts the (stopped) node again with the same config, port and data.
     pub async fn restart(&mut self) {
         self.child = spawn_node(
+            &self.binary,
             &self.command,
             &self.config,
             self.data_dir.path(),
@@ -388,6 +413,7 @@ impl Drop for NodeProcess {
 }
 
 fn spawn_node(
+    binary: &std::path::Path,
     command: &[String],
     config: &std::path::Path,
     data_dir: &std::path::Path,
@@ -403,10 +429,10 @@ fn spawn_node(
     // `prlimit OPTIONS -- wasmnode ...` sets the limits and execs the node,
     // which keeps prlimit's process id.
     let mut node = if limits.is_empty() {
-        Command::new(binary())
+        Command::new(binary)
     } else {
         let mut prlimit = Command::new("prlimit");
-        prlimit.args(limits).arg("--").arg(binary());
+        prlimit.args(limits).arg("--").arg(binary);
         prlimit
     };
     node.arg("--config")
